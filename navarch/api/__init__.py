@@ -1,0 +1,1 @@
+"""The control-plane wire API: Connect unary over JSON."""

@@ -1,0 +1,329 @@
+"""Wire models of the control-plane API.
+
+Every request and response is a frozen attrs class. On the wire they are proto3-style JSON:
+lowerCamelCase field names, enums by their full names (`NODE_STATUS_ACTIVE`), timestamps as
+RFC 3339 strings, durations as strings with a unit (`"30s"`). `navarch.api.codec` owns the
+conversion; this module only says what exists.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from attrs import field, frozen
+
+
+class NodeStatus(enum.Enum):
+    """What the control plane does with a node."""
+
+    NODE_STATUS_ACTIVE = "NODE_STATUS_ACTIVE"
+    NODE_STATUS_CORDONED = "NODE_STATUS_CORDONED"
+    NODE_STATUS_DRAINING = "NODE_STATUS_DRAINING"
+    NODE_STATUS_DRAINED = "NODE_STATUS_DRAINED"
+    NODE_STATUS_UNHEALTHY = "NODE_STATUS_UNHEALTHY"
+    NODE_STATUS_TERMINATED = "NODE_STATUS_TERMINATED"
+
+
+class HealthStatus(enum.Enum):
+    """What the hardware says about a node."""
+
+    HEALTH_STATUS_UNKNOWN = "HEALTH_STATUS_UNKNOWN"
+    HEALTH_STATUS_HEALTHY = "HEALTH_STATUS_HEALTHY"
+    HEALTH_STATUS_DEGRADED = "HEALTH_STATUS_DEGRADED"
+    HEALTH_STATUS_UNHEALTHY = "HEALTH_STATUS_UNHEALTHY"
+
+
+class CommandType(enum.Enum):
+    COMMAND_TYPE_CORDON = "COMMAND_TYPE_CORDON"
+    COMMAND_TYPE_UNCORDON = "COMMAND_TYPE_UNCORDON"
+    COMMAND_TYPE_DRAIN = "COMMAND_TYPE_DRAIN"
+    COMMAND_TYPE_TERMINATE = "COMMAND_TYPE_TERMINATE"
+    COMMAND_TYPE_RUN_DIAGNOSTIC = "COMMAND_TYPE_RUN_DIAGNOSTIC"
+
+
+class CommandStatus(enum.Enum):
+    # PENDING: queued for the node; DELIVERED: handed to the node at least once, not yet acked.
+    COMMAND_STATUS_PENDING = "COMMAND_STATUS_PENDING"
+    COMMAND_STATUS_DELIVERED = "COMMAND_STATUS_DELIVERED"
+    COMMAND_STATUS_SUCCEEDED = "COMMAND_STATUS_SUCCEEDED"
+    COMMAND_STATUS_FAILED = "COMMAND_STATUS_FAILED"
+    COMMAND_STATUS_CANCELLED = "COMMAND_STATUS_CANCELLED"
+
+
+class CommandResult(enum.Enum):
+    COMMAND_RESULT_SUCCEEDED = "COMMAND_RESULT_SUCCEEDED"
+    COMMAND_RESULT_FAILED = "COMMAND_RESULT_FAILED"
+
+
+class HealthEventType(enum.Enum):
+    HEALTH_EVENT_TYPE_XID = "HEALTH_EVENT_TYPE_XID"
+    HEALTH_EVENT_TYPE_THERMAL = "HEALTH_EVENT_TYPE_THERMAL"
+    HEALTH_EVENT_TYPE_ECC = "HEALTH_EVENT_TYPE_ECC"
+    HEALTH_EVENT_TYPE_REMAPPED_ROWS = "HEALTH_EVENT_TYPE_REMAPPED_ROWS"
+    HEALTH_EVENT_TYPE_RETIRED_PAGES = "HEALTH_EVENT_TYPE_RETIRED_PAGES"
+    HEALTH_EVENT_TYPE_NVLINK = "HEALTH_EVENT_TYPE_NVLINK"
+    HEALTH_EVENT_TYPE_PCIE = "HEALTH_EVENT_TYPE_PCIE"
+    HEALTH_EVENT_TYPE_POWER = "HEALTH_EVENT_TYPE_POWER"
+    HEALTH_EVENT_TYPE_CLOCKS = "HEALTH_EVENT_TYPE_CLOCKS"
+    HEALTH_EVENT_TYPE_GPU_LOST = "HEALTH_EVENT_TYPE_GPU_LOST"
+    HEALTH_EVENT_TYPE_BOOT = "HEALTH_EVENT_TYPE_BOOT"
+    HEALTH_EVENT_TYPE_CHECK_FAILED = "HEALTH_EVENT_TYPE_CHECK_FAILED"
+
+
+@frozen(kw_only=True)
+class GpuInfo:
+    index: int
+    uuid: str
+    name: str = ""
+    pci_bus_id: str = ""
+    memory_total_bytes: int = 0
+
+
+@frozen(kw_only=True)
+class GpuMetrics:
+    index: int
+    utilization_percent: float = 0.0
+    memory_used_bytes: int = 0
+    temperature_c: float = 0.0
+    power_watts: float = 0.0
+
+
+@frozen(kw_only=True)
+class NodeMetrics:
+    cpu_percent: float = 0.0
+    memory_percent: float = 0.0
+    gpus: tuple[GpuMetrics, ...] = ()
+
+
+@frozen(kw_only=True)
+class HealthEvent:
+    """One hardware signal from a node. `gpu_index` is -1 for a node-level event."""
+
+    type: HealthEventType
+    time: datetime
+    gpu_index: int = -1
+    gpu_uuid: str = ""
+    xid: int = 0
+    message: str = ""
+    # Numeric readings behind the event (temperature, counter values, deltas).
+    metrics: dict[str, float] = field(factory=dict)
+    # Textual details (pci bus id, pid, process name, recovery action).
+    details: dict[str, str] = field(factory=dict)
+
+
+@frozen(kw_only=True)
+class NodeCommand:
+    command_id: str
+    node_id: str
+    type: CommandType
+    status: CommandStatus
+    reason: str = ""
+    parameters: dict[str, str] = field(factory=dict)
+    issued_at: datetime | None = None
+    issued_by: str = ""
+    completed_at: datetime | None = None
+    result_message: str = ""
+
+
+@frozen(kw_only=True)
+class Node:
+    node_id: str
+    status: NodeStatus
+    health: HealthStatus
+    provider: str = ""
+    region: str = ""
+    zone: str = ""
+    instance_type: str = ""
+    pool: str = ""
+    hostname: str = ""
+    labels: dict[str, str] = field(factory=dict)
+    gpus: tuple[GpuInfo, ...] = ()
+    status_reason: str = ""
+    registered_at: datetime | None = None
+    last_heartbeat_at: datetime | None = None
+    metrics: NodeMetrics | None = None
+    # The events of the node's most recent health report.
+    last_health_events: tuple[HealthEvent, ...] = ()
+
+
+@frozen(kw_only=True)
+class Event:
+    """A lifecycle or command event: every status transition and command is one."""
+
+    event_id: str
+    time: datetime
+    kind: str  # e.g. "node.registered", "node.status_changed", "command.issued", "command.acked"
+    node_id: str = ""
+    actor: str = ""  # "admin", "node:<id>", "heartbeat-monitor", "remediation", ...
+    reason: str = ""
+    from_status: NodeStatus | None = None
+    to_status: NodeStatus | None = None
+    details: dict[str, str] = field(factory=dict)
+
+
+@frozen(kw_only=True)
+class NodeConfig:
+    """Settings the control plane hands a node at registration."""
+
+    heartbeat_interval: str = "30s"
+    health_check_interval: str = "60s"
+    command_poll_wait: str = "20s"
+
+
+@frozen(kw_only=True)
+class RegisterNodeRequest:
+    node_id: str
+    provider: str = ""
+    region: str = ""
+    zone: str = ""
+    instance_type: str = ""
+    pool: str = ""
+    hostname: str = ""
+    labels: dict[str, str] = field(factory=dict)
+    gpus: tuple[GpuInfo, ...] = ()
+    agent_version: str = ""
+
+
+@frozen(kw_only=True)
+class RegisterNodeResponse:
+    node: Node
+    config: NodeConfig
+    # Issued when the node registered with a join token; the node uses it from then on.
+    node_token: str = ""
+
+
+@frozen(kw_only=True)
+class SendHeartbeatRequest:
+    node_id: str
+    metrics: NodeMetrics | None = None
+
+
+@frozen(kw_only=True)
+class SendHeartbeatResponse:
+    status: NodeStatus
+    # Pending commands ride on the heartbeat reply, so an idle node makes one request per interval.
+    commands: tuple[NodeCommand, ...] = ()
+
+
+@frozen(kw_only=True)
+class GetNodeCommandsRequest:
+    node_id: str
+    # Long poll: hold the request up to this long (a duration string) while nothing is pending.
+    wait: str = "0s"
+
+
+@frozen(kw_only=True)
+class GetNodeCommandsResponse:
+    commands: tuple[NodeCommand, ...] = ()
+
+
+@frozen(kw_only=True)
+class AckCommandRequest:
+    node_id: str
+    command_id: str
+    result: CommandResult
+    message: str = ""
+
+
+@frozen(kw_only=True)
+class AckCommandResponse:
+    command: NodeCommand
+
+
+@frozen(kw_only=True)
+class ReportHealthRequest:
+    node_id: str
+    events: tuple[HealthEvent, ...] = ()
+
+
+@frozen(kw_only=True)
+class ReportHealthResponse:
+    status: NodeStatus
+    health: HealthStatus
+
+
+@frozen(kw_only=True)
+class ListNodesRequest:
+    statuses: tuple[NodeStatus, ...] = ()
+    healths: tuple[HealthStatus, ...] = ()
+    pool: str = ""
+    provider: str = ""
+    region: str = ""
+    # Every label must match exactly.
+    labels: dict[str, str] = field(factory=dict)
+
+
+@frozen(kw_only=True)
+class ListNodesResponse:
+    nodes: tuple[Node, ...] = ()
+
+
+@frozen(kw_only=True)
+class GetNodeRequest:
+    node_id: str
+
+
+@frozen(kw_only=True)
+class GetNodeResponse:
+    node: Node
+    # Commands not yet finished, oldest first.
+    open_commands: tuple[NodeCommand, ...] = ()
+
+
+@frozen(kw_only=True)
+class IssueCommandRequest:
+    node_id: str
+    type: CommandType
+    reason: str = ""
+    parameters: dict[str, str] = field(factory=dict)
+
+
+@frozen(kw_only=True)
+class IssueCommandResponse:
+    command: NodeCommand
+    node: Node
+
+
+@frozen(kw_only=True)
+class GetCommandRequest:
+    command_id: str
+
+
+@frozen(kw_only=True)
+class GetCommandResponse:
+    command: NodeCommand
+
+
+@frozen(kw_only=True)
+class ListEventsRequest:
+    node_id: str = ""
+    kinds: tuple[str, ...] = ()
+    limit: int = 100
+    # Pagination cursor: return events older than this event id.
+    before: str = ""
+
+
+@frozen(kw_only=True)
+class ListEventsResponse:
+    events: tuple[Event, ...] = ()
+    next_before: str = ""
+
+
+# Method name -> (request class, response class, who may call it).
+# "node" methods accept a node token bound to the request's node_id (or an admin token);
+# "admin" methods accept only admin tokens; RegisterNode also accepts the join token.
+METHODS: dict[str, tuple[type, type, str]] = {
+    "RegisterNode": (RegisterNodeRequest, RegisterNodeResponse, "register"),
+    "SendHeartbeat": (SendHeartbeatRequest, SendHeartbeatResponse, "node"),
+    "GetNodeCommands": (GetNodeCommandsRequest, GetNodeCommandsResponse, "node"),
+    "AckCommand": (AckCommandRequest, AckCommandResponse, "node"),
+    "ReportHealth": (ReportHealthRequest, ReportHealthResponse, "node"),
+    "ListNodes": (ListNodesRequest, ListNodesResponse, "admin"),
+    "GetNode": (GetNodeRequest, GetNodeResponse, "admin"),
+    "IssueCommand": (IssueCommandRequest, IssueCommandResponse, "admin"),
+    "GetCommand": (GetCommandRequest, GetCommandResponse, "admin"),
+    "ListEvents": (ListEventsRequest, ListEventsResponse, "admin"),
+}
+
+SERVICE_PATH = "/navarch.v1.ControlPlaneService/"

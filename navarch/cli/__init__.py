@@ -1,0 +1,76 @@
+"""The `navarch` command. Each command group lives in its own module and is imported on use."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from navarch import __version__
+from navarch.errors import NavarchError
+
+# name -> "module:attribute"; a command module is imported only when that command runs.
+COMMANDS: dict[str, str] = {
+    "config": "navarch.cli.config:config",
+    "plugins": "navarch.cli.plugins:plugins",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *super().list_commands(ctx)})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in COMMANDS:
+            module_name, attr = COMMANDS[name].split(":")
+            return getattr(importlib.import_module(module_name), attr)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", "-V", prog_name="navarch")
+def cli() -> None:
+    """navarch: GPU fleet management.
+
+    Provisions GPU machines into pools, watches every GPU, cordons, drains and replaces bad
+    machines, and autoscales pools.
+    """
+
+
+def _add_plugin_commands() -> None:
+    from navarch.plugins import load_plugins
+
+    plugins = load_plugins()
+    for impl in plugins.manager.hook.navarch_cli.get_hookimpls():
+        try:
+            impl.function(cli=cli)
+        except Exception as exc:  # a broken plugin must not take the CLI down
+            print(
+                f"navarch: warning: plugin {impl.plugin_name!r} could not add its commands: {exc}",
+                file=sys.stderr,
+            )
+
+
+def main(argv: list[str] | None = None) -> Any:
+    try:
+        _add_plugin_commands()
+    except NavarchError as exc:
+        print(f"navarch: {exc}", file=sys.stderr)
+    try:
+        return cli.main(args=argv, prog_name="navarch", standalone_mode=False)
+    except click.exceptions.Abort:
+        print("navarch: aborted", file=sys.stderr)
+        sys.exit(130)
+    except click.ClickException as exc:
+        # Usage errors keep click's hint line; everything else is one line.
+        if isinstance(exc, click.UsageError) and exc.ctx is not None:
+            click.echo(exc.ctx.get_usage(), err=True)
+        print(f"navarch: {exc.format_message()}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except NavarchError as exc:
+        print(f"navarch: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,1 @@
+"""Plugins that ship with navarch, registered by module name like any other plugin."""

@@ -1,0 +1,1 @@
+"""Pools: groups of identical nodes that navarch sizes and heals."""

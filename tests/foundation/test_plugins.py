@@ -1,0 +1,180 @@
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from navarch.plugins import hookimpl, load_plugins
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "local-fleet.toml"
+
+GOOD_PLUGIN = """
+from attrs import frozen
+from navarch.plugins import hookimpl
+from navarch.pools.scaling import Recommendation
+
+
+class AcmeProvider:
+    @frozen(kw_only=True)
+    class Settings:
+        region: str = "moon-1"
+
+    def __init__(self, settings):
+        self.settings = settings
+
+
+class AlwaysThree:
+    def recommend(self, state):
+        return Recommendation(target=3, reason="always three")
+
+
+@hookimpl
+def navarch_providers(register):
+    register("acme", AcmeProvider)
+
+
+@hookimpl
+def navarch_autoscalers(register):
+    register("always-three", AlwaysThree)
+"""
+
+
+def install_distribution(site: Path, dist: str, version: str, module: str, source: str) -> None:
+    """Lays out a distribution the way `pip install` leaves it: a module and its dist-info."""
+    site.mkdir(exist_ok=True)
+    (site / f"{module}.py").write_text(textwrap.dedent(source))
+    info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[navarch]\n{module} = {module}\n")
+    (info / "RECORD").write_text("")
+
+
+@pytest.fixture
+def site(tmp_path) -> Path:
+    return tmp_path / "site-packages"
+
+
+def plugin_table(navarch, site: Path) -> dict[str, dict]:
+    result = navarch("plugins", "--json", env={"PYTHONPATH": str(site)})
+    assert result.returncode == 0, result.stderr
+    return {row["name"]: row for row in json.loads(result.stdout)}
+
+
+def test_builtin_plugins_are_listed(navarch, site):
+    site.mkdir()
+    rows = plugin_table(navarch, site)
+    assert rows["fake_provider"]["registered"] == ["provider:fake"]
+    assert rows["autoscalers"]["distribution"] == "navarch"
+    assert rows["selectors"]["registered"] == ["selector:priority"]
+
+
+def test_installed_third_party_plugin_is_discovered(navarch, site, tmp_path):
+    install_distribution(site, "navarch-acme", "1.2.3", "navarch_acme", GOOD_PLUGIN)
+    rows = plugin_table(navarch, site)
+    acme = rows["navarch_acme"]
+    assert acme["distribution"] == "navarch-acme"
+    assert acme["version"] == "1.2.3"
+    assert acme["builtin"] is False
+    assert acme["registered"] == ["provider:acme", "autoscaler:always-three"]
+    assert acme["error"] is None
+
+    table = navarch("plugins", env={"PYTHONPATH": str(site)})
+    assert "autoscaler:always-three" in table.stdout
+
+    config = tmp_path / "acme.toml"
+    config.write_text(
+        textwrap.dedent(
+            """
+            [providers.moon]
+            type = "acme"
+            regin = "x"
+            """
+        )
+    )
+    result = navarch("config", "check", str(config), env={"PYTHONPATH": str(site)})
+    assert result.returncode == 2
+    assert "providers.moon.regin: unknown key (did you mean 'region'?)" in result.stderr
+
+
+def test_plugin_that_fails_to_import_is_reported_and_the_rest_works(navarch, site):
+    install_distribution(
+        site, "navarch-broken", "0.1", "navarch_broken", "raise RuntimeError('no credentials')\n"
+    )
+    rows = plugin_table(navarch, site)
+    broken = rows["navarch_broken"]
+    assert broken["distribution"] == "navarch-broken"
+    assert broken["error"] == "import failed: RuntimeError: no credentials"
+    assert rows["fake_provider"]["error"] is None
+
+    result = navarch("config", "check", str(EXAMPLE), env={"PYTHONPATH": str(site)})
+    assert result.returncode == 0, result.stderr
+    assert "ok" in result.stdout
+    assert "navarch_broken" in result.stderr and "navarch-broken" in result.stderr
+
+
+def test_second_registration_of_a_name_is_refused_naming_both_plugins(navarch, site):
+    install_distribution(
+        site,
+        "navarch-clash",
+        "2.0",
+        "navarch_clash",
+        """
+        from navarch.plugins import hookimpl
+
+        @hookimpl
+        def navarch_providers(register):
+            register("fake", object)
+        """,
+    )
+    rows = plugin_table(navarch, site)
+    assert rows["navarch_clash"]["error"] == (
+        'provider "fake" is registered by both plugin "fake_provider" and plugin '
+        '"navarch_clash"; uninstall or disable one of them'
+    )
+    assert rows["navarch_clash"]["registered"] == []
+
+
+def test_misspelled_hook_is_reported():
+    class Typo:
+        @hookimpl
+        def navarch_provider(self, register):
+            register("x", object)
+
+    plugins = load_plugins(entry_points=False, extra={"typo": Typo()})
+    [broken] = plugins.broken()
+    assert broken.name == "typo"
+    assert "navarch_provider" in broken.error
+    assert "x" not in plugins.registry("provider")
+
+
+def test_autoload_can_be_switched_off(navarch, site):
+    install_distribution(site, "navarch-acme", "1.2.3", "navarch_acme", GOOD_PLUGIN)
+    result = navarch(
+        "plugins",
+        "--json",
+        env={"PYTHONPATH": str(site), "NAVARCH_DISABLE_PLUGIN_AUTOLOAD": "1"},
+    )
+    assert "navarch_acme" not in {row["name"] for row in json.loads(result.stdout)}
+
+
+def test_plugin_settings_are_built_from_the_table():
+    plugins = load_plugins(entry_points=False)
+    registration = plugins.get("autoscaler", "reactive")
+    problems: list[str] = []
+    settings = registration.structure_settings({"scale_up_at": 70}, "pools.p.autoscaler", problems)
+    assert problems == []
+    scaler = registration.create(settings)
+    assert scaler.settings.scale_up_at == 70
+
+
+def test_documented_example_plugin_works(navarch, site):
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "plugins.md").read_text()
+    section = docs.split("## Write and package a plugin", 1)[1]
+    source = section.split("```python\n", 1)[1].split("```", 1)[0]
+    install_distribution(site, "navarch-weekday", "1.0.0", "navarch_weekday", source)
+    rows = plugin_table(navarch, site)
+    assert rows["navarch_weekday"]["registered"] == ["autoscaler:weekday"]
+    assert rows["navarch_weekday"]["error"] is None
