@@ -14,7 +14,18 @@ from navarch.errors import NavarchError
 # name -> "module:attribute"; a command module is imported only when that command runs.
 COMMANDS: dict[str, str] = {
     "config": "navarch.cli.config:config",
+    "gpus": "navarch.cli.gpus:gpus",
     "plugins": "navarch.cli.plugins:plugins",
+    "xid": "navarch.cli.xid:xid",
+}
+
+
+# One-line summaries for `navarch --help`, so that listing commands imports none of them.
+SUMMARIES: dict[str, str] = {
+    "config": "Check a configuration file or show the effective configuration.",
+    "gpus": "Show what this machine's NVIDIA GPUs report.",
+    "plugins": "List plugins and what they registered.",
+    "xid": "Parse kernel logs into XID events and explain XID codes.",
 }
 
 
@@ -27,6 +38,20 @@ class LazyGroup(click.Group):
             module_name, attr = COMMANDS[name].split(":")
             return getattr(importlib.import_module(module_name), attr)
         return super().get_command(ctx, name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            summary = SUMMARIES.get(name) if name in COMMANDS else None
+            if summary is None:
+                command = self.get_command(ctx, name)
+                if command is None or command.hidden:
+                    continue
+                summary = command.get_short_help_str(formatter.width)
+            rows.append((name, summary))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -48,3 +48,14 @@ def test_help_does_not_import_the_runtime():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_every_command_has_a_summary_and_imports():
+    import importlib
+
+    from navarch.cli import COMMANDS, SUMMARIES
+
+    assert set(SUMMARIES) == set(COMMANDS)
+    for target in COMMANDS.values():
+        module_name, attr = target.split(":")
+        assert getattr(importlib.import_module(module_name), attr) is not None

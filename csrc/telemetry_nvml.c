@@ -1,0 +1,571 @@
+/* NVML sampling and events for navarch._telemetry. See telemetry_nvml.h for the contract. */
+
+#include "telemetry_nvml.h"
+
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The small, ABI-stable part of nvml.h that navarch reads, declared here so that the extension
+ * builds on machines without the CUDA toolkit. Layouts follow nvml.h and nvidia-ml-py. */
+typedef int nvmlReturn_t;
+typedef struct nvmlDevice_st *nvmlDevice_t;
+typedef struct nvmlEventSet_st *nvmlEventSet_t;
+
+enum {
+    NVML_SUCCESS = 0,
+    NVML_ERROR_INVALID_ARGUMENT = 2,
+    NVML_ERROR_NOT_SUPPORTED = 3,
+    NVML_ERROR_INSUFFICIENT_SIZE = 7,
+    NVML_ERROR_LIBRARY_NOT_FOUND = 12,
+    NVML_ERROR_FUNCTION_NOT_FOUND = 13,
+    NVML_ERROR_GPU_IS_LOST = 15,
+    NVML_ERROR_RESET_REQUIRED = 16,
+    NVML_ERROR_MEMORY = 20,
+    NVML_ERROR_ARGUMENT_VERSION_MISMATCH = 25,
+};
+
+typedef struct {
+    char busIdLegacy[16];
+    unsigned int domain;
+    unsigned int bus;
+    unsigned int device;
+    unsigned int pciDeviceId;
+    unsigned int pciSubSystemId;
+    char busId[32];
+} nvmlPciInfo_t;
+
+typedef struct {
+    unsigned long long total;
+    unsigned long long free;
+    unsigned long long used;
+} nvmlMemory_t;
+
+typedef struct {
+    unsigned int version;
+    unsigned long long total;
+    unsigned long long reserved;
+    unsigned long long free;
+    unsigned long long used;
+} nvmlMemory_v2_t;
+
+typedef struct {
+    unsigned int gpu;
+    unsigned int memory;
+} nvmlUtilization_t;
+
+typedef struct {
+    unsigned int version;
+    int sensorType;
+    int temperature;
+} nvmlTemperature_v1_t;
+
+typedef union {
+    double dVal;
+    unsigned int uiVal;
+    unsigned long ulVal;
+    unsigned long long ullVal;
+    long long sllVal;
+    int siVal;
+    unsigned short usVal;
+} nvmlValue_t;
+
+typedef struct {
+    unsigned int fieldId;
+    unsigned int scopeId;
+    long long timestamp;
+    long long latencyUsec;
+    int valueType;
+    nvmlReturn_t nvmlReturn;
+    nvmlValue_t value;
+} nvmlFieldValue_t;
+
+typedef struct {
+    nvmlDevice_t device;
+    unsigned long long eventType;
+    unsigned long long eventData;
+    unsigned int gpuInstanceId;
+    unsigned int computeInstanceId;
+} nvmlEventData_t;
+
+#define NVML_STRUCT_VERSION(type, ver) ((unsigned int)(sizeof(type) | ((ver) << 24U)))
+#define NVML_TEMPERATURE_GPU 0
+#define NVML_TEMPERATURE_THRESHOLD_SHUTDOWN 0
+#define NVML_TEMPERATURE_THRESHOLD_SLOWDOWN 1
+#define NVML_MEMORY_ERROR_TYPE_CORRECTED 0
+#define NVML_MEMORY_ERROR_TYPE_UNCORRECTED 1
+#define NVML_VOLATILE_ECC 0
+#define NVML_AGGREGATE_ECC 1
+#define NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS 0
+#define NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR 1
+#define NVML_FI_DEV_GET_GPU_RECOVERY_ACTION 230
+
+enum {
+    NVML_VALUE_TYPE_DOUBLE,
+    NVML_VALUE_TYPE_UNSIGNED_INT,
+    NVML_VALUE_TYPE_UNSIGNED_LONG,
+    NVML_VALUE_TYPE_UNSIGNED_LONG_LONG,
+    NVML_VALUE_TYPE_SIGNED_LONG_LONG,
+    NVML_VALUE_TYPE_SIGNED_INT,
+    NVML_VALUE_TYPE_UNSIGNED_SHORT,
+};
+
+/* Every entry point navarch may call. Where NVML offers several versions, the newer one comes
+ * first in each group and the sampling code falls back only when it is missing. */
+#define NVML_FUNCTIONS(X)                                                                         \
+    X(nvmlReturn_t, nvmlInitWithFlags, (unsigned int))                                            \
+    X(nvmlReturn_t, nvmlInit_v2, (void))                                                          \
+    X(nvmlReturn_t, nvmlInit, (void))                                                             \
+    X(nvmlReturn_t, nvmlShutdown, (void))                                                         \
+    X(const char *, nvmlErrorString, (nvmlReturn_t))                                              \
+    X(nvmlReturn_t, nvmlDeviceGetCount_v2, (unsigned int *))                                      \
+    X(nvmlReturn_t, nvmlDeviceGetCount, (unsigned int *))                                         \
+    X(nvmlReturn_t, nvmlDeviceGetHandleByIndex_v2, (unsigned int, nvmlDevice_t *))                \
+    X(nvmlReturn_t, nvmlDeviceGetHandleByIndex, (unsigned int, nvmlDevice_t *))                   \
+    X(nvmlReturn_t, nvmlDeviceGetName, (nvmlDevice_t, char *, unsigned int))                      \
+    X(nvmlReturn_t, nvmlDeviceGetUUID, (nvmlDevice_t, char *, unsigned int))                      \
+    X(nvmlReturn_t, nvmlDeviceGetPciInfo_v3, (nvmlDevice_t, nvmlPciInfo_t *))                     \
+    X(nvmlReturn_t, nvmlDeviceGetPciInfo_v2, (nvmlDevice_t, nvmlPciInfo_t *))                     \
+    X(nvmlReturn_t, nvmlDeviceGetMemoryInfo_v2, (nvmlDevice_t, nvmlMemory_v2_t *))                \
+    X(nvmlReturn_t, nvmlDeviceGetMemoryInfo, (nvmlDevice_t, nvmlMemory_t *))                      \
+    X(nvmlReturn_t, nvmlDeviceGetUtilizationRates, (nvmlDevice_t, nvmlUtilization_t *))           \
+    X(nvmlReturn_t, nvmlDeviceGetTemperatureV, (nvmlDevice_t, nvmlTemperature_v1_t *))            \
+    X(nvmlReturn_t, nvmlDeviceGetTemperature, (nvmlDevice_t, int, unsigned int *))                \
+    X(nvmlReturn_t, nvmlDeviceGetTemperatureThreshold, (nvmlDevice_t, int, unsigned int *))       \
+    X(nvmlReturn_t, nvmlDeviceGetPowerUsage, (nvmlDevice_t, unsigned int *))                      \
+    X(nvmlReturn_t, nvmlDeviceGetEnforcedPowerLimit, (nvmlDevice_t, unsigned int *))              \
+    X(nvmlReturn_t, nvmlDeviceGetPowerManagementLimit, (nvmlDevice_t, unsigned int *))            \
+    X(nvmlReturn_t, nvmlDeviceGetTotalEccErrors, (nvmlDevice_t, int, int, unsigned long long *))  \
+    X(nvmlReturn_t, nvmlDeviceGetRetiredPages_v2,                                                 \
+      (nvmlDevice_t, int, unsigned int *, unsigned long long *, unsigned long long *))            \
+    X(nvmlReturn_t, nvmlDeviceGetRetiredPages,                                                    \
+      (nvmlDevice_t, int, unsigned int *, unsigned long long *))                                  \
+    X(nvmlReturn_t, nvmlDeviceGetRetiredPagesPendingStatus, (nvmlDevice_t, int *))                \
+    X(nvmlReturn_t, nvmlDeviceGetRemappedRows,                                                    \
+      (nvmlDevice_t, unsigned int *, unsigned int *, unsigned int *, unsigned int *))             \
+    X(nvmlReturn_t, nvmlDeviceGetNvLinkState, (nvmlDevice_t, unsigned int, int *))                \
+    X(nvmlReturn_t, nvmlDeviceGetPcieReplayCounter, (nvmlDevice_t, unsigned int *))               \
+    X(nvmlReturn_t, nvmlDeviceGetCurrentClocksEventReasons, (nvmlDevice_t, unsigned long long *)) \
+    X(nvmlReturn_t, nvmlDeviceGetCurrentClocksThrottleReasons,                                    \
+      (nvmlDevice_t, unsigned long long *))                                                       \
+    X(nvmlReturn_t, nvmlDeviceGetFieldValues, (nvmlDevice_t, int, nvmlFieldValue_t *))            \
+    X(nvmlReturn_t, nvmlEventSetCreate, (nvmlEventSet_t *))                                       \
+    X(nvmlReturn_t, nvmlDeviceGetSupportedEventTypes, (nvmlDevice_t, unsigned long long *))       \
+    X(nvmlReturn_t, nvmlDeviceRegisterEvents, (nvmlDevice_t, unsigned long long, nvmlEventSet_t)) \
+    X(nvmlReturn_t, nvmlEventSetWait_v2, (nvmlEventSet_t, nvmlEventData_t *, unsigned int))       \
+    X(nvmlReturn_t, nvmlEventSetWait, (nvmlEventSet_t, nvmlEventData_t *, unsigned int))          \
+    X(nvmlReturn_t, nvmlEventSetFree, (nvmlEventSet_t))
+
+struct nvml_functions {
+#define DECLARE(ret, name, args) ret(*name) args;
+    NVML_FUNCTIONS(DECLARE)
+#undef DECLARE
+};
+
+struct navarch_nvml {
+    void *library;
+    struct nvml_functions fn;
+    pthread_mutex_t lock; /* guards handles: sample() fills in those that failed at open */
+    unsigned int count;
+    nvmlDevice_t *handles;
+    nvmlReturn_t *handle_rc;
+};
+
+struct navarch_nvml_events {
+    navarch_nvml *session;
+    nvmlEventSet_t set;
+};
+
+static void copy_error(char *error, size_t error_len, const char *text) {
+    if (error != NULL && error_len > 0) snprintf(error, error_len, "%s", text ? text : "");
+}
+
+static nvmlReturn_t get_handle(navarch_nvml *s, unsigned int index, nvmlDevice_t *out) {
+    if (s->fn.nvmlDeviceGetHandleByIndex_v2) return s->fn.nvmlDeviceGetHandleByIndex_v2(index, out);
+    if (s->fn.nvmlDeviceGetHandleByIndex) return s->fn.nvmlDeviceGetHandleByIndex(index, out);
+    return NVML_ERROR_FUNCTION_NOT_FOUND;
+}
+
+static void unload(navarch_nvml *s) {
+    if (s->library != NULL) dlclose(s->library);
+    pthread_mutex_destroy(&s->lock);
+    free(s->handles);
+    free(s->handle_rc);
+    free(s);
+}
+
+int navarch_nvml_open(const char *path, navarch_nvml **out, char *error, size_t error_len) {
+    *out = NULL;
+    navarch_nvml *s = calloc(1, sizeof *s);
+    if (s == NULL) return NVML_ERROR_MEMORY;
+    pthread_mutex_init(&s->lock, NULL);
+    s->library = dlopen(path ? path : "libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (s->library == NULL) {
+        copy_error(error, error_len, dlerror());
+        unload(s);
+        return NVML_ERROR_LIBRARY_NOT_FOUND;
+    }
+#define RESOLVE(ret, name, args) s->fn.name = (ret(*) args)dlsym(s->library, #name);
+    NVML_FUNCTIONS(RESOLVE)
+#undef RESOLVE
+
+    nvmlReturn_t rc = NVML_ERROR_FUNCTION_NOT_FOUND;
+    if (s->fn.nvmlInitWithFlags) rc = s->fn.nvmlInitWithFlags(0);
+    else if (s->fn.nvmlInit_v2) rc = s->fn.nvmlInit_v2();
+    else if (s->fn.nvmlInit) rc = s->fn.nvmlInit();
+    if (rc != NVML_SUCCESS) {
+        copy_error(error, error_len, s->fn.nvmlErrorString ? s->fn.nvmlErrorString(rc) : "");
+        unload(s);
+        return rc;
+    }
+
+    rc = NVML_ERROR_FUNCTION_NOT_FOUND;
+    if (s->fn.nvmlDeviceGetCount_v2) rc = s->fn.nvmlDeviceGetCount_v2(&s->count);
+    else if (s->fn.nvmlDeviceGetCount) rc = s->fn.nvmlDeviceGetCount(&s->count);
+    if (rc == NVML_SUCCESS) {
+        s->handles = calloc(s->count ? s->count : 1, sizeof *s->handles);
+        s->handle_rc = calloc(s->count ? s->count : 1, sizeof *s->handle_rc);
+        if (s->handles == NULL || s->handle_rc == NULL) rc = NVML_ERROR_MEMORY;
+    }
+    if (rc != NVML_SUCCESS) {
+        copy_error(error, error_len, s->fn.nvmlErrorString ? s->fn.nvmlErrorString(rc) : "");
+        if (s->fn.nvmlShutdown) s->fn.nvmlShutdown();
+        unload(s);
+        return rc;
+    }
+    for (unsigned int i = 0; i < s->count; i++) s->handle_rc[i] = get_handle(s, i, &s->handles[i]);
+    *out = s;
+    return NVML_SUCCESS;
+}
+
+void navarch_nvml_close(navarch_nvml *s) {
+    if (s == NULL) return;
+    if (s->fn.nvmlShutdown) s->fn.nvmlShutdown();
+    unload(s);
+}
+
+unsigned int navarch_nvml_device_count(const navarch_nvml *s) { return s->count; }
+
+/* A lost GPU fails every later call, slowly on some drivers, so sampling it stops at the first
+ * GPU_IS_LOST. RESET_REQUIRED still lets the error counters through, and those matter most then. */
+static void record(navarch_nvml_gpu *g, int field, nvmlReturn_t rc) {
+    g->rc[field] = rc;
+    if ((rc == NVML_ERROR_GPU_IS_LOST || rc == NVML_ERROR_RESET_REQUIRED) &&
+        g->status != NVML_ERROR_GPU_IS_LOST)
+        g->status = rc;
+}
+
+#define STEP(g, field, call)                                                                      \
+    do {                                                                                          \
+        if ((g)->status == NVML_ERROR_GPU_IS_LOST) (g)->rc[field] = NVML_ERROR_GPU_IS_LOST;       \
+        else record((g), (field), (call));                                                        \
+    } while (0)
+
+#define MISSING NVML_ERROR_FUNCTION_NOT_FOUND
+
+static nvmlReturn_t read_pci(navarch_nvml *s, nvmlDevice_t d, navarch_nvml_gpu *g) {
+    nvmlPciInfo_t pci;
+    nvmlReturn_t rc;
+    memset(&pci, 0, sizeof pci);
+    if (s->fn.nvmlDeviceGetPciInfo_v3) rc = s->fn.nvmlDeviceGetPciInfo_v3(d, &pci);
+    else if (s->fn.nvmlDeviceGetPciInfo_v2) rc = s->fn.nvmlDeviceGetPciInfo_v2(d, &pci);
+    else return MISSING;
+    if (rc == NVML_SUCCESS)
+        snprintf(g->pci_bus_id, sizeof g->pci_bus_id, "%.*s", (int)sizeof pci.busId,
+                 pci.busId[0] ? pci.busId : pci.busIdLegacy);
+    return rc;
+}
+
+static nvmlReturn_t read_memory(navarch_nvml *s, nvmlDevice_t d, navarch_nvml_gpu *g) {
+    nvmlReturn_t rc = MISSING;
+    if (s->fn.nvmlDeviceGetMemoryInfo_v2) {
+        nvmlMemory_v2_t m;
+        memset(&m, 0, sizeof m);
+        m.version = NVML_STRUCT_VERSION(nvmlMemory_v2_t, 2);
+        rc = s->fn.nvmlDeviceGetMemoryInfo_v2(d, &m);
+        if (rc == NVML_SUCCESS) {
+            g->memory_total = m.total;
+            g->memory_used = m.used;
+        }
+    }
+    if ((rc == MISSING || rc == NVML_ERROR_ARGUMENT_VERSION_MISMATCH) &&
+        s->fn.nvmlDeviceGetMemoryInfo) {
+        nvmlMemory_t m;
+        memset(&m, 0, sizeof m);
+        rc = s->fn.nvmlDeviceGetMemoryInfo(d, &m);
+        if (rc == NVML_SUCCESS) {
+            g->memory_total = m.total;
+            g->memory_used = m.used;
+        }
+    }
+    return rc;
+}
+
+static nvmlReturn_t read_utilization(navarch_nvml *s, nvmlDevice_t d, navarch_nvml_gpu *g) {
+    nvmlUtilization_t u = {0, 0};
+    if (!s->fn.nvmlDeviceGetUtilizationRates) return MISSING;
+    nvmlReturn_t rc = s->fn.nvmlDeviceGetUtilizationRates(d, &u);
+    g->utilization_gpu = u.gpu;
+    g->utilization_memory = u.memory;
+    return rc;
+}
+
+static nvmlReturn_t read_temperature(navarch_nvml *s, nvmlDevice_t d, navarch_nvml_gpu *g) {
+    nvmlReturn_t rc = MISSING;
+    if (s->fn.nvmlDeviceGetTemperatureV) {
+        nvmlTemperature_v1_t t = {NVML_STRUCT_VERSION(nvmlTemperature_v1_t, 1), NVML_TEMPERATURE_GPU, 0};
+        rc = s->fn.nvmlDeviceGetTemperatureV(d, &t);
+        g->temperature = t.temperature;
+    }
+    if ((rc == MISSING || rc == NVML_ERROR_ARGUMENT_VERSION_MISMATCH) &&
+        s->fn.nvmlDeviceGetTemperature) {
+        unsigned int t = 0;
+        rc = s->fn.nvmlDeviceGetTemperature(d, NVML_TEMPERATURE_GPU, &t);
+        g->temperature = (int)t;
+    }
+    return rc;
+}
+
+static nvmlReturn_t read_threshold(navarch_nvml *s, nvmlDevice_t d, int which, unsigned int *out) {
+    if (!s->fn.nvmlDeviceGetTemperatureThreshold) return MISSING;
+    return s->fn.nvmlDeviceGetTemperatureThreshold(d, which, out);
+}
+
+static nvmlReturn_t read_power_limit(navarch_nvml *s, nvmlDevice_t d, unsigned int *out) {
+    if (s->fn.nvmlDeviceGetEnforcedPowerLimit) return s->fn.nvmlDeviceGetEnforcedPowerLimit(d, out);
+    if (s->fn.nvmlDeviceGetPowerManagementLimit)
+        return s->fn.nvmlDeviceGetPowerManagementLimit(d, out);
+    return MISSING;
+}
+
+static nvmlReturn_t read_ecc(navarch_nvml *s, nvmlDevice_t d, int type, int counter,
+                             unsigned long long *out) {
+    if (!s->fn.nvmlDeviceGetTotalEccErrors) return MISSING;
+    return s->fn.nvmlDeviceGetTotalEccErrors(d, type, counter, out);
+}
+
+/* Asking with a zero-sized buffer returns the count alone: SUCCESS when no page is retired,
+ * INSUFFICIENT_SIZE with the count otherwise. */
+static nvmlReturn_t read_retired(navarch_nvml *s, nvmlDevice_t d, int cause, unsigned int *out) {
+    nvmlReturn_t rc;
+    *out = 0;
+    if (s->fn.nvmlDeviceGetRetiredPages_v2)
+        rc = s->fn.nvmlDeviceGetRetiredPages_v2(d, cause, out, NULL, NULL);
+    else if (s->fn.nvmlDeviceGetRetiredPages)
+        rc = s->fn.nvmlDeviceGetRetiredPages(d, cause, out, NULL);
+    else return MISSING;
+    return rc == NVML_ERROR_INSUFFICIENT_SIZE ? NVML_SUCCESS : rc;
+}
+
+static nvmlReturn_t read_retired_pending(navarch_nvml *s, nvmlDevice_t d, unsigned char *out) {
+    int pending = 0;
+    if (!s->fn.nvmlDeviceGetRetiredPagesPendingStatus) return MISSING;
+    nvmlReturn_t rc = s->fn.nvmlDeviceGetRetiredPagesPendingStatus(d, &pending);
+    *out = pending != 0;
+    return rc;
+}
+
+static nvmlReturn_t read_remapped(navarch_nvml *s, nvmlDevice_t d, navarch_nvml_gpu *g) {
+    unsigned int pending = 0, failure = 0;
+    if (!s->fn.nvmlDeviceGetRemappedRows) return MISSING;
+    nvmlReturn_t rc = s->fn.nvmlDeviceGetRemappedRows(d, &g->remapped_rows_corrected,
+                                                      &g->remapped_rows_uncorrected, &pending,
+                                                      &failure);
+    g->remapped_rows_pending = pending != 0;
+    g->remapped_rows_failure = failure != 0;
+    return rc;
+}
+
+/* Links past the device's last one answer INVALID_ARGUMENT, which ends the list. A device without
+ * NVLink answers NOT_SUPPORTED for link 0; asking the other links would only repeat that. */
+static nvmlReturn_t read_nvlink(navarch_nvml *s, nvmlDevice_t d, navarch_nvml_gpu *g) {
+    nvmlReturn_t first = MISSING;
+    int any = 0;
+    if (!s->fn.nvmlDeviceGetNvLinkState) return MISSING;
+    for (unsigned int link = 0; link < NAVARCH_NVML_MAX_LINKS; link++) {
+        int active = 0;
+        nvmlReturn_t rc = s->fn.nvmlDeviceGetNvLinkState(d, link, &active);
+        if (link == 0) first = rc;
+        if (rc == NVML_ERROR_INVALID_ARGUMENT) break;
+        g->nvlink_state[link] = rc == NVML_SUCCESS ? (active != 0) : -1;
+        g->nvlink_count = link + 1;
+        if (rc == NVML_SUCCESS) any = 1;
+        if (rc == NVML_ERROR_GPU_IS_LOST) return rc;
+        if (link == 0 && rc == NVML_ERROR_NOT_SUPPORTED) break;
+    }
+    return any ? NVML_SUCCESS : first;
+}
+
+static nvmlReturn_t read_pcie_replay(navarch_nvml *s, nvmlDevice_t d, unsigned int *out) {
+    if (!s->fn.nvmlDeviceGetPcieReplayCounter) return MISSING;
+    return s->fn.nvmlDeviceGetPcieReplayCounter(d, out);
+}
+
+static nvmlReturn_t read_clock_events(navarch_nvml *s, nvmlDevice_t d, unsigned long long *out) {
+    if (s->fn.nvmlDeviceGetCurrentClocksEventReasons)
+        return s->fn.nvmlDeviceGetCurrentClocksEventReasons(d, out);
+    if (s->fn.nvmlDeviceGetCurrentClocksThrottleReasons)
+        return s->fn.nvmlDeviceGetCurrentClocksThrottleReasons(d, out);
+    return MISSING;
+}
+
+static unsigned long long field_as_u64(const nvmlFieldValue_t *v) {
+    switch (v->valueType) {
+    case NVML_VALUE_TYPE_DOUBLE: return (unsigned long long)v->value.dVal;
+    case NVML_VALUE_TYPE_UNSIGNED_INT: return v->value.uiVal;
+    case NVML_VALUE_TYPE_UNSIGNED_LONG: return v->value.ulVal;
+    case NVML_VALUE_TYPE_SIGNED_LONG_LONG: return (unsigned long long)v->value.sllVal;
+    case NVML_VALUE_TYPE_SIGNED_INT: return (unsigned long long)(long long)v->value.siVal;
+    case NVML_VALUE_TYPE_UNSIGNED_SHORT: return v->value.usVal;
+    default: return v->value.ullVal;
+    }
+}
+
+static nvmlReturn_t read_recovery_action(navarch_nvml *s, nvmlDevice_t d, unsigned long long *out) {
+    nvmlFieldValue_t v;
+    if (!s->fn.nvmlDeviceGetFieldValues) return MISSING;
+    memset(&v, 0, sizeof v);
+    v.fieldId = NVML_FI_DEV_GET_GPU_RECOVERY_ACTION;
+    nvmlReturn_t rc = s->fn.nvmlDeviceGetFieldValues(d, 1, &v);
+    if (rc != NVML_SUCCESS) return rc;
+    if (v.nvmlReturn == NVML_SUCCESS) *out = field_as_u64(&v);
+    return v.nvmlReturn;
+}
+
+static void sample_one(navarch_nvml *s, nvmlDevice_t d, navarch_nvml_gpu *g) {
+    if (!s->fn.nvmlDeviceGetName) g->rc[NAVARCH_NVML_F_NAME] = MISSING;
+    else STEP(g, NAVARCH_NVML_F_NAME, s->fn.nvmlDeviceGetName(d, g->name, sizeof g->name));
+    if (!s->fn.nvmlDeviceGetUUID) g->rc[NAVARCH_NVML_F_UUID] = MISSING;
+    else STEP(g, NAVARCH_NVML_F_UUID, s->fn.nvmlDeviceGetUUID(d, g->uuid, sizeof g->uuid));
+    STEP(g, NAVARCH_NVML_F_PCI_BUS_ID, read_pci(s, d, g));
+    STEP(g, NAVARCH_NVML_F_MEMORY, read_memory(s, d, g));
+    STEP(g, NAVARCH_NVML_F_UTILIZATION, read_utilization(s, d, g));
+    STEP(g, NAVARCH_NVML_F_TEMPERATURE, read_temperature(s, d, g));
+    STEP(g, NAVARCH_NVML_F_TEMPERATURE_SLOWDOWN,
+         read_threshold(s, d, NVML_TEMPERATURE_THRESHOLD_SLOWDOWN, &g->temperature_slowdown));
+    STEP(g, NAVARCH_NVML_F_TEMPERATURE_SHUTDOWN,
+         read_threshold(s, d, NVML_TEMPERATURE_THRESHOLD_SHUTDOWN, &g->temperature_shutdown));
+    STEP(g, NAVARCH_NVML_F_POWER_USAGE,
+         s->fn.nvmlDeviceGetPowerUsage ? s->fn.nvmlDeviceGetPowerUsage(d, &g->power_usage) : MISSING);
+    STEP(g, NAVARCH_NVML_F_POWER_LIMIT, read_power_limit(s, d, &g->power_limit));
+    STEP(g, NAVARCH_NVML_F_ECC_CORRECTED_VOLATILE,
+         read_ecc(s, d, NVML_MEMORY_ERROR_TYPE_CORRECTED, NVML_VOLATILE_ECC,
+                  &g->ecc_corrected_volatile));
+    STEP(g, NAVARCH_NVML_F_ECC_UNCORRECTED_VOLATILE,
+         read_ecc(s, d, NVML_MEMORY_ERROR_TYPE_UNCORRECTED, NVML_VOLATILE_ECC,
+                  &g->ecc_uncorrected_volatile));
+    STEP(g, NAVARCH_NVML_F_ECC_CORRECTED_AGGREGATE,
+         read_ecc(s, d, NVML_MEMORY_ERROR_TYPE_CORRECTED, NVML_AGGREGATE_ECC,
+                  &g->ecc_corrected_aggregate));
+    STEP(g, NAVARCH_NVML_F_ECC_UNCORRECTED_AGGREGATE,
+         read_ecc(s, d, NVML_MEMORY_ERROR_TYPE_UNCORRECTED, NVML_AGGREGATE_ECC,
+                  &g->ecc_uncorrected_aggregate));
+    STEP(g, NAVARCH_NVML_F_RETIRED_PAGES_SBE,
+         read_retired(s, d, NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS,
+                      &g->retired_pages_sbe));
+    STEP(g, NAVARCH_NVML_F_RETIRED_PAGES_DBE,
+         read_retired(s, d, NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR, &g->retired_pages_dbe));
+    STEP(g, NAVARCH_NVML_F_RETIRED_PAGES_PENDING, read_retired_pending(s, d, &g->retired_pages_pending));
+    STEP(g, NAVARCH_NVML_F_REMAPPED_ROWS, read_remapped(s, d, g));
+    STEP(g, NAVARCH_NVML_F_NVLINK, read_nvlink(s, d, g));
+    STEP(g, NAVARCH_NVML_F_PCIE_REPLAY, read_pcie_replay(s, d, &g->pcie_replay_counter));
+    STEP(g, NAVARCH_NVML_F_CLOCK_EVENT_REASONS, read_clock_events(s, d, &g->clock_event_reasons));
+    STEP(g, NAVARCH_NVML_F_RECOVERY_ACTION, read_recovery_action(s, d, &g->recovery_action));
+}
+
+unsigned int navarch_nvml_sample(navarch_nvml *s, navarch_nvml_gpu *out, unsigned int capacity) {
+    unsigned int n = s->count < capacity ? s->count : capacity;
+    for (unsigned int i = 0; i < n; i++) {
+        navarch_nvml_gpu *g = &out[i];
+        memset(g, 0, sizeof *g);
+        g->index = i;
+        pthread_mutex_lock(&s->lock);
+        if (s->handle_rc[i] != NVML_SUCCESS) s->handle_rc[i] = get_handle(s, i, &s->handles[i]);
+        nvmlReturn_t handle_rc = s->handle_rc[i];
+        nvmlDevice_t d = s->handles[i];
+        pthread_mutex_unlock(&s->lock);
+        if (handle_rc != NVML_SUCCESS) {
+            g->status = handle_rc;
+            for (int f = 0; f < NAVARCH_NVML_F_COUNT; f++) g->rc[f] = handle_rc;
+            continue;
+        }
+        sample_one(s, d, g);
+    }
+    return n;
+}
+
+/* Drivers refuse a whole registration when one type in the mask is unsupported, and older ones
+ * lack GetSupportedEventTypes, so fall back to registering the types one by one. */
+static unsigned long long register_device(navarch_nvml *s, nvmlDevice_t d, unsigned long long mask,
+                                          nvmlEventSet_t set) {
+    unsigned long long want = mask, supported = 0;
+    if (s->fn.nvmlDeviceGetSupportedEventTypes &&
+        s->fn.nvmlDeviceGetSupportedEventTypes(d, &supported) == NVML_SUCCESS)
+        want &= supported;
+    if (want == 0) return 0;
+    if (s->fn.nvmlDeviceRegisterEvents(d, want, set) == NVML_SUCCESS) return want;
+    unsigned long long registered = 0;
+    for (int bit = 0; bit < 64; bit++) {
+        unsigned long long one = 1ULL << bit;
+        if ((want & one) && s->fn.nvmlDeviceRegisterEvents(d, one, set) == NVML_SUCCESS)
+            registered |= one;
+    }
+    return registered;
+}
+
+int navarch_nvml_events_create(navarch_nvml *s, unsigned long long mask, navarch_nvml_events **out,
+                               unsigned long long *registered, unsigned int capacity) {
+    *out = NULL;
+    if (!s->fn.nvmlEventSetCreate || !s->fn.nvmlDeviceRegisterEvents || !s->fn.nvmlEventSetFree ||
+        (!s->fn.nvmlEventSetWait_v2 && !s->fn.nvmlEventSetWait))
+        return MISSING;
+    navarch_nvml_events *e = calloc(1, sizeof *e);
+    if (e == NULL) return NVML_ERROR_MEMORY;
+    e->session = s;
+    nvmlReturn_t rc = s->fn.nvmlEventSetCreate(&e->set);
+    if (rc != NVML_SUCCESS) {
+        free(e);
+        return rc;
+    }
+    for (unsigned int i = 0; i < s->count && i < capacity; i++) {
+        pthread_mutex_lock(&s->lock);
+        nvmlReturn_t handle_rc = s->handle_rc[i];
+        nvmlDevice_t d = s->handles[i];
+        pthread_mutex_unlock(&s->lock);
+        registered[i] = handle_rc == NVML_SUCCESS ? register_device(s, d, mask, e->set) : 0;
+    }
+    *out = e;
+    return NVML_SUCCESS;
+}
+
+int navarch_nvml_events_wait(navarch_nvml_events *e, unsigned int timeout_ms, navarch_nvml_event *out) {
+    navarch_nvml *s = e->session;
+    nvmlEventData_t data;
+    memset(&data, 0, sizeof data);
+    nvmlReturn_t rc = s->fn.nvmlEventSetWait_v2 ? s->fn.nvmlEventSetWait_v2(e->set, &data, timeout_ms)
+                                                : s->fn.nvmlEventSetWait(e->set, &data, timeout_ms);
+    out->gpu_index = -1;
+    out->event_type = data.eventType;
+    out->event_data = data.eventData;
+    out->gpu_instance_id = data.gpuInstanceId;
+    out->compute_instance_id = data.computeInstanceId;
+    if (data.device != NULL) {
+        pthread_mutex_lock(&s->lock);
+        for (unsigned int i = 0; i < s->count; i++) {
+            if (s->handle_rc[i] == NVML_SUCCESS && s->handles[i] == data.device) {
+                out->gpu_index = (int)i;
+                break;
+            }
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+    return rc;
+}
+
+void navarch_nvml_events_free(navarch_nvml_events *e) {
+    if (e == NULL) return;
+    e->session->fn.nvmlEventSetFree(e->set);
+    free(e);
+}

@@ -1,0 +1,604 @@
+"""The pure-Python NVML backend: csrc/telemetry_nvml.c rewritten with ctypes.
+
+It runs where navarch._telemetry could not be compiled, or when NAVARCH_DISABLE_NATIVE=1. Every
+rule here (which entry point wins, when a GPU counts as lost, where the NVLink list ends) is the
+C file's rule, so both backends return identical samples; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from ctypes import byref, c_int, c_uint, c_ulonglong, c_void_p
+from typing import Any
+
+SUCCESS = 0
+INVALID_ARGUMENT = 2
+NOT_SUPPORTED = 3
+INSUFFICIENT_SIZE = 7
+LIBRARY_NOT_FOUND = 12
+FUNCTION_NOT_FOUND = 13
+GPU_IS_LOST = 15
+RESET_REQUIRED = 16
+ARGUMENT_VERSION_MISMATCH = 25
+
+MAX_LINKS = 36
+NAME_LEN = 96
+UUID_LEN = 96
+BUS_ID_LEN = 32
+
+# Index into GpuRecord.rc, as in telemetry_nvml.h.
+(
+    F_NAME,
+    F_UUID,
+    F_PCI_BUS_ID,
+    F_MEMORY,
+    F_UTILIZATION,
+    F_TEMPERATURE,
+    F_TEMPERATURE_SLOWDOWN,
+    F_TEMPERATURE_SHUTDOWN,
+    F_POWER_USAGE,
+    F_POWER_LIMIT,
+    F_ECC_CORRECTED_VOLATILE,
+    F_ECC_UNCORRECTED_VOLATILE,
+    F_ECC_CORRECTED_AGGREGATE,
+    F_ECC_UNCORRECTED_AGGREGATE,
+    F_RETIRED_PAGES_SBE,
+    F_RETIRED_PAGES_DBE,
+    F_RETIRED_PAGES_PENDING,
+    F_REMAPPED_ROWS,
+    F_NVLINK,
+    F_PCIE_REPLAY,
+    F_CLOCK_EVENT_REASONS,
+    F_RECOVERY_ACTION,
+    F_COUNT,
+) = range(23)
+
+
+class _PciInfo(ctypes.Structure):
+    _fields_ = [
+        ("busIdLegacy", ctypes.c_char * 16),
+        ("domain", c_uint),
+        ("bus", c_uint),
+        ("device", c_uint),
+        ("pciDeviceId", c_uint),
+        ("pciSubSystemId", c_uint),
+        ("busId", ctypes.c_char * 32),
+    ]
+
+
+class _Memory(ctypes.Structure):
+    _fields_ = [("total", c_ulonglong), ("free", c_ulonglong), ("used", c_ulonglong)]
+
+
+class _MemoryV2(ctypes.Structure):
+    _fields_ = [
+        ("version", c_uint),
+        ("total", c_ulonglong),
+        ("reserved", c_ulonglong),
+        ("free", c_ulonglong),
+        ("used", c_ulonglong),
+    ]
+
+
+class _Utilization(ctypes.Structure):
+    _fields_ = [("gpu", c_uint), ("memory", c_uint)]
+
+
+class _TemperatureV1(ctypes.Structure):
+    _fields_ = [("version", c_uint), ("sensorType", c_int), ("temperature", c_int)]
+
+
+class _Value(ctypes.Union):
+    _fields_ = [
+        ("dVal", ctypes.c_double),
+        ("uiVal", c_uint),
+        ("ulVal", ctypes.c_ulong),
+        ("ullVal", c_ulonglong),
+        ("sllVal", ctypes.c_longlong),
+        ("siVal", c_int),
+        ("usVal", ctypes.c_ushort),
+    ]
+
+
+class _FieldValue(ctypes.Structure):
+    _fields_ = [
+        ("fieldId", ctypes.c_uint32),
+        ("scopeId", ctypes.c_uint32),
+        ("timestamp", ctypes.c_int64),
+        ("latencyUsec", ctypes.c_int64),
+        ("valueType", c_int),
+        ("nvmlReturn", c_int),
+        ("value", _Value),
+    ]
+
+
+class _EventData(ctypes.Structure):
+    _fields_ = [
+        ("device", c_void_p),
+        ("eventType", c_ulonglong),
+        ("eventData", c_ulonglong),
+        ("gpuInstanceId", c_uint),
+        ("computeInstanceId", c_uint),
+    ]
+
+
+def _version(struct: type[ctypes.Structure], version: int) -> int:
+    return ctypes.sizeof(struct) | (version << 24)
+
+
+_MEMORY_V2 = _version(_MemoryV2, 2)
+_TEMPERATURE_V1 = _version(_TemperatureV1, 1)
+_RECOVERY_ACTION_FIELD = 230
+
+_FUNCTIONS = (
+    "nvmlInitWithFlags",
+    "nvmlInit_v2",
+    "nvmlInit",
+    "nvmlShutdown",
+    "nvmlErrorString",
+    "nvmlDeviceGetCount_v2",
+    "nvmlDeviceGetCount",
+    "nvmlDeviceGetHandleByIndex_v2",
+    "nvmlDeviceGetHandleByIndex",
+    "nvmlDeviceGetName",
+    "nvmlDeviceGetUUID",
+    "nvmlDeviceGetPciInfo_v3",
+    "nvmlDeviceGetPciInfo_v2",
+    "nvmlDeviceGetMemoryInfo_v2",
+    "nvmlDeviceGetMemoryInfo",
+    "nvmlDeviceGetUtilizationRates",
+    "nvmlDeviceGetTemperatureV",
+    "nvmlDeviceGetTemperature",
+    "nvmlDeviceGetTemperatureThreshold",
+    "nvmlDeviceGetPowerUsage",
+    "nvmlDeviceGetEnforcedPowerLimit",
+    "nvmlDeviceGetPowerManagementLimit",
+    "nvmlDeviceGetTotalEccErrors",
+    "nvmlDeviceGetRetiredPages_v2",
+    "nvmlDeviceGetRetiredPages",
+    "nvmlDeviceGetRetiredPagesPendingStatus",
+    "nvmlDeviceGetRemappedRows",
+    "nvmlDeviceGetNvLinkState",
+    "nvmlDeviceGetPcieReplayCounter",
+    "nvmlDeviceGetCurrentClocksEventReasons",
+    "nvmlDeviceGetCurrentClocksThrottleReasons",
+    "nvmlDeviceGetFieldValues",
+    "nvmlEventSetCreate",
+    "nvmlDeviceGetSupportedEventTypes",
+    "nvmlDeviceRegisterEvents",
+    "nvmlEventSetWait_v2",
+    "nvmlEventSetWait",
+    "nvmlEventSetFree",
+)
+
+_VALUE_READERS = {
+    0: lambda v: int(v.dVal),
+    1: lambda v: v.uiVal,
+    2: lambda v: v.ulVal,
+    4: lambda v: v.sllVal & 0xFFFFFFFFFFFFFFFF,
+    5: lambda v: v.siVal & 0xFFFFFFFFFFFFFFFF,
+    6: lambda v: v.usVal,
+}
+
+
+class GpuRecord(ctypes.Structure):
+    """navarch_nvml_gpu from telemetry_nvml.h, field for field."""
+
+    _fields_ = [
+        ("index", c_uint),
+        ("status", c_int),
+        ("name", ctypes.c_char * NAME_LEN),
+        ("uuid", ctypes.c_char * UUID_LEN),
+        ("pci_bus_id", ctypes.c_char * BUS_ID_LEN),
+        ("memory_total", c_ulonglong),
+        ("memory_used", c_ulonglong),
+        ("utilization_gpu", c_uint),
+        ("utilization_memory", c_uint),
+        ("temperature", c_int),
+        ("temperature_slowdown", c_uint),
+        ("temperature_shutdown", c_uint),
+        ("power_usage", c_uint),
+        ("power_limit", c_uint),
+        ("ecc_corrected_volatile", c_ulonglong),
+        ("ecc_uncorrected_volatile", c_ulonglong),
+        ("ecc_corrected_aggregate", c_ulonglong),
+        ("ecc_uncorrected_aggregate", c_ulonglong),
+        ("retired_pages_sbe", c_uint),
+        ("retired_pages_dbe", c_uint),
+        ("retired_pages_pending", ctypes.c_bool),
+        ("remapped_rows_corrected", c_uint),
+        ("remapped_rows_uncorrected", c_uint),
+        ("remapped_rows_pending", ctypes.c_bool),
+        ("remapped_rows_failure", ctypes.c_bool),
+        ("pcie_replay_counter", c_uint),
+        ("clock_event_reasons", c_ulonglong),
+        ("recovery_action", c_ulonglong),
+        ("nvlink_count", c_uint),
+        ("nvlink_state", ctypes.c_byte * MAX_LINKS),
+        ("rc", c_int * F_COUNT),
+    ]
+
+    def record(self, field: int, rc: int) -> None:
+        """Stores a field's code; GPU_IS_LOST and RESET_REQUIRED also mark the whole GPU."""
+        self.rc[field] = rc
+        if rc in (GPU_IS_LOST, RESET_REQUIRED) and self.status != GPU_IS_LOST:
+            self.status = rc
+
+
+class EventRecord:
+    __slots__ = ("compute_instance_id", "event_data", "event_type", "gpu_index", "gpu_instance_id")
+
+    def __init__(self, data: _EventData, gpu_index: int) -> None:
+        self.gpu_index = gpu_index
+        self.event_type = data.eventType
+        self.event_data = data.eventData
+        self.gpu_instance_id = data.gpuInstanceId
+        self.compute_instance_id = data.computeInstanceId
+
+
+def open_session(path: str | None) -> tuple[int, Session | None, str]:
+    """Loads NVML from `path` (default libnvidia-ml.so.1); returns (code, session, error text)."""
+    try:
+        library = ctypes.CDLL(path or "libnvidia-ml.so.1", mode=ctypes.RTLD_LOCAL)
+    except OSError as exc:
+        return LIBRARY_NOT_FOUND, None, str(exc)
+    fn: dict[str, Any] = {}
+    for name in _FUNCTIONS:
+        try:
+            fn[name] = getattr(library, name)
+        except AttributeError:
+            fn[name] = None
+    if fn["nvmlErrorString"] is not None:
+        fn["nvmlErrorString"].restype = ctypes.c_char_p
+
+    def error_text(rc: int) -> str:
+        text = fn["nvmlErrorString"](rc) if fn["nvmlErrorString"] else b""
+        return (text or b"").decode(errors="replace")
+
+    if fn["nvmlInitWithFlags"]:
+        rc = fn["nvmlInitWithFlags"](c_uint(0))
+    elif fn["nvmlInit_v2"]:
+        rc = fn["nvmlInit_v2"]()
+    elif fn["nvmlInit"]:
+        rc = fn["nvmlInit"]()
+    else:
+        rc = FUNCTION_NOT_FOUND
+    if rc != SUCCESS:
+        return rc, None, error_text(rc)
+
+    count = c_uint(0)
+    if fn["nvmlDeviceGetCount_v2"]:
+        rc = fn["nvmlDeviceGetCount_v2"](byref(count))
+    elif fn["nvmlDeviceGetCount"]:
+        rc = fn["nvmlDeviceGetCount"](byref(count))
+    else:
+        rc = FUNCTION_NOT_FOUND
+    if rc != SUCCESS:
+        if fn["nvmlShutdown"]:
+            fn["nvmlShutdown"]()
+        return rc, None, error_text(rc)
+    return SUCCESS, Session(library, fn, count.value), ""
+
+
+class Session:
+    def __init__(self, library: ctypes.CDLL, fn: dict[str, Any], count: int) -> None:
+        self._library = library
+        self._fn = fn
+        self.count = count
+        self._lock = threading.Lock()  # guards the handles, as the C session's mutex does
+        # In the order of sample_one() in the C file, which decides what a lost GPU skips.
+        self._steps: tuple[tuple[int, Any, tuple[int, ...]], ...] = (
+            (F_NAME, self._read_name, ()),
+            (F_UUID, self._read_uuid, ()),
+            (F_PCI_BUS_ID, self._read_pci, ()),
+            (F_MEMORY, self._read_memory, ()),
+            (F_UTILIZATION, self._read_utilization, ()),
+            (F_TEMPERATURE, self._read_temperature, ()),
+            (F_TEMPERATURE_SLOWDOWN, self._read_threshold, (1,)),
+            (F_TEMPERATURE_SHUTDOWN, self._read_threshold, (0,)),
+            (F_POWER_USAGE, self._read_power_usage, ()),
+            (F_POWER_LIMIT, self._read_power_limit, ()),
+            (F_ECC_CORRECTED_VOLATILE, self._read_ecc, (0, 0)),
+            (F_ECC_UNCORRECTED_VOLATILE, self._read_ecc, (1, 0)),
+            (F_ECC_CORRECTED_AGGREGATE, self._read_ecc, (0, 1)),
+            (F_ECC_UNCORRECTED_AGGREGATE, self._read_ecc, (1, 1)),
+            (F_RETIRED_PAGES_SBE, self._read_retired, (0,)),
+            (F_RETIRED_PAGES_DBE, self._read_retired, (1,)),
+            (F_RETIRED_PAGES_PENDING, self._read_retired_pending, ()),
+            (F_REMAPPED_ROWS, self._read_remapped, ()),
+            (F_NVLINK, self._read_nvlink, ()),
+            (F_PCIE_REPLAY, self._read_pcie_replay, ()),
+            (F_CLOCK_EVENT_REASONS, self._read_clock_events, ()),
+            (F_RECOVERY_ACTION, self._read_recovery_action, ()),
+        )
+        self._handles: list[c_void_p] = []
+        self._handle_rc: list[int] = []
+        for index in range(count):
+            handle = c_void_p()
+            self._handles.append(handle)
+            self._handle_rc.append(self._get_handle(index, handle))
+
+    def _get_handle(self, index: int, handle: c_void_p) -> int:
+        fn = self._fn
+        get = fn["nvmlDeviceGetHandleByIndex_v2"] or fn["nvmlDeviceGetHandleByIndex"]
+        if get is None:
+            return FUNCTION_NOT_FOUND
+        return get(c_uint(index), byref(handle))
+
+    def close(self) -> None:
+        if self._fn["nvmlShutdown"]:
+            self._fn["nvmlShutdown"]()
+
+    def sample(self) -> ctypes.Array[GpuRecord]:
+        records = (GpuRecord * self.count)()
+        for index, g in enumerate(records):
+            g.index = index
+            with self._lock:
+                if self._handle_rc[index] != SUCCESS:
+                    self._handle_rc[index] = self._get_handle(index, self._handles[index])
+                handle_rc = self._handle_rc[index]
+                handle = self._handles[index]
+            if handle_rc != SUCCESS:
+                g.status = handle_rc
+                g.rc[:] = [handle_rc] * F_COUNT
+            else:
+                self._sample_one(handle, g)
+        return records
+
+    def _sample_one(self, d: c_void_p, g: GpuRecord) -> None:
+        for field, read, args in self._steps:
+            if g.status == GPU_IS_LOST:
+                g.rc[field] = GPU_IS_LOST
+            else:
+                g.record(field, read(d, g, *args))
+
+    def _call_uint(self, name: str, d: c_void_p, *args: Any) -> tuple[int, int]:
+        fn = self._fn[name]
+        if fn is None:
+            return FUNCTION_NOT_FOUND, 0
+        out = c_uint(0)
+        rc = fn(d, *args, byref(out))
+        return rc, out.value
+
+    def _read_name(self, d: c_void_p, g: GpuRecord) -> int:
+        fn = self._fn["nvmlDeviceGetName"]
+        if fn is None:
+            return FUNCTION_NOT_FOUND
+        return fn(d, byref(g, GpuRecord.name.offset), c_uint(NAME_LEN))
+
+    def _read_uuid(self, d: c_void_p, g: GpuRecord) -> int:
+        fn = self._fn["nvmlDeviceGetUUID"]
+        if fn is None:
+            return FUNCTION_NOT_FOUND
+        return fn(d, byref(g, GpuRecord.uuid.offset), c_uint(UUID_LEN))
+
+    def _read_pci(self, d: c_void_p, g: GpuRecord) -> int:
+        fn = self._fn["nvmlDeviceGetPciInfo_v3"] or self._fn["nvmlDeviceGetPciInfo_v2"]
+        if fn is None:
+            return FUNCTION_NOT_FOUND
+        pci = _PciInfo()
+        rc = fn(d, byref(pci))
+        if rc == SUCCESS:
+            g.pci_bus_id = (pci.busId or pci.busIdLegacy)[: BUS_ID_LEN - 1]
+        return rc
+
+    def _read_memory(self, d: c_void_p, g: GpuRecord) -> int:
+        rc = FUNCTION_NOT_FOUND
+        if self._fn["nvmlDeviceGetMemoryInfo_v2"]:
+            m2 = _MemoryV2(version=_MEMORY_V2)
+            rc = self._fn["nvmlDeviceGetMemoryInfo_v2"](d, byref(m2))
+            if rc == SUCCESS:
+                g.memory_total, g.memory_used = m2.total, m2.used
+        if (
+            rc in (FUNCTION_NOT_FOUND, ARGUMENT_VERSION_MISMATCH)
+            and self._fn["nvmlDeviceGetMemoryInfo"]
+        ):
+            m1 = _Memory()
+            rc = self._fn["nvmlDeviceGetMemoryInfo"](d, byref(m1))
+            if rc == SUCCESS:
+                g.memory_total, g.memory_used = m1.total, m1.used
+        return rc
+
+    def _read_utilization(self, d: c_void_p, g: GpuRecord) -> int:
+        fn = self._fn["nvmlDeviceGetUtilizationRates"]
+        if fn is None:
+            return FUNCTION_NOT_FOUND
+        u = _Utilization()
+        rc = fn(d, byref(u))
+        g.utilization_gpu, g.utilization_memory = u.gpu, u.memory
+        return rc
+
+    def _read_temperature(self, d: c_void_p, g: GpuRecord) -> int:
+        rc = FUNCTION_NOT_FOUND
+        if self._fn["nvmlDeviceGetTemperatureV"]:
+            t = _TemperatureV1(version=_TEMPERATURE_V1, sensorType=0)
+            rc = self._fn["nvmlDeviceGetTemperatureV"](d, byref(t))
+            g.temperature = t.temperature
+        if (
+            rc in (FUNCTION_NOT_FOUND, ARGUMENT_VERSION_MISMATCH)
+            and self._fn["nvmlDeviceGetTemperature"]
+        ):
+            rc, value = self._call_uint("nvmlDeviceGetTemperature", d, c_int(0))
+            g.temperature = c_int(value).value
+        return rc
+
+    def _read_threshold(self, d: c_void_p, g: GpuRecord, which: int) -> int:
+        rc, value = self._call_uint("nvmlDeviceGetTemperatureThreshold", d, c_int(which))
+        if which == 1:
+            g.temperature_slowdown = value
+        else:
+            g.temperature_shutdown = value
+        return rc
+
+    def _read_power_usage(self, d: c_void_p, g: GpuRecord) -> int:
+        rc, g.power_usage = self._call_uint("nvmlDeviceGetPowerUsage", d)
+        return rc
+
+    def _read_power_limit(self, d: c_void_p, g: GpuRecord) -> int:
+        if self._fn["nvmlDeviceGetEnforcedPowerLimit"]:
+            rc, g.power_limit = self._call_uint("nvmlDeviceGetEnforcedPowerLimit", d)
+        else:
+            rc, g.power_limit = self._call_uint("nvmlDeviceGetPowerManagementLimit", d)
+        return rc
+
+    def _read_ecc(self, d: c_void_p, g: GpuRecord, error_type: int, counter: int) -> int:
+        fn = self._fn["nvmlDeviceGetTotalEccErrors"]
+        if fn is None:
+            return FUNCTION_NOT_FOUND
+        out = c_ulonglong(0)
+        rc = fn(d, c_int(error_type), c_int(counter), byref(out))
+        name = ("ecc_corrected", "ecc_uncorrected")[error_type] + ("_volatile", "_aggregate")[
+            counter
+        ]
+        setattr(g, name, out.value)
+        return rc
+
+    def _read_retired(self, d: c_void_p, g: GpuRecord, cause: int) -> int:
+        count = c_uint(0)
+        if self._fn["nvmlDeviceGetRetiredPages_v2"]:
+            rc = self._fn["nvmlDeviceGetRetiredPages_v2"](d, c_int(cause), byref(count), None, None)
+        elif self._fn["nvmlDeviceGetRetiredPages"]:
+            rc = self._fn["nvmlDeviceGetRetiredPages"](d, c_int(cause), byref(count), None)
+        else:
+            return FUNCTION_NOT_FOUND
+        if cause == 0:
+            g.retired_pages_sbe = count.value
+        else:
+            g.retired_pages_dbe = count.value
+        # A zero-sized buffer asks for the count alone; INSUFFICIENT_SIZE carries it.
+        return SUCCESS if rc == INSUFFICIENT_SIZE else rc
+
+    def _read_retired_pending(self, d: c_void_p, g: GpuRecord) -> int:
+        rc, pending = self._call_uint("nvmlDeviceGetRetiredPagesPendingStatus", d)
+        g.retired_pages_pending = pending != 0
+        return rc
+
+    def _read_remapped(self, d: c_void_p, g: GpuRecord) -> int:
+        fn = self._fn["nvmlDeviceGetRemappedRows"]
+        if fn is None:
+            return FUNCTION_NOT_FOUND
+        out = [c_uint(0) for _ in range(4)]
+        rc = fn(d, *(byref(v) for v in out))
+        g.remapped_rows_corrected = out[0].value
+        g.remapped_rows_uncorrected = out[1].value
+        g.remapped_rows_pending = out[2].value != 0
+        g.remapped_rows_failure = out[3].value != 0
+        return rc
+
+    def _read_nvlink(self, d: c_void_p, g: GpuRecord) -> int:
+        # Same stopping rules as read_nvlink() in the C file.
+        fn = self._fn["nvmlDeviceGetNvLinkState"]
+        if fn is None:
+            return FUNCTION_NOT_FOUND
+        first = FUNCTION_NOT_FOUND
+        any_ok = False
+        active = c_int(0)
+        for link in range(MAX_LINKS):
+            active.value = 0
+            rc = fn(d, c_uint(link), byref(active))
+            if link == 0:
+                first = rc
+            if rc == INVALID_ARGUMENT:
+                break
+            g.nvlink_state[link] = (active.value != 0) if rc == SUCCESS else -1
+            g.nvlink_count = link + 1
+            any_ok = any_ok or rc == SUCCESS
+            if rc == GPU_IS_LOST:
+                return rc
+            if link == 0 and rc == NOT_SUPPORTED:
+                break
+        return SUCCESS if any_ok else first
+
+    def _read_pcie_replay(self, d: c_void_p, g: GpuRecord) -> int:
+        rc, g.pcie_replay_counter = self._call_uint("nvmlDeviceGetPcieReplayCounter", d)
+        return rc
+
+    def _read_clock_events(self, d: c_void_p, g: GpuRecord) -> int:
+        fn = (
+            self._fn["nvmlDeviceGetCurrentClocksEventReasons"]
+            or self._fn["nvmlDeviceGetCurrentClocksThrottleReasons"]
+        )
+        if fn is None:
+            return FUNCTION_NOT_FOUND
+        out = c_ulonglong(0)
+        rc = fn(d, byref(out))
+        g.clock_event_reasons = out.value
+        return rc
+
+    def _read_recovery_action(self, d: c_void_p, g: GpuRecord) -> int:
+        fn = self._fn["nvmlDeviceGetFieldValues"]
+        if fn is None:
+            return FUNCTION_NOT_FOUND
+        value = _FieldValue(fieldId=_RECOVERY_ACTION_FIELD)
+        rc = fn(d, c_int(1), byref(value))
+        if rc != SUCCESS:
+            return rc
+        if value.nvmlReturn == SUCCESS:
+            read = _VALUE_READERS.get(value.valueType, lambda v: v.ullVal)
+            g.recovery_action = read(value.value)
+        return value.nvmlReturn
+
+    def events_create(self, mask: int) -> tuple[int, EventSet | None, list[int]]:
+        fn = self._fn
+        wait = fn["nvmlEventSetWait_v2"] or fn["nvmlEventSetWait"]
+        needed = (fn["nvmlEventSetCreate"], fn["nvmlDeviceRegisterEvents"], fn["nvmlEventSetFree"])
+        if wait is None or not all(needed):
+            return FUNCTION_NOT_FOUND, None, []
+        handle = c_void_p()
+        rc = fn["nvmlEventSetCreate"](byref(handle))
+        if rc != SUCCESS:
+            return rc, None, []
+        registered = []
+        for index in range(self.count):
+            with self._lock:
+                handle_rc = self._handle_rc[index]
+                device = self._handles[index]
+            registered.append(self._register(device, mask, handle) if handle_rc == SUCCESS else 0)
+        return SUCCESS, EventSet(self, handle, wait), registered
+
+    def _register(self, d: c_void_p, mask: int, event_set: c_void_p) -> int:
+        # Same fallbacks as register_device() in the C file.
+        fn = self._fn
+        want = mask
+        supported = c_ulonglong(0)
+        if (
+            fn["nvmlDeviceGetSupportedEventTypes"]
+            and fn["nvmlDeviceGetSupportedEventTypes"](d, byref(supported)) == SUCCESS
+        ):
+            want &= supported.value
+        if want == 0:
+            return 0
+        register = fn["nvmlDeviceRegisterEvents"]
+        if register(d, c_ulonglong(want), event_set) == SUCCESS:
+            return want
+        registered = 0
+        for bit in range(64):
+            one = 1 << bit
+            if want & one and register(d, c_ulonglong(one), event_set) == SUCCESS:
+                registered |= one
+        return registered
+
+    def device_index(self, device: int | None) -> int:
+        if not device:
+            return -1
+        with self._lock:
+            for index, (handle, rc) in enumerate(zip(self._handles, self._handle_rc, strict=True)):
+                if rc == SUCCESS and handle.value == device:
+                    return index
+        return -1
+
+
+class EventSet:
+    def __init__(self, session: Session, handle: c_void_p, wait: Any) -> None:
+        self._session = session
+        self._handle = handle
+        self._wait = wait
+
+    def wait(self, timeout_ms: int) -> tuple[int, EventRecord]:
+        data = _EventData()
+        rc = self._wait(self._handle, byref(data), c_uint(timeout_ms))
+        return rc, EventRecord(data, self._session.device_index(data.device))
+
+    def free(self) -> None:
+        self._session._fn["nvmlEventSetFree"](self._handle)

@@ -1,0 +1,89 @@
+"""NVIDIA XID events as the driver writes them to the kernel log.
+
+`parse_line` turns one line of text (a dmesg or journal line, or a kmsg record's message) into an
+`XidEvent`, or None. It accepts every format in docs/xid.md: with and without the `PCI:` prefix,
+any PCI domain width, `pid=` and `name=` present, absent or unknown, the fallen-off-the-bus lines
+that carry no XID number (reported as XID 79), XID 154 recovery-action changes and the NVLink5
+(144-150) fields. PCI addresses come out in NVML's form, `00000000:3B:00.0`, so an event maps to
+the GPU index and UUID that NVML reports. Text that does not match in full yields None.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+import attrs
+
+from navarch.telemetry import _kmsg_engine
+
+
+@attrs.frozen
+class RecoveryActionChange:
+    """XID 154: the driver's recovery action for the GPU (NVML's GPU_RECOVERY_ACTION values)."""
+
+    old: int
+    old_name: str
+    new: int
+    new_name: str
+
+
+@attrs.frozen
+class NvLink5Error:
+    """The fields of an NVLink5 XID (144-150): `UNIT Fatal XC0 i0 Link 08 (0x... 0x... ...)`."""
+
+    unit: str
+    fatal: bool
+    containment: int  # the n of "XCn"
+    link: int
+    intrinfo: int  # the first hex value
+    error_status: int | None  # the second hex value
+
+    @property
+    def subcode(self) -> int:
+        """Bits 20-25 of intrinfo, the key into NVIDIA's NVLink5 decode table."""
+        return (self.intrinfo >> 20) & 0x3F
+
+
+@attrs.frozen
+class XidEvent:
+    """One XID the driver logged, from a kmsg record (`source="kmsg"`) or a line of text."""
+
+    code: int
+    pci_bus_id: str  # NVML's form: 00000000:3B:00.0
+    pci_raw: str  # as the line wrote it: PCI:0000:3b:00
+    message: str  # the text after the XID fields
+    pid: int = -1  # -1 when the line gives none or "<unknown>"
+    process_name: str | None = None
+    inferred: bool = False  # a fallen-off-the-bus line without an XID number, reported as 79
+    recovery_action: RecoveryActionChange | None = None
+    nvlink5: NvLink5Error | None = None
+    source: Literal["kmsg", "text"] = "text"
+    seq: int | None = None  # the kmsg record's sequence number
+    ts_usec: int | None = None  # the kmsg record's time, microseconds since boot
+
+
+def parse_line(line: str | bytes) -> XidEvent | None:
+    """The XID event in one line of kernel log text, or None."""
+    if isinstance(line, str):
+        # surrogatepass keeps every str encodable; the fields that matter are ASCII anyway.
+        line = line.encode("utf-8", "surrogatepass")
+    return _kmsg_engine.current().parse_xid(line, source="text")
+
+
+_BUS_ID = re.compile(
+    r"(?:PCI:)?([0-9a-fA-F]{1,8}):([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})(?:\.([0-7]))?"
+)
+
+
+def normalize_bus_id(bus_id: str) -> str | None:
+    """A PCI address in NVML's form (`00000000:3B:00.0`), or None if `bus_id` is not one.
+
+    Accepts what the kernel log and NVML write: `PCI:0000:3b:00`, `0000:3b:00.0`,
+    `00000000:3B:00.0`.
+    """
+    m = _BUS_ID.fullmatch(bus_id.strip())
+    if m is None or int(m.group(3), 16) > 0x1F:
+        return None
+    domain, bus, device = (int(g, 16) for g in m.group(1, 2, 3))
+    return f"{domain:08X}:{bus:02X}:{device:02X}.{int(m.group(4) or 0):X}"
