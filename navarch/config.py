@@ -26,7 +26,7 @@ from cattrs.errors import (
 )
 
 from navarch.durations import format_duration, parse_duration
-from navarch.errors import ConfigError
+from navarch.errors import ConfigError, NavarchError
 
 if sys.version_info >= (3, 15):
     import tomllib
@@ -53,6 +53,16 @@ def _positive_duration(_inst: Any, attribute: attrs.Attribute, value: timedelta 
         raise ConfigValueError(
             f'{attribute.name}: expected a positive duration, got "{format_duration(value)}"'
         )
+
+
+def _non_negative_duration(_inst: Any, attribute: attrs.Attribute, value: timedelta) -> None:
+    if value < timedelta(0):
+        raise ConfigValueError(f"{attribute.name}: expected a duration of 0s or more")
+
+
+def _percent_at_most_100(_inst: Any, attribute: attrs.Attribute, value: float) -> None:
+    if not 0 <= value <= 100:
+        raise ConfigValueError(f"{attribute.name}: expected a number from 0 to 100, got {value:g}")
 
 
 @frozen(kw_only=True)
@@ -99,10 +109,26 @@ class AuthConfig:
 
 @frozen(kw_only=True)
 class PluginTable:
-    """A table that names a plugin by `type` and hands the rest of its keys to that plugin."""
+    """A table that names a plugin by `type` and hands the rest of its keys to that plugin.
+
+    A plugin's settings may hold plugin tables of their own (a composite autoscaler's members);
+    they are checked through the same registry, with the same kind, and their errors carry the
+    full key path.
+    """
 
     type: str
     settings: Any = None  # the plugin's own structured settings (or the raw table)
+    # The registration the table was checked against; set by parse_config, used by create().
+    registration: Any = field(default=None, eq=False, repr=False)
+
+    def create(self, **context: Any) -> Any:
+        """Builds the plugin object that this table configures."""
+        if self.registration is None:
+            raise NavarchError(
+                f'the "{self.type}" plugin table was not checked against the loaded plugins; '
+                "read the configuration with load_config or parse_config"
+            )
+        return self.registration.create(self.settings, **context)
 
 
 @frozen(kw_only=True)
@@ -125,6 +151,39 @@ class PoolHealthConfig:
 
 
 @frozen(kw_only=True)
+class ScaleUpConfig:
+    # Scale up only as far as the lowest recommendation of this window; 0 acts at once.
+    window: timedelta = field(default=timedelta(0), validator=_non_negative_duration)
+    # At most this many nodes, or this percent of the pool, per period; the larger applies.
+    nodes: int = field(default=4, validator=_ge(0))
+    percent: float = field(default=100.0, validator=_ge(0))
+    period: timedelta = field(default=timedelta(minutes=1), validator=_positive_duration)
+
+
+@frozen(kw_only=True)
+class ScaleDownConfig:
+    # Scale down only as far as the highest recommendation of this window.
+    window: timedelta = field(default=timedelta(minutes=5), validator=_non_negative_duration)
+    nodes: int = field(default=0, validator=_ge(0))
+    percent: float = field(default=100.0, validator=_percent_at_most_100)
+    period: timedelta = field(default=timedelta(minutes=1), validator=_positive_duration)
+    # No scale-down until this long after the pool last grew.
+    delay_after_scale_up: timedelta = field(
+        default=timedelta(minutes=10), validator=_non_negative_duration
+    )
+    # Drain a node before terminating it.
+    drain: bool = True
+
+
+@frozen(kw_only=True)
+class PoolScalingConfig:
+    """How the core turns any autoscaler's recommendation into a target (navarch.pools)."""
+
+    scale_up: ScaleUpConfig = ScaleUpConfig()
+    scale_down: ScaleDownConfig = ScaleDownConfig()
+
+
+@frozen(kw_only=True)
 class PoolConfig:
     instance_type: str
     providers: tuple[PoolProviderEntry, ...] = field()
@@ -134,6 +193,7 @@ class PoolConfig:
     labels: dict[str, str] = field(factory=dict)
     autoscaler: PluginTable | None = None
     selector: PluginTable = PluginTable(type="priority")
+    scaling: PoolScalingConfig = PoolScalingConfig()
     health: PoolHealthConfig = PoolHealthConfig()
 
     @max_nodes.validator
@@ -290,6 +350,32 @@ def _table_hook(cls: type) -> Callable[[Any, type], Any]:
 converter.register_structure_hook_factory(attrs.has, _table_hook)
 
 
+def _plugin_table(value: Any, _type: type) -> PluginTable:
+    if not isinstance(value, Mapping):
+        raise ConfigValueError(f"expected a table, got {_show(value)}")
+    settings = dict(value)
+    if "type" not in settings:
+        raise ConfigValueError("type: required key is missing")
+    kind = settings.pop("type")
+    if not isinstance(kind, str):
+        raise ConfigValueError(f"type: expected a string, got {_show(kind)}")
+    return PluginTable(type=kind, settings=settings)
+
+
+def _unstructure_plugin_table(table: PluginTable) -> dict[str, Any]:
+    """A plugin table as it is written in the file: `type` beside the plugin's own keys."""
+    settings = table.settings
+    if settings is None:
+        settings = {}
+    elif not isinstance(settings, Mapping):
+        settings = converter.unstructure(settings)
+    return {"type": table.type, **settings}
+
+
+converter.register_structure_hook(PluginTable, _plugin_table)
+converter.register_unstructure_hook(PluginTable, _unstructure_plugin_table)
+
+
 def structure(data: Any, cls: type[T], problems: list[str], path: str = "") -> T | None:
     """Structures `data` as `cls`, appending `KEY.PATH: message` lines to `problems` on failure."""
     try:
@@ -315,7 +401,7 @@ def _explain(exc: BaseException, path: str, cls: Any = None) -> list[str]:
         out = []
         with_notes, without = exc.group_exceptions()
         for sub, note in with_notes:
-            out += _explain(sub, _join(path, note.index))
+            out += _explain(sub, f"{path}[{note.index}]")
         for sub in without:
             out += _explain(sub, path)
         return out
@@ -354,46 +440,45 @@ _PLUGIN_TABLES = ("providers", "notifiers")
 
 
 def _split_plugin_tables(data: dict[str, Any], problems: list[str]) -> dict[str, Any]:
-    """Moves every plugin table's own keys under `settings`, leaving `type` for the core."""
+    """Gives each provider and notifier table its default `type`: the table's own name."""
     data = dict(data)
     for section in _PLUGIN_TABLES:
         tables = data.get(section)
         if isinstance(tables, Mapping):
             data[section] = {
-                name: _split_one(table, default_type=name) for name, table in tables.items()
+                name: {"type": name, **table}
+                if isinstance(table, Mapping) and "type" not in table
+                else table
+                for name, table in tables.items()
             }
-    pools = data.get("pools")
-    if isinstance(pools, Mapping):
-        new_pools = {}
-        for name, pool in pools.items():
-            if isinstance(pool, Mapping):
-                pool = dict(pool)
-                for key in ("autoscaler", "selector"):
-                    if key in pool:
-                        pool[key] = _split_one(pool[key], default_type=None)
-            new_pools[name] = pool
-        data["pools"] = new_pools
     return data
 
 
-def _split_one(table: Any, default_type: str | None) -> Any:
-    if not isinstance(table, Mapping):
-        return table
-    table = dict(table)
-    kind = table.pop("type", default_type)
-    out: dict[str, Any] = {"settings": table}
-    if kind is not None:
-        out["type"] = kind
-    return out
-
-
 def _structure_plugin_settings(config: Config, plugins: Any, problems: list[str]) -> Config:
-    def settle(table: PluginTable, kind: str, path: str) -> PluginTable:
+    def settle(table: PluginTable, kind: str, path: str, nested: bool = False) -> PluginTable:
         registration = plugins.registry(kind).get(table.type)
         if registration is None:
-            return table  # reported by _check_references
+            if nested:  # top-level tables are reported by _check_references
+                names = ", ".join(sorted(plugins.registry(kind))) or "none"
+                problems.append(
+                    f'{path}.type: no {kind} plugin named "{table.type}" (registered: {names})'
+                )
+            return table
         settings = registration.structure_settings(table.settings or {}, path, problems)
-        return attrs.evolve(table, settings=settings)
+        if settings is not None and attrs.has(type(settings)):
+            changes: dict[str, Any] = {}
+            for f in attrs.fields(type(settings)):
+                value = getattr(settings, f.name)
+                if isinstance(value, PluginTable):
+                    changes[f.name] = settle(value, kind, f"{path}.{f.name}", nested=True)
+                elif isinstance(value, tuple) and any(isinstance(v, PluginTable) for v in value):
+                    changes[f.name] = tuple(
+                        settle(v, kind, f"{path}.{f.name}[{i}]", nested=True)
+                        for i, v in enumerate(value)
+                    )
+            if changes:
+                settings = attrs.evolve(settings, **changes)
+        return attrs.evolve(table, settings=settings, registration=registration)
 
     providers = {
         name: settle(t, "provider", f"providers.{name}") for name, t in config.providers.items()
@@ -458,26 +543,11 @@ def effective_dict(config: Config) -> dict[str, Any]:
     """The configuration with defaults filled in and anything secret-looking redacted."""
     raw = converter.unstructure(config)
     raw.pop("source", None)
-    for section in ("providers", "notifiers"):
-        raw[section] = {name: _flatten_plugin(t) for name, t in raw[section].items()}
-    for pool in raw["pools"].values():
-        for key in ("autoscaler", "selector"):
-            if pool.get(key) is not None:
-                pool[key] = _flatten_plugin(pool[key])
-        if pool.get("autoscaler") is None:
-            pool.pop("autoscaler", None)
     if raw["server"].get("heartbeat_timeout") is None:
         raw["server"]["heartbeat_timeout"] = format_duration(
             config.server.effective_heartbeat_timeout
         )
     return _redact(_drop_none(raw))
-
-
-def _flatten_plugin(table: dict[str, Any]) -> dict[str, Any]:
-    settings = table.get("settings") or {}
-    if not isinstance(settings, Mapping):
-        settings = converter.unstructure(settings)
-    return {"type": table["type"], **settings}
 
 
 def _drop_none(value: Any) -> Any:

@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "config": "navarch.cli.config:config",
     "gpus": "navarch.cli.gpus:gpus",
     "plugins": "navarch.cli.plugins:plugins",
+    "policy": "navarch.cli.policy:policy",
     "xid": "navarch.cli.xid:xid",
 }
 
@@ -25,6 +26,7 @@ SUMMARIES: dict[str, str] = {
     "config": "Check a configuration file or show the effective configuration.",
     "gpus": "Show what this machine's NVIDIA GPUs report.",
     "plugins": "List plugins and what they registered.",
+    "policy": "Check a health policy and test it against events.",
     "xid": "Parse kernel logs into XID events and explain XID codes.",
 }
 

@@ -1,12 +1,14 @@
 """What an autoscaler sees and what it answers.
 
 Autoscalers are pure: `recommend(state) -> Recommendation`, synchronous, with no clock of their
-own (time arrives in the state). The core clamps, stabilizes and rate-limits what they return.
+own (time arrives in the state). The core clamps, stabilizes and rate-limits what they return
+(`navarch.pools.behavior`).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Protocol
 
 from attrs import frozen
 
@@ -14,20 +16,37 @@ from attrs import frozen
 @frozen(kw_only=True)
 class ScalingState:
     pool: str
+    # Every node the pool has, counting instances still being provisioned, so that an autoscaler
+    # that answers "current + 1" does not add another node for each round a new one boots.
     current_nodes: int
     min_nodes: int
     max_nodes: int
+    # Active nodes whose hardware is not judged unhealthy.
     healthy_nodes: int = 0
+    # Instances asked of a provider that have not registered as nodes yet (part of current_nodes).
     in_flight: int = 0
-    # Mean GPU utilization across the pool's nodes, 0-100; None when no node reported any.
+    # Mean GPU utilization, 0-100, over the registered nodes (current_nodes - in_flight);
+    # None when no node reported any.
     utilization: float | None = None
+    # Jobs waiting for or running on the pool, as the queue source counts them; None: no source.
     queue_depth: int | None = None
-    # Past utilization samples, oldest first.
+    # Utilization of recent scaling rounds, one sample per round, oldest first, ending with this
+    # round's `utilization` when there is one.
     history: tuple[float, ...] = ()
+    # Wall-clock time with a time zone, for autoscalers that follow the calendar.
     now: datetime | None = None
+
+    @property
+    def registered_nodes(self) -> int:
+        """Nodes that run the daemon and report metrics: the ones `utilization` describes."""
+        return max(self.current_nodes - self.in_flight, 0)
 
 
 @frozen(kw_only=True)
 class Recommendation:
     target: int
     reason: str
+
+
+class Autoscaler(Protocol):
+    def recommend(self, state: ScalingState) -> Recommendation: ...

@@ -124,7 +124,8 @@ def test_non_positive_duration(plugins):
 def test_unknown_plugin_lists_registered_names(plugins):
     text = VALID.replace('type = "reactive"\nscale_up_at = 90', 'type = "magic"')
     assert problems_of(text, plugins) == [
-        'pools.train.autoscaler.type: no autoscaler plugin named "magic" (registered: reactive)'
+        'pools.train.autoscaler.type: no autoscaler plugin named "magic" '
+        "(registered: composite, predictive, queue, reactive, scheduled, target)"
     ]
 
 

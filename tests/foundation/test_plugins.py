@@ -68,7 +68,12 @@ def test_builtin_plugins_are_listed(navarch, site):
     rows = plugin_table(navarch, site)
     assert rows["fake_provider"]["registered"] == ["provider:fake"]
     assert rows["autoscalers"]["distribution"] == "navarch"
-    assert rows["selectors"]["registered"] == ["selector:priority"]
+    assert rows["selectors"]["registered"] == [
+        "selector:priority",
+        "selector:round-robin",
+        "selector:cost",
+        "selector:availability",
+    ]
 
 
 def test_installed_third_party_plugin_is_discovered(navarch, site, tmp_path):

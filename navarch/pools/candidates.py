@@ -1,0 +1,133 @@
+"""Candidates: the places a pool can provision a node, as provider selectors see them.
+
+Each provider entry of a pool yields one candidate per region, or per zone when it lists zones,
+so that failover can move from a region without capacity to the next one. What the providers'
+catalogs say (price, free capacity) is copied onto each candidate by the core, so selectors stay
+pure and synchronous.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from attrs import frozen
+
+from navarch.config import PoolConfig, PoolProviderEntry
+from navarch.pools.instance_types import resolve_instance_type
+from navarch.providers import InstanceType, ProvisionRequest
+
+
+@frozen(kw_only=True)
+class Candidate:
+    entry: PoolProviderEntry
+    # The provider's plugin type (`gcp`), which decides how instance types are named.
+    provider_type: str
+    # The provider's own name for the pool's instance type.
+    instance_type: str
+    region: str = ""
+    zone: str = ""
+    # From the provider's catalog; None when it has no catalog or does not list this type.
+    price_per_hour: float | None = None
+    # Whether the catalog reports free capacity for this type here; None when unknown.
+    available: bool | None = None
+
+    @property
+    def provider(self) -> str:
+        """The `[providers.NAME]` table this candidate provisions through."""
+        return self.entry.provider
+
+    @property
+    def priority(self) -> int:
+        return self.entry.priority
+
+    @property
+    def weight(self) -> int:
+        return self.entry.weight
+
+    def describe(self) -> str:
+        place = "/".join(p for p in (self.region, self.zone) if p)
+        return " ".join(p for p in (self.provider, place, self.instance_type) if p)
+
+
+class Selector(Protocol):
+    def order(self, candidates: Sequence[Candidate], request: ProvisionRequest) -> list: ...
+
+
+def candidates_for(
+    pool: PoolConfig,
+    provider_types: Mapping[str, str],
+    catalogs: Mapping[str, Sequence[InstanceType]] | None = None,
+) -> list[Candidate]:
+    """The pool's candidates in configured order.
+
+    `provider_types` maps each `[providers.NAME]` table to its plugin type; `catalogs` maps a
+    table name to what its provider's `instance_types()` returned, where it has one.
+    """
+    catalogs = catalogs or {}
+    out = []
+    for entry in pool.providers:
+        provider_type = provider_types.get(entry.provider, entry.provider)
+        instance_type = resolve_instance_type(
+            pool.instance_type, provider_type, entry.instance_type
+        )
+        catalog = catalogs.get(entry.provider)
+        for region, zone in _places(entry):
+            price, available = _catalog_facts(catalog, instance_type, region)
+            out.append(
+                Candidate(
+                    entry=entry,
+                    provider_type=provider_type,
+                    instance_type=instance_type,
+                    region=region,
+                    zone=zone,
+                    price_per_hour=price,
+                    available=available,
+                )
+            )
+    return out
+
+
+def _places(entry: PoolProviderEntry) -> list[tuple[str, str]]:
+    """(region, zone) pairs; a zone belongs to the listed region that its name starts with."""
+    if not entry.zones:
+        return [(region, "") for region in entry.regions] or [("", "")]
+    places = []
+    for zone in entry.zones:
+        regions = [r for r in entry.regions if zone.startswith(r)]
+        if regions:
+            region = max(regions, key=len)
+        else:
+            region = entry.regions[0] if len(entry.regions) == 1 else ""
+        places.append((region, zone))
+    return places
+
+
+def _catalog_facts(
+    catalog: Sequence[InstanceType] | None, instance_type: str, region: str
+) -> tuple[float | None, bool | None]:
+    if catalog is None:
+        return None, None
+    for item in catalog:
+        if item.name == instance_type:
+            regions = item.available_regions
+            return item.price_per_hour, (region in regions if region else bool(regions))
+    return None, False
+
+
+async def fetch_catalogs(providers: Mapping[str, Any]) -> dict[str, list[InstanceType]]:
+    """The catalog of each provider that has one, by `[providers.NAME]` table.
+
+    A provider whose catalog fails is left out, so its candidates are ordered as unknown rather
+    than keeping the pool from provisioning.
+    """
+    catalogs = {}
+    for name, provider in providers.items():
+        instance_types = getattr(provider, "instance_types", None)
+        if instance_types is None:
+            continue
+        try:
+            catalogs[name] = list(await instance_types())
+        except Exception:
+            continue
+    return catalogs

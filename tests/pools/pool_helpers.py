@@ -1,0 +1,38 @@
+"""Helpers shared by the pool tests."""
+
+from __future__ import annotations
+
+import textwrap
+
+from navarch.config import parse_config
+from navarch.pools.scaling import ScalingState
+
+POOL = """
+[providers.fake]
+
+[pools.p]
+instance_type = "h100-8x"
+min_nodes = {min_nodes}
+max_nodes = {max_nodes}
+
+[[pools.p.providers]]
+provider = "fake"
+"""
+
+
+def pool_config(plugins, tables: str = "", *, min_nodes: int = 0, max_nodes: int = 20):
+    """A pool `p` parsed the way the control plane reads it, with extra TOML tables appended."""
+    text = POOL.format(min_nodes=min_nodes, max_nodes=max_nodes) + textwrap.dedent(tables)
+    return parse_config(text, "navarch.toml", plugins).pools["p"]
+
+
+def autoscaler(plugins, table: str):
+    """Builds the autoscaler configured by `[pools.p.autoscaler]` TOML."""
+    return pool_config(plugins, table).autoscaler.create()
+
+
+def state(**overrides) -> ScalingState:
+    values = {"pool": "p", "current_nodes": 4, "min_nodes": 0, "max_nodes": 20}
+    values.update(overrides)
+    values.setdefault("healthy_nodes", values["current_nodes"] - values.get("in_flight", 0))
+    return ScalingState(**values)
