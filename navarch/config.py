@@ -246,10 +246,16 @@ def load_config(path: str | os.PathLike[str], plugins: Any | None = None) -> Con
         raise ConfigError(source, ["file not found"]) from None
     except OSError as exc:
         raise ConfigError(source, [f"cannot read file: {exc.strerror}"]) from None
-    return parse_config(text, source, plugins)
+    return parse_config(text, source, plugins, base_dir=Path(path).parent)
 
 
-def parse_config(text: str, source: str = "navarch.toml", plugins: Any | None = None) -> Config:
+def parse_config(
+    text: str,
+    source: str = "navarch.toml",
+    plugins: Any | None = None,
+    base_dir: str | os.PathLike[str] | None = None,
+) -> Config:
+    """Parses configuration text. Relative file names in it are relative to `base_dir`."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -263,6 +269,7 @@ def parse_config(text: str, source: str = "navarch.toml", plugins: Any | None = 
     config = _structure_config(data, problems)
     config = _structure_plugin_settings(config, plugins, problems)
     _check_references(config, set(data.get("providers") or {}), plugins, problems)
+    config = _check_policy(config, base_dir, problems)
     if problems:
         raise ConfigError(source, problems)
     return attrs.evolve(config, source=source)
@@ -295,6 +302,24 @@ def _structure_config(data: dict[str, Any], problems: list[str]) -> Config:
             if section is not None:
                 kwargs[key] = section
     return Config(**kwargs)
+
+
+def _check_policy(
+    config: Config, base_dir: str | os.PathLike[str] | None, problems: list[str]
+) -> Config:
+    """Resolves `[health] policy` against the file's directory and checks the policy in it."""
+    if not config.health.policy:
+        return config
+    path = Path(config.health.policy).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = Path(base_dir) / path
+    from navarch.health import load_policy  # imports the CEL engine only when a policy is named
+
+    try:
+        load_policy(path)
+    except ConfigError as exc:
+        problems.extend(f"health.policy: {exc.source}: {problem}" for problem in exc.problems)
+    return attrs.evolve(config, health=attrs.evolve(config.health, policy=str(path)))
 
 
 # Structuring with readable errors.

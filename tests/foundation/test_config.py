@@ -228,3 +228,21 @@ def test_show_prints_toml_that_parses_back(navarch, plugins):
     assert result.returncode == 0, result.stderr
     again = parse_config(result.stdout, "shown.toml", plugins)
     assert effective_dict(again) == effective_dict(load_config(EXAMPLE, plugins))
+
+
+def test_health_policy_is_resolved_next_to_the_file_and_checked(plugins, tmp_path):
+    (tmp_path / "rules.toml").write_text(
+        '[[rules]]\nname = "broken"\ncondition = "event.xid =="\nresult = "unhealthy"\n'
+    )
+    path = tmp_path / "fleet.toml"
+    path.write_text('[health]\npolicy = "rules.toml"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path, plugins)
+    [problem] = info.value.problems
+    assert problem.startswith(f"health.policy: {tmp_path / 'rules.toml'}: ")
+    assert "broken" in problem
+
+    (tmp_path / "rules.toml").write_text(
+        '[[rules]]\nname = "any"\ncondition = "true"\nresult = "healthy"\n'
+    )
+    assert load_config(path, plugins).health.policy == str(tmp_path / "rules.toml")
