@@ -143,6 +143,12 @@ def _structure_str(value: Any, _: type) -> str:
     return value
 
 
+def _structure_bool(value: Any, _: type) -> bool:
+    if not isinstance(value, bool):
+        raise _FieldError(f"expected true or false, got {_show(value)}")
+    return value
+
+
 def _structure_int(value: Any, _: type) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise _FieldError(f"expected an integer, got {_show(value)}")
@@ -190,6 +196,7 @@ def _is_optional(t: Any) -> bool:
 def _make_converter(*, ignore_unknown_fields: bool) -> cattrs.Converter:
     conv = cattrs.Converter(detailed_validation=True)
     conv.register_structure_hook(str, _structure_str)
+    conv.register_structure_hook(bool, _structure_bool)
     conv.register_structure_hook(int, _structure_int)
     conv.register_structure_hook(float, _structure_float)
     conv.register_structure_hook(datetime, _structure_datetime)

@@ -310,6 +310,189 @@ class ListEventsResponse:
     next_before: str = ""
 
 
+class RemediationStep(enum.Enum):
+    """Where a remediation episode is. Steps only move forward; DONE, HELD and CANCELLED end it."""
+
+    REMEDIATION_STEP_PENDING = "REMEDIATION_STEP_PENDING"
+    REMEDIATION_STEP_CORDON = "REMEDIATION_STEP_CORDON"
+    REMEDIATION_STEP_DRAIN = "REMEDIATION_STEP_DRAIN"
+    REMEDIATION_STEP_TERMINATE = "REMEDIATION_STEP_TERMINATE"
+    REMEDIATION_STEP_DONE = "REMEDIATION_STEP_DONE"
+    # Stopped for an operator: the node stays out of service until the operator cancels it.
+    REMEDIATION_STEP_HELD = "REMEDIATION_STEP_HELD"
+    REMEDIATION_STEP_CANCELLED = "REMEDIATION_STEP_CANCELLED"
+
+
+@frozen(kw_only=True)
+class Remediation:
+    """One remediation episode: a node judged for replacement, taken out and replaced."""
+
+    episode_id: str
+    node_id: str
+    pool: str = ""
+    step: RemediationStep
+    rule: str = ""  # the health rule that asked for the replacement
+    # Why the episode is at its step: the last thing done, or why it is held.
+    detail: str = ""
+    started_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@frozen(kw_only=True)
+class RemediationControls:
+    """The operator's switches: pauses and open circuit breakers."""
+
+    paused: bool = False
+    paused_pools: tuple[str, ...] = ()
+    open_breakers: tuple[str, ...] = ()
+
+
+@frozen(kw_only=True)
+class ListRemediationsRequest:
+    pool: str = ""
+    node_id: str = ""
+    limit: int = 100
+
+
+@frozen(kw_only=True)
+class ListRemediationsResponse:
+    remediations: tuple[Remediation, ...] = ()  # newest first
+    controls: RemediationControls = RemediationControls()
+
+
+@frozen(kw_only=True)
+class PauseRemediationRequest:
+    pool: str = ""  # empty pauses every pool
+    reason: str = ""
+
+
+@frozen(kw_only=True)
+class ResumeRemediationRequest:
+    pool: str = ""  # empty lifts the global pause; a pool's own pause stays
+
+
+@frozen(kw_only=True)
+class ResetBreakerRequest:
+    pool: str
+
+
+@frozen(kw_only=True)
+class RemediationControlsResponse:
+    controls: RemediationControls
+
+
+@frozen(kw_only=True)
+class CancelRemediationRequest:
+    episode_id: str
+    reason: str = ""
+
+
+@frozen(kw_only=True)
+class CancelRemediationResponse:
+    remediation: Remediation
+
+
+@frozen(kw_only=True)
+class ProviderBlock:
+    """A part of a provider that a pool does not try until `until`, after it failed."""
+
+    provider: str
+    # "capacity", "quota", "auth" or "error".
+    kind: str
+    reason: str
+    # Empty means every region (zone, instance type) of the provider.
+    region: str = ""
+    zone: str = ""
+    instance_type: str = ""
+    until: datetime | None = None
+
+
+@frozen(kw_only=True)
+class PoolInstance:
+    """An instance the pool asked a provider for and that is not yet gone."""
+
+    instance_id: str
+    provider: str
+    # "provisioning", "registering", "running" or "terminating".
+    status: str
+    region: str = ""
+    zone: str = ""
+    instance_type: str = ""
+    reason: str = ""
+    created_at: datetime | None = None
+
+
+@frozen(kw_only=True)
+class Pool:
+    name: str
+    instance_type: str
+    min_nodes: int
+    max_nodes: int
+    # Nodes that count toward the pool's size: registered, not draining or terminated.
+    size: int = 0
+    # What the last scaling round decided the pool should have, counting instances in flight.
+    target: int = 0
+    # Instances asked of a provider that have not registered as nodes yet.
+    in_flight: int = 0
+    healthy: int = 0
+    utilization: float | None = None
+    queue_depth: int | None = None
+    queue_depth_at: datetime | None = None
+    # The floor set by ScalePool; the autoscaler never takes the pool below it.
+    manual_target: int | None = None
+    autoscaler: str = ""
+    last_decision_at: datetime | None = None
+    last_decision: str = ""
+    blocked: tuple[ProviderBlock, ...] = ()
+    # Filled by GetPool only.
+    instances: tuple[PoolInstance, ...] = ()
+
+
+@frozen(kw_only=True)
+class ListPoolsRequest:
+    pass
+
+
+@frozen(kw_only=True)
+class ListPoolsResponse:
+    pools: tuple[Pool, ...] = ()
+
+
+@frozen(kw_only=True)
+class GetPoolRequest:
+    name: str
+
+
+@frozen(kw_only=True)
+class GetPoolResponse:
+    pool: Pool
+
+
+@frozen(kw_only=True)
+class ScalePoolRequest:
+    name: str
+    # From min_nodes to max_nodes; the pool holds at least this many nodes from now on.
+    target: int
+    reason: str = ""
+
+
+@frozen(kw_only=True)
+class ScalePoolResponse:
+    pool: Pool
+
+
+@frozen(kw_only=True)
+class ReportQueueDepthRequest:
+    pool: str
+    # Jobs waiting for or running on the pool, as the scheduler counts them.
+    depth: int
+
+
+@frozen(kw_only=True)
+class ReportQueueDepthResponse:
+    pool: Pool
+
+
 # Method name -> (request class, response class, who may call it).
 # "node" methods accept a node token bound to the request's node_id (or an admin token);
 # "admin" methods accept only admin tokens; RegisterNode also accepts the join token.
@@ -324,6 +507,15 @@ METHODS: dict[str, tuple[type, type, str]] = {
     "IssueCommand": (IssueCommandRequest, IssueCommandResponse, "admin"),
     "GetCommand": (GetCommandRequest, GetCommandResponse, "admin"),
     "ListEvents": (ListEventsRequest, ListEventsResponse, "admin"),
+    "ListPools": (ListPoolsRequest, ListPoolsResponse, "admin"),
+    "GetPool": (GetPoolRequest, GetPoolResponse, "admin"),
+    "ScalePool": (ScalePoolRequest, ScalePoolResponse, "admin"),
+    "ReportQueueDepth": (ReportQueueDepthRequest, ReportQueueDepthResponse, "admin"),
+    "ListRemediations": (ListRemediationsRequest, ListRemediationsResponse, "admin"),
+    "PauseRemediation": (PauseRemediationRequest, RemediationControlsResponse, "admin"),
+    "ResumeRemediation": (ResumeRemediationRequest, RemediationControlsResponse, "admin"),
+    "CancelRemediation": (CancelRemediationRequest, CancelRemediationResponse, "admin"),
+    "ResetBreaker": (ResetBreakerRequest, RemediationControlsResponse, "admin"),
 }
 
 SERVICE_PATH = "/navarch.v1.ControlPlaneService/"

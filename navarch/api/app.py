@@ -1,0 +1,263 @@
+"""The control plane's HTTP face: a plain ASGI app speaking Connect unary with the JSON codec.
+
+Routes:
+
+- `POST /navarch.v1.ControlPlaneService/<Method>` with `Content-Type: application/json`;
+- `GET /healthz` (the process runs), `GET /readyz` (the store answers), `GET /metrics`
+  (Prometheus), `GET /openapi.json` (the API description).
+
+Every failure is a Connect error body `{"code": ..., "message": ...}` with the HTTP status the
+Connect protocol gives its code, and every check happens before the service is called, so a bad
+request changes nothing. The body is read in chunks and reading stops at the size cap.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import trio
+
+from navarch.api.codec import ApiError, decode, encode
+from navarch.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from navarch.api.metrics import ApiMetrics
+from navarch.api.models import METHODS, SERVICE_PATH
+from navarch.api.openapi import openapi_document
+from navarch.controlplane import ControlPlane
+from navarch.store import StoreError
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+log = logging.getLogger("navarch.api")
+
+_JSON = b"application/json"
+_READY_TIMEOUT = 5.0
+
+
+class _Reply(Exception):
+    """An error answered with an HTTP status other than the one its Connect code implies."""
+
+    def __init__(self, status: int, error: ApiError, headers: list[tuple[bytes, bytes]]) -> None:
+        super().__init__(error.message)
+        self.status = status
+        self.error = error
+        self.headers = headers
+
+
+class ControlPlaneApp:
+    """The ASGI app. `max_body_bytes` caps a request body (the config's `server.max_body_bytes`)."""
+
+    def __init__(self, control_plane: ControlPlane, *, max_body_bytes: int = 1_048_576) -> None:
+        self.control_plane = control_plane
+        self.max_body_bytes = max_body_bytes
+        self.metrics = ApiMetrics(control_plane)
+        self._served = control_plane.methods
+        self._openapi = json.dumps(openapi_document(self._served), indent=1).encode()
+        self._pages: dict[str, Callable[[Send], Awaitable[None]]] = {
+            "/healthz": self._healthz,
+            "/readyz": self._readyz,
+            "/metrics": self._metrics,
+            "/openapi.json": self._openapi_json,
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path = scope["path"]
+        if path.startswith(SERVICE_PATH):
+            await self._rpc(scope, receive, send)
+            return
+        page = self._pages.get(path)
+        if page is None:
+            await _send_error(send, 404, ApiError("not_found", f"no such path: {path}"))
+        elif scope["method"] != "GET":
+            await _send_error(
+                send,
+                405,
+                ApiError("unimplemented", f"{path} answers GET only"),
+                [(b"allow", b"GET")],
+            )
+        else:
+            try:
+                await page(send)
+            except Exception:
+                log.exception("path=%s outcome=internal-error", path)
+                await _send_error(send, 500, ApiError("internal", "internal error"))
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _healthz(self, send: Send) -> None:
+        await _send(send, 200, b"ok\n", b"text/plain; charset=utf-8")
+
+    async def _readyz(self, send: Send) -> None:
+        problem = ""
+        if self.control_plane.stopping:
+            problem = "shutting down"
+        else:
+            with trio.move_on_after(_READY_TIMEOUT) as scope:
+                try:
+                    await self.control_plane.store.ping()
+                except StoreError as exc:
+                    problem = f"store not reachable: {exc}"
+            if scope.cancelled_caught:
+                problem = f"store not reachable: no answer in {_READY_TIMEOUT:g}s"
+        if problem:
+            await _send(send, 503, f"{problem}\n".encode(), b"text/plain; charset=utf-8")
+        else:
+            await _send(send, 200, b"ready\n", b"text/plain; charset=utf-8")
+
+    async def _metrics(self, send: Send) -> None:
+        await _send(send, 200, self.metrics.render(), METRICS_CONTENT_TYPE.encode())
+
+    async def _openapi_json(self, send: Send) -> None:
+        await _send(send, 200, self._openapi, _JSON)
+
+    async def _rpc(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        name = scope["path"][len(SERVICE_PATH) :]
+        label = name if name in METHODS else "unknown"
+        code = "ok"
+        try:
+            payload = await self._call(name, scope, receive)
+            await _send(send, 200, payload, _JSON)
+        except _Reply as reply:
+            code = reply.error.code
+            await _send_error(send, reply.status, reply.error, reply.headers)
+        except ApiError as error:
+            code = error.code
+            await _send_error(send, error.http_status, error)
+        except Exception:
+            code = "internal"
+            log.exception("method=%s outcome=internal-error", label)
+            await _send_error(send, 500, ApiError("internal", "internal error; see the server log"))
+        self.metrics.observe(label, code, time.perf_counter() - started)
+
+    async def _call(self, name: str, scope: Scope, receive: Receive) -> bytes:
+        entry = METHODS.get(name)
+        if entry is None:
+            raise _Reply(404, ApiError("unimplemented", f"unknown method {name!r}"), [])
+        if name not in self._served:
+            raise ApiError("unimplemented", f"{name} is not served by this control plane")
+        if scope["method"] != "POST":
+            raise _Reply(
+                405,
+                ApiError("unimplemented", f"{name} takes POST, not {scope['method']}"),
+                [(b"allow", b"POST")],
+            )
+        headers = _headers(scope)
+        content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if content_type != _JSON:
+            shown = content_type.decode("latin-1") or "none"
+            raise _Reply(
+                415,
+                ApiError(
+                    "unimplemented",
+                    f"content type {shown} is not supported; send application/json",
+                ),
+                [(b"accept-post", _JSON)],
+            )
+        version = headers.get(b"connect-protocol-version")
+        if version is not None and version != b"1":
+            raise ApiError(
+                "invalid_argument",
+                f"Connect-Protocol-Version: expected 1, got {version.decode('latin-1')!r}",
+            )
+        encoding = headers.get(b"content-encoding", b"identity").strip().lower()
+        if encoding != b"identity":
+            raise ApiError(
+                "unimplemented",
+                f"Content-Encoding {encoding.decode('latin-1')} is not supported; send identity",
+            )
+        timeout = _timeout(headers.get(b"connect-timeout-ms"))
+        authorization = headers.get(b"authorization")
+        caller = self.control_plane.auth.authenticate(
+            None if authorization is None else authorization.decode("latin-1")
+        )
+        body = await self._read_body(receive, headers)
+        request = decode(entry[0], body)
+        with trio.move_on_after(timeout) as deadline:
+            response = await self.control_plane.call(name, request, caller)
+        if deadline.cancelled_caught:
+            raise ApiError("deadline_exceeded", f"{name} did not finish within the call's timeout")
+        return encode(response)
+
+    async def _read_body(self, receive: Receive, headers: dict[bytes, bytes]) -> bytes:
+        cap = self.max_body_bytes
+        too_large = ApiError("resource_exhausted", f"body: larger than the limit of {cap} bytes")
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > cap:
+            raise too_large
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ApiError("canceled", "the client went away")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > cap:
+                raise too_large
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+def _headers(scope: Scope) -> dict[bytes, bytes]:
+    # ASGI servers give header names in lower case; the first of repeated headers wins.
+    headers: dict[bytes, bytes] = {}
+    for key, value in scope["headers"]:
+        headers.setdefault(key, value)
+    return headers
+
+
+def _timeout(value: bytes | None) -> float:
+    if value is None:
+        return float("inf")
+    if not value.isdigit() or len(value) > 10:
+        raise ApiError(
+            "invalid_argument",
+            f"Connect-Timeout-Ms: expected a positive integer of at most 10 digits, "
+            f"got {value.decode('latin-1')!r}",
+        )
+    return int(value) / 1000
+
+
+async def _send(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: bytes,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_error(
+    send: Send, status: int, error: ApiError, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    await _send(send, status, error.to_json(), _JSON, headers)

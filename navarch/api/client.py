@@ -1,0 +1,300 @@
+"""Clients of the control-plane API: one interface, over HTTP or in process.
+
+`HttpClient` speaks Connect unary JSON over httpx (the CLI, daemons on real machines, soak tests).
+`InProcessClient` calls the service object directly, with no sockets and no serialization (the
+fake provider and the simulator, which run hundreds of daemons in one process). Both raise
+`ApiError` for an error the control plane returned, and `HttpClient` raises `Unreachable` when
+there is no control plane to answer.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+import httpx
+
+from navarch.api import models as m
+from navarch.api.codec import ApiError, decode, encode
+from navarch.durations import parse_duration
+from navarch.errors import NavarchError
+
+if TYPE_CHECKING:
+    from navarch.controlplane import Caller, ControlPlane
+
+__all__ = [
+    "ApiError",
+    "ControlPlaneClient",
+    "HttpClient",
+    "InProcessClient",
+    "Unreachable",
+]
+
+R = TypeVar("R")
+
+DEFAULT_TIMEOUT = 10.0
+MAX_CONNECTIONS = 10  # httpx's pool slows down sharply beyond about 10 connections per client
+
+
+class Unreachable(NavarchError):
+    """No answer from the control plane: refused, unresolvable, reset or timed out."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"cannot reach the control plane at {url}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+class ControlPlaneClient(Protocol):
+    """One async method per API method; each takes and returns a wire model."""
+
+    def set_token(self, token: str) -> None:
+        """Speaks with `token` from now on (a daemon switches to its node token)."""
+        ...
+
+    async def register_node(self, request: m.RegisterNodeRequest) -> m.RegisterNodeResponse: ...
+
+    async def send_heartbeat(self, request: m.SendHeartbeatRequest) -> m.SendHeartbeatResponse: ...
+
+    async def get_node_commands(
+        self, request: m.GetNodeCommandsRequest
+    ) -> m.GetNodeCommandsResponse: ...
+
+    async def ack_command(self, request: m.AckCommandRequest) -> m.AckCommandResponse: ...
+
+    async def report_health(self, request: m.ReportHealthRequest) -> m.ReportHealthResponse: ...
+
+    async def list_nodes(self, request: m.ListNodesRequest) -> m.ListNodesResponse: ...
+
+    async def get_node(self, request: m.GetNodeRequest) -> m.GetNodeResponse: ...
+
+    async def issue_command(self, request: m.IssueCommandRequest) -> m.IssueCommandResponse: ...
+
+    async def get_command(self, request: m.GetCommandRequest) -> m.GetCommandResponse: ...
+
+    async def list_events(self, request: m.ListEventsRequest) -> m.ListEventsResponse: ...
+
+    async def list_pools(self, request: m.ListPoolsRequest) -> m.ListPoolsResponse: ...
+
+    async def get_pool(self, request: m.GetPoolRequest) -> m.GetPoolResponse: ...
+
+    async def scale_pool(self, request: m.ScalePoolRequest) -> m.ScalePoolResponse: ...
+
+    async def report_queue_depth(
+        self, request: m.ReportQueueDepthRequest
+    ) -> m.ReportQueueDepthResponse: ...
+
+
+class _Methods:
+    """The typed methods of `ControlPlaneClient`, written once over `_call`."""
+
+    async def _call(self, method: str, request: Any, response_cls: type[R]) -> R:
+        raise NotImplementedError
+
+    async def register_node(self, request: m.RegisterNodeRequest) -> m.RegisterNodeResponse:
+        return await self._call("RegisterNode", request, m.RegisterNodeResponse)
+
+    async def send_heartbeat(self, request: m.SendHeartbeatRequest) -> m.SendHeartbeatResponse:
+        return await self._call("SendHeartbeat", request, m.SendHeartbeatResponse)
+
+    async def get_node_commands(
+        self, request: m.GetNodeCommandsRequest
+    ) -> m.GetNodeCommandsResponse:
+        return await self._call("GetNodeCommands", request, m.GetNodeCommandsResponse)
+
+    async def ack_command(self, request: m.AckCommandRequest) -> m.AckCommandResponse:
+        return await self._call("AckCommand", request, m.AckCommandResponse)
+
+    async def report_health(self, request: m.ReportHealthRequest) -> m.ReportHealthResponse:
+        return await self._call("ReportHealth", request, m.ReportHealthResponse)
+
+    async def list_nodes(self, request: m.ListNodesRequest) -> m.ListNodesResponse:
+        return await self._call("ListNodes", request, m.ListNodesResponse)
+
+    async def get_node(self, request: m.GetNodeRequest) -> m.GetNodeResponse:
+        return await self._call("GetNode", request, m.GetNodeResponse)
+
+    async def issue_command(self, request: m.IssueCommandRequest) -> m.IssueCommandResponse:
+        return await self._call("IssueCommand", request, m.IssueCommandResponse)
+
+    async def get_command(self, request: m.GetCommandRequest) -> m.GetCommandResponse:
+        return await self._call("GetCommand", request, m.GetCommandResponse)
+
+    async def list_events(self, request: m.ListEventsRequest) -> m.ListEventsResponse:
+        return await self._call("ListEvents", request, m.ListEventsResponse)
+
+    async def list_pools(self, request: m.ListPoolsRequest) -> m.ListPoolsResponse:
+        return await self._call("ListPools", request, m.ListPoolsResponse)
+
+    async def get_pool(self, request: m.GetPoolRequest) -> m.GetPoolResponse:
+        return await self._call("GetPool", request, m.GetPoolResponse)
+
+    async def scale_pool(self, request: m.ScalePoolRequest) -> m.ScalePoolResponse:
+        return await self._call("ScalePool", request, m.ScalePoolResponse)
+
+    async def report_queue_depth(
+        self, request: m.ReportQueueDepthRequest
+    ) -> m.ReportQueueDepthResponse:
+        return await self._call("ReportQueueDepth", request, m.ReportQueueDepthResponse)
+
+    async def list_remediations(
+        self, request: m.ListRemediationsRequest
+    ) -> m.ListRemediationsResponse:
+        return await self._call("ListRemediations", request, m.ListRemediationsResponse)
+
+    async def pause_remediation(
+        self, request: m.PauseRemediationRequest
+    ) -> m.RemediationControlsResponse:
+        return await self._call("PauseRemediation", request, m.RemediationControlsResponse)
+
+    async def resume_remediation(
+        self, request: m.ResumeRemediationRequest
+    ) -> m.RemediationControlsResponse:
+        return await self._call("ResumeRemediation", request, m.RemediationControlsResponse)
+
+    async def cancel_remediation(
+        self, request: m.CancelRemediationRequest
+    ) -> m.CancelRemediationResponse:
+        return await self._call("CancelRemediation", request, m.CancelRemediationResponse)
+
+    async def reset_breaker(self, request: m.ResetBreakerRequest) -> m.RemediationControlsResponse:
+        return await self._call("ResetBreaker", request, m.RemediationControlsResponse)
+
+
+class HttpClient(_Methods):
+    """Connect unary JSON over one httpx client with at most ten connections.
+
+    Use it as an async context manager, or call `aclose()`. `transport` replaces the network (an
+    `httpx.ASGITransport` serves the app in process).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str = "",
+        timeout: float = DEFAULT_TIMEOUT,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._token = token
+        self._http = httpx.AsyncClient(
+            base_url=self.url,
+            timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(
+                max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS
+            ),
+            headers={"Connect-Protocol-Version": "1"},
+            transport=transport,
+        )
+
+    def set_token(self, token: str) -> None:
+        self._token = token
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> HttpClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def get_node_commands(
+        self, request: m.GetNodeCommandsRequest
+    ) -> m.GetNodeCommandsResponse:
+        # A long poll holds the request open for `wait`; the read timeout must outlast it.
+        wait = parse_duration(request.wait).total_seconds()
+        return await self._call(
+            "GetNodeCommands", request, m.GetNodeCommandsResponse, timeout=self.timeout + wait
+        )
+
+    async def _call(
+        self, method: str, request: Any, response_cls: type[R], *, timeout: float | None = None
+    ) -> R:
+        headers = {"Content-Type": "application/json"}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        try:
+            response = await self._http.post(
+                m.SERVICE_PATH + method,
+                content=encode(request),
+                headers=headers,
+                timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
+            )
+        except httpx.TransportError as exc:
+            raise Unreachable(self.url, _reason(exc, timeout or self.timeout)) from exc
+        if response.status_code != 200:
+            raise ApiError.from_json(response.content, response.status_code)
+        try:
+            return decode(response_cls, response.content, ignore_unknown_fields=True)
+        except ApiError as exc:
+            raise ApiError(
+                "internal", f"{method}: the control plane sent an unreadable reply: {exc.message}"
+            ) from None
+
+
+class InProcessClient(_Methods):
+    """Calls a `ControlPlane` in this process: no sockets, no JSON, the same rules.
+
+    It speaks as `caller` (for a simulated node, `Caller.node(node_id)`), or, after
+    `set_token`, as whoever that token belongs to, checked on every call as over HTTP.
+    """
+
+    def __init__(self, service: ControlPlane, caller: Caller) -> None:
+        self._service = service
+        self._caller: Caller | None = caller
+        self._token = ""
+
+    def set_token(self, token: str) -> None:
+        self._caller, self._token = None, token
+
+    async def _call(self, method: str, request: Any, response_cls: type[R]) -> R:
+        caller = self._caller
+        if caller is None:
+            caller = self._service.auth.authenticate(
+                f"Bearer {self._token}" if self._token else None
+            )
+        return await self._service.call(method, request, caller)
+
+
+def _reason(exc: httpx.TransportError, timeout: float) -> str:
+    """A few words on why a request found no control plane."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "connection timed out"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"no reply within {timeout:g}s"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "the connection closed before a reply"
+    for cause in _causes(exc):
+        if isinstance(cause, socket.gaierror):
+            return "cannot resolve the host name"
+        if isinstance(cause, OSError) and cause.errno is not None:
+            if cause.errno == errno.ECONNREFUSED:
+                return "connection refused"
+            if cause.errno == errno.ECONNRESET:
+                return "connection reset"
+            return (cause.strerror or str(cause)).lower()
+    text = str(exc).strip()
+    if text.startswith("[Errno"):
+        text = text.partition("] ")[2]
+    return text.lower() or type(exc).__name__
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The exception, its causes and, for groups (trio tries every address), their members."""
+    seen: list[BaseException] = []
+    stack = [exc]
+    while stack:
+        current = stack.pop()
+        if any(current is s for s in seen):
+            continue
+        seen.append(current)
+        if isinstance(current, BaseExceptionGroup):
+            stack.extend(reversed(current.exceptions))
+        for linked in (current.__context__, current.__cause__):
+            if linked is not None:
+                stack.append(linked)
+    return seen

@@ -1,0 +1,169 @@
+"""The OpenAPI 3.1 description of the wire API, generated from the models and `METHODS`.
+
+Served at `/openapi.json` for clients and API fuzzers. Schemas forbid unknown fields, as the codec
+does for requests; a client that must work with later versions ignores response fields it does not
+know (the codec's `ignore_unknown_fields`).
+"""
+
+from __future__ import annotations
+
+import enum
+import typing
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from navarch import __version__
+from navarch.api.codec import HTTP_STATUS, camel
+from navarch.api.models import METHODS, SERVICE_PATH
+
+_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,253}$"
+_DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"
+# Fields whose values the service checks beyond their JSON type.
+_FIELD_RULES: dict[str, dict[str, Any]] = {
+    "node_id": {"pattern": _ID_PATTERN},
+    "command_id": {"pattern": _ID_PATTERN},
+    "wait": {"pattern": _DURATION_PATTERN},
+    "limit": {"minimum": 1, "maximum": 1000},
+}
+
+
+class _Schemas:
+    def __init__(self) -> None:
+        self.components: dict[str, Any] = {
+            "ConnectError": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "string", "enum": sorted(HTTP_STATUS)},
+                    "message": {"type": "string"},
+                },
+            }
+        }
+
+    def ref(self, cls: type) -> dict[str, Any]:
+        name = cls.__name__
+        if name not in self.components:
+            self.components[name] = {}  # reserved first: models may refer to themselves
+            self.components[name] = self._object(cls)
+        return {"$ref": f"#/components/schemas/{name}"}
+
+    def _object(self, cls: type) -> dict[str, Any]:
+        hints = typing.get_type_hints(cls)
+        properties, required = {}, []
+        for field in attrs.fields(cls):
+            schema = self.of(hints[field.name])
+            if field.name in _FIELD_RULES and schema.get("type") in ("string", "integer"):
+                schema = {**schema, **_FIELD_RULES[field.name]}
+            properties[camel(field.name)] = schema
+            if field.default is attrs.NOTHING:
+                required.append(camel(field.name))
+        schema: dict[str, Any] = {"type": "object", "properties": properties}
+        if required:
+            schema["required"] = required
+        if cls.__doc__ and not cls.__doc__.startswith(f"{cls.__name__}("):
+            schema["description"] = " ".join(cls.__doc__.split())
+        schema["additionalProperties"] = False
+        return schema
+
+    def of(self, hint: Any) -> dict[str, Any]:
+        origin = typing.get_origin(hint)
+        args = typing.get_args(hint)
+        if hint is str:
+            return {"type": "string"}
+        if hint is bool:
+            return {"type": "boolean"}
+        if hint is int:
+            return {"type": "integer", "format": "int64"}
+        if hint is float:
+            return {"type": "number", "format": "double"}
+        if hint is datetime:
+            return {"type": "string", "format": "date-time"}
+        if isinstance(hint, type) and issubclass(hint, enum.Enum):
+            return {"type": "string", "enum": [member.value for member in hint]}
+        if origin is tuple:
+            return {"type": "array", "items": self.of(args[0])}
+        if origin is dict:
+            return {"type": "object", "additionalProperties": self.of(args[1])}
+        if type(None) in args:
+            (inner,) = [a for a in args if a is not type(None)]
+            return {"anyOf": [self.of(inner), {"type": "null"}]}
+        if attrs.has(hint):
+            return self.ref(hint)
+        raise TypeError(f"no JSON schema for {hint!r}")
+
+
+def openapi_document(methods: Iterable[str]) -> dict[str, Any]:
+    """The description of `methods` (names in `METHODS`), and of the plain endpoints."""
+    schemas = _Schemas()
+    error = {
+        "description": "A Connect error.",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ConnectError"}}},
+    }
+    paths: dict[str, Any] = {}
+    served = set(methods)
+    for method in [name for name in METHODS if name in served]:
+        request_cls, response_cls, access = METHODS[method]
+        who = {
+            "admin": "an admin token",
+            "node": "the node's own node token, or an admin token",
+            "register": "the join token, the node's own node token, or an admin token",
+        }[access]
+        paths[f"{SERVICE_PATH}{method}"] = {
+            "post": {
+                "operationId": method,
+                "summary": f"{method} (Connect unary, JSON); needs {who} when auth is on.",
+                "security": [{"bearer": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": schemas.ref(request_cls)}},
+                },
+                "responses": {
+                    "200": {
+                        "description": "The call succeeded.",
+                        "content": {"application/json": {"schema": schemas.ref(response_cls)}},
+                    },
+                    "default": error,
+                },
+            }
+        }
+    text = {"text/plain": {"schema": {"type": "string"}}}
+    paths["/healthz"] = {
+        "get": {
+            "operationId": "healthz",
+            "summary": "Answers 200 while the process runs.",
+            "responses": {"200": {"description": "Alive.", "content": text}},
+        }
+    }
+    paths["/readyz"] = {
+        "get": {
+            "operationId": "readyz",
+            "summary": "Answers 200 when the store answers, 503 otherwise.",
+            "responses": {
+                "200": {"description": "Ready.", "content": text},
+                "503": {"description": "Not ready.", "content": text},
+            },
+        }
+    }
+    paths["/metrics"] = {
+        "get": {
+            "operationId": "metrics",
+            "summary": "Prometheus metrics in the text exposition format.",
+            "responses": {"200": {"description": "Metrics.", "content": text}},
+        }
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "navarch control plane",
+            "version": __version__,
+            "description": "Connect unary calls with the JSON codec. Errors are Connect errors.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas.components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }

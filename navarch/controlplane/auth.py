@@ -1,0 +1,131 @@
+"""Who is calling, and what they may do.
+
+Three kinds of bearer token exist. The admin token (from the environment variable that
+`[auth] admin_token_env` names) may call every method. The join token (`[auth] join_token_env`)
+may only call RegisterNode, which answers it with a node token: a fresh random token bound to that
+node id. A node token may call the node methods for its own node and nothing else. With neither
+the admin token nor the join token set, auth is off and every caller is anonymous and allowed.
+
+Only the SHA-256 of each token is kept, in memory and in the store; tokens are random 256-bit
+values, so a plain hash is enough to make a stolen database useless for calling the API. A
+presented token is hashed and compared with `hmac.compare_digest`. Node tokens are found by their
+hash; that lookup reveals nothing, because nobody can choose a token with a given hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from typing import Literal
+
+from attrs import frozen
+
+from navarch.api.codec import ApiError
+
+Role = Literal["admin", "join", "node", "anonymous"]
+
+
+@frozen
+class Caller:
+    """The authenticated identity of one call."""
+
+    role: Role
+    # The node a node token is bound to; empty for the other roles.
+    node_id: str = ""
+
+    @classmethod
+    def admin(cls) -> Caller:
+        return cls("admin")
+
+    @classmethod
+    def node(cls, node_id: str) -> Caller:
+        return cls("node", node_id)
+
+    @classmethod
+    def anonymous(cls) -> Caller:
+        return cls("anonymous")
+
+    @property
+    def actor(self) -> str:
+        """How events name this caller."""
+        return f"node:{self.node_id}" if self.role == "node" else self.role
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_node_token() -> str:
+    return "nvn_" + secrets.token_urlsafe(32)
+
+
+class Authenticator:
+    """Turns an Authorization header into a `Caller`, and decides what a caller may do."""
+
+    def __init__(self, admin_token: str = "", join_token: str = "") -> None:
+        self._admin = token_hash(admin_token) if admin_token else ""
+        self._join = token_hash(join_token) if join_token else ""
+        self._node_of_hash: dict[str, str] = {}
+        self._hash_of_node: dict[str, str] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._admin or self._join)
+
+    def set_node_token(self, node_id: str, hashed: str) -> None:
+        """Binds a node token (by its hash) to a node, replacing the node's earlier token."""
+        old = self._hash_of_node.pop(node_id, None)
+        if old is not None:
+            self._node_of_hash.pop(old, None)
+        self._hash_of_node[node_id] = hashed
+        self._node_of_hash[hashed] = node_id
+
+    def authenticate(self, authorization: str | None) -> Caller:
+        """The caller behind an `Authorization` header value; `unauthenticated` if none."""
+        if not self.enabled:
+            return Caller.anonymous()
+        if not authorization:
+            raise ApiError(
+                "unauthenticated",
+                "missing Authorization header; send 'Authorization: Bearer TOKEN'",
+            )
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise ApiError(
+                "unauthenticated", "malformed Authorization header; expected 'Bearer TOKEN'"
+            )
+        hashed = token_hash(token)
+        if self._admin and hmac.compare_digest(hashed, self._admin):
+            return Caller.admin()
+        if self._join and hmac.compare_digest(hashed, self._join):
+            return Caller("join")
+        node_id = self._node_of_hash.get(hashed)
+        if node_id is not None and hmac.compare_digest(hashed, self._hash_of_node[node_id]):
+            return Caller.node(node_id)
+        raise ApiError("unauthenticated", "invalid token")
+
+    def authorize(self, caller: Caller, access: str, method: str, node_id: str) -> None:
+        """Raises unless `caller` may call `method` (whose access is "admin", "node" or
+        "register", as `navarch.api.models.METHODS` says) for `node_id`."""
+        if caller.role == "admin":
+            return
+        if caller.role == "anonymous":
+            if self.enabled:
+                raise ApiError("unauthenticated", f"{method} needs a token")
+            return
+        if access == "admin":
+            raise ApiError("permission_denied", f"{method} needs an admin token")
+        if caller.role == "join":
+            if access == "register":
+                return
+            raise ApiError(
+                "permission_denied",
+                f"{method} needs a node token; the join token only registers nodes",
+            )
+        if caller.node_id != node_id:
+            raise ApiError(
+                "permission_denied",
+                f"the token of node {caller.node_id} cannot act for node {node_id}",
+            )

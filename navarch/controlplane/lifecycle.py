@@ -1,0 +1,89 @@
+"""The node state machine: which status each action leads to, from each status.
+
+```
+            register                         cordon                   drain
+ (none) ───────────────▶ ACTIVE ◀────────▶ CORDONED ─────────▶ DRAINING ──▶ DRAINED
+                          │  ▲  uncordon                                       │
+         heartbeat lost   │  │ uncordon with force=true              terminate │
+                          ▼  │                                                 ▼
+                        UNHEALTHY ─────────── drain, terminate ──────────▶ TERMINATED
+```
+
+An action that finds the node already where it would lead (cordon on a drained node, uncordon on
+an active one) changes nothing and succeeds, so retries are safe. An action that makes no sense from
+the node's status is refused with `failed_precondition` and changes nothing. An unhealthy node never
+returns to service on its own: uncordon takes it back only when the operator says `force`. A node
+becomes unhealthy when its heartbeats stop or when the health policy judges it unhealthy.
+"""
+
+from __future__ import annotations
+
+from navarch.api.codec import ApiError
+from navarch.api.models import NodeStatus
+
+ACTIVE = NodeStatus.NODE_STATUS_ACTIVE
+CORDONED = NodeStatus.NODE_STATUS_CORDONED
+DRAINING = NodeStatus.NODE_STATUS_DRAINING
+DRAINED = NodeStatus.NODE_STATUS_DRAINED
+UNHEALTHY = NodeStatus.NODE_STATUS_UNHEALTHY
+TERMINATED = NodeStatus.NODE_STATUS_TERMINATED
+
+_LIVE = (ACTIVE, CORDONED, DRAINING, DRAINED, UNHEALTHY)
+
+# action -> {from status: to status}; a status missing from an action's map refuses the action.
+TRANSITIONS: dict[str, dict[NodeStatus, NodeStatus]] = {
+    # Every status but ACTIVE is already out of service, and stays as it is.
+    "cordon": {
+        ACTIVE: CORDONED,
+        CORDONED: CORDONED,
+        DRAINING: DRAINING,
+        DRAINED: DRAINED,
+        UNHEALTHY: UNHEALTHY,
+    },
+    "uncordon": {ACTIVE: ACTIVE, CORDONED: ACTIVE, DRAINING: ACTIVE, DRAINED: ACTIVE},
+    "force_uncordon": dict.fromkeys(_LIVE, ACTIVE),
+    "drain": {
+        ACTIVE: DRAINING,
+        CORDONED: DRAINING,
+        UNHEALTHY: DRAINING,
+        DRAINING: DRAINING,
+        DRAINED: DRAINED,
+    },
+    "drain_succeeded": {DRAINING: DRAINED},
+    "terminate": {s: s for s in _LIVE},
+    "terminate_succeeded": dict.fromkeys(_LIVE, TERMINATED),
+    "run_diagnostic": {s: s for s in _LIVE},
+    # The health policy judged the node unhealthy; a node already draining finishes its drain.
+    "health_failed": {
+        ACTIVE: UNHEALTHY,
+        CORDONED: UNHEALTHY,
+        DRAINING: DRAINING,
+        DRAINED: DRAINED,
+        UNHEALTHY: UNHEALTHY,
+    },
+    "heartbeat_lost": {
+        ACTIVE: UNHEALTHY,
+        CORDONED: UNHEALTHY,
+        DRAINING: UNHEALTHY,
+        DRAINED: UNHEALTHY,
+    },
+}
+
+
+def next_status(action: str, node_id: str, status: NodeStatus) -> NodeStatus:
+    """The status `action` leads to; raises `failed_precondition` when it is not allowed."""
+    to = TRANSITIONS[action].get(status)
+    if to is not None:
+        return to
+    if status is TERMINATED:
+        raise ApiError("failed_precondition", f"node {node_id} is terminated")
+    if action == "uncordon" and status is UNHEALTHY:
+        raise ApiError(
+            "failed_precondition",
+            f"node {node_id} is unhealthy; uncordon it with the parameter force=true to return "
+            "it to service anyway",
+        )
+    raise ApiError(
+        "failed_precondition",
+        f"cannot {action.replace('_', ' ')} node {node_id}: it is {status.value}",
+    )

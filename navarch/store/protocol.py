@@ -1,0 +1,110 @@
+"""What the control plane needs from a state store, whatever the database behind it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from attrs import field, frozen
+
+from navarch.api.models import Event, HealthEvent, Node, NodeCommand, Remediation
+from navarch.errors import NavarchError
+from navarch.pools.instances import InstanceRecord
+
+
+class StoreError(NavarchError):
+    """The store cannot be opened or used; the message names the database."""
+
+
+@frozen(kw_only=True)
+class HealthReport:
+    """The events of one ReportHealth call, kept whole for the health policy."""
+
+    report_id: str
+    node_id: str
+    events: tuple[HealthEvent, ...]
+
+
+@frozen(kw_only=True)
+class NodeToken:
+    node_id: str
+    # SHA-256 hex of the token; the token itself is never stored.
+    token_hash: str
+    issued_at: datetime
+
+
+@frozen(kw_only=True)
+class RemediationSwitch:
+    """A pause (kind "pause"; pool empty for every pool) or an open circuit breaker ("breaker")."""
+
+    kind: str
+    pool: str
+    reason: str = ""
+    since: datetime
+    # False removes the switch.
+    on: bool = True
+
+
+@frozen(kw_only=True)
+class Change:
+    """One unit of work: everything in it becomes durable together or not at all."""
+
+    nodes: tuple[Node, ...] = ()
+    commands: tuple[NodeCommand, ...] = ()
+    events: tuple[Event, ...] = ()
+    health_reports: tuple[HealthReport, ...] = ()
+    # A node's later token replaces its earlier one.
+    node_tokens: tuple[NodeToken, ...] = ()
+    # A later record of the same (provider, instance id) replaces the earlier one.
+    instances: tuple[InstanceRecord, ...] = ()
+    # A later record of the same episode replaces the earlier one.
+    remediations: tuple[Remediation, ...] = ()
+    remediation_switches: tuple[RemediationSwitch, ...] = ()
+
+
+@frozen(kw_only=True)
+class StoredState:
+    """What the control plane loads at start."""
+
+    nodes: tuple[Node, ...] = ()
+    # Commands not yet finished (pending or delivered), oldest first.
+    open_commands: tuple[NodeCommand, ...] = ()
+    node_tokens: dict[str, str] = field(factory=dict)
+    # Instance records not yet terminated or failed.
+    instances: tuple[InstanceRecord, ...] = ()
+    # Remediation episodes that have not ended, oldest first.
+    open_remediations: tuple[Remediation, ...] = ()
+    remediation_switches: tuple[RemediationSwitch, ...] = ()
+
+
+class Store(Protocol):
+    # The database, as shown to people ("/var/lib/navarch/navarch.db").
+    location: str
+
+    async def load(self) -> StoredState: ...
+
+    async def commit(self, change: Change) -> None:
+        """Writes `change`; returns once it is durable."""
+
+    def commit_soon(self, change: Change) -> None:
+        """Queues `change` for the next write without waiting: for state that may be lost."""
+
+    def note_heartbeat(self, node_id: str, at: datetime, metrics: bytes | None) -> None:
+        """Remembers a heartbeat and its metrics (wire JSON; None keeps the stored ones).
+
+        Heartbeats reach the database in batches about once a second.
+        """
+
+    async def get_command(self, command_id: str) -> NodeCommand | None: ...
+
+    async def list_remediations(self, *, pool: str, node_id: str, limit: int) -> list[Remediation]:
+        """Remediation episodes newest first, optionally only one pool's or one node's."""
+
+    async def list_events(
+        self, *, node_id: str, kinds: Sequence[str], limit: int, before: str
+    ) -> list[Event]:
+        """Events newest first, optionally only one node's or some kinds, older than `before`."""
+
+    async def ping(self) -> None:
+        """Raises StoreError when the database cannot answer a query."""
