@@ -1,0 +1,80 @@
+"""How operator commands reach the control plane: `--server`, `--token`, and one-line errors.
+
+Nothing here imports trio or httpx at module level, so `navarch --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from navarch.errors import NavarchError, UsageError
+
+if TYPE_CHECKING:
+    from navarch.api.client import HttpClient
+    from navarch.api.codec import ApiError
+
+T = TypeVar("T")
+
+DEFAULT_SERVER = "http://127.0.0.1:50051"
+
+
+def server_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Adds `--server` (env NAVARCH_SERVER) and `--token` (env NAVARCH_TOKEN) to a command."""
+    fn = click.option(
+        "--token",
+        envvar="NAVARCH_TOKEN",
+        default="",
+        show_default=False,
+        show_envvar=True,
+        help="Admin token of the control plane.",
+    )(fn)
+    fn = click.option(
+        "--server",
+        envvar="NAVARCH_SERVER",
+        default=DEFAULT_SERVER,
+        show_default=True,
+        show_envvar=True,
+        help="URL of the control plane.",
+    )(fn)
+    return fn
+
+
+def run_client(server: str, token: str, fn: Callable[[HttpClient], Awaitable[T]]) -> T:
+    """Runs `fn(client)` under trio with a client of `server`; API errors become one line."""
+    import trio
+
+    from navarch.api.client import HttpClient
+    from navarch.api.codec import ApiError
+
+    if not server.startswith(("http://", "https://")):
+        raise UsageError(f"--server: expected an http:// or https:// URL, got {server!r}")
+
+    async def main() -> T:
+        async with HttpClient(server, token=token) as client:
+            return await fn(client)
+
+    try:
+        return trio.run(main)
+    except ApiError as exc:
+        raise explain(exc, server, token) from None
+
+
+def explain(exc: ApiError, server: str, token: str) -> NavarchError:
+    """Turns an error of the control plane into what the operator should know or do."""
+    if exc.code == "unauthenticated":
+        if not token:
+            return NavarchError(
+                f"the control plane at {server} requires a token; pass --token or set NAVARCH_TOKEN"
+            )
+        return NavarchError(
+            f"the control plane at {server} did not accept the token ({exc.message}); check "
+            "--token or NAVARCH_TOKEN"
+        )
+    if exc.code == "permission_denied":
+        return NavarchError(f"the token is not allowed to do this: {exc.message}")
+    if exc.code == "invalid_argument":
+        return UsageError(exc.message)
+    return NavarchError(exc.message)

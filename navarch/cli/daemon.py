@@ -1,0 +1,192 @@
+"""`navarch daemon`: the node agent of one GPU machine."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from navarch.cli.nodes import parse_label
+from navarch.errors import UsageError
+
+
+@click.command()
+@click.option(
+    "--control-plane",
+    "control_plane",
+    default=None,
+    metavar="URL",
+    help="URL of the control plane [default: from --config, else http://127.0.0.1:50051].",
+)
+@click.option(
+    "--join-token",
+    envvar="NAVARCH_JOIN_TOKEN",
+    default="",
+    show_envvar=True,
+    help="Token that admits this node; prefer the environment variable, which ps cannot show.",
+)
+@click.option("--node-id", default=None, help="Node id [default: the host name].")
+@click.option("--pool", default=None, help="Pool this node belongs to.")
+@click.option(
+    "--label",
+    "labels",
+    multiple=True,
+    callback=parse_label,
+    metavar="KEY=VALUE",
+    help="A label of this node; repeatable. Adds to the labels of --config.",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="TOML file whose [daemon] table configures the daemon.",
+)
+@click.option(
+    "--simulated-gpus",
+    type=click.IntRange(0, 64),
+    default=None,
+    metavar="N",
+    help="Run with N simulated GPUs instead of the machine's own.",
+)
+@click.option("--provider", default=None, help="Provider that runs this machine.")
+@click.option("--region", default=None, help="Region of this machine.")
+@click.option("--zone", default=None, help="Zone of this machine.")
+@click.option("--instance-type", default=None, help="Instance type of this machine.")
+def daemon(
+    control_plane: str | None,
+    join_token: str,
+    node_id: str | None,
+    pool: str | None,
+    labels: dict[str, str],
+    config_file: str | None,
+    simulated_gpus: int | None,
+    provider: str | None,
+    region: str | None,
+    zone: str | None,
+    instance_type: str | None,
+) -> None:
+    """Run the node agent of this machine.
+
+    The daemon registers the machine with the control plane, sends heartbeats with metrics,
+    reports health events and runs the commands it receives. It keeps running while the
+    control plane is away, and stops on SIGTERM or SIGINT, or when the node is terminated.
+    """
+    import socket
+
+    import attrs
+
+    from navarch.daemon.config import DaemonConfig, load_daemon_config
+
+    config = load_daemon_config(config_file) if config_file else DaemonConfig()
+    overrides: dict[str, Any] = {
+        "control_plane": control_plane,
+        "node_id": node_id,
+        "pool": pool,
+        "provider": provider,
+        "region": region,
+        "zone": zone,
+        "instance_type": instance_type,
+    }
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    if labels:
+        changes["labels"] = {**config.labels, **labels}
+    hostname = socket.gethostname()
+    if not (changes.get("node_id") or config.node_id):
+        changes["node_id"] = hostname
+    try:
+        config = attrs.evolve(config, **changes)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    _run(config, config_file or "navarch.toml", join_token, hostname, simulated_gpus)
+
+
+def _run(
+    config: Any, source: str, join_token: str, hostname: str, simulated_gpus: int | None
+) -> None:
+    import logging
+
+    import trio
+
+    from navarch.api.client import HttpClient
+    from navarch.daemon.agent import Daemon
+    from navarch.daemon.checks import load_health_checks
+    from navarch.daemon.host import ProcHostStats
+    from navarch.daemon.state import DaemonState
+    from navarch.plugins import load_plugins
+
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    # One line per request would bury the lines that matter.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    log = logging.getLogger("navarch.daemon")
+    plugins = load_plugins()
+    for info in plugins.broken():
+        log.warning("plugin %s (%s) is not loaded: %s", info.name, info.distribution, info.error)
+    checks = load_health_checks(plugins, config, source)
+    backend = _backend(simulated_gpus, config.node_id)
+
+    async def main() -> None:
+        async with HttpClient(config.control_plane) as client:
+            agent = Daemon(
+                client,
+                backend,
+                config,
+                join_token=join_token,
+                hostname=hostname,
+                host_stats=ProcHostStats(),
+                health_checks=checks,
+                state=DaemonState(config.state_dir or None),
+            )
+            log.info(
+                "node %s: starting; control plane %s, %d GPUs%s, %d health checks",
+                config.node_id,
+                config.control_plane,
+                len(backend.inventory()),
+                " (simulated)" if simulated_gpus is not None else "",
+                len(checks),
+            )
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_stop_on_signal, agent, log)
+                await agent.run()
+                nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(main)
+    finally:
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()
+
+
+async def _stop_on_signal(agent: Any, log: Any) -> None:
+    import signal
+
+    import trio
+
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("node %s: stopping on %s", agent.node_id, signal.Signals(signum).name)
+            agent.stop()
+            return
+
+
+def _backend(simulated_gpus: int | None, node_id: str) -> Any:
+    """Simulated GPUs when asked for, else this machine's own through NVML."""
+    from navarch.daemon.gpu import NvmlGpus, SimulatedGpus
+    from navarch.telemetry import LibraryNotFound, open_nvml
+
+    if simulated_gpus is not None:
+        return SimulatedGpus(simulated_gpus, seed=node_id)
+    try:
+        nvml = open_nvml()
+    except LibraryNotFound as exc:
+        raise UsageError(
+            f"cannot read this machine's GPUs ({exc}); pass --simulated-gpus N to run with "
+            "simulated GPUs"
+        ) from None
+    return NvmlGpus(nvml)

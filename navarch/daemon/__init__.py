@@ -1,0 +1,29 @@
+"""The node agent: one `Daemon` per GPU machine, over HTTP or in process."""
+
+from navarch.daemon.agent import Daemon, DaemonError, HealthCheck, NodeWatch
+from navarch.daemon.config import DaemonConfig, load_daemon_config
+from navarch.daemon.drain import DrainAction, DrainOutcome, NothingToDrain, ShellDrain
+from navarch.daemon.gpu import GpuBackend, GpuEvent, NvmlGpus, SimulatedGpus
+from navarch.daemon.host import FixedHostStats, HostStats, ProcHostStats
+from navarch.daemon.state import DaemonState
+
+__all__ = [
+    "Daemon",
+    "DaemonConfig",
+    "DaemonError",
+    "DaemonState",
+    "DrainAction",
+    "DrainOutcome",
+    "FixedHostStats",
+    "GpuBackend",
+    "GpuEvent",
+    "HealthCheck",
+    "HostStats",
+    "NodeWatch",
+    "NothingToDrain",
+    "NvmlGpus",
+    "ProcHostStats",
+    "ShellDrain",
+    "SimulatedGpus",
+    "load_daemon_config",
+]

@@ -1,0 +1,112 @@
+"""The `[daemon]` table of a node's configuration file.
+
+The daemon reads only its own table, so one navarch.toml can configure a control plane and the
+daemon beside it. Flags on the command line override the file.
+
+    [daemon]
+    control_plane = "http://10.0.0.2:50051"
+    pool = "training"
+    drain_command = "/usr/local/bin/drain-jobs --wait"
+    drain_timeout = "10m"
+    state_dir = "/var/lib/navarch"
+
+    [daemon.labels]
+    rack = "r12"
+
+    [daemon.health_checks.thermal]   # settings of one health-check plugin
+    margin_c = 5
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import attrs
+from attrs import field, frozen
+
+from navarch.config import ConfigValueError, structure
+from navarch.durations import format_duration
+from navarch.errors import ConfigError
+
+if sys.version_info >= (3, 15):
+    import tomllib
+else:
+    import tomli as tomllib
+
+DEFAULT_CONTROL_PLANE = "http://127.0.0.1:50051"
+
+
+def _url(_inst: Any, attribute: attrs.Attribute, value: str) -> None:
+    if not value.startswith(("http://", "https://")) or len(value) <= len("https://"):
+        raise ConfigValueError(
+            f'{attribute.name}: expected an http:// or https:// URL, got "{value}"'
+        )
+
+
+def _positive(_inst: Any, attribute: attrs.Attribute, value: timedelta) -> None:
+    if value <= timedelta(0):
+        raise ConfigValueError(
+            f"{attribute.name}: expected a positive duration, got {format_duration(value)!r}"
+        )
+
+
+def _label_keys(_inst: Any, attribute: attrs.Attribute, value: dict[str, str]) -> None:
+    for key in value:
+        if not key or "=" in key:
+            raise ConfigValueError(f"{attribute.name}: label keys must be non-empty, without '='")
+
+
+def _tables(_inst: Any, attribute: attrs.Attribute, value: dict[str, Any]) -> None:
+    for name, table in value.items():
+        if not isinstance(table, dict):
+            raise ConfigValueError(f"{attribute.name}: {name}: expected a table, got {table!r}")
+
+
+@frozen(kw_only=True)
+class DaemonConfig:
+    control_plane: str = field(default=DEFAULT_CONTROL_PLANE, validator=_url)
+    # Empty means the machine's host name.
+    node_id: str = ""
+    pool: str = ""
+    provider: str = ""
+    region: str = ""
+    zone: str = ""
+    instance_type: str = ""
+    labels: dict[str, str] = field(factory=dict, validator=_label_keys)
+    # Run through /bin/sh -c when the control plane asks the node to drain; it succeeds when the
+    # command exits 0. Empty means there is nothing to drain on this machine.
+    drain_command: str = ""
+    drain_timeout: timedelta = field(default=timedelta(minutes=5), validator=_positive)
+    # Where the daemon keeps its node token and the results of finished commands across restarts;
+    # empty keeps them in memory only.
+    state_dir: str = ""
+    # Settings of health-check plugins by name; each table is checked by its plugin.
+    health_checks: dict[str, Any] = field(factory=dict, validator=_tables)
+
+
+def load_daemon_config(path: str | os.PathLike[str]) -> DaemonConfig:
+    """Reads the `[daemon]` table of a TOML file; a file without one gives the defaults."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(source, ["file not found"]) from None
+    except OSError as exc:
+        raise ConfigError(source, [f"cannot read file: {exc.strerror}"]) from None
+    return parse_daemon_config(text, source)
+
+
+def parse_daemon_config(text: str, source: str = "navarch.toml") -> DaemonConfig:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, [f"TOML syntax error: {exc}"]) from None
+    problems: list[str] = []
+    config = structure(data.get("daemon", {}), DaemonConfig, problems, "daemon")
+    if config is None:
+        raise ConfigError(source, problems)
+    return config

@@ -1,0 +1,90 @@
+"""Draining a node: moving its work off before it leaves service.
+
+The daemon runs one drain action when the control plane sends a DRAIN command, and acknowledges
+the command with the outcome. The usual action is the operator's own shell command (`drain_command`
+in the `[daemon]` table); embedders (the fake provider, the simulator) pass any `DrainAction`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Protocol
+
+import trio
+from attrs import frozen
+
+from navarch.durations import format_duration
+
+# Enough of a failing command's output to say why, short enough for a table cell and an event.
+MESSAGE_LIMIT = 500
+
+
+@frozen
+class DrainOutcome:
+    ok: bool
+    message: str
+
+
+class DrainAction(Protocol):
+    async def __call__(self, timeout: float, env: Mapping[str, str]) -> DrainOutcome:
+        """Drains the node within `timeout` seconds. `env` describes the command (node id...)."""
+        ...
+
+
+class NothingToDrain:
+    """The action of a node with no drain command: there is no work to move."""
+
+    async def __call__(self, timeout: float, env: Mapping[str, str]) -> DrainOutcome:
+        return DrainOutcome(True, "no drain command is configured; nothing to drain")
+
+
+class ShellDrain:
+    """Runs `/bin/sh -c COMMAND`, killed when the timeout passes; exit status 0 is success.
+
+    The command sees NAVARCH_NODE_ID, NAVARCH_COMMAND_ID and NAVARCH_DRAIN_REASON in its
+    environment. A failure's message is the tail of its stderr (or stdout when stderr is empty).
+    """
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    async def __call__(self, timeout: float, env: Mapping[str, str]) -> DrainOutcome:
+        result: subprocess.CompletedProcess[bytes] | None = None
+        with trio.move_on_after(timeout):
+            try:
+                result = await trio.run_process(
+                    ["/bin/sh", "-c", self.command],
+                    check=False,
+                    capture_stdout=True,
+                    capture_stderr=True,
+                    stdin=subprocess.DEVNULL,
+                    env={**os.environ, **env},
+                )
+            except OSError as exc:
+                return DrainOutcome(False, f"drain command could not start: {exc.strerror}")
+        if result is None:
+            return DrainOutcome(
+                False,
+                f"drain command timed out after {format_duration(timedelta(seconds=timeout))} "
+                "and was killed",
+            )
+        output = _tail(result.stderr) or _tail(result.stdout)
+        if result.returncode == 0:
+            return DrainOutcome(True, output or "drain command succeeded")
+        status = (
+            f"was killed by signal {-result.returncode}"
+            if result.returncode < 0
+            else f"exited with status {result.returncode}"
+        )
+        return DrainOutcome(False, f"drain command {status}" + (f": {output}" if output else ""))
+
+
+def _tail(data: bytes) -> str:
+    lines = data.decode("utf-8", "replace").splitlines()
+    text = " | ".join(line.strip() for line in lines if line.strip())
+    if len(text) > MESSAGE_LIMIT:
+        text = "..." + text[-(MESSAGE_LIMIT - 3) :]
+    return text

@@ -1,0 +1,392 @@
+"""What the daemon needs from a machine's GPUs, and a simulated machine that provides it.
+
+A backend answers three questions: which GPUs are there (`inventory`, sent at registration),
+what do they read now (`sample`, for heartbeats and health checks), and what just went wrong
+(`watch_events`, streamed to the control plane as it happens). Samples are NVML's own
+`navarch.telemetry.GpuSample`, whatever the backend, so a health check reads one type. `NvmlGpus`
+reads the real hardware; `SimulatedGpus` is an in-memory machine whose failures a test, the fake
+provider or the simulator injects.
+"""
+
+from __future__ import annotations
+
+import types
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
+
+import attrs
+import trio
+from attrs import field, frozen
+
+from navarch.api.models import GpuInfo, GpuMetrics, HealthEventType
+from navarch.telemetry.nvml import FIELDS, EventType, GpuSample, Nvml, RecoveryAction, Return
+
+GIB = 1 << 30
+
+__all__ = ["GpuBackend", "GpuEvent", "GpuSample", "NvmlGpus", "SimulatedGpus", "to_metrics"]
+
+
+@frozen(kw_only=True)
+class GpuEvent:
+    """Something a GPU reported as it happened: an XID, a lost GPU, an uncorrectable error."""
+
+    type: HealthEventType
+    gpu_index: int
+    xid: int = 0
+    message: str = ""
+    details: dict[str, str] = field(factory=dict)
+
+
+ReportEvents = Callable[[Sequence[GpuEvent]], None]
+
+
+class GpuBackend(Protocol):
+    """The daemon's view of a machine's GPUs."""
+
+    def inventory(self) -> Sequence[GpuInfo]:
+        """The GPUs present when the daemon starts, in index order."""
+        ...
+
+    def sample(self) -> Sequence[GpuSample]:
+        """Current readings of every GPU; cheap enough to call every heartbeat."""
+        ...
+
+    async def watch_events(self, report: ReportEvents) -> None:
+        """Calls `report` with each batch of events as they happen; runs until cancelled."""
+        ...
+
+
+def to_metrics(sample: GpuSample) -> GpuMetrics:
+    """The part of a sample that rides on every heartbeat."""
+    return GpuMetrics(
+        index=sample.index,
+        utilization_percent=float(sample.utilization_gpu_pct or 0),
+        memory_used_bytes=sample.memory_used_bytes or 0,
+        temperature_c=float(sample.temperature_c or 0),
+        power_watts=(sample.power_usage_mw or 0) / 1000,
+    )
+
+
+class NvmlGpus:
+    """The machine's NVIDIA GPUs through an open NVML session (`navarch.telemetry.open_nvml`)."""
+
+    # Single-bit ECC errors are counted in every sample; streaming each one would only be noise.
+    EVENTS = (
+        EventType.XID
+        | EventType.DOUBLE_BIT_ECC
+        | EventType.GPU_UNAVAILABLE
+        | EventType.GPU_RECOVERY_ACTION
+    )
+
+    def __init__(self, nvml: Nvml) -> None:
+        self._nvml = nvml
+        self._inventory = tuple(
+            GpuInfo(
+                index=s.index,
+                uuid=s.uuid or "",
+                name=s.name or "",
+                pci_bus_id=s.pci_bus_id or "",
+                memory_total_bytes=s.memory_total_bytes or 0,
+            )
+            for s in nvml.sample()
+        )
+
+    def inventory(self) -> tuple[GpuInfo, ...]:
+        return self._inventory
+
+    def sample(self) -> tuple[GpuSample, ...]:
+        return self._nvml.sample()
+
+    def close(self) -> None:
+        """Shuts NVML down."""
+        self._nvml.close()
+
+    async def watch_events(self, report: ReportEvents) -> None:
+        async with self._nvml.watch_events(self.EVENTS) as events:
+            async for event in events:
+                if event.gpu_index is None:
+                    continue
+                if event.type == EventType.XID:
+                    report([GpuEvent(type=_XID, gpu_index=event.gpu_index, xid=event.data)])
+                elif event.type == EventType.DOUBLE_BIT_ECC:
+                    report(
+                        [
+                            GpuEvent(
+                                type=HealthEventType.HEALTH_EVENT_TYPE_ECC,
+                                gpu_index=event.gpu_index,
+                                message="uncorrectable ECC error",
+                                details={"ecc": "uncorrected"},
+                            )
+                        ]
+                    )
+                elif event.type == EventType.GPU_UNAVAILABLE:
+                    report([_lost(event.gpu_index, "the GPU no longer answers NVML")])
+                elif event.type == EventType.GPU_RECOVERY_ACTION:
+                    report([_recovery_action(event.gpu_index, event.data)])
+
+
+_XID = HealthEventType.HEALTH_EVENT_TYPE_XID
+
+
+def _lost(index: int, message: str) -> GpuEvent:
+    return GpuEvent(
+        type=HealthEventType.HEALTH_EVENT_TYPE_GPU_LOST, gpu_index=index, message=message
+    )
+
+
+def _recovery_action(index: int, action: int) -> GpuEvent:
+    """The driver's recovery action, reported as the XID 154 that logs the same change."""
+    try:
+        name = RecoveryAction(action).name
+    except ValueError:
+        name = str(action)
+    return GpuEvent(
+        type=_XID,
+        gpu_index=index,
+        xid=154,
+        message=f"GPU recovery action changed to {name}",
+        details={"recovery_action": name},
+    )
+
+
+_H100_BUSES = (0x18, 0x2A, 0x3A, 0x5D, 0x9A, 0xAB, 0xBA, 0xDB)
+_NVLINKS = 18  # NVLink4 links of an H100 SXM
+_ALL_OK: Mapping[str, Return] = types.MappingProxyType(dict.fromkeys(FIELDS, Return.SUCCESS))
+_ALL_LOST: Mapping[str, Return] = types.MappingProxyType(dict.fromkeys(FIELDS, Return.GPU_IS_LOST))
+
+
+@attrs.define
+class _SimulatedGpu:
+    info: GpuInfo
+    utilization: float = 0.0
+    memory_fraction: float = 0.0
+    temperature_override: float | None = None
+    ecc_corrected: int = 0
+    ecc_uncorrected: int = 0
+    remapped_pending: bool = False
+    remapped_failed: bool = False
+    links_down: frozenset[int] = frozenset()
+    pcie_replays: int = 0
+    recovery_action: int = RecoveryAction.NONE
+    present: bool = True
+
+
+class SimulatedGpus:
+    """A machine with `count` identical GPUs whose readings follow their load, deterministically.
+
+    Readings depend only on the load and the injected failures, never on a clock, so two runs
+    with the same script see the same values. Safe to build outside trio and to share with the
+    code that injects failures while a daemon runs.
+    """
+
+    def __init__(
+        self,
+        count: int = 8,
+        *,
+        seed: str = "navarch-sim",
+        name: str = "NVIDIA H100 80GB HBM3",
+        memory_total_bytes: int = 80 * GIB,
+        power_limit_watts: float = 700.0,
+    ) -> None:
+        if count < 0:
+            raise ValueError(f"count must be at least 0, got {count}")
+        self._power_limit_mw = round(power_limit_watts * 1000)
+        self._gpus = [
+            _SimulatedGpu(
+                info=GpuInfo(
+                    index=i,
+                    uuid="GPU-" + str(uuid.uuid5(uuid.NAMESPACE_URL, f"navarch-sim/{seed}/{i}")),
+                    name=name,
+                    pci_bus_id=_pci_bus_id(i),
+                    memory_total_bytes=memory_total_bytes,
+                )
+            )
+            for i in range(count)
+        ]
+        self._events: list[GpuEvent] = []
+        self._arrived = trio.Event()
+
+    def inventory(self) -> tuple[GpuInfo, ...]:
+        return tuple(gpu.info for gpu in self._gpus)
+
+    def sample(self) -> tuple[GpuSample, ...]:
+        return tuple(self._sample(gpu) for gpu in self._gpus)
+
+    async def watch_events(self, report: ReportEvents) -> None:
+        while True:
+            while not self._events:
+                await self._arrived.wait()
+                self._arrived = trio.Event()
+            events, self._events = self._events, []
+            report(events)
+
+    # Load and failures, for tests, the fake provider and the simulator.
+
+    def set_load(
+        self,
+        utilization_percent: float,
+        memory_fraction: float | None = None,
+        gpu: int | None = None,
+    ) -> None:
+        """Sets GPU utilization (0-100) and memory use (0-1, default follows utilization)."""
+        if not 0 <= utilization_percent <= 100:
+            raise ValueError(f"utilization must be from 0 to 100, got {utilization_percent}")
+        fraction = utilization_percent / 100 if memory_fraction is None else memory_fraction
+        for target in self._targets(gpu):
+            target.utilization = float(utilization_percent)
+            target.memory_fraction = min(max(fraction, 0.0), 1.0)
+
+    def inject_xid(self, gpu: int, xid: int, message: str = "") -> None:
+        target = self._gpu(gpu)
+        self._push(
+            GpuEvent(
+                type=_XID,
+                gpu_index=gpu,
+                xid=xid,
+                message=message,
+                details={"pci_bus_id": target.info.pci_bus_id},
+            )
+        )
+
+    def set_temperature(self, gpu: int, celsius: float | None) -> None:
+        """Pins a GPU's temperature; None returns it to the load-driven value."""
+        self._gpu(gpu).temperature_override = celsius
+
+    def inject_ecc(self, gpu: int, *, corrected: int = 0, uncorrected: int = 0) -> None:
+        """Adds ECC errors. Uncorrectable ones leave a pending row remap, as on an H100, and
+        are reported as they happen, as NVML's double-bit ECC event is."""
+        target = self._gpu(gpu)
+        target.ecc_corrected += corrected
+        target.ecc_uncorrected += uncorrected
+        if uncorrected:
+            target.remapped_pending = True
+            self._push(
+                GpuEvent(
+                    type=HealthEventType.HEALTH_EVENT_TYPE_ECC,
+                    gpu_index=gpu,
+                    message="uncorrectable ECC error",
+                    details={"ecc": "uncorrected"},
+                )
+            )
+
+    def inject_remap_failure(self, gpu: int) -> None:
+        self._gpu(gpu).remapped_failed = True
+
+    def set_nvlink_down(self, gpu: int, link: int, down: bool = True) -> None:
+        if not 0 <= link < _NVLINKS:
+            raise IndexError(f"no NVLink {link} (links 0 to {_NVLINKS - 1})")
+        target = self._gpu(gpu)
+        links = set(target.links_down)
+        (links.add if down else links.discard)(link)
+        target.links_down = frozenset(links)
+
+    def inject_pcie_replays(self, gpu: int, count: int = 1) -> None:
+        self._gpu(gpu).pcie_replays += count
+
+    def set_recovery_action(self, gpu: int, action: RecoveryAction) -> None:
+        """The driver asks for a reset or reboot, and says so in an XID 154."""
+        self._gpu(gpu).recovery_action = action
+        self._push(_recovery_action(gpu, action))
+
+    def lose_gpu(self, gpu: int) -> None:
+        """The GPU falls off the bus: it stops answering and the driver logs XID 79."""
+        target = self._gpu(gpu)
+        if target.present:
+            target.present = False
+            self._push(
+                GpuEvent(
+                    type=_XID,
+                    gpu_index=gpu,
+                    xid=79,
+                    message="GPU has fallen off the bus",
+                    details={"pci_bus_id": target.info.pci_bus_id},
+                )
+            )
+
+    def recover(self, gpu: int | None = None) -> None:
+        """Clears injected failures (not the load): as after a GPU reset or a reboot."""
+        for target in self._targets(gpu):
+            target.temperature_override = None
+            target.ecc_corrected = target.ecc_uncorrected = 0
+            target.remapped_pending = target.remapped_failed = False
+            target.links_down = frozenset()
+            target.pcie_replays = 0
+            target.recovery_action = RecoveryAction.NONE
+            target.present = True
+
+    def _push(self, event: GpuEvent) -> None:
+        self._events.append(event)
+        self._arrived.set()
+
+    def _gpu(self, index: int) -> _SimulatedGpu:
+        if not 0 <= index < len(self._gpus):
+            raise IndexError(f"no GPU {index} (this machine has {len(self._gpus)})")
+        return self._gpus[index]
+
+    def _targets(self, index: int | None) -> list[_SimulatedGpu]:
+        return list(self._gpus) if index is None else [self._gpu(index)]
+
+    def _sample(self, gpu: _SimulatedGpu) -> GpuSample:
+        info = gpu.info
+        if not gpu.present:
+            return GpuSample(
+                index=info.index,
+                status=Return.GPU_IS_LOST,
+                **dict.fromkeys(_VALUE_NAMES),
+                nvlink_active=(),
+                field_status=_ALL_LOST,
+            )
+        load = gpu.utilization / 100
+        # Idle near 35 C, about 75 C at full load; GPUs further along the board run a little warmer.
+        temperature = round(35 + 40 * load + 0.5 * info.index)
+        if gpu.temperature_override is not None:
+            temperature = round(gpu.temperature_override)
+        reasons = 0x1 if load == 0 else 0
+        if temperature >= 87:
+            reasons |= 0x20 | 0x40  # software and hardware thermal slowdown
+        return GpuSample(
+            index=info.index,
+            status=Return.SUCCESS,
+            name=info.name,
+            uuid=info.uuid,
+            pci_bus_id=info.pci_bus_id,
+            memory_total_bytes=info.memory_total_bytes,
+            memory_used_bytes=int(info.memory_total_bytes * gpu.memory_fraction),
+            utilization_gpu_pct=round(gpu.utilization),
+            utilization_memory_pct=round(gpu.utilization * 0.6),
+            temperature_c=temperature,
+            temperature_slowdown_c=87,
+            temperature_shutdown_c=92,
+            power_usage_mw=round(70_000 + (self._power_limit_mw - 70_000) * load * 0.9),
+            power_limit_mw=self._power_limit_mw,
+            ecc_corrected_volatile=gpu.ecc_corrected,
+            ecc_uncorrected_volatile=gpu.ecc_uncorrected,
+            ecc_corrected_aggregate=gpu.ecc_corrected,
+            ecc_uncorrected_aggregate=gpu.ecc_uncorrected,
+            retired_pages_sbe=0,
+            retired_pages_dbe=0,
+            retired_pages_pending=False,
+            remapped_rows_corrected=0,
+            remapped_rows_uncorrected=gpu.ecc_uncorrected,
+            remapped_rows_pending=gpu.remapped_pending,
+            remapped_rows_failure=gpu.remapped_failed,
+            pcie_replay_counter=gpu.pcie_replays,
+            clock_event_reasons=reasons,
+            recovery_action=int(gpu.recovery_action),
+            nvlink_active=tuple(link not in gpu.links_down for link in range(_NVLINKS)),
+            field_status=_ALL_OK,
+        )
+
+
+# The reading fields of GpuSample: all None for a GPU that no longer answers.
+_VALUE_NAMES = tuple(
+    f.name
+    for f in attrs.fields(GpuSample)
+    if f.name not in ("index", "status", "nvlink_active", "field_status")
+)
+
+
+def _pci_bus_id(index: int) -> str:
+    domain, slot = divmod(index, len(_H100_BUSES))
+    return f"{domain:08X}:{_H100_BUSES[slot]:02X}:00.0"

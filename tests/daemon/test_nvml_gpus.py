@@ -1,0 +1,62 @@
+"""The daemon on NVML's real dlopen path, over the fake libnvidia-ml, with a real clock."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+from cp_harness import SwitchableClient
+from fake_libnvml import FakeDevices, build
+
+from navarch.api import models as m
+from navarch.controlplane import Caller
+from navarch.daemon.agent import Daemon
+from navarch.daemon.config import DaemonConfig
+from navarch.daemon.gpu import NvmlGpus
+from navarch.telemetry.nvml import EventType, open_nvml
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    return build(tmp_path_factory.mktemp("fake-nvml"))
+
+
+@pytest.fixture
+def devices(library):
+    fake = FakeDevices(library)
+    fake.reset(4)
+    return fake
+
+
+async def test_nvml_gpus_register_report_metrics_and_stream_xids(control_plane, devices, library):
+    devices.set(2, "temperature", 71)
+    gpus = NvmlGpus(open_nvml(str(library)))
+    try:
+        assert [g.index for g in gpus.inventory()] == [0, 1, 2, 3]
+        assert all(g.uuid.startswith("GPU-") for g in gpus.inventory())
+        daemon = Daemon(SwitchableClient(control_plane), gpus, DaemonConfig(node_id="gpu-1"))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(daemon.run)
+            with trio.fail_after(10):
+                # The daemon's event set exists once its event task has started.
+                while devices.inject(1, EventType.XID, 48) == 0:
+                    await trio.sleep(0.01)
+                while True:
+                    reply = await control_plane.get_node(
+                        m.GetNodeRequest(node_id="gpu-1"), Caller.admin()
+                    )
+                    if reply.node.last_health_events:
+                        break
+                    await trio.sleep(0.05)
+            daemon.stop()
+    finally:
+        gpus.close()
+    node = reply.node
+    assert node.gpus == gpus.inventory()
+    assert node.metrics.gpus[2].temperature_c == 71
+    (event,) = node.last_health_events
+    assert (event.type, event.gpu_index, event.xid) == (
+        m.HealthEventType.HEALTH_EVENT_TYPE_XID,
+        1,
+        48,
+    )
+    assert event.gpu_uuid == gpus.inventory()[1].uuid
