@@ -57,12 +57,13 @@ async def test_fake_provider_lifecycle_and_capacity(autojump_clock):
     first = await provider.provision(request)
     assert trio.current_time() - start == pytest.approx(5)
     assert first.state is InstanceState.RUNNING
-    assert first.instance_id == "local-1"
-    await provider.provision(request)
+    # Unique across restarts: the provider's name, a token of this run, a counter.
+    assert first.instance_id.startswith("local-") and first.instance_id.endswith("-1")
+    second = await provider.provision(request)
     with pytest.raises(CapacityError):
         await provider.provision(request)
     await provider.terminate(first.instance_id)
-    assert [i.instance_id for i in await provider.list()] == ["local-2"]
+    assert [i.instance_id for i in await provider.list()] == [second.instance_id]
     with pytest.raises(InstanceNotFound):
         await provider.terminate("local-99")
     [itype] = await provider.instance_types()

@@ -1,0 +1,161 @@
+"""Operator commands on pools: `navarch pools`, `pools report-queue`, `pool get`, `pool scale`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from navarch.api import models as m
+from navarch.cli.connection import run_client, server_options
+from navarch.cli.output import emit, output_option, print_json, print_table, wants_json
+
+if TYPE_CHECKING:
+    from navarch.api.client import HttpClient
+
+_COLUMNS = [
+    ("name", "POOL"),
+    ("size", "SIZE"),
+    ("target", "TARGET"),
+    ("inFlight", "IN FLIGHT"),
+    ("healthy", "HEALTHY"),
+    ("bounds", "MIN-MAX"),
+    ("utilization", "GPU UTIL"),
+    ("autoscaler", "AUTOSCALER"),
+    ("lastDecision", "LAST DECISION"),
+]
+
+
+def _wire(value: Any) -> Any:
+    from navarch.api.codec import unstructure
+
+    return unstructure(value)
+
+
+def _row(pool: m.Pool) -> dict[str, Any]:
+    row = _wire(pool)
+    row.setdefault("size", 0)
+    row.setdefault("target", 0)
+    row.setdefault("inFlight", 0)
+    row.setdefault("healthy", 0)
+    row["bounds"] = f"{pool.min_nodes}-{pool.max_nodes}"
+    row["utilization"] = None if pool.utilization is None else f"{pool.utilization:.0f}%"
+    row["autoscaler"] = pool.autoscaler or "none"
+    return row
+
+
+@click.group("pools", invoke_without_command=True)
+@output_option
+@server_options
+@click.pass_context
+def pools(ctx: click.Context, output: str, as_json: bool, server: str, token: str) -> None:
+    """List pools: size, target, instances in flight and the last scaling decision."""
+    if ctx.invoked_subcommand is not None:
+        return
+
+    async def fetch(client: HttpClient) -> m.ListPoolsResponse:
+        return await client.list_pools(m.ListPoolsRequest())
+
+    reply = run_client(server, token, fetch)
+    if wants_json(output, as_json):
+        print_json([_wire(p) for p in reply.pools])
+        return
+    emit(
+        [_row(p) for p in reply.pools],
+        _COLUMNS,
+        output=output,
+        as_json=as_json,
+        empty="no pools are configured",
+    )
+
+
+@pools.command("report-queue")
+@click.argument("pool")
+@click.argument("depth", type=click.IntRange(min=0))
+@server_options
+def report_queue(pool: str, depth: int, server: str, token: str) -> None:
+    """Report the number of jobs waiting for or running on POOL, for its autoscaler."""
+
+    async def send(client: HttpClient) -> m.ReportQueueDepthResponse:
+        return await client.report_queue_depth(m.ReportQueueDepthRequest(pool=pool, depth=depth))
+
+    run_client(server, token, send)
+    click.echo(f"pool {pool}: queue depth {depth}")
+
+
+@click.group("pool")
+def pool() -> None:
+    """Show or scale one pool."""
+
+
+@pool.command("get")
+@click.argument("name")
+@output_option
+@server_options
+def get_pool(name: str, output: str, as_json: bool, server: str, token: str) -> None:
+    """Show one pool: its size, target, blocked providers and instances."""
+
+    async def fetch(client: HttpClient) -> m.GetPoolResponse:
+        return await client.get_pool(m.GetPoolRequest(name=name))
+
+    p = run_client(server, token, fetch).pool
+    if wants_json(output, as_json):
+        print_json(_wire(p))
+        return
+    fields = [
+        ("Pool", p.name),
+        ("Instance type", p.instance_type),
+        ("Min-max", f"{p.min_nodes}-{p.max_nodes}"),
+        ("Size", str(p.size)),
+        ("Target", str(p.target)),
+        ("In flight", str(p.in_flight)),
+        ("Healthy", str(p.healthy)),
+        ("Manual target", "" if p.manual_target is None else str(p.manual_target)),
+        ("GPU utilization", "" if p.utilization is None else f"{p.utilization:.1f}%"),
+        ("Queue depth", "" if p.queue_depth is None else str(p.queue_depth)),
+        ("Autoscaler", p.autoscaler or "none"),
+        ("Last decision", p.last_decision),
+    ]
+    width = max(len(label) for label, _ in fields)
+    for label, value in fields:
+        click.echo(f"{label + ':':<{width + 1}} {value or '-'}")
+    if p.blocked:
+        click.echo()
+        print_table(
+            [_wire(b) for b in p.blocked],
+            [
+                ("provider", "BLOCKED PROVIDER"),
+                ("region", "REGION"),
+                ("zone", "ZONE"),
+                ("kind", "KIND"),
+                ("until", "UNTIL"),
+                ("reason", "REASON"),
+            ],
+        )
+    if p.instances:
+        click.echo()
+        print_table(
+            [_wire(i) for i in p.instances],
+            [
+                ("instanceId", "INSTANCE"),
+                ("provider", "PROVIDER"),
+                ("region", "REGION"),
+                ("status", "STATUS"),
+                ("reason", "REASON"),
+            ],
+        )
+
+
+@pool.command("scale")
+@click.argument("name")
+@click.argument("target", type=click.IntRange(min=0))
+@click.option("--reason", default="", help="Why, for the event log.")
+@server_options
+def scale_pool(name: str, target: int, reason: str, server: str, token: str) -> None:
+    """Hold at least TARGET nodes in pool NAME, whatever its autoscaler recommends."""
+
+    async def send(client: HttpClient) -> m.ScalePoolResponse:
+        return await client.scale_pool(m.ScalePoolRequest(name=name, target=target, reason=reason))
+
+    p = run_client(server, token, send).pool
+    click.echo(f"pool {p.name}: holding at least {target} nodes (now {p.size}, target {p.target})")

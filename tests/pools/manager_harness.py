@@ -1,0 +1,63 @@
+"""A real control-plane service with pools of fake nodes, on a SQLite file, in virtual time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import trio
+
+from navarch.api import models as m
+from navarch.config import Config, ServerConfig, parse_config
+from navarch.controlplane import Caller, ControlPlane
+from navarch.plugins import load_plugins
+from navarch.store import SQLiteStore
+
+# Heartbeats every 5 s, lost after 15 s.
+SERVER = ServerConfig(heartbeat_interval=timedelta(seconds=5))
+ADMIN = Caller.admin()
+
+ACTIVE = m.NodeStatus.NODE_STATUS_ACTIVE
+UNHEALTHY = m.NodeStatus.NODE_STATUS_UNHEALTHY
+TERMINATED = m.NodeStatus.NODE_STATUS_TERMINATED
+
+PLUGINS = load_plugins(entry_points=False)
+
+
+def fleet(text: str) -> Config:
+    return parse_config(text, plugins=PLUGINS)
+
+
+@asynccontextmanager
+async def open_fleet(path: Path, config: Config) -> AsyncIterator[ControlPlane]:
+    async with (
+        SQLiteStore.open(path, threaded=False) as store,
+        ControlPlane.open(store, SERVER, config=config) as service,
+    ):
+        yield service
+
+
+def live_nodes(service: ControlPlane, pool: str = "dev") -> list[m.Node]:
+    return [n for n in service.nodes() if n.pool == pool and n.status is not TERMINATED]
+
+
+def healthy_nodes(service: ControlPlane, pool: str = "dev") -> list[m.Node]:
+    return [n for n in service.nodes() if n.pool == pool and n.status is ACTIVE]
+
+
+async def wait_until(check, timeout: float = 3600.0, step: float = 1.0) -> None:
+    """Waits in virtual time until `check()` is true; fails after `timeout` virtual seconds."""
+    with trio.fail_after(timeout):
+        while not check():
+            await trio.sleep(step)
+
+
+async def pool(service: ControlPlane, name: str = "dev") -> m.Pool:
+    return (await service.get_pool(m.GetPoolRequest(name=name), ADMIN)).pool
+
+
+async def events(service: ControlPlane, *kinds: str) -> list[m.Event]:
+    response = await service.list_events(m.ListEventsRequest(kinds=kinds, limit=1000), ADMIN)
+    return list(response.events)
