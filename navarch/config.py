@@ -148,6 +148,18 @@ class PoolHealthConfig:
     # Replace nodes the health policy judges for replacement.
     auto_replace: bool = True
     drain_timeout: timedelta = field(default=timedelta(minutes=10), validator=_positive_duration)
+    # What a remediation does when the drain outlasts drain_timeout: "proceed" terminates the
+    # node anyway, "hold" leaves it cordoned for an operator.
+    on_drain_timeout: str = field(default="proceed")
+    # The circuit breaker: when more than this percent of the pool enters remediation within
+    # breaker_window, no new episode starts until an operator resets it.
+    breaker_percent: float = field(default=50.0, validator=_percent_at_most_100)
+    breaker_window: timedelta = field(default=timedelta(minutes=5), validator=_positive_duration)
+
+    @on_drain_timeout.validator
+    def _check_on_drain_timeout(self, _attribute: attrs.Attribute, value: str) -> None:
+        if value not in ("proceed", "hold"):
+            raise ConfigValueError(f'on_drain_timeout: expected "proceed" or "hold", got {value!r}')
 
 
 @frozen(kw_only=True)
@@ -195,6 +207,11 @@ class PoolConfig:
     selector: PluginTable = PluginTable(type="priority")
     scaling: PoolScalingConfig = PoolScalingConfig()
     health: PoolHealthConfig = PoolHealthConfig()
+    # An instance whose daemon has not registered this long after provisioning is terminated
+    # and replaced.
+    registration_timeout: timedelta = field(
+        default=timedelta(minutes=10), validator=_positive_duration
+    )
 
     @max_nodes.validator
     def _check_max(self, _attribute: attrs.Attribute, value: int) -> None:

@@ -14,9 +14,21 @@ from navarch.errors import NavarchError
 # name -> "module:attribute"; a command module is imported only when that command runs.
 COMMANDS: dict[str, str] = {
     "config": "navarch.cli.config:config",
+    "control-plane": "navarch.cli.controlplane:control_plane",
+    "cordon": "navarch.cli.nodes:cordon",
+    "daemon": "navarch.cli.daemon:daemon",
+    "drain": "navarch.cli.nodes:drain",
+    "events": "navarch.cli.nodes:events",
+    "get": "navarch.cli.nodes:get_node",
     "gpus": "navarch.cli.gpus:gpus",
+    "list": "navarch.cli.nodes:list_nodes",
     "plugins": "navarch.cli.plugins:plugins",
+    "pool": "navarch.cli.pools:pool",
+    "pools": "navarch.cli.pools:pools",
     "policy": "navarch.cli.policy:policy",
+    "remediation": "navarch.cli.remediation:remediation",
+    "terminate": "navarch.cli.nodes:terminate",
+    "uncordon": "navarch.cli.nodes:uncordon",
     "xid": "navarch.cli.xid:xid",
 }
 
@@ -24,9 +36,21 @@ COMMANDS: dict[str, str] = {
 # One-line summaries for `navarch --help`, so that listing commands imports none of them.
 SUMMARIES: dict[str, str] = {
     "config": "Check a configuration file or show the effective configuration.",
+    "control-plane": "Run the control plane.",
+    "cordon": "Stop placing new work on a node.",
+    "daemon": "Run the node daemon on a GPU machine.",
+    "drain": "Move the work off a node.",
+    "events": "List node lifecycle and command events, newest first.",
+    "get": "Show one node.",
     "gpus": "Show what this machine's NVIDIA GPUs report.",
+    "list": "List nodes.",
     "plugins": "List plugins and what they registered.",
+    "pool": "Show or scale one pool.",
+    "pools": "List pools, or report a pool's queue depth.",
     "policy": "Check a health policy and test it against events.",
+    "remediation": "List, pause, resume or cancel node remediations; reset a breaker.",
+    "terminate": "Terminate a node.",
+    "uncordon": "Return a node to service.",
     "xid": "Parse kernel logs into XID events and explain XID codes.",
 }
 

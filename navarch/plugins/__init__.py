@@ -47,6 +47,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "navarch.plugins.builtin.fake_provider",
     "navarch.plugins.builtin.autoscalers",
     "navarch.plugins.builtin.selectors",
+    "navarch.plugins.builtin.health_checks",
+    "navarch.plugins.builtin.webhook",
 )
 
 

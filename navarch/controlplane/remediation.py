@@ -1,0 +1,420 @@
+"""Remediation: a node the health policy judges for replacement is taken out and replaced.
+
+Each judgment opens one episode, keyed by its own id, that moves through fixed steps:
+
+```
+PENDING ──▶ CORDON ──▶ DRAIN ──▶ TERMINATE ──▶ DONE
+ (paused)                │ drain timeout    │ no replacer, or it keeps failing
+                         ▼ with "hold"      ▼
+                        HELD ◀──────────────┘             any open step ──▶ CANCELLED
+```
+
+TERMINATE hands the node to the `Replacer` (the pool manager), which terminates the node's
+instance through its provider and asks the node's pool for a successor.
+
+An episode records a step before it carries the step out, and every record is committed with its
+event; a control plane that restarts loads the open episodes and carries each out again from the
+step it recorded, so every step must be safe to repeat (cordon and drain are; the `Replacer` must
+treat a repeated request for a node as one). Steps only move forward: a
+late or repeated message (a duplicate health report, a daemon's acknowledgement after the node is
+gone) finds the episode ended and changes nothing. A held episode waits for an operator, who
+cancels it after acting by hand.
+
+The circuit breaker guards each pool: when more than `breaker_percent` of a pool enters
+remediation within `breaker_window`, the breaker opens, the episode that would cross the line is
+held, and no episode starts in that pool until an operator resets the breaker. A zone that dies
+all at once is an outage to investigate, not a reason to terminate the zone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+import attrs
+import trio
+
+from navarch.api import models as m
+from navarch.api.codec import ApiError
+from navarch.config import PoolHealthConfig
+from navarch.controlplane.ids import new_id
+from navarch.durations import format_duration
+from navarch.store import Change, RemediationSwitch, StoredState
+
+if TYPE_CHECKING:
+    from navarch.controlplane.service import ControlPlane
+
+log = logging.getLogger("navarch.remediation")
+
+Step = m.RemediationStep
+PENDING = Step.REMEDIATION_STEP_PENDING
+CORDON = Step.REMEDIATION_STEP_CORDON
+DRAIN = Step.REMEDIATION_STEP_DRAIN
+TERMINATE = Step.REMEDIATION_STEP_TERMINATE
+DONE = Step.REMEDIATION_STEP_DONE
+HELD = Step.REMEDIATION_STEP_HELD
+CANCELLED = Step.REMEDIATION_STEP_CANCELLED
+
+_RANK = {PENDING: 0, CORDON: 1, DRAIN: 2, TERMINATE: 3, HELD: 4, DONE: 5, CANCELLED: 5}
+ENDED = (DONE, CANCELLED)
+ACTOR = "remediation"
+# How often a draining node is looked at, and how a failing replacer is retried.
+DRAIN_POLL = 1.0
+RETRY_DELAYS = (30.0, 60.0, 120.0)
+
+
+class Replacer(Protocol):
+    """What remediation needs from the pool manager (`navarch.pools.manager.PoolManager`)."""
+
+    async def replace(self, node_id: str, reason: str) -> None:
+        """Terminates the node's instance through its provider and asks the node's pool for a
+        successor, from the provider the pool's `replacement` setting says.
+
+        A control-plane restart may repeat the call for the same node; the pool manager acts
+        once. An exception counts as a failed attempt; ApiError `not_found` says that the node
+        belongs to no configured pool, which no retry changes.
+        """
+
+
+def may_move(current: m.RemediationStep, to: m.RemediationStep) -> bool:
+    """Whether an episode at `current` may move to `to`: only forward, and a held one only to
+    cancelled."""
+    if current is HELD:
+        return to is CANCELLED
+    return _RANK[to] > _RANK[current]
+
+
+class Remediator:
+    """Owns the episodes and the operator's switches; runs each open episode as a task."""
+
+    def __init__(
+        self,
+        service: ControlPlane,
+        pools: Mapping[str, PoolHealthConfig],
+        replacer: Replacer | None,
+        now: Callable[[], datetime],
+    ) -> None:
+        self._service = service
+        self._pools = pools
+        self.replacer = replacer
+        self._now = now
+        # Open episodes (held ones included) by episode id.
+        self._episodes: dict[str, m.Remediation] = {}
+        self._scopes: dict[str, trio.CancelScope] = {}
+        self.paused = False
+        self.paused_pools: set[str] = set()
+        # pool -> why its breaker opened
+        self.open_breakers: dict[str, str] = {}
+        # pool -> (trio time, node id) of the episodes started within the breaker window
+        self._starts: dict[str, list[tuple[float, str]]] = {}
+        self._controls_changed = trio.Event()
+        self._nursery: trio.Nursery | None = None
+
+    def load(self, state: StoredState) -> None:
+        for episode in state.open_remediations:
+            self._episodes[episode.episode_id] = episode
+        for switch in state.remediation_switches:
+            if switch.kind == "pause" and not switch.pool:
+                self.paused = True
+            elif switch.kind == "pause":
+                self.paused_pools.add(switch.pool)
+            elif switch.kind == "breaker":
+                self.open_breakers[switch.pool] = switch.reason
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Carries out the open episodes, and the ones opened later, until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            for episode in self._episodes.values():
+                if episode.step is not HELD:
+                    nursery.start_soon(self._drive, episode.episode_id)
+            task_status.started()
+            await trio.sleep_forever()
+
+    def open_episodes(self) -> list[m.Remediation]:
+        return list(self._episodes.values())
+
+    def pool_names(self) -> list[str]:
+        return list(self._pools)
+
+    def settings(self, pool: str) -> PoolHealthConfig:
+        return self._pools.get(pool) or PoolHealthConfig()
+
+    def open_episode(self, node_id: str) -> m.Remediation | None:
+        return next((e for e in self._episodes.values() if e.node_id == node_id), None)
+
+    def controls(self) -> m.RemediationControls:
+        return m.RemediationControls(
+            paused=self.paused,
+            paused_pools=tuple(sorted(self.paused_pools)),
+            open_breakers=tuple(sorted(self.open_breakers)),
+        )
+
+    async def start(self, node: m.Node, rule: str) -> m.Remediation:
+        """Opens an episode for `node` (or returns its open one) and starts carrying it out."""
+        existing = self.open_episode(node.node_id)
+        if existing is not None:
+            return existing
+        now = self._now()
+        episode = m.Remediation(
+            episode_id=new_id(),
+            node_id=node.node_id,
+            pool=node.pool,
+            step=PENDING,
+            rule=rule,
+            detail=f"judged for replacement by rule {rule}",
+            started_at=now,
+            updated_at=now,
+        )
+        events = [self._event("remediation.started", episode, episode.detail)]
+        switches: list[RemediationSwitch] = []
+        if node.pool and node.pool in self.open_breakers:
+            episode = attrs.evolve(
+                episode, step=HELD, detail=f"the circuit breaker of pool {node.pool} is open"
+            )
+            events.append(self._event("remediation.held", episode, episode.detail))
+        elif node.pool and self._trips_breaker(node):
+            reason = self._breaker_reason(node.pool)
+            self.open_breakers[node.pool] = reason
+            switches.append(
+                RemediationSwitch(kind="breaker", pool=node.pool, reason=reason, since=now)
+            )
+            episode = attrs.evolve(episode, step=HELD, detail=reason)
+            events.append(self._pool_event("remediation.breaker_opened", node.pool, reason))
+            events.append(self._event("remediation.held", episode, reason))
+        self._episodes[episode.episode_id] = episode
+        await self._service._commit(
+            Change(
+                remediations=(episode,), events=tuple(events), remediation_switches=tuple(switches)
+            )
+        )
+        if episode.step is not HELD and self._nursery is not None:
+            self._nursery.start_soon(self._drive, episode.episode_id)
+        return episode
+
+    def _trips_breaker(self, node: m.Node) -> bool:
+        """Counts `node` as entering remediation; True when that crosses the pool's line."""
+        settings = self.settings(node.pool)
+        now = trio.current_time()
+        window = settings.breaker_window.total_seconds()
+        starts = [s for s in self._starts.get(node.pool, []) if now - s[0] < window]
+        recent = {node_id for _, node_id in starts} | {node.node_id}
+        size = len(
+            {
+                n.node_id
+                for n in self._service.nodes()
+                if n.pool == node.pool and n.status is not m.NodeStatus.NODE_STATUS_TERMINATED
+            }
+            | recent
+        )
+        # One episode alone never opens the breaker, or a one-node pool could never heal.
+        if len(recent) > 1 and len(recent) * 100 > settings.breaker_percent * size:
+            self._starts[node.pool] = starts
+            return True
+        self._starts[node.pool] = [*starts, (now, node.node_id)]
+        return False
+
+    def _breaker_reason(self, pool: str) -> str:
+        settings = self.settings(pool)
+        return (
+            f"more than {settings.breaker_percent:g}% of pool {pool} entered remediation within "
+            f"{format_duration(settings.breaker_window)}"
+        )
+
+    async def cancel(self, episode_id: str, reason: str, actor: str) -> m.Remediation:
+        episode = self._episodes.get(episode_id)
+        if episode is None:
+            ended = [
+                e
+                for e in await self._service.store.list_remediations(
+                    pool="", node_id="", limit=1_000_000
+                )
+                if e.episode_id == episode_id
+            ]
+            if not ended:
+                raise ApiError("not_found", f"remediation episode {episode_id} not found")
+            raise ApiError(
+                "failed_precondition",
+                f"remediation episode {episode_id} has ended "
+                f"({ended[0].step.value.removeprefix('REMEDIATION_STEP_').lower()})",
+            )
+        scope = self._scopes.pop(episode_id, None)
+        if scope is not None:
+            scope.cancel()
+        return await self._move(episode, CANCELLED, reason or "cancelled by an operator", actor)
+
+    async def pause(self, pool: str, reason: str, actor: str) -> m.RemediationControls:
+        if pool:
+            self.paused_pools.add(pool)
+        else:
+            self.paused = True
+        switch = RemediationSwitch(kind="pause", pool=pool, reason=reason, since=self._now())
+        event = self._pool_event("remediation.paused", pool, reason, actor)
+        await self._service._commit(Change(remediation_switches=(switch,), events=(event,)))
+        return self.controls()
+
+    async def resume(self, pool: str, actor: str) -> m.RemediationControls:
+        if pool:
+            self.paused_pools.discard(pool)
+        else:
+            self.paused = False
+        switch = RemediationSwitch(kind="pause", pool=pool, since=self._now(), on=False)
+        event = self._pool_event("remediation.resumed", pool, "", actor)
+        await self._service._commit(Change(remediation_switches=(switch,), events=(event,)))
+        self._wake()
+        return self.controls()
+
+    async def reset_breaker(self, pool: str, actor: str) -> m.RemediationControls:
+        if not pool:
+            raise ApiError("invalid_argument", "pool: must not be empty")
+        if pool not in self.open_breakers:
+            raise ApiError("failed_precondition", f"the circuit breaker of pool {pool} is not open")
+        del self.open_breakers[pool]
+        self._starts.pop(pool, None)
+        switch = RemediationSwitch(kind="breaker", pool=pool, since=self._now(), on=False)
+        event = self._pool_event("remediation.breaker_reset", pool, "", actor)
+        await self._service._commit(Change(remediation_switches=(switch,), events=(event,)))
+        return self.controls()
+
+    def _wake(self) -> None:
+        self._controls_changed.set()
+        self._controls_changed = trio.Event()
+
+    async def _wait_unpaused(self, pool: str) -> None:
+        while self.paused or pool in self.paused_pools:
+            await self._controls_changed.wait()
+
+    async def _drive(self, episode_id: str) -> None:
+        with trio.CancelScope() as scope:
+            self._scopes[episode_id] = scope
+            try:
+                while True:
+                    episode = self._episodes.get(episode_id)
+                    if episode is None or episode.step is HELD:
+                        return
+                    await self._wait_unpaused(episode.pool)
+                    episode = self._episodes.get(episode_id)
+                    if episode is None:
+                        return
+                    await self._carry_out(episode)
+            finally:
+                if self._scopes.get(episode_id) is scope:
+                    del self._scopes[episode_id]
+
+    async def _carry_out(self, episode: m.Remediation) -> None:
+        """Carries out the episode's step and records the next one."""
+        node_id = episode.node_id
+        if episode.step is PENDING:
+            await self._move(episode, CORDON, "cordoning the node")
+        elif episode.step is CORDON:
+            await self._service.remediation_cordon(node_id, self._reason(episode))
+            await self._move(episode, DRAIN, "cordoned; draining the node")
+        elif episode.step is DRAIN:
+            await self._drain(episode)
+        elif episode.step is TERMINATE:
+            if self.replacer is None or not episode.pool:
+                why = "no pools are configured" if self.replacer is None else "it has no pool"
+                await self._move(
+                    episode,
+                    HELD,
+                    f"navarch cannot replace the node: {why}; terminate its machine by hand, then "
+                    "cancel this episode",
+                )
+                return
+            if await self._attempt(episode, self.replacer.replace, node_id, self._reason(episode)):
+                # The pool manager marks the node terminated; this covers a replacer that does not.
+                await self._service.mark_terminated(node_id, self._reason(episode), ACTOR)
+                await self._move(
+                    episode,
+                    DONE,
+                    f"terminated; a replacement is requested from pool {episode.pool}",
+                )
+
+    async def _drain(self, episode: m.Remediation) -> None:
+        settings = self.settings(episode.pool)
+        await self._service.remediation_drain(episode.node_id, self._reason(episode))
+        with trio.move_on_after(settings.drain_timeout.total_seconds()):
+            while self._service.node_status(episode.node_id) not in (
+                m.NodeStatus.NODE_STATUS_DRAINED,
+                m.NodeStatus.NODE_STATUS_TERMINATED,
+            ):
+                await trio.sleep(DRAIN_POLL)
+            await self._move(episode, TERMINATE, "drained; terminating the node")
+            return
+        timeout = format_duration(settings.drain_timeout)
+        if settings.on_drain_timeout == "hold":
+            await self._move(
+                episode,
+                HELD,
+                f"the drain did not finish within {timeout}; the node stays cordoned for an "
+                "operator",
+            )
+        else:
+            await self._move(
+                episode, TERMINATE, f"the drain did not finish within {timeout}; terminating anyway"
+            )
+
+    async def _attempt(
+        self, episode: m.Remediation, fn: Callable[..., Awaitable[None]], *args: str
+    ) -> bool:
+        """Calls the replacer, retrying with growing delays; holds the episode when it gives up."""
+        for attempt, delay in enumerate((*RETRY_DELAYS, None), start=1):
+            try:
+                await fn(*args)
+                return True
+            except Exception as exc:  # a failing provider must not end the control plane
+                if isinstance(exc, ApiError) and exc.code == "not_found":
+                    await self._move(
+                        episode, HELD, f"navarch cannot replace the node: {exc.message}"
+                    )
+                    return False
+                message = f"terminating and replacing failed (attempt {attempt}): {exc}"
+                log.warning("episode=%s node=%s %s", episode.episode_id, episode.node_id, message)
+                await self._service._commit(
+                    Change(events=(self._event("remediation.step_failed", episode, message),))
+                )
+                if delay is None:
+                    await self._move(episode, HELD, f"gave up: {message}")
+                    return False
+                await trio.sleep(delay)
+        return False
+
+    def _reason(self, episode: m.Remediation) -> str:
+        return f"remediation {episode.episode_id}: {episode.rule}"
+
+    async def _move(
+        self, episode: m.Remediation, to: m.RemediationStep, detail: str, actor: str = ACTOR
+    ) -> m.Remediation:
+        current = self._episodes.get(episode.episode_id, episode)
+        if not may_move(current.step, to):
+            return current
+        moved = attrs.evolve(current, step=to, detail=detail, updated_at=self._now())
+        if to in ENDED:
+            self._episodes.pop(moved.episode_id, None)
+        else:
+            self._episodes[moved.episode_id] = moved
+        kind = {
+            DONE: "remediation.completed",
+            HELD: "remediation.held",
+            CANCELLED: "remediation.cancelled",
+        }.get(to, "remediation.step")
+        event = self._event(kind, moved, detail, actor)
+        await self._service._commit(Change(remediations=(moved,), events=(event,)))
+        return moved
+
+    def _event(self, kind: str, episode: m.Remediation, reason: str, actor: str = ACTOR) -> m.Event:
+        return self._service._event(
+            kind,
+            episode.node_id,
+            actor,
+            reason,
+            episode=episode.episode_id,
+            step=episode.step.value.removeprefix("REMEDIATION_STEP_").lower(),
+            pool=episode.pool,
+            rule=episode.rule,
+        )
+
+    def _pool_event(self, kind: str, pool: str, reason: str, actor: str = ACTOR) -> m.Event:
+        return self._service._event(kind, "", actor, reason, pool=pool)

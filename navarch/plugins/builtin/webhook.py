@@ -1,0 +1,159 @@
+"""The webhook notifier: POSTs each event as JSON to a URL, signed when a secret is set.
+
+The body is `{"event": {...}}` with the event in the API's wire format. With `secret_env`, the
+header `X-Navarch-Signature: sha256=<hex>` carries the HMAC-SHA256 of the body under the secret
+that variable holds, so the receiver can tell the control plane's posts from anyone else's.
+Events wait in a bounded queue; when it is full the newest event is dropped and logged, and a
+failed post is retried with growing delays, then dropped and logged. Neither ever reaches the
+code that recorded the event.
+
+trio and httpx are imported where they are used: every navarch command loads the built-in
+plugins, and `navarch --help` must stay fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+from datetime import timedelta
+from typing import Any
+
+import attrs
+from attrs import field, frozen
+
+from navarch.api import codec
+from navarch.api.models import Event
+from navarch.config import ConfigValueError
+from navarch.errors import NavarchError
+from navarch.plugins import hookimpl
+
+log = logging.getLogger("navarch.notifiers.webhook")
+
+SIGNATURE_HEADER = "X-Navarch-Signature"
+
+
+def signature(secret: str, body: bytes) -> str:
+    """The value of the signature header for `body`."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _url(_inst: Any, _attribute: attrs.Attribute, value: str) -> None:
+    if not value.startswith(("http://", "https://")):
+        raise ConfigValueError(f"url: expected an http:// or https:// URL, got {value!r}")
+
+
+def _positive(_inst: Any, attribute: attrs.Attribute, value: timedelta) -> None:
+    if value <= timedelta(0):
+        raise ConfigValueError(f"{attribute.name}: expected a positive duration")
+
+
+def _at_least(minimum: int) -> Any:
+    def check(_inst: Any, attribute: attrs.Attribute, value: int) -> None:
+        if value < minimum:
+            raise ConfigValueError(f"{attribute.name}: expected at least {minimum}, got {value}")
+
+    return check
+
+
+@frozen(kw_only=True)
+class WebhookSettings:
+    url: str = field(validator=_url)
+    # The environment variable that holds the signing secret; empty sends no signature.
+    secret_env: str = ""
+    # The longest one post may take.
+    timeout: timedelta = field(default=timedelta(seconds=10), validator=_positive)
+    # Retries after a failed post; the delay doubles from `backoff` each time.
+    retries: int = field(default=3, validator=_at_least(0))
+    backoff: timedelta = field(default=timedelta(seconds=1), validator=_positive)
+    # Event kinds to send, or prefixes of them ending in "." ("remediation."); empty sends all.
+    events: tuple[str, ...] = ()
+    queue_size: int = field(default=1000, validator=_at_least(1))
+
+
+class WebhookNotifier:
+    Settings = WebhookSettings
+
+    def __init__(self, settings: WebhookSettings, name: str = "webhook") -> None:
+        self.settings = settings
+        self.name = name
+        self._secret = ""
+        if settings.secret_env:
+            self._secret = os.environ.get(settings.secret_env, "")
+            if not self._secret:
+                raise NavarchError(
+                    f"notifiers.{name}.secret_env: the environment variable "
+                    f"{settings.secret_env} is not set"
+                )
+        import trio
+
+        self._send, self._receive = trio.open_memory_channel[bytes](settings.queue_size)
+        self.delivered = 0
+        self.dropped = 0
+
+    def wants(self, event: Event) -> bool:
+        kinds = self.settings.events
+        return not kinds or any(
+            event.kind == k or (k.endswith(".") and event.kind.startswith(k)) for k in kinds
+        )
+
+    def notify(self, event: Event) -> None:
+        if not self.wants(event):
+            return
+        body = json.dumps(
+            {"event": codec.unstructure(event)}, separators=(",", ":"), sort_keys=True
+        ).encode()
+        import trio
+
+        try:
+            self._send.send_nowait(body)
+        except trio.WouldBlock:
+            self.dropped += 1
+            log.warning("notifier=%s queue full; dropped event=%s", self.name, event.kind)
+
+    async def run(self) -> None:
+        import httpx
+
+        async with httpx.AsyncClient() as client:
+            async for body in self._receive:
+                await self._deliver(client, body)
+
+    async def _deliver(self, client: Any, body: bytes) -> None:
+        import trio
+
+        headers = {"Content-Type": "application/json", "User-Agent": "navarch"}
+        if self._secret:
+            headers[SIGNATURE_HEADER] = signature(self._secret, body)
+        delay = self.settings.backoff.total_seconds()
+        for attempt in range(self.settings.retries + 1):
+            problem = ""
+            with trio.move_on_after(self.settings.timeout.total_seconds()) as scope:
+                try:
+                    response = await client.post(self.settings.url, content=body, headers=headers)
+                except Exception as exc:  # any transport failure is retried the same way
+                    problem = str(exc) or type(exc).__name__
+                else:
+                    if response.is_success:
+                        self.delivered += 1
+                        return
+                    problem = f"HTTP {response.status_code}"
+            if scope.cancelled_caught:
+                problem = f"no answer within {self.settings.timeout.total_seconds():g}s"
+            log.warning(
+                "notifier=%s post to %s failed (attempt %d): %s",
+                self.name,
+                self.settings.url,
+                attempt + 1,
+                problem,
+            )
+            if attempt < self.settings.retries:
+                await trio.sleep(delay)
+                delay *= 2
+        self.dropped += 1
+
+
+@hookimpl
+def navarch_notifiers(register: Any) -> None:
+    register("webhook", WebhookNotifier)
