@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import random
 
 import pytest
@@ -69,23 +68,6 @@ class Watching:
         with trio.move_on_after(30):
             event = await self.receive.receive()
             pytest.fail(f"unexpected event {event}")
-
-
-@pytest.fixture
-def kmsg_pipe(tmp_path):
-    """A named pipe the check reads as its kernel log, and a function that writes records."""
-    path = tmp_path / "kmsg"
-    os.mkfifo(path)
-    # Opened for reading and writing, so the reader never sees the pipe close.
-    fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
-
-    def write(*records: bytes) -> None:
-        for line in records:
-            os.write(fd, line)
-
-    write.path = str(path)
-    yield write
-    os.close(fd)
 
 
 def xid_check(**settings) -> XidCheck:
