@@ -20,76 +20,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "nvml_abi.h"
+
 #define EXPORT __attribute__((visibility("default")))
 
-typedef int nvmlReturn_t;
-
-enum {
-    NVML_SUCCESS = 0,
-    NVML_ERROR_UNINITIALIZED = 1,
-    NVML_ERROR_INVALID_ARGUMENT = 2,
-    NVML_ERROR_NOT_SUPPORTED = 3,
-    NVML_ERROR_INSUFFICIENT_SIZE = 7,
-    NVML_ERROR_DRIVER_NOT_LOADED = 9,
-    NVML_ERROR_TIMEOUT = 10,
-    NVML_ERROR_GPU_IS_LOST = 15,
-    NVML_ERROR_ARGUMENT_VERSION_MISMATCH = 25,
-    NVML_ERROR_UNKNOWN = 999,
-};
-
-typedef struct {
-    char busIdLegacy[16];
-    unsigned int domain;
-    unsigned int bus;
-    unsigned int device;
-    unsigned int pciDeviceId;
-    unsigned int pciSubSystemId;
-    char busId[32];
-} nvmlPciInfo_t;
-
-typedef struct {
-    unsigned long long total, free, used;
-} nvmlMemory_t;
-
-typedef struct {
-    unsigned int version;
-    unsigned long long total, reserved, free, used;
-} nvmlMemory_v2_t;
-
-typedef struct {
-    unsigned int gpu, memory;
-} nvmlUtilization_t;
-
-typedef struct {
-    unsigned int version;
-    int sensorType;
-    int temperature;
-} nvmlTemperature_v1_t;
-
-typedef union {
-    double dVal;
-    unsigned int uiVal;
-    unsigned long ulVal;
-    unsigned long long ullVal;
-    long long sllVal;
-    int siVal;
-    unsigned short usVal;
-} nvmlValue_t;
-
-typedef struct {
-    unsigned int fieldId;
-    unsigned int scopeId;
-    long long timestamp;
-    long long latencyUsec;
-    int valueType;
-    nvmlReturn_t nvmlReturn;
-    nvmlValue_t value;
-} nvmlFieldValue_t;
-
-#define MEMORY_V2_VERSION ((unsigned int)(sizeof(nvmlMemory_v2_t) | (2U << 24)))
-#define TEMPERATURE_V1_VERSION ((unsigned int)(sizeof(nvmlTemperature_v1_t) | (1U << 24)))
-#define FIELD_RECOVERY_ACTION 230
-#define VALUE_TYPE_UNSIGNED_INT 1
 #define MAX_DEVICES 64
 #define MAX_LINKS 36
 #define QUEUE_LEN 256
@@ -146,16 +80,6 @@ struct nvmlDevice_st {
     nvmlReturn_t field_override_rc;
 };
 
-typedef struct nvmlDevice_st *nvmlDevice_t;
-
-typedef struct {
-    nvmlDevice_t device;
-    unsigned long long eventType;
-    unsigned long long eventData;
-    unsigned int gpuInstanceId;
-    unsigned int computeInstanceId;
-} nvmlEventData_t;
-
 struct queued_event {
     unsigned int index;
     unsigned long long type, data;
@@ -168,8 +92,6 @@ struct nvmlEventSet_st {
     unsigned int head, tail;
     struct nvmlEventSet_st *next;
 };
-
-typedef struct nvmlEventSet_st *nvmlEventSet_t;
 
 static struct nvmlDevice_st devices[MAX_DEVICES];
 static unsigned int device_count;
@@ -484,7 +406,8 @@ EXPORT nvmlReturn_t nvmlDeviceGetPciInfo_v2(nvmlDevice_t d, nvmlPciInfo_t *pci) 
 #ifndef FAKE_LEGACY
 EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t d, nvmlMemory_v2_t *m) {
     ENTER_DEVICE(nvmlDeviceGetMemoryInfo_v2, d);
-    if (m->version != MEMORY_V2_VERSION) return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+    if (m->version != NVML_STRUCT_VERSION(nvmlMemory_v2_t, 2))
+        return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
     m->total = d->memory_total;
     m->reserved = d->memory_reserved;
     m->used = d->memory_used;
@@ -512,7 +435,8 @@ EXPORT nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t d, nvmlUtilizatio
 #ifndef FAKE_LEGACY
 EXPORT nvmlReturn_t nvmlDeviceGetTemperatureV(nvmlDevice_t d, nvmlTemperature_v1_t *t) {
     ENTER_DEVICE(nvmlDeviceGetTemperatureV, d);
-    if (t->version != TEMPERATURE_V1_VERSION) return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+    if (t->version != NVML_STRUCT_VERSION(nvmlTemperature_v1_t, 1))
+        return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
     if (t->sensorType != 0) return NVML_ERROR_INVALID_ARGUMENT;
     t->temperature = (int)d->temperature;
     return NVML_SUCCESS;
@@ -655,13 +579,13 @@ EXPORT nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t d, int count, nvmlFiel
         nvmlFieldValue_t *v = &values[i];
         v->timestamp = 1700000000000000LL;
         v->latencyUsec = 0;
-        if (v->fieldId != FIELD_RECOVERY_ACTION) {
+        if (v->fieldId != NVML_FI_DEV_GET_GPU_RECOVERY_ACTION) {
             v->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
         } else if (d->has_field_override) {
             v->nvmlReturn = d->field_override_rc;
         } else {
             v->nvmlReturn = NVML_SUCCESS;
-            v->valueType = VALUE_TYPE_UNSIGNED_INT;
+            v->valueType = NVML_VALUE_TYPE_UNSIGNED_INT;
             v->value.ullVal = 0;
             v->value.uiVal = (unsigned int)d->recovery_action;
         }

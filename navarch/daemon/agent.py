@@ -463,14 +463,7 @@ class Daemon:
                 # Health checks and heartbeats go on; the control plane hears why events stopped.
                 self._log.exception("the GPU event stream failed; retrying in %gs", EVENTS_RETRY)
                 self._queue_events(
-                    [
-                        m.HealthEvent(
-                            type=m.HealthEventType.HEALTH_EVENT_TYPE_CHECK_FAILED,
-                            time=self._wall_clock(),
-                            message=f"GPU event stream failed: {type(exc).__name__}: {exc}",
-                            details={"check": "gpu-events"},
-                        )
-                    ]
+                    [self._check_failed("gpu-events", "GPU event stream failed", exc)]
                 )
             await trio.sleep(EVENTS_RETRY)
 
@@ -490,16 +483,7 @@ class Daemon:
                 self._log.exception(
                     "health check %s stopped watching; retrying in %gs", name, EVENTS_RETRY
                 )
-                self._queue_events(
-                    [
-                        m.HealthEvent(
-                            type=m.HealthEventType.HEALTH_EVENT_TYPE_CHECK_FAILED,
-                            time=self._wall_clock(),
-                            message=f"health check {name} failed: {type(exc).__name__}: {exc}",
-                            details={"check": name},
-                        )
-                    ]
-                )
+                self._queue_events([self._check_failed(name, f"health check {name} failed", exc)])
             await trio.sleep(EVENTS_RETRY)
 
     def _report_gpu_events(self, events: Sequence[GpuEvent]) -> None:
@@ -520,6 +504,15 @@ class Daemon:
             ]
         )
 
+    def _check_failed(self, check: str, what: str, exc: Exception) -> m.HealthEvent:
+        """The event that tells the control plane a check, or what feeds the checks, raised."""
+        return m.HealthEvent(
+            type=m.HealthEventType.HEALTH_EVENT_TYPE_CHECK_FAILED,
+            time=self._wall_clock(),
+            message=f"{what}: {type(exc).__name__}: {exc}",
+            details={"check": check},
+        )
+
     def _queue_events(self, events: Sequence[m.HealthEvent]) -> None:
         if not events:
             return
@@ -536,14 +529,7 @@ class Daemon:
         except Exception as exc:
             # A driver that stops answering must not stop the daemon; the control plane hears it.
             self._log.exception("sampling the GPUs failed")
-            return [
-                m.HealthEvent(
-                    type=m.HealthEventType.HEALTH_EVENT_TYPE_CHECK_FAILED,
-                    time=self._wall_clock(),
-                    message=f"sampling the GPUs failed: {type(exc).__name__}: {exc}",
-                    details={"check": "gpu-sample"},
-                )
-            ]
+            return [self._check_failed("gpu-sample", "sampling the GPUs failed", exc)]
         events: list[m.HealthEvent] = []
         for name, check in self._checks:
             if not hasattr(check, "run"):
@@ -555,14 +541,7 @@ class Daemon:
                 events.extend(found)
             except Exception as exc:
                 self._log.exception("health check %s failed", name)
-                events.append(
-                    m.HealthEvent(
-                        type=m.HealthEventType.HEALTH_EVENT_TYPE_CHECK_FAILED,
-                        time=self._wall_clock(),
-                        message=f"health check {name} failed: {type(exc).__name__}: {exc}",
-                        details={"check": name},
-                    )
-                )
+                events.append(self._check_failed(name, f"health check {name} failed", exc))
         return events
 
     async def _health_loop(self) -> None:

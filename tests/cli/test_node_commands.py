@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 import re
 import socket
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import trio
-from live_server import LiveControlPlane
+from live_server import LiveControlPlane, wait_for
 
 from navarch.api import models as m
-from navarch.cli import main
 from navarch.cli.nodes import age
 from navarch.daemon.drain import DrainOutcome
 
@@ -30,25 +28,6 @@ class Drain:
 def cells(line: str) -> list[str]:
     """The cells of one line of a table as the terminal shows it."""
     return [cell.strip() for cell in re.split("[│┃]", line)]
-
-
-@pytest.fixture
-def run(capsys, monkeypatch):
-    """Runs `navarch ARGS` in process; returns (exit status, stdout, stderr)."""
-    monkeypatch.delenv("NAVARCH_TOKEN", raising=False)
-    monkeypatch.setenv("NAVARCH_DISABLE_PLUGIN_AUTOLOAD", "1")
-    monkeypatch.setenv("COLUMNS", "200")
-
-    def run(*args: str) -> tuple[int, str, str]:
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = exc.code
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 @pytest.fixture
@@ -128,10 +107,7 @@ def test_drain_wait_fails_with_the_nodes_message(fleet, run):
 def test_terminate_stops_the_daemon(fleet, run):
     code, out, _ = run("terminate", "gpu-3", "--reason", "scale down")
     assert code == 0 and out.startswith("node gpu-3 terminating")
-    deadline = time.monotonic() + 10
-    while not fleet.daemons["gpu-3"].terminated and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert fleet.daemons["gpu-3"].terminated
+    wait_for(lambda: fleet.daemons["gpu-3"].terminated, timeout=10)
     node = json.loads(run("get", "gpu-3", "-o", "json")[1])["node"]
     assert node["status"] == "NODE_STATUS_TERMINATED"
 

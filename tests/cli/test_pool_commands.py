@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import time
 
-import pytest
-from live_server import LiveControlPlane
+from live_server import LiveControlPlane, wait_for
 
-from navarch.cli import main
 from navarch.config import parse_config
 from navarch.plugins import load_plugins
 
@@ -33,34 +30,6 @@ provider = "full"
 provider = "fake"
 priority = 1
 """
-
-
-@pytest.fixture
-def run(capsys, monkeypatch):
-    monkeypatch.delenv("NAVARCH_TOKEN", raising=False)
-    monkeypatch.setenv("NAVARCH_DISABLE_PLUGIN_AUTOLOAD", "1")
-    monkeypatch.setenv("COLUMNS", "200")
-
-    def run(*args: str) -> tuple[int, str, str]:
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = exc.code
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
-
-
-def wait_for(check, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out")
 
 
 def test_pool_commands(tmp_path, monkeypatch, run) -> None:

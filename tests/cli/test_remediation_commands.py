@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import time
 
-import pytest
-from live_server import LiveControlPlane
+from live_server import LiveControlPlane, wait_for
 
-from navarch.cli import main
 from navarch.config import parse_config
 from navarch.daemon.checks import load_health_checks
 from navarch.daemon.config import DaemonConfig
@@ -29,34 +26,6 @@ provider = "fake"
 """
 
 
-@pytest.fixture
-def run(capsys, monkeypatch):
-    monkeypatch.delenv("NAVARCH_TOKEN", raising=False)
-    monkeypatch.setenv("NAVARCH_DISABLE_PLUGIN_AUTOLOAD", "1")
-    monkeypatch.setenv("COLUMNS", "200")
-
-    def run(*args: str) -> tuple[int, str, str]:
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = exc.code
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
-
-
-def wait_for(check, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("timed out")
-
-
 def test_a_gpu_that_falls_off_the_bus_is_replaced_and_operators_steer(
     tmp_path, monkeypatch, run
 ) -> None:
@@ -74,7 +43,7 @@ def test_a_gpu_that_falls_off_the_bus_is_replaced_and_operators_steer(
             found = json.loads(out).get("remediations", [])
             return found[0] if found and found[0]["step"] == "REMEDIATION_STEP_DONE" else None
 
-        episode = done() or wait_for(done)
+        episode = done() or wait_for(done, timeout=60)
         assert (episode["nodeId"], episode["pool"], episode["rule"]) == (
             "gpu-1",
             "dev",
