@@ -205,6 +205,8 @@ class PoolConfig:
     labels: dict[str, str] = field(factory=dict)
     autoscaler: PluginTable | None = None
     selector: PluginTable = PluginTable(type="priority")
+    # A metrics-source plugin the manager asks for the pool's queue depth each round.
+    metrics: PluginTable | None = None
     scaling: PoolScalingConfig = PoolScalingConfig()
     health: PoolHealthConfig = PoolHealthConfig()
     # An instance whose daemon has not registered this long after provisioning is terminated
@@ -537,6 +539,8 @@ def _structure_plugin_settings(config: Config, plugins: Any, problems: list[str]
             changes["autoscaler"] = settle(
                 pool.autoscaler, "autoscaler", f"pools.{name}.autoscaler"
             )
+        if pool.metrics is not None:
+            changes["metrics"] = settle(pool.metrics, "metrics_source", f"pools.{name}.metrics")
         pools[name] = attrs.evolve(pool, **changes)
     return attrs.evolve(config, providers=providers, notifiers=notifiers, pools=pools)
 
@@ -559,6 +563,8 @@ def _check_references(
         if pool.autoscaler is not None:
             known("autoscaler", pool.autoscaler.type, f"{base}.autoscaler.type")
         known("selector", pool.selector.type, f"{base}.selector.type")
+        if pool.metrics is not None:
+            known("metrics_source", pool.metrics.type, f"{base}.metrics.type")
         seen: set[tuple[str, tuple[str, ...], tuple[str, ...]]] = set()
         for i, entry in enumerate(pool.providers):
             path = f"{base}.providers[{i}].provider"

@@ -41,6 +41,7 @@ KINDS: dict[str, str] = {
     "selector": "navarch_selectors",
     "health_check": "navarch_health_checks",
     "notifier": "navarch_notifiers",
+    "metrics_source": "navarch_metrics_sources",
 }
 
 BUILTIN_PLUGINS: tuple[str, ...] = (
@@ -49,6 +50,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "navarch.plugins.builtin.selectors",
     "navarch.plugins.builtin.health_checks",
     "navarch.plugins.builtin.webhook",
+    "navarch.plugins.builtin.metrics_sources",
 )
 
 

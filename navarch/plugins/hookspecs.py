@@ -36,5 +36,10 @@ def navarch_notifiers(register: Any) -> None:
 
 
 @hookspec
+def navarch_metrics_sources(register: Any) -> None:
+    """Register pool metrics-source factories: `register("http-json", HttpJsonSource)`."""
+
+
+@hookspec
 def navarch_cli(cli: Any) -> None:
     """Add commands to the `navarch` click group."""

@@ -92,4 +92,6 @@ def test_pool_examples_are_valid_configuration(block):
     for pool in config.pools.values():
         if pool.autoscaler is not None:
             pool.autoscaler.create()
+        if pool.metrics is not None:
+            pool.metrics.create()
         pool.selector.create()
