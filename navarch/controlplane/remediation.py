@@ -12,6 +12,13 @@ PENDING ──▶ CORDON ──▶ DRAIN ──▶ TERMINATE ──▶ DONE
 TERMINATE hands the node to the `Replacer` (the pool manager), which terminates the node's
 instance through its provider and asks the node's pool for a successor.
 
+A node of a pool with `auto_replace` that loses its heartbeat gets an episode with the rule
+`heartbeat-lost`. It skips the drain (a silent node cannot run one; the move from CORDON to
+TERMINATE records why) and its TERMINATE only terminates the instance (`Replacer.terminate`): the
+pool already provisions past an unhealthy node to hold `min_nodes`, so asking for a successor too
+would leave the pool one node over. A node whose heartbeats resume stays unhealthy and its
+episode goes on: a node that went silent once is not trusted with work again on its own.
+
 An episode records a step before it carries the step out, and every record is committed with its
 event; a control plane that restarts loads the open episodes and carries each out again from the
 step it recorded, so every step must be safe to repeat (cordon and drain are; the `Replacer` must
@@ -60,6 +67,8 @@ CANCELLED = Step.REMEDIATION_STEP_CANCELLED
 _RANK = {PENDING: 0, CORDON: 1, DRAIN: 2, TERMINATE: 3, HELD: 4, DONE: 5, CANCELLED: 5}
 ENDED = (DONE, CANCELLED)
 ACTOR = "remediation"
+# The rule of the episodes that the heartbeat monitor opens for silent nodes.
+HEARTBEAT_LOST_RULE = "heartbeat-lost"
 # How often a draining node is looked at, and how a failing replacer is retried.
 DRAIN_POLL = 1.0
 RETRY_DELAYS = (30.0, 60.0, 120.0)
@@ -76,6 +85,11 @@ class Replacer(Protocol):
         once. An exception counts as a failed attempt; ApiError `not_found` says that the node
         belongs to no configured pool, which no retry changes.
         """
+
+    async def terminate(self, node_id: str, reason: str) -> None:
+        """Terminates the node's instance through its provider and asks for no successor (the
+        pool's own rounds replace a node that went silent). Repeating it for the same node
+        changes nothing; errors count as in `replace`."""
 
 
 def may_move(current: m.RemediationStep, to: m.RemediationStep) -> bool:
@@ -310,7 +324,15 @@ class Remediator:
             await self._move(episode, CORDON, "cordoning the node")
         elif episode.step is CORDON:
             await self._service.remediation_cordon(node_id, self._reason(episode))
-            await self._move(episode, DRAIN, "cordoned; draining the node")
+            if episode.rule == HEARTBEAT_LOST_RULE:
+                await self._move(
+                    episode,
+                    TERMINATE,
+                    "cordoned; drain skipped: the node lost its heartbeat and cannot run a drain; "
+                    "terminating the node",
+                )
+            else:
+                await self._move(episode, DRAIN, "cordoned; draining the node")
         elif episode.step is DRAIN:
             await self._drain(episode)
         elif episode.step is TERMINATE:
@@ -323,14 +345,19 @@ class Remediator:
                     "cancel this episode",
                 )
                 return
-            if await self._attempt(episode, self.replacer.replace, node_id, self._reason(episode)):
+            silent = episode.rule == HEARTBEAT_LOST_RULE
+            # The pool provisions past a silent node on its own; a second successor is one too
+            # many.
+            act = self.replacer.terminate if silent else self.replacer.replace
+            if await self._attempt(episode, act, node_id, self._reason(episode)):
                 # The pool manager marks the node terminated; this covers a replacer that does not.
                 await self._service.mark_terminated(node_id, self._reason(episode), ACTOR)
-                await self._move(
-                    episode,
-                    DONE,
-                    f"terminated; a replacement is requested from pool {episode.pool}",
+                done = (
+                    f"terminated; pool {episode.pool} provisions past the lost node on its own"
+                    if silent
+                    else f"terminated; a replacement is requested from pool {episode.pool}"
                 )
+                await self._move(episode, DONE, done)
 
     async def _drain(self, episode: m.Remediation) -> None:
         settings = self.settings(episode.pool)

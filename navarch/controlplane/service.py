@@ -34,7 +34,7 @@ from navarch.controlplane.commands import CommandQueue
 from navarch.controlplane.heartbeat import HeartbeatMonitor
 from navarch.controlplane.ids import new_id
 from navarch.controlplane.notifiers import Notifier, build_notifiers
-from navarch.controlplane.remediation import Remediator, Replacer
+from navarch.controlplane.remediation import HEARTBEAT_LOST_RULE, Remediator, Replacer
 from navarch.durations import format_duration, parse_duration
 from navarch.health import Action, HealthJudge, Result, Verdict, load_policy
 from navarch.store import Change, HealthReport, NodeToken, Store
@@ -850,6 +850,16 @@ class ControlPlane:
             events.append(self._status_event(node, after, "heartbeat-monitor"))
         if nodes:
             await self._commit(Change(nodes=tuple(nodes), events=tuple(events)))
+        remediation = self.remediation
+        for node in nodes:
+            # A silent node of a pool that replaces nodes is replaced; the episode skips the
+            # drain and asks for no successor (see navarch.controlplane.remediation).
+            if (
+                remediation.replacer is not None
+                and node.pool in remediation.pool_names()
+                and remediation.settings(node.pool).auto_replace
+            ):
+                await remediation.start(node, HEARTBEAT_LOST_RULE)
 
     async def list_nodes(self, request: m.ListNodesRequest, caller: Caller) -> m.ListNodesResponse:
         self._authorize(caller, "ListNodes")

@@ -54,6 +54,8 @@ _HISTORY = 120
 # How often a draining victim is checked for DRAINED.
 _DRAIN_POLL = 1.0
 _NUMBERS = re.compile(r"\d+(?:\.\d+)?")
+# How long a metrics source may take to answer one round.
+METRICS_TIMEOUT = 5.0
 
 _TERMINATED = m.NodeStatus.NODE_STATUS_TERMINATED
 _DRAINED = m.NodeStatus.NODE_STATUS_DRAINED
@@ -71,6 +73,9 @@ class _Pool:
         self.config = config
         self.autoscaler = config.autoscaler.create() if config.autoscaler is not None else None
         self.selector = config.selector.create()
+        self.metrics = config.metrics.create() if config.metrics is not None else None
+        # Why the last reading of the metrics source failed; empty once it answers again.
+        self.metrics_error = ""
         self.behavior = ScalingBehavior(config.scaling)
         # Provision calls under way that have no instance id yet.
         self.pending = 0
@@ -156,7 +161,11 @@ class PoolManager:
         """One scaling round of the pool `name`: reconcile, decide, act."""
         pool = self.pools[name]
         await self._reconcile(pool)
-        nodes = await self._nodes(pool)
+        await self._read_metrics(pool)
+        # A node whose remediation episode is held (by the circuit breaker, say) is the operator's:
+        # the pool neither counts it nor picks it for scale-down, or a zone held by the breaker
+        # would be terminated by the next scale-down.
+        nodes = [n for n in await self._nodes(pool) if not self._held(n.node_id)]
         state = scaling_state(
             pool.name,
             nodes,
@@ -170,6 +179,11 @@ class PoolManager:
         pool.state = state
         pool.history = list(state.history[-_HISTORY:])
         recommendation = self._recommend(pool, state)
+        if pool.metrics_error:
+            recommendation = Recommendation(
+                target=recommendation.target,
+                reason=f"{recommendation.reason} ({pool.metrics_error})",
+            )
         decision = pool.behavior.decide(state, recommendation, trio.current_time())
         pool.decision, pool.decision_at, pool.target = decision, self._now(), decision.target
         await self._record_decision(pool, decision)
@@ -179,6 +193,36 @@ class PoolManager:
         elif decision.change < 0:
             await self._scale_down(pool, nodes, -decision.change)
         return decision
+
+    async def _read_metrics(self, pool: _Pool) -> None:
+        """Reads the pool's queue depth from its metrics source, if it has one.
+
+        A reading replaces the last known depth, so the newest of a reading and a
+        ReportQueueDepth push wins. No data (None), a failure or a timeout keeps the last known
+        depth; a failure is named in the round's decision reason.
+        """
+        if pool.metrics is None:
+            return
+        source = pool.config.metrics.type if pool.config.metrics is not None else "metrics"
+        depth: Any = None
+        error = f"metrics source {source} timed out after {METRICS_TIMEOUT:g}s"
+        try:
+            with trio.move_on_after(METRICS_TIMEOUT):
+                depth = await pool.metrics.queue_depth(pool.name)
+                error = ""
+        except Exception as exc:
+            error = f"metrics source {source} failed: {type(exc).__name__}: {exc}"
+        if not error and depth is not None:
+            if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
+                error = f"metrics source {source} answered {depth!r}, not a depth of 0 or more"
+            else:
+                pool.queue_depth, pool.queue_depth_at = depth, self._now()
+        if error:
+            kept = "none" if pool.queue_depth is None else str(pool.queue_depth)
+            error = f"{error}; keeping the last queue depth, {kept}"
+            if error != pool.metrics_error:
+                log.warning("pool %s: %s", pool.name, error)
+        pool.metrics_error = error
 
     def _recommend(self, pool: _Pool, state: Any) -> Recommendation:
         floor = pool.manual_target
@@ -489,6 +533,11 @@ class PoolManager:
             await self._terminate_node(node_id, reason)
         finally:
             self._draining.discard(node_id)
+
+    def _held(self, node_id: str) -> bool:
+        remediation = getattr(self.service, "remediation", None)
+        episode = remediation.open_episode(node_id) if remediation is not None else None
+        return episode is not None and episode.step is m.RemediationStep.REMEDIATION_STEP_HELD
 
     def _node_status(self, node_id: str) -> m.NodeStatus | None:
         for node in self.service.nodes():

@@ -39,6 +39,8 @@ class PoolManagerStandIn:
     def __init__(self) -> None:
         self.service: ControlPlane | None = None
         self.replaced: list[str] = []
+        # Nodes terminated without a successor (the heartbeat-lost episodes).
+        self.terminated: list[str] = []
         self.failures = 0
 
     async def replace(self, node_id: str, reason: str) -> None:
@@ -53,6 +55,13 @@ class PoolManagerStandIn:
         if node_id not in self.replaced:
             self.replaced.append(node_id)
         await self.service.mark_terminated(node_id, f"replaced: {reason}", "pools")
+
+    async def terminate(self, node_id: str, reason: str) -> None:
+        await trio.lowlevel.checkpoint()
+        assert self.service is not None
+        if node_id not in self.terminated:
+            self.terminated.append(node_id)
+        await self.service.mark_terminated(node_id, f"terminated: {reason}", "pools")
 
 
 @asynccontextmanager

@@ -8,6 +8,7 @@ import trio
 import trio.testing
 from manager_harness import (
     ADMIN,
+    TERMINATED,
     UNHEALTHY,
     events,
     fleet,
@@ -94,8 +95,11 @@ async def test_a_silent_node_is_not_counted_and_the_pool_holds_min(
         await wait_until(lambda: len(healthy_nodes(service)) == 2)
         victim = sorted(fake(service).daemons)[0]
         fake(service).daemons[victim].stop()
+        # Unhealthy at once, and terminated by its heartbeat-lost remediation right after.
         await wait_until(
-            lambda: any(n.node_id == victim and n.status is UNHEALTHY for n in service.nodes())
+            lambda: any(
+                n.node_id == victim and n.status in (UNHEALTHY, TERMINATED) for n in service.nodes()
+            )
         )
         await wait_until(lambda: len(healthy_nodes(service)) == 2)
         assert victim not in {n.node_id for n in healthy_nodes(service)}
