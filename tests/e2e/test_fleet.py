@@ -180,3 +180,27 @@ def test_control_plane_killed_and_restarted_loses_nothing(secure_fleet):
 def _fresh(fleet: Fleet, node_id: str) -> bool:
     beat = fleet.node(node_id).get("lastHeartbeatAt")
     return bool(beat) and _age(beat) < 2.5
+
+
+def test_control_plane_stops_promptly_with_a_daemon_long_polling(fleet):
+    # The default long-poll wait: a poll held to the end would keep the server up for 20 s.
+    fleet.config.write_text(
+        '[server]\nheartbeat_interval = "1s"\nheartbeat_timeout = "3s"\n'
+        'health_check_interval = "2s"\ncommand_poll_wait = "20s"\n'
+    )
+    control_plane = fleet.start_control_plane()
+    daemon = fleet.start_daemon("gpu-s")
+    fleet.wait_status("gpu-s", "ACTIVE")
+    fleet.wait_for("a first heartbeat", lambda: fleet.node("gpu-s").get("lastHeartbeatAt"))
+    time.sleep(0.5)  # the daemon's long poll is in flight now
+
+    started = time.monotonic()
+    control_plane.signal(signal.SIGTERM)
+    assert control_plane.wait(timeout=10) == 0, control_plane.output()
+    elapsed = time.monotonic() - started
+    assert elapsed < 3, f"the control plane took {elapsed:.1f}s to stop"
+    assert "Traceback" not in control_plane.output()
+
+    # The daemon outlives its control plane and retries with backoff.
+    fleet.wait_for("the daemon to notice", lambda: "retrying with backoff" in daemon.output())
+    assert daemon.proc.poll() is None, daemon.output()
