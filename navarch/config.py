@@ -284,7 +284,7 @@ def parse_config(
 
         plugins = load_plugins()
     problems: list[str] = []
-    data = _split_plugin_tables(data, problems)
+    data = _default_plugin_types(data)
     config = _structure_config(data, problems)
     config = _structure_plugin_settings(config, plugins, problems)
     _check_references(config, set(data.get("providers") or {}), plugins, problems)
@@ -425,27 +425,23 @@ def structure(data: Any, cls: type[T], problems: list[str], path: str = "") -> T
     try:
         return converter.structure(data, cls)
     except Exception as exc:  # cattrs raises exception groups; each leaf becomes one line
-        problems.extend(_explain(exc, path, cls))
+        problems.extend(_explain(exc, path))
         return None
 
 
-def _explain(exc: BaseException, path: str, cls: Any = None) -> list[str]:
+def _explain(exc: BaseException, path: str) -> list[str]:
     if isinstance(exc, ForbiddenExtraKeysError):
         known = [f.name for f in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
         return [_unknown_key(path, key, known) for key in sorted(exc.extra_fields)]
-    if isinstance(exc, ClassValidationError):
+    if isinstance(exc, (ClassValidationError, IterableValidationError)):
+        # A class note names an attribute; a list or table note names an index or key.
         out: list[str] = []
         with_notes, without = exc.group_exceptions()
         for sub, note in with_notes:
-            out += _explain(sub, _join(path, note.name))
-        for sub in without:
-            out += _explain(sub, path)
-        return out
-    if isinstance(exc, IterableValidationError):
-        out = []
-        with_notes, without = exc.group_exceptions()
-        for sub, note in with_notes:
-            out += _explain(sub, f"{path}[{note.index}]")
+            if isinstance(exc, ClassValidationError):
+                out += _explain(sub, _join(path, note.name))
+            else:
+                out += _explain(sub, f"{path}[{note.index}]")
         for sub in without:
             out += _explain(sub, path)
         return out
@@ -483,7 +479,7 @@ def _join(path: str, key: object) -> str:
 _PLUGIN_TABLES = ("providers", "notifiers")
 
 
-def _split_plugin_tables(data: dict[str, Any], problems: list[str]) -> dict[str, Any]:
+def _default_plugin_types(data: dict[str, Any]) -> dict[str, Any]:
     """Gives each provider and notifier table its default `type`: the table's own name."""
     data = dict(data)
     for section in _PLUGIN_TABLES:
