@@ -126,16 +126,7 @@ class Drain:
         self._r.last_seq = seq
 
     def stats(self) -> kmsg.KmsgStats:
-        r = self._r
-        return kmsg.KmsgStats(
-            records=r.records,
-            xids=r.xids,
-            lost=r.lost,
-            overruns=r.overruns,
-            malformed=r.malformed,
-            oversized=r.oversized,
-            skipped=r.skipped,
-        )
+        return kmsg.KmsgStats.read_from(self._r)
 
     def drain(self, cap: int, *, only_xid: bool = False) -> tuple[int, list[kmsg.KmsgRecord]]:
         if cap > self._cap:

@@ -251,15 +251,7 @@ class Drain:
         self.last_seq = seq
 
     def stats(self) -> kmsg.KmsgStats:
-        return kmsg.KmsgStats(
-            records=self.records,
-            xids=self.xids,
-            lost=self.lost,
-            overruns=self.overruns,
-            malformed=self.malformed,
-            oversized=self.oversized,
-            skipped=self.skipped,
-        )
+        return kmsg.KmsgStats.read_from(self)
 
     def drain(self, cap: int, *, only_xid: bool = False) -> tuple[int, list[kmsg.KmsgRecord]]:
         """Reads until the source has nothing ready, `cap` records are kept, or a stream ends."""

@@ -59,6 +59,11 @@ class KmsgStats:
     oversized: int  # records or lines too large to read, skipped
     skipped: int  # records at or before the resume point
 
+    @classmethod
+    def read_from(cls, counters: object) -> KmsgStats:
+        """The counters of an engine (the C reader's struct or the Python reader) by name."""
+        return cls(**{f.name: int(getattr(counters, f.name)) for f in attrs.fields(cls)})
+
 
 @attrs.frozen
 class ResumePosition:
