@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 
 class NavarchError(Exception):
     """A failure the user can act on; the CLI exits with status 1."""
@@ -29,3 +32,16 @@ class ConfigError(UsageError):
         lines = [f"{self.source}: {len(self.problems)} problems"]
         lines += [f"  {self.source}: {p}" for p in self.problems]
         return "\n".join(lines)
+
+
+def read_config_file(path: str | os.PathLike[str]) -> str:
+    """The text of a TOML file people wrote; ConfigError says why it cannot be read."""
+    source = str(path)
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(source, ["file not found"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, [f"not UTF-8 text (byte {exc.start})"]) from None
+    except OSError as exc:
+        raise ConfigError(source, [f"cannot read file: {exc.strerror}"]) from None

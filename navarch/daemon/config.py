@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import sys
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -30,7 +29,7 @@ from attrs import field, frozen
 
 from navarch.config import ConfigValueError, structure
 from navarch.durations import format_duration
-from navarch.errors import ConfigError
+from navarch.errors import ConfigError, read_config_file
 
 if sys.version_info >= (3, 15):
     import tomllib
@@ -91,12 +90,7 @@ class DaemonConfig:
 def load_daemon_config(path: str | os.PathLike[str]) -> DaemonConfig:
     """Reads the `[daemon]` table of a TOML file; a file without one gives the defaults."""
     source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(source, ["file not found"]) from None
-    except OSError as exc:
-        raise ConfigError(source, [f"cannot read file: {exc.strerror}"]) from None
+    text = read_config_file(path)
     return parse_daemon_config(text, source)
 
 

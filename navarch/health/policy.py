@@ -22,7 +22,6 @@ import sys
 from collections.abc import Mapping
 from datetime import timedelta
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import cel
@@ -30,7 +29,7 @@ from attrs import field, frozen
 
 from navarch.api.models import HealthStatus
 from navarch.durations import format_duration, parse_duration
-from navarch.errors import ConfigError
+from navarch.errors import ConfigError, read_config_file
 from navarch.health.variables import EVENT_FIELDS, KNOWN_FUNCTIONS, KNOWN_VARIABLES
 
 if sys.version_info >= (3, 15):
@@ -110,14 +109,7 @@ def load_policy(path: str | os.PathLike[str] | None = None) -> Policy:
     if path is None or str(path) == "":
         return default_policy()
     source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(source, ["file not found"]) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(source, [f"not UTF-8 text (byte {exc.start})"]) from None
-    except OSError as exc:
-        raise ConfigError(source, [f"cannot read file: {exc.strerror}"]) from None
+    text = read_config_file(path)
     return parse_policy(text, source)
 
 
