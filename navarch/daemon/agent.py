@@ -151,6 +151,8 @@ class Daemon:
         )
         self._unsent: list[m.HealthEvent] = []
         self._events_arrived = trio.Event()
+        # The samples of the last heartbeat and the metrics made of them.
+        self._last_metrics: tuple[Sequence[GpuSample], m.NodeMetrics] | None = None
         self._cancel_scope: trio.CancelScope | None = None
         self._stop_requested = False
 
@@ -313,11 +315,22 @@ class Daemon:
 
     def _metrics(self) -> m.NodeMetrics:
         cpu, memory = self._host.read()
-        return m.NodeMetrics(
-            cpu_percent=cpu,
-            memory_percent=memory,
-            gpus=tuple(to_metrics(s) for s in self._backend.sample()),
-        )
+        samples = self._backend.sample()
+        last = self._last_metrics
+        # A backend whose readings did not change (a simulated one) gives back the same samples.
+        if (
+            last is None
+            or last[0] is not samples
+            or last[1].cpu_percent != cpu
+            or last[1].memory_percent != memory
+        ):
+            metrics = m.NodeMetrics(
+                cpu_percent=cpu,
+                memory_percent=memory,
+                gpus=tuple(to_metrics(s) for s in samples),
+            )
+            self._last_metrics = last = (samples, metrics)
+        return last[1]
 
     async def _poll_loop(self) -> None:
         """Long-polls for commands, so a command arrives within moments, not a heartbeat later."""

@@ -151,8 +151,9 @@ def _recovery_action(index: int, action: int) -> GpuEvent:
 
 
 _H100_BUSES = (0x18, 0x2A, 0x3A, 0x5D, 0x9A, 0xAB, 0xBA, 0xDB)
-_NVLINKS = 18  # NVLink4 links of an H100 SXM
+NVLINKS = 18  # NVLink4 links of an H100 SXM
 _ALL_OK: Mapping[str, Return] = types.MappingProxyType(dict.fromkeys(FIELDS, Return.SUCCESS))
+_LINKS_UP = (True,) * NVLINKS
 _ALL_LOST: Mapping[str, Return] = types.MappingProxyType(dict.fromkeys(FIELDS, Return.GPU_IS_LOST))
 
 
@@ -206,12 +207,16 @@ class SimulatedGpus:
         ]
         self._events: list[GpuEvent] = []
         self._arrived = trio.Event()
+        # The readings change only when the load or a failure does: each change clears this.
+        self._samples: tuple[GpuSample, ...] | None = None
 
     def inventory(self) -> tuple[GpuInfo, ...]:
         return tuple(gpu.info for gpu in self._gpus)
 
     def sample(self) -> tuple[GpuSample, ...]:
-        return tuple(self._sample(gpu) for gpu in self._gpus)
+        if self._samples is None:
+            self._samples = tuple(self._sample(gpu) for gpu in self._gpus)
+        return self._samples
 
     async def watch_events(self, report: ReportEvents) -> None:
         while True:
@@ -236,6 +241,7 @@ class SimulatedGpus:
         for target in self._targets(gpu):
             target.utilization = float(utilization_percent)
             target.memory_fraction = min(max(fraction, 0.0), 1.0)
+        self._samples = None
 
     def inject_xid(self, gpu: int, xid: int, message: str = "") -> None:
         target = self._gpu(gpu)
@@ -251,12 +257,12 @@ class SimulatedGpus:
 
     def set_temperature(self, gpu: int, celsius: float | None) -> None:
         """Pins a GPU's temperature; None returns it to the load-driven value."""
-        self._gpu(gpu).temperature_override = celsius
+        self._changed(gpu).temperature_override = celsius
 
     def inject_ecc(self, gpu: int, *, corrected: int = 0, uncorrected: int = 0) -> None:
         """Adds ECC errors. Uncorrectable ones leave a pending row remap, as on an H100, and
         are reported as they happen, as NVML's double-bit ECC event is."""
-        target = self._gpu(gpu)
+        target = self._changed(gpu)
         target.ecc_corrected += corrected
         target.ecc_uncorrected += uncorrected
         if uncorrected:
@@ -271,27 +277,27 @@ class SimulatedGpus:
             )
 
     def inject_remap_failure(self, gpu: int) -> None:
-        self._gpu(gpu).remapped_failed = True
+        self._changed(gpu).remapped_failed = True
 
     def set_nvlink_down(self, gpu: int, link: int, down: bool = True) -> None:
-        if not 0 <= link < _NVLINKS:
-            raise IndexError(f"no NVLink {link} (links 0 to {_NVLINKS - 1})")
-        target = self._gpu(gpu)
+        if not 0 <= link < NVLINKS:
+            raise IndexError(f"no NVLink {link} (links 0 to {NVLINKS - 1})")
+        target = self._changed(gpu)
         links = set(target.links_down)
         (links.add if down else links.discard)(link)
         target.links_down = frozenset(links)
 
     def inject_pcie_replays(self, gpu: int, count: int = 1) -> None:
-        self._gpu(gpu).pcie_replays += count
+        self._changed(gpu).pcie_replays += count
 
     def set_recovery_action(self, gpu: int, action: RecoveryAction) -> None:
         """The driver asks for a reset or reboot, and says so in an XID 154."""
-        self._gpu(gpu).recovery_action = action
+        self._changed(gpu).recovery_action = action
         self._push(_recovery_action(gpu, action))
 
     def lose_gpu(self, gpu: int) -> None:
         """The GPU falls off the bus: it stops answering and the driver logs XID 79."""
-        target = self._gpu(gpu)
+        target = self._changed(gpu)
         if target.present:
             target.present = False
             self._push(
@@ -314,6 +320,7 @@ class SimulatedGpus:
             target.pcie_replays = 0
             target.recovery_action = RecoveryAction.NONE
             target.present = True
+        self._samples = None
 
     def _push(self, event: GpuEvent) -> None:
         self._events.append(event)
@@ -323,6 +330,12 @@ class SimulatedGpus:
         if not 0 <= index < len(self._gpus):
             raise IndexError(f"no GPU {index} (this machine has {len(self._gpus)})")
         return self._gpus[index]
+
+    def _changed(self, index: int) -> _SimulatedGpu:
+        """The GPU at `index`, about to change: its readings will be sampled again."""
+        target = self._gpu(index)
+        self._samples = None
+        return target
 
     def _targets(self, index: int | None) -> list[_SimulatedGpu]:
         return list(self._gpus) if index is None else [self._gpu(index)]
@@ -374,7 +387,9 @@ class SimulatedGpus:
             pcie_replay_counter=gpu.pcie_replays,
             clock_event_reasons=reasons,
             recovery_action=int(gpu.recovery_action),
-            nvlink_active=tuple(link not in gpu.links_down for link in range(_NVLINKS)),
+            nvlink_active=tuple(link not in gpu.links_down for link in range(NVLINKS))
+            if gpu.links_down
+            else _LINKS_UP,
             field_status=_ALL_OK,
         )
 

@@ -88,6 +88,10 @@ class _Repeats:
             return True
         return False
 
+    def holds(self, first: Any) -> bool:
+        """Whether any condition whose key starts with `first` may be reported again."""
+        return any(key[0] == first for key in self._last)
+
 
 @frozen(kw_only=True)
 class GpuCheckSettings:
@@ -122,6 +126,9 @@ class GpuCheck:
         self._repeats = _Repeats(settings.repeat_every.total_seconds())
         self._wall_clock = wall_clock
         self._previous: dict[str, tuple[Any, float]] = {}  # key -> (sample, trio time)
+        # key -> the sample that found nothing and left no condition to repeat. The same sample
+        # again (a simulated GPU whose readings did not change) would find nothing again.
+        self._quiet: dict[str, Any] = {}
         self._links_up: dict[str, set[int]] = collections.defaultdict(set)
         self._pci: dict[int, str] = {}
 
@@ -135,6 +142,9 @@ class GpuCheck:
             previous = self._previous.get(key)
             if sample.pci_bus_id:
                 self._pci[sample.index] = sample.pci_bus_id
+            if self._quiet.get(key) is sample:
+                self._previous[key] = (sample, now)
+                continue
             found = _Found(self, sample, key)
             found.lost()
             # A GPU that needs a reset still reports its error counters, which matter most then.
@@ -149,6 +159,10 @@ class GpuCheck:
                 found.pcie(previous, now)
                 found.clocks()
                 self._previous[key] = (sample, now)
+            if found.events or sample.status == self._gone or self._repeats.holds(key):
+                self._quiet.pop(key, None)
+            else:
+                self._quiet[key] = sample
             events.extend(found.events)
         return events
 
