@@ -14,6 +14,7 @@ Heartbeat times are soft state: they reach the store in batches about once a sec
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import string
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -130,6 +131,8 @@ class ControlPlane:
         # node id -> the most disruptive action taken for its current verdict, so a repeated
         # report does not act again; forgotten when the verdict asks for nothing.
         self._acted: dict[str, Action] = {}
+        # Nodes whose latest verdict asks for replacement.
+        self._replace_verdicts: set[str] = set()
         # node id -> (health, trio time): after a restart the judge has forgotten the events, so
         # a node keeps its stored bad health for one window unless new events judge it worse.
         self._health_floor: dict[str, tuple[m.HealthStatus, float]] = {}
@@ -176,13 +179,15 @@ class ControlPlane:
         replacer: Replacer | None = None,
         notifiers: Sequence[Notifier] | None = None,
         pool_health: Mapping[str, PoolHealthConfig] | None = None,
+        providers: Mapping[str, Any] | None = None,
     ) -> AsyncIterator[ControlPlane]:
         """Loads the state from `store` and runs the heartbeat monitor until the block ends.
 
         With a `config` that has pools, the pool manager runs too (one scaling loop per pool) and
         replaces the nodes that remediation hands it, unless `replacer` stands in for it. The
         health policy, the pools' health settings and the notifiers come from `config`;
-        `pool_health` and `notifiers` replace the last two. Open remediation episodes go on.
+        `pool_health` and `notifiers` replace the last two; `providers` replaces provider objects
+        by name (the simulator's). Open remediation episodes go on.
         """
         if notifiers is None:
             notifiers = build_notifiers(config) if config is not None else ()
@@ -208,7 +213,9 @@ class ControlPlane:
             if config is not None and config.pools:
                 from navarch.pools.manager import PoolManager
 
-                service.pools = PoolManager(service, config, wall_clock=wall_clock)
+                service.pools = PoolManager(
+                    service, config, wall_clock=wall_clock, providers=providers
+                )
                 await nursery.start(service.pools.run)
                 if service.remediation.replacer is None:
                     service.remediation.replacer = service.pools
@@ -237,6 +244,18 @@ class ControlPlane:
             if node.health in _BAD_HEALTH and node.status is not lifecycle.TERMINATED:
                 self._health_floor[node.node_id] = (node.health, until)
         self.remediation.load(state)
+
+    def judged_for_replacement(self) -> set[str]:
+        """Nodes whose health verdict asks for replacement by remediation."""
+        return {
+            node_id
+            for node_id in self._replace_verdicts
+            if self.remediation.settings(self._nodes[node_id].pool).auto_replace
+        }
+
+    def now(self) -> datetime:
+        """The service's wall clock: real time, or the simulator's virtual time."""
+        return self._now()
 
     async def record(self, change: Change) -> None:
         """Commits a change made outside the API methods (the pool manager's instances, events)."""
@@ -398,7 +417,7 @@ class ControlPlane:
         return attrs.evolve(
             node,
             last_heartbeat_at=at,
-            metrics=node.metrics if metrics is None else decode(m.NodeMetrics, metrics),
+            metrics=node.metrics if metrics is None else _decoded_metrics(metrics),
         )
 
     async def register_node(
@@ -648,6 +667,12 @@ class ControlPlane:
                 status_reason=f"health rule {verdict.rule}",
             )
             events.append(self._status_event(node, after, "health-policy", rule=verdict.rule))
+        # Known before the commit yields, so that a pool's round in between already counts the
+        # node as leaving and its successor as coming.
+        if verdict.action is Action.REPLACE:
+            self._replace_verdicts.add(node.node_id)
+        else:
+            self._replace_verdicts.discard(node.node_id)
         self._set_node(after)
         await self._commit(Change(nodes=(after,), events=tuple(events), health_reports=reports))
         await self._take_action(after.node_id, verdict)
@@ -1054,3 +1079,9 @@ class ControlPlane:
             )
         )
         return m.IssueCommandResponse(command=command, node=self._full(after))
+
+
+@functools.lru_cache(maxsize=1024)
+def _decoded_metrics(data: bytes) -> m.NodeMetrics:
+    """Heartbeat metrics as stored, decoded. Nodes under the same load send the same readings."""
+    return decode(m.NodeMetrics, data)

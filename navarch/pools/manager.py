@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -63,6 +63,7 @@ _UNHEALTHY = m.NodeStatus.NODE_STATUS_UNHEALTHY
 _DRAINING = m.NodeStatus.NODE_STATUS_DRAINING
 _ACTIVE = m.NodeStatus.NODE_STATUS_ACTIVE
 _CORDONED = m.NodeStatus.NODE_STATUS_CORDONED
+_HELD = m.RemediationStep.REMEDIATION_STEP_HELD
 
 
 class _Pool:
@@ -87,6 +88,8 @@ class _Pool:
         self.decision: Decision | None = None
         self.decision_at: datetime | None = None
         self.last_reason = ""
+        # (reason shape, previous, target) of the last pool.scaled event.
+        self.last_scaled: tuple[str, int, int] | None = None
         self.last_failure = ""
         self.state: Any = None
         self.wake = trio.Event()
@@ -109,10 +112,22 @@ class _PreferProvider:
 class PoolManager:
     """Runs the pools of `config` against `service`; start it with `nursery.start(manager.run)`."""
 
-    def __init__(self, service: Any, config: Config, *, wall_clock: WallClock = utc_now) -> None:
+    def __init__(
+        self,
+        service: Any,
+        config: Config,
+        *,
+        wall_clock: WallClock = utc_now,
+        providers: Mapping[str, Any] | None = None,
+    ) -> None:
         self.service = service
         self._now = wall_clock
-        self.providers = {name: table.create() for name, table in config.providers.items()}
+        # `providers` stands in for the objects the configuration would create (the simulator's).
+        made = providers or {}
+        self.providers = {
+            name: made[name] if name in made else table.create()
+            for name, table in config.providers.items()
+        }
         self.provider_types = {name: table.type for name, table in config.providers.items()}
         self.pools = {name: _Pool(name, pool) for name, pool in config.pools.items()}
         # Shared by every pool: an account's quota and credentials are shared too.
@@ -162,16 +177,30 @@ class PoolManager:
         pool = self.pools[name]
         await self._reconcile(pool)
         await self._read_metrics(pool)
-        # A node whose remediation episode is held (by the circuit breaker, say) is the operator's:
-        # the pool neither counts it nor picks it for scale-down, or a zone held by the breaker
-        # would be terminated by the next scale-down.
-        nodes = [n for n in await self._nodes(pool) if not self._held(n.node_id)]
+        # A node judged for replacement is remediation's: the pool neither counts it nor picks it
+        # for scale-down (a zone held by the circuit breaker would otherwise be terminated by the
+        # next scale-down). Its episode will ask for a successor, which counts as in flight until
+        # it does, or the pool would add one more for the same node.
+        episodes = self._open_episodes()
+        judged = self.service.judged_for_replacement()
+        members = await self._nodes(pool)
+        nodes = [n for n in members if not self._remediated(n, episodes, judged)]
+        promised = sum(
+            1
+            for n in members
+            if n.status is not _TERMINATED
+            and n.node_id not in self._replaced
+            and (
+                (n.node_id in episodes and episodes[n.node_id].step is not _HELD)
+                or (n.node_id not in episodes and n.node_id in judged)
+            )
+        )
         state = scaling_state(
             pool.name,
             nodes,
             min_nodes=pool.config.min_nodes,
             max_nodes=pool.config.max_nodes,
-            in_flight=self._in_flight(pool, nodes),
+            in_flight=self._in_flight(pool, nodes) + promised,
             queue_depth=pool.queue_depth,
             history=pool.history,
             now=self._now(),
@@ -242,7 +271,12 @@ class PoolManager:
         shape = _NUMBERS.sub("#", decision.reason)
         if decision.change == 0 and shape == pool.last_reason:
             return
+        # A pool that cannot reach its target asks again every round; one event says so.
+        repeat = (shape, decision.previous, decision.target)
+        if decision.change and repeat == pool.last_scaled:
+            return
         pool.last_reason = shape
+        pool.last_scaled = repeat if decision.change else None
         kind = "pool.scaled" if decision.change else "pool.decision"
         event = self.service.event(
             kind,
@@ -534,10 +568,27 @@ class PoolManager:
         finally:
             self._draining.discard(node_id)
 
-    def _held(self, node_id: str) -> bool:
+    @staticmethod
+    def _remediated(node: m.Node, episodes: Mapping[str, Any], judged: set[str]) -> bool:
+        return node.node_id in episodes or node.node_id in judged
+
+    def members(self, name: str) -> list[m.Node]:
+        """The nodes that make up the pool's size: not leaving, and not remediation's."""
+        episodes = self._open_episodes()
+        judged = self.service.judged_for_replacement()
+        return [
+            n
+            for n in self.service.nodes()
+            if n.pool == name
+            and counts_toward_size(n)
+            and not self._remediated(n, episodes, judged)
+        ]
+
+    def _open_episodes(self) -> dict[str, m.Remediation]:
         remediation = getattr(self.service, "remediation", None)
-        episode = remediation.open_episode(node_id) if remediation is not None else None
-        return episode is not None and episode.step is m.RemediationStep.REMEDIATION_STEP_HELD
+        if remediation is None:
+            return {}
+        return {e.node_id: e for e in remediation.open_episodes()}
 
     def _node_status(self, node_id: str) -> m.NodeStatus | None:
         for node in self.service.nodes():
@@ -641,7 +692,7 @@ class PoolManager:
 
     def describe(self, name: str, *, detail: bool = False) -> m.Pool:
         pool = self._pool(name)
-        members = [n for n in self.service.nodes() if n.pool == name and counts_toward_size(n)]
+        members = self.members(name)
         now, wall = trio.current_time(), self._now()
         entries = {e.provider for e in pool.config.providers}
         blocked = tuple(
