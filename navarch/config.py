@@ -26,7 +26,7 @@ from cattrs.errors import (
 )
 
 from navarch.durations import format_duration, parse_duration
-from navarch.errors import ConfigError, NavarchError
+from navarch.errors import ConfigError, NavarchError, read_config_file
 
 if sys.version_info >= (3, 15):
     import tomllib
@@ -259,12 +259,7 @@ def load_config(path: str | os.PathLike[str], plugins: Any | None = None) -> Con
     `plugins` is a `navarch.plugins.Plugins`; when omitted, the installed plugins are loaded.
     """
     source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(source, ["file not found"]) from None
-    except OSError as exc:
-        raise ConfigError(source, [f"cannot read file: {exc.strerror}"]) from None
+    text = read_config_file(path)
     return parse_config(text, source, plugins, base_dir=Path(path).parent)
 
 
@@ -279,6 +274,16 @@ def parse_config(
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [f"TOML syntax error: {exc}"]) from None
+    return config_from_data(data, source, plugins, base_dir)
+
+
+def config_from_data(
+    data: dict[str, Any],
+    source: str = "navarch.toml",
+    plugins: Any | None = None,
+    base_dir: str | os.PathLike[str] | None = None,
+) -> Config:
+    """Checks configuration already read from TOML (the simulator's `[config]` table, say)."""
     if plugins is None:
         from navarch.plugins import load_plugins
 

@@ -12,6 +12,7 @@ import itertools
 import logging
 import random
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -83,6 +84,7 @@ class FakeProvider:
         self.daemons: dict[str, Any] = {}
         self.gpus: dict[str, Any] = {}
         self.utilization = settings.utilization
+        self._now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def set_load(self, utilization: float) -> None:
         """Sets the GPU utilization (0-100) of every node, and of the nodes provisioned later."""
@@ -98,6 +100,7 @@ class FakeProvider:
         self._service = service
         self._nursery = nursery
         self.name = name
+        self._now = service.now
 
     def _alive(self) -> int:
         return sum(
@@ -122,7 +125,7 @@ class FakeProvider:
             zone=request.zone,
             pool=request.pool,
             labels=dict(request.labels),
-            created_at=datetime.now(UTC),
+            created_at=self._now(),
         )
         self._instances[instance_id] = instance
         if s.provision_delay:

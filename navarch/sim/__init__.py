@@ -1,0 +1,1 @@
+"""The fleet simulator: scenarios run against the real control plane and real daemons."""
