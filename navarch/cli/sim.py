@@ -88,8 +88,8 @@ def run(
     from rich.markup import escape
 
     console.print(
-        f"[bold]{escape(scenario.name)}[/bold]: {len(scenario.fleet)} nodes, seed "
-        f"{scenario.seed if seed is None else seed}, {mode}",
+        f"[bold]{escape(scenario.name)}[/bold]: {_count(len(scenario.fleet), 'node')} in the "
+        f"fleet, {_count(len(scenario.config.pools), 'pool')}, seed {scenario.seed}, {mode}",
         highlight=False,
     )
 
@@ -200,6 +200,10 @@ class _LiveProgress:
         self._live.update(Text(line), refresh=True)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _clock(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
@@ -211,10 +215,11 @@ def _print_summary(console: Any, report: dict[str, Any]) -> None:
     latency = s["detection_latency_s"]
     replace = s["time_to_replacement_s"]
     console.print(
-        f"ran {_clock(report['duration_s'])} simulated: {s['nodes_started']} nodes started, "
-        f"{s['failures_injected']} failures injected, {s['failures_recovered']} recovered, "
-        f"{s['remediations_completed']} remediations completed, {s['remediations_held']} held, "
-        f"{s['replacements']} replacements",
+        f"ran {_clock(report['duration_s'])} simulated: "
+        f"{_count(s['nodes_started'], 'node')} started, "
+        f"{_count(s['failures_injected'], 'failure')} injected, {s['failures_recovered']} "
+        f"recovered, {_count(s['remediations_completed'], 'remediation')} completed, "
+        f"{s['remediations_held']} held, {_count(s['replacements'], 'replacement')}",
         highlight=False,
     )
     if latency["count"]:
