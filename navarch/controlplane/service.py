@@ -873,6 +873,16 @@ class ControlPlane:
             self._silent.add(node_id)
             nodes.append(after)
             events.append(self._status_event(node, after, "heartbeat-monitor"))
+            if node.health is not after.health:
+                events.append(
+                    self._event(
+                        "node.health_changed",
+                        node_id,
+                        "heartbeat-monitor",
+                        HEARTBEAT_LOST,
+                        **{"from": node.health.value, "to": after.health.value},
+                    )
+                )
         if nodes:
             await self._commit(Change(nodes=tuple(nodes), events=tuple(events)))
         remediation = self.remediation

@@ -20,7 +20,7 @@ from service_harness import (
 )
 
 from navarch.api import models as m
-from navarch.controlplane import HEARTBEAT_LOST
+from navarch.controlplane import HEARTBEAT_LOST, Caller
 
 
 async def _lost_events(service, node_id: str) -> list[m.Event]:
@@ -116,3 +116,22 @@ async def test_after_a_restart_every_node_gets_a_full_timeout(
         assert await status(service, "gpu-1") is ACTIVE
         await trio.sleep(10)
         assert await status(service, "gpu-1") is UNHEALTHY
+
+
+async def test_a_healthy_node_that_goes_silent_has_unknown_health_with_an_event(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with open_service(tmp_path / "db") as service:
+        await register(service, "gpu-1")
+        await service.report_health(m.ReportHealthRequest(node_id="gpu-1"), Caller.node("gpu-1"))
+        assert (await node(service, "gpu-1")).health is m.HealthStatus.HEALTH_STATUS_HEALTHY
+        await trio.sleep(40)
+        changes = [
+            e for e in await _lost_events(service, "gpu-1") if e.kind == "node.health_changed"
+        ]
+        assert [(e.reason, e.details) for e in changes] == [
+            (
+                HEARTBEAT_LOST,
+                {"from": "HEALTH_STATUS_HEALTHY", "to": "HEALTH_STATUS_UNKNOWN"},
+            )
+        ]
