@@ -33,6 +33,7 @@ from navarch.api.codec import ApiError
 from navarch.clock import WallClock, utc_now
 from navarch.config import Config, PoolConfig
 from navarch.controlplane.auth import Caller
+from navarch.controlplane.remediation import HEARTBEAT_LOST_RULE
 from navarch.durations import format_duration
 from navarch.pools.behavior import Decision, ScalingBehavior, ask
 from navarch.pools.candidates import Candidate, candidates_for, fetch_catalogs
@@ -191,7 +192,7 @@ class PoolManager:
             if n.status is not _TERMINATED
             and n.node_id not in self._replaced
             and (
-                (n.node_id in episodes and episodes[n.node_id].step is not _HELD)
+                (n.node_id in episodes and self._asks_for_successor(episodes[n.node_id]))
                 or (n.node_id not in episodes and n.node_id in judged)
             )
         )
@@ -567,6 +568,11 @@ class PoolManager:
             await self._terminate_node(node_id, reason)
         finally:
             self._draining.discard(node_id)
+
+    @staticmethod
+    def _asks_for_successor(episode: m.Remediation) -> bool:
+        # An episode for a silent node asks for none: the pool provisions past the node.
+        return episode.step is not _HELD and episode.rule != HEARTBEAT_LOST_RULE
 
     @staticmethod
     def _remediated(node: m.Node, episodes: Mapping[str, Any], judged: set[str]) -> bool:
