@@ -37,19 +37,38 @@ def test_validate_lists_every_problem_and_exits_2(navarch: Navarch, tmp_path: Pa
 
 
 def test_run_writes_the_same_report_in_every_process(navarch: Navarch, tmp_path: Path) -> None:
+    # A small run of the 1,000-node stress scenario: chaos, cascades, recoveries, replacements,
+    # and many timers that fall due at the same instant.
+    small = [
+        "fleet_gen.total_nodes=120",
+        "config.pools.train.min_nodes=120",
+        "config.pools.train.max_nodes=140",
+        "events.1.min=120",
+        "assertions.0.min=100",
+        "chaos.failure_rate=40",
+        "duration=6m",
+    ]
     reports = []
     for hash_seed in ("1", "2"):
         out = tmp_path / hash_seed
         result = navarch(
-            "sim", "run", GPU_FAILURE, "--report", str(out), env={"PYTHONHASHSEED": hash_seed}
+            "sim",
+            "run",
+            str(REPO / "scenarios" / "stress-1000.toml"),
+            "--report",
+            str(out),
+            *(arg for override in small for arg in ("--set", override)),
+            env={"PYTHONHASHSEED": hash_seed},
         )
         assert result.returncode == 0, result.stdout + result.stderr
-        assert "passed:" in result.stdout
         reports.append((out / "report.json").read_bytes())
         html = (out / "report.html").read_text()
-        assert "gpu-failure" in html and "<svg" in html
+        assert "stress-1000" in html and "<svg" in html
     assert reports[0] == reports[1]
-    assert json.loads(reports[0])["passed"] is True
+    report = json.loads(reports[0])
+    assert report["passed"] is True
+    assert report["summary"]["failures_injected"] > 20
+    assert report["summary"]["replacements"] > 0
 
 
 def test_a_failing_assertion_exits_1_and_says_why(navarch: Navarch) -> None:
