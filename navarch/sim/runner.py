@@ -594,6 +594,7 @@ class Runner:
                     n
                     for n in nodes.values()
                     if (not condition.pool or n.pool == condition.pool)
+                    and (not condition.provider or n.provider == condition.provider)
                     and (
                         n.status is _STATUS[condition.status]
                         if condition.status

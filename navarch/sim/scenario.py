@@ -222,7 +222,7 @@ _COUNT_KEYS = ("equals", "min", "max")
 CHECKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "node_status": (("node", "status"), ()),
     "node_health": (("node", "health"), ()),
-    "count": ((), ("status", "health", "pool", *_COUNT_KEYS)),
+    "count": ((), ("status", "health", "pool", "provider", *_COUNT_KEYS)),
     "pool_size": (("pool",), _COUNT_KEYS),
     "event": (("kind",), ("node", *_COUNT_KEYS)),
     "remediation": (("outcome",), ("node", "pool", *_COUNT_KEYS)),
@@ -237,6 +237,7 @@ class Condition:
     status: str = field(default="", validator=_one_of(STATUSES))
     health: str = field(default="", validator=_one_of(HEALTHS))
     pool: str = ""
+    provider: str = ""
     kind: str = ""
     outcome: str = field(default="", validator=_one_of(REMEDIATION_OUTCOMES))
     equals: int | None = field(default=None, validator=_at_least(0))
@@ -246,6 +247,8 @@ class Condition:
     def describe(self) -> str:
         bounds = self._bounds()
         where = f" in pool {self.pool}" if self.pool else ""
+        if self.provider:
+            where += f" from provider {self.provider}"
         match self.check:
             case "node_status":
                 return f"node {self.node} is {self.status}"
