@@ -184,8 +184,9 @@ class PoolManager:
         # it does, or the pool would add one more for the same node.
         episodes = self._open_episodes()
         judged = self.service.judged_for_replacement()
+        taken = episodes.keys() | judged
         members = await self._nodes(pool)
-        nodes = [n for n in members if not self._remediated(n, episodes, judged)]
+        nodes = [n for n in members if n.node_id not in taken]
         promised = sum(
             1
             for n in members
@@ -574,20 +575,13 @@ class PoolManager:
         # An episode for a silent node asks for none: the pool provisions past the node.
         return episode.step is not _HELD and episode.rule != HEARTBEAT_LOST_RULE
 
-    @staticmethod
-    def _remediated(node: m.Node, episodes: Mapping[str, Any], judged: set[str]) -> bool:
-        return node.node_id in episodes or node.node_id in judged
-
     def members(self, name: str) -> list[m.Node]:
         """The nodes that make up the pool's size: not leaving, and not remediation's."""
-        episodes = self._open_episodes()
-        judged = self.service.judged_for_replacement()
+        taken = self._open_episodes().keys() | self.service.judged_for_replacement()
         return [
             n
             for n in self.service.nodes()
-            if n.pool == name
-            and counts_toward_size(n)
-            and not self._remediated(n, episodes, judged)
+            if n.pool == name and counts_toward_size(n) and n.node_id not in taken
         ]
 
     def _open_episodes(self) -> dict[str, m.Remediation]:
