@@ -237,13 +237,7 @@ class ChaosEngine:
         failures = []
         for node in hit:
             xid = outage.xid if outage.failure == "xid" else None
-            failure = self.injector.inject(
-                node,
-                outage.failure,
-                source="outage",
-                xid=xid,
-                gpu=0 if outage.failure not in NODE_FAILURES else None,
-            )
+            failure = self.injector.inject(node, outage.failure, source="outage", xid=xid)
             if failure is not None:
                 failures.append((node, failure))
         self.injector.outage(

@@ -83,6 +83,12 @@ class Failure:
     xid: int | None = None
     gpu: int | None = None
     cause: int | None = None
+    # How the failure acts, where its type takes it (inject_failure's keys, with their defaults).
+    celsius: float = 95.0
+    corrected: int = 0
+    uncorrected: int = 1
+    link: int = 0
+    message: str = ""
     unhealthy_at: float | None = None
     degraded_at: float | None = None
     recovered_at: float | None = None
@@ -160,7 +166,7 @@ class SimNode:
         # Failures the machine still has come back with it.
         for failure in self.failures:
             if failure.type in GPU_FAILURES:
-                self._apply(failure, celsius=95.0, link=0, corrected=0, uncorrected=1)
+                self._apply(failure)
         fleet.nursery.start_soon(self._run, self.daemon, client)
 
     async def _run(self, daemon: Daemon, client: Any) -> None:
@@ -188,16 +194,7 @@ class SimNode:
         self.daemon = None
         self.start()
 
-    def inject(
-        self,
-        failure: Failure,
-        *,
-        celsius: float = 95.0,
-        corrected: int = 0,
-        uncorrected: int = 1,
-        link: int = 0,
-        message: str = "",
-    ) -> None:
+    def inject(self, failure: Failure) -> None:
         """Applies `failure` to the machine and keeps it as active until it recovers."""
         self.failures.append(failure)
         match failure.type:
@@ -211,25 +208,9 @@ class SimNode:
                 self._faults.heartbeats = trio.Event()
             case _:
                 if self.running:
-                    self._apply(
-                        failure,
-                        celsius=celsius,
-                        corrected=corrected,
-                        uncorrected=uncorrected,
-                        link=link,
-                        message=message,
-                    )
+                    self._apply(failure)
 
-    def _apply(
-        self,
-        failure: Failure,
-        *,
-        celsius: float,
-        corrected: int,
-        uncorrected: int,
-        link: int,
-        message: str = "",
-    ) -> None:
+    def _apply(self, failure: Failure) -> None:
         gpus = self.gpus
         if gpus is None or not gpus.inventory():
             return
@@ -237,15 +218,16 @@ class SimNode:
         match failure.type:
             case "xid":
                 assert failure.xid is not None
-                gpus.inject_xid(gpu, failure.xid, message or f"simulated XID {failure.xid}")
+                message = failure.message or f"simulated XID {failure.xid}"
+                gpus.inject_xid(gpu, failure.xid, message)
             case "thermal":
-                gpus.set_temperature(gpu, celsius)
+                gpus.set_temperature(gpu, failure.celsius)
             case "ecc":
-                gpus.inject_ecc(gpu, corrected=corrected, uncorrected=uncorrected)
+                gpus.inject_ecc(gpu, corrected=failure.corrected, uncorrected=failure.uncorrected)
             case "remap_failure":
                 gpus.inject_remap_failure(gpu)
             case "nvlink_down":
-                gpus.set_nvlink_down(gpu, link)
+                gpus.set_nvlink_down(gpu, failure.link)
             case "gpu_lost":
                 gpus.lose_gpu(gpu)
 

@@ -178,7 +178,6 @@ class Runner:
         self.fleet: Fleet | None = None
         self.service: ControlPlane | None = None
         self._failure_ids = 0
-        self._aborted = False
 
     def elapsed(self) -> float:
         return round(trio.current_time() - self._t0, 3)
@@ -279,14 +278,15 @@ class Runner:
                 engine = ChaosEngine(scenario.chaos, self.rng, self, self._t0)
                 nursery.start_soon(engine.run)
             nursery.start_soon(self._sampler)
+            aborted = False
             for event in scenario.events:
                 await trio.sleep_until(self._t0 + event.at.total_seconds())
                 try:
                     await self._do(event)
                 except WaitTimedOut:
-                    self._aborted = True
+                    aborted = True
                     break
-            if scenario.duration is not None and not self._aborted:
+            if scenario.duration is not None and not aborted:
                 await trio.sleep_until(self._t0 + scenario.duration.total_seconds())
             if self.forever:
                 with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -346,13 +346,10 @@ class Runner:
     async def _start_fleet(self, specs: list[Any]) -> None:
         startup = self.scenario.startup
         nodes = [self.fleet.nodes[s.id] for s in specs]  # type: ignore[union-attr]
-        total = startup.duration.total_seconds()
         if startup.pattern == "instant" or not nodes:
             batches = [nodes]
-            gaps = [0.0]
         elif startup.pattern == "linear":
             batches = [[n] for n in nodes]
-            gaps = [total / len(nodes)] * len(nodes)
         elif startup.pattern == "exponential":
             batches = []
             size, i = 1, 0
@@ -360,12 +357,14 @@ class Runner:
                 batches.append(nodes[i : i + size])
                 i += size
                 size *= 2
-            gaps = [total / len(batches)] * len(batches)
         else:  # wave
             size = startup.batch_size
             batches = [nodes[i : i + size] for i in range(0, len(nodes), size)]
-            gaps = [total / len(batches)] * len(batches)
-        for batch, gap in zip(batches, gaps, strict=True):
+        # The batches spread evenly over the startup's duration.
+        gap = (
+            0.0 if startup.pattern == "instant" else startup.duration.total_seconds() / len(batches)
+        )
+        for batch in batches:
             for node in batch:
                 self._start(node)
             if gap:
@@ -439,6 +438,15 @@ class Runner:
         if node.terminated:
             return None
         self._failure_ids += 1
+        how = {}
+        if params is not None:
+            how = {
+                "celsius": params.celsius,
+                "corrected": params.corrected,
+                "uncorrected": params.uncorrected,
+                "link": params.link,
+                "message": params.message,
+            }
         failure = Failure(
             id=self._failure_ids,
             t=self.elapsed(),
@@ -448,19 +456,10 @@ class Runner:
             xid=xid,
             gpu=None if kind in NODE_FAILURES else (gpu or 0),
             cause=cause,
+            **how,
         )
         self.recorder.failure(failure)
-        if params is not None:
-            node.inject(
-                failure,
-                celsius=params.celsius,
-                corrected=params.corrected,
-                uncorrected=params.uncorrected,
-                link=params.link,
-                message=params.message,
-            )
-        else:
-            node.inject(failure)
+        node.inject(failure)
         return failure
 
     def recover(self, node: SimNode, failures: Sequence[Failure]) -> None:
@@ -626,9 +625,9 @@ class Runner:
                     + (f" ({', '.join(states)})" if states else "")
                 )
             case _:
-                return self._no_lost_instances(nodes)
+                return await self._no_lost_instances(nodes)
 
-    def _no_lost_instances(self, nodes: dict[str, m.Node]) -> tuple[bool, str]:
+    async def _no_lost_instances(self, nodes: dict[str, m.Node]) -> tuple[bool, str]:
         """No instance record lost, and no machine running at a provider that navarch forgot."""
         assert self.service is not None and self.fleet is not None
         problems = []
@@ -639,7 +638,7 @@ class Runner:
                 problems.append(f"instance {record.instance_id} was lost")
         known = {r.instance_id for r in records if r.status in LIVE}
         for name, provider in sorted(self.fleet.providers.items()):
-            for instance in provider._instances.values():
+            for instance in await provider.list():
                 if instance.state is not InstanceState.RUNNING:
                     # Still provisioning: the pool records it when the provider's call returns.
                     continue
