@@ -7,62 +7,48 @@ class the plugin registered, through the same converter, so their errors carry t
 
 from __future__ import annotations
 
-import difflib
 import os
 import sys
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import attrs
-import cattrs
 from attrs import field, frozen
-from cattrs.errors import (
-    ClassValidationError,
-    ForbiddenExtraKeysError,
-    IterableValidationError,
-)
 
-from navarch.durations import format_duration, parse_duration
-from navarch.errors import ConfigError, NavarchError, read_config_file
+from navarch.durations import format_duration
+from navarch.errors import ConfigError, ConfigValueError, read_config_file
+from navarch.hints import show_toml, unknown_key
+from navarch.plugins import validators
+from navarch.plugins.manager import Plugins, load_plugins
+from navarch.plugins.settings import PluginTable, converter, join, structure
 
 if sys.version_info >= (3, 15):
     import tomllib
 else:
     import tomli as tomllib
 
-T = TypeVar("T")
-
-
-class ConfigValueError(ValueError):
-    """Raised by hooks and plugin validators; its message is shown as is, after the key path."""
-
-
-def _ge(minimum: float) -> Callable[[Any, attrs.Attribute, Any], None]:
-    def check(_inst: Any, attribute: attrs.Attribute, value: Any) -> None:
-        if value < minimum:
-            raise ConfigValueError(f"{attribute.name}: expected at least {minimum}, got {value!r}")
-
-    return check
-
-
-def _positive_duration(_inst: Any, attribute: attrs.Attribute, value: timedelta | None) -> None:
-    if value is not None and value <= timedelta(0):
-        raise ConfigValueError(
-            f'{attribute.name}: expected a positive duration, got "{format_duration(value)}"'
-        )
-
-
-def _non_negative_duration(_inst: Any, attribute: attrs.Attribute, value: timedelta) -> None:
-    if value < timedelta(0):
-        raise ConfigValueError(f"{attribute.name}: expected a duration of 0s or more")
-
-
-def _percent_at_most_100(_inst: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not 0 <= value <= 100:
-        raise ConfigValueError(f"{attribute.name}: expected a number from 0 to 100, got {value:g}")
+__all__ = [
+    "AuthConfig",
+    "Config",
+    "HealthConfig",
+    "PluginTable",
+    "PoolConfig",
+    "PoolHealthConfig",
+    "PoolProviderEntry",
+    "PoolScalingConfig",
+    "ScaleDownConfig",
+    "ScaleUpConfig",
+    "ServerConfig",
+    "StoreConfig",
+    "config_from_data",
+    "default_config",
+    "effective_dict",
+    "load_config",
+    "parse_config",
+]
 
 
 @frozen(kw_only=True)
@@ -71,17 +57,17 @@ class ServerConfig:
     # The URL nodes use to reach this control plane; empty means derived from `listen`.
     external_url: str = ""
     heartbeat_interval: timedelta = field(
-        default=timedelta(seconds=30), validator=_positive_duration
+        default=timedelta(seconds=30), validator=validators.positive
     )
     # Empty means three heartbeat intervals.
-    heartbeat_timeout: timedelta | None = field(default=None, validator=_positive_duration)
+    heartbeat_timeout: timedelta | None = field(default=None, validator=validators.positive)
     health_check_interval: timedelta = field(
-        default=timedelta(seconds=60), validator=_positive_duration
+        default=timedelta(seconds=60), validator=validators.positive
     )
     command_poll_wait: timedelta = field(
-        default=timedelta(seconds=20), validator=_positive_duration
+        default=timedelta(seconds=20), validator=validators.positive
     )
-    max_body_bytes: int = field(default=1_048_576, validator=_ge(1024))
+    max_body_bytes: int = field(default=1_048_576, validator=validators.at_least(1024))
 
     @property
     def effective_heartbeat_timeout(self) -> timedelta:
@@ -90,14 +76,9 @@ class ServerConfig:
 
 @frozen(kw_only=True)
 class StoreConfig:
-    backend: str = field(default="sqlite")
+    backend: str = field(default="sqlite", validator=validators.one_of("sqlite"))
     # SQLite file; empty means `navarch.db` in the user's data directory.
     path: str = ""
-
-    @backend.validator
-    def _check_backend(self, _attribute: attrs.Attribute, value: str) -> None:
-        if value != "sqlite":
-            raise ConfigValueError(f'backend: expected "sqlite", got {value!r}')
 
 
 @frozen(kw_only=True)
@@ -108,35 +89,11 @@ class AuthConfig:
 
 
 @frozen(kw_only=True)
-class PluginTable:
-    """A table that names a plugin by `type` and hands the rest of its keys to that plugin.
-
-    A plugin's settings may hold plugin tables of their own (a composite autoscaler's members);
-    they are checked through the same registry, with the same kind, and their errors carry the
-    full key path.
-    """
-
-    type: str
-    settings: Any = None  # the plugin's own structured settings (or the raw table)
-    # The registration the table was checked against; set by parse_config, used by create().
-    registration: Any = field(default=None, eq=False, repr=False)
-
-    def create(self, **context: Any) -> Any:
-        """Builds the plugin object that this table configures."""
-        if self.registration is None:
-            raise NavarchError(
-                f'the "{self.type}" plugin table was not checked against the loaded plugins; '
-                "read the configuration with load_config or parse_config"
-            )
-        return self.registration.create(self.settings, **context)
-
-
-@frozen(kw_only=True)
 class PoolProviderEntry:
     # The name of a `[providers.NAME]` table.
     provider: str
     priority: int = 0
-    weight: int = field(default=1, validator=_ge(1))
+    weight: int = field(default=1, validator=validators.at_least(1))
     regions: tuple[str, ...] = ()
     zones: tuple[str, ...] = ()
     # Overrides the provider's mapping of the pool's abstract instance type.
@@ -147,41 +104,36 @@ class PoolProviderEntry:
 class PoolHealthConfig:
     # Replace nodes the health policy judges for replacement.
     auto_replace: bool = True
-    drain_timeout: timedelta = field(default=timedelta(minutes=10), validator=_positive_duration)
+    drain_timeout: timedelta = field(default=timedelta(minutes=10), validator=validators.positive)
     # What a remediation does when the drain outlasts drain_timeout: "proceed" terminates the
     # node anyway, "hold" leaves it cordoned for an operator.
-    on_drain_timeout: str = field(default="proceed")
+    on_drain_timeout: str = field(default="proceed", validator=validators.one_of("proceed", "hold"))
     # The circuit breaker: when more than this percent of the pool enters remediation within
     # breaker_window, no new episode starts until an operator resets it.
-    breaker_percent: float = field(default=50.0, validator=_percent_at_most_100)
-    breaker_window: timedelta = field(default=timedelta(minutes=5), validator=_positive_duration)
-
-    @on_drain_timeout.validator
-    def _check_on_drain_timeout(self, _attribute: attrs.Attribute, value: str) -> None:
-        if value not in ("proceed", "hold"):
-            raise ConfigValueError(f'on_drain_timeout: expected "proceed" or "hold", got {value!r}')
+    breaker_percent: float = field(default=50.0, validator=validators.percent)
+    breaker_window: timedelta = field(default=timedelta(minutes=5), validator=validators.positive)
 
 
 @frozen(kw_only=True)
 class ScaleUpConfig:
     # Scale up only as far as the lowest recommendation of this window; 0 acts at once.
-    window: timedelta = field(default=timedelta(0), validator=_non_negative_duration)
+    window: timedelta = field(default=timedelta(0), validator=validators.not_negative)
     # At most this many nodes, or this percent of the pool, per period; the larger applies.
-    nodes: int = field(default=4, validator=_ge(0))
-    percent: float = field(default=100.0, validator=_ge(0))
-    period: timedelta = field(default=timedelta(minutes=1), validator=_positive_duration)
+    nodes: int = field(default=4, validator=validators.at_least(0))
+    percent: float = field(default=100.0, validator=validators.at_least(0))
+    period: timedelta = field(default=timedelta(minutes=1), validator=validators.positive)
 
 
 @frozen(kw_only=True)
 class ScaleDownConfig:
     # Scale down only as far as the highest recommendation of this window.
-    window: timedelta = field(default=timedelta(minutes=5), validator=_non_negative_duration)
-    nodes: int = field(default=0, validator=_ge(0))
-    percent: float = field(default=100.0, validator=_percent_at_most_100)
-    period: timedelta = field(default=timedelta(minutes=1), validator=_positive_duration)
+    window: timedelta = field(default=timedelta(minutes=5), validator=validators.not_negative)
+    nodes: int = field(default=0, validator=validators.at_least(0))
+    percent: float = field(default=100.0, validator=validators.percent)
+    period: timedelta = field(default=timedelta(minutes=1), validator=validators.positive)
     # No scale-down until this long after the pool last grew.
     delay_after_scale_up: timedelta = field(
-        default=timedelta(minutes=10), validator=_non_negative_duration
+        default=timedelta(minutes=10), validator=validators.not_negative
     )
     # Drain a node before terminating it.
     drain: bool = True
@@ -198,13 +150,15 @@ class PoolScalingConfig:
 @frozen(kw_only=True)
 class PoolConfig:
     instance_type: str
-    providers: tuple[PoolProviderEntry, ...] = field()
-    min_nodes: int = field(default=0, validator=_ge(0))
-    max_nodes: int = field(default=1, validator=_ge(1))
-    scale_interval: timedelta = field(default=timedelta(seconds=30), validator=_positive_duration)
+    providers: tuple[PoolProviderEntry, ...] = field(
+        validator=validators.not_empty("provider entry")
+    )
+    min_nodes: int = field(default=0, validator=validators.at_least(0))
+    max_nodes: int = field(default=1, validator=validators.at_least(1))
+    scale_interval: timedelta = field(default=timedelta(seconds=30), validator=validators.positive)
     labels: dict[str, str] = field(factory=dict)
     autoscaler: PluginTable | None = None
-    selector: PluginTable = PluginTable(type="priority")
+    selector: PluginTable = field(factory=lambda: PluginTable(type="priority"))
     # A metrics-source plugin the manager asks for the pool's queue depth each round.
     metrics: PluginTable | None = None
     scaling: PoolScalingConfig = PoolScalingConfig()
@@ -212,7 +166,7 @@ class PoolConfig:
     # An instance whose daemon has not registered this long after provisioning is terminated
     # and replaced.
     registration_timeout: timedelta = field(
-        default=timedelta(minutes=10), validator=_positive_duration
+        default=timedelta(minutes=10), validator=validators.positive
     )
 
     @max_nodes.validator
@@ -222,18 +176,13 @@ class PoolConfig:
                 f"max_nodes: expected at least min_nodes ({self.min_nodes}), got {value}"
             )
 
-    @providers.validator
-    def _check_providers(self, _attribute: attrs.Attribute, value: tuple) -> None:
-        if not value:
-            raise ConfigValueError("providers: expected at least one provider entry, got none")
-
 
 @frozen(kw_only=True)
 class HealthConfig:
     # A policy file of CEL rules; empty means the built-in default policy.
     policy: str = ""
     # A node's health is the worst result over this window.
-    window: timedelta = field(default=timedelta(minutes=10), validator=_positive_duration)
+    window: timedelta = field(default=timedelta(minutes=10), validator=validators.positive)
 
 
 @frozen(kw_only=True)
@@ -253,7 +202,7 @@ def default_config() -> Config:
     return Config()
 
 
-def load_config(path: str | os.PathLike[str], plugins: Any | None = None) -> Config:
+def load_config(path: str | os.PathLike[str], plugins: Plugins | None = None) -> Config:
     """Reads and checks a configuration file; raises ConfigError listing every problem.
 
     `plugins` is a `navarch.plugins.Plugins`; when omitted, the installed plugins are loaded.
@@ -266,7 +215,7 @@ def load_config(path: str | os.PathLike[str], plugins: Any | None = None) -> Con
 def parse_config(
     text: str,
     source: str = "navarch.toml",
-    plugins: Any | None = None,
+    plugins: Plugins | None = None,
     base_dir: str | os.PathLike[str] | None = None,
 ) -> Config:
     """Parses configuration text. Relative file names in it are relative to `base_dir`."""
@@ -280,13 +229,11 @@ def parse_config(
 def config_from_data(
     data: dict[str, Any],
     source: str = "navarch.toml",
-    plugins: Any | None = None,
+    plugins: Plugins | None = None,
     base_dir: str | os.PathLike[str] | None = None,
 ) -> Config:
     """Checks configuration already read from TOML (the simulator's `[config]` table, say)."""
     if plugins is None:
-        from navarch.plugins import load_plugins
-
         plugins = load_plugins()
     problems: list[str] = []
     data = _default_plugin_types(data)
@@ -308,16 +255,16 @@ def _structure_config(data: dict[str, Any], problems: list[str]) -> Config:
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         if key not in known:
-            problems.append(_unknown_key("", key, known))
+            problems.append(unknown_key(key, key, known))
             continue
         field_type = typing.get_type_hints(Config)[key]
         if key in _NAMED_SECTIONS:
             if not isinstance(value, Mapping):
-                problems.append(f"{key}: expected a table, got {_show(value)}")
+                problems.append(f"{key}: expected a table, got {show_toml(value)}")
                 continue
             item_type = typing.get_args(field_type)[1]
             items = {
-                name: structure(table, item_type, problems, _join(key, name))
+                name: structure(table, item_type, problems, join(key, name))
                 for name, table in value.items()
             }
             kwargs[key] = {name: item for name, item in items.items() if item is not None}
@@ -344,139 +291,6 @@ def _check_policy(
     except ConfigError as exc:
         problems.extend(f"health.policy: {exc.source}: {problem}" for problem in exc.problems)
     return attrs.evolve(config, health=attrs.evolve(config.health, policy=str(path)))
-
-
-# Structuring with readable errors.
-
-
-def _strict(kind: type, expected: str) -> Callable[[Any, type], Any]:
-    def hook(value: Any, _type: type) -> Any:
-        ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        if not ok:
-            raise ConfigValueError(f"expected {expected}, got {_show(value)}")
-        return value
-
-    return hook
-
-
-def _duration(value: Any, _type: type) -> timedelta:
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise ConfigValueError(str(exc)) from None
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, Mapping):
-        return "a table"
-    if isinstance(value, list):
-        return "an array"
-    return repr(value) if not isinstance(value, str) else f'"{value}"'
-
-
-converter = cattrs.Converter(forbid_extra_keys=True)
-converter.register_structure_hook(int, _strict(int, "an integer"))
-converter.register_structure_hook(float, _strict(float, "a number"))
-converter.register_structure_hook(str, _strict(str, "a string"))
-converter.register_structure_hook(bool, _strict(bool, "true or false"))
-converter.register_structure_hook(timedelta, _duration)
-converter.register_unstructure_hook(timedelta, format_duration)
-
-
-def _table_hook(cls: type) -> Callable[[Any, type], Any]:
-    from_dict = converter.gen_structure_attrs_fromdict(cls)
-
-    def hook(value: Any, _type: type) -> Any:
-        if not isinstance(value, Mapping):
-            raise ConfigValueError(f"expected a table, got {_show(value)}")
-        return from_dict(value, cls)
-
-    return hook
-
-
-converter.register_structure_hook_factory(attrs.has, _table_hook)
-
-
-def _plugin_table(value: Any, _type: type) -> PluginTable:
-    if not isinstance(value, Mapping):
-        raise ConfigValueError(f"expected a table, got {_show(value)}")
-    settings = dict(value)
-    if "type" not in settings:
-        raise ConfigValueError("type: required key is missing")
-    kind = settings.pop("type")
-    if not isinstance(kind, str):
-        raise ConfigValueError(f"type: expected a string, got {_show(kind)}")
-    return PluginTable(type=kind, settings=settings)
-
-
-def _unstructure_plugin_table(table: PluginTable) -> dict[str, Any]:
-    """A plugin table as it is written in the file: `type` beside the plugin's own keys."""
-    settings = table.settings
-    if settings is None:
-        settings = {}
-    elif not isinstance(settings, Mapping):
-        settings = converter.unstructure(settings)
-    return {"type": table.type, **settings}
-
-
-converter.register_structure_hook(PluginTable, _plugin_table)
-converter.register_unstructure_hook(PluginTable, _unstructure_plugin_table)
-
-
-def structure(data: Any, cls: type[T], problems: list[str], path: str = "") -> T | None:
-    """Structures `data` as `cls`, appending `KEY.PATH: message` lines to `problems` on failure."""
-    try:
-        return converter.structure(data, cls)
-    except Exception as exc:  # cattrs raises exception groups; each leaf becomes one line
-        problems.extend(_explain(exc, path))
-        return None
-
-
-def _explain(exc: BaseException, path: str) -> list[str]:
-    if isinstance(exc, ForbiddenExtraKeysError):
-        known = [f.name for f in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
-        return [_unknown_key(path, key, known) for key in sorted(exc.extra_fields)]
-    if isinstance(exc, (ClassValidationError, IterableValidationError)):
-        # A class note names an attribute; a list or table note names an index or key.
-        out: list[str] = []
-        with_notes, without = exc.group_exceptions()
-        for sub, note in with_notes:
-            if isinstance(exc, ClassValidationError):
-                out += _explain(sub, _join(path, note.name))
-            else:
-                out += _explain(sub, f"{path}[{note.index}]")
-        for sub in without:
-            out += _explain(sub, path)
-        return out
-    if isinstance(exc, BaseExceptionGroup):
-        return [line for sub in exc.exceptions for line in _explain(sub, path)]
-    if isinstance(exc, KeyError):
-        return [f"{path}: required key is missing"]
-    if isinstance(exc, ConfigValueError):
-        message = str(exc)
-        # Validators name their own attribute; fold it into the path.
-        head, sep, rest = message.partition(": ")
-        if sep and head.isidentifier() and not message.startswith("expected"):
-            return [f"{_join(path, head)}: {rest}"]
-        return [f"{path or '(top level)'}: {message}"]
-    if isinstance(exc, (TypeError, ValueError)):
-        return [f"{path or '(top level)'}: {exc}"]
-    raise exc
-
-
-def _unknown_key(path: str, key: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return f"{_join(path, key)}: unknown key{hint}"
-
-
-def _join(path: str, key: object) -> str:
-    key = str(key)
-    if not key.replace("_", "").replace("-", "").isalnum():
-        key = f'"{key}"'
-    return f"{path}.{key}" if path else key
 
 
 # Plugin-owned tables.

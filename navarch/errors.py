@@ -1,4 +1,9 @@
-"""Errors that reach a person. The CLI prints each as one line on stderr."""
+"""Errors that reach a person, and the domain's refusals.
+
+The CLI prints each `NavarchError` as one line on stderr. `DomainError`s are what the core raises
+when it refuses a request; the API maps each kind to a Connect code (`navarch.api.errors`), so the
+core never names a code of the wire.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,38 @@ class UsageError(NavarchError):
     """Bad arguments or input; the CLI exits with status 2."""
 
     exit_code = 2
+
+
+class ConfigValueError(ValueError):
+    """A value that does not fit its key, raised by settings validators and structuring hooks.
+
+    Its message is shown as is, after the key path; a message that starts with the key's own name
+    (`"scale_up_at: expected ..."`) has that name folded into the path.
+    """
+
+
+class DomainError(NavarchError):
+    """A request the core refuses; the API answers it with the Connect code of its kind."""
+
+
+class InvalidArgument(DomainError):
+    """A value in the request is wrong, whatever the state."""
+
+
+class NotFound(DomainError):
+    """The request names something that does not exist."""
+
+
+class Conflict(DomainError):
+    """The state does not allow the request now (a terminated node, an ended episode)."""
+
+
+class Unauthenticated(DomainError):
+    """The caller did not say who it is, or said it with a token nobody issued."""
+
+
+class PermissionDenied(DomainError):
+    """The caller is known but may not do this."""
 
 
 class ConfigError(UsageError):

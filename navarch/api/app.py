@@ -24,8 +24,8 @@ import trio
 from navarch.api.codec import ApiError, decode, encode
 from navarch.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from navarch.api.metrics import ApiMetrics
-from navarch.api.models import METHODS, SERVICE_PATH
 from navarch.api.openapi import openapi_document
+from navarch.api.wire import METHODS, SERVICE_PATH
 from navarch.controlplane import ControlPlane
 from navarch.store import StoreError
 

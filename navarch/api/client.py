@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import httpx
 
-from navarch.api import models as m
+from navarch.api import wire as m
 from navarch.api.codec import ApiError, decode, encode
 from navarch.durations import parse_duration
 from navarch.errors import NavarchError

@@ -20,7 +20,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from navarch.api.models import METHODS, HealthStatus, NodeStatus, RemediationStep
+from navarch.api.wire import METHODS, HealthStatus, NodeStatus, RemediationStep
 from navarch.controlplane import ControlPlane
 
 CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST

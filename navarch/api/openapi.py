@@ -17,7 +17,7 @@ import attrs
 
 from navarch import __version__
 from navarch.api.codec import HTTP_STATUS, camel
-from navarch.api.models import METHODS, SERVICE_PATH
+from navarch.api.wire import METHODS, SERVICE_PATH
 
 _ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,253}$"
 _DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"

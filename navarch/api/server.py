@@ -24,6 +24,7 @@ from navarch.api.app import ControlPlaneApp
 from navarch.config import AuthConfig, Config, ServerConfig
 from navarch.controlplane import ControlPlane
 from navarch.errors import NavarchError, UsageError
+from navarch.pools.context import MachineRunner
 from navarch.store import SQLiteStore
 
 log = logging.getLogger("navarch.server")
@@ -110,8 +111,13 @@ async def serve(
     join_token: str = "",
     on_ready: Callable[[str], None] = print,
     config: Config | None = None,
+    machines: Callable[[ControlPlane, trio.Nursery], MachineRunner] | None = None,
 ) -> None:
-    """Serves until SIGINT or SIGTERM; `on_ready` gets the one-line ready message."""
+    """Serves until SIGINT or SIGTERM; `on_ready` gets the one-line ready message.
+
+    `machines` builds what runs the simulated machines of providers that have them (the fake
+    provider's local fleet).
+    """
     try:
         await _serve(
             server,
@@ -121,6 +127,7 @@ async def serve(
             join_token=join_token,
             on_ready=on_ready,
             config=config,
+            machines=machines,
         )
     except BaseExceptionGroup as group:
         # A failure inside a nursery arrives wrapped; a single error for people is shown as is.
@@ -141,6 +148,7 @@ async def _serve(
     join_token: str = "",
     on_ready: Callable[[str], None],
     config: Config | None = None,
+    machines: Callable[[ControlPlane, trio.Nursery], MachineRunner] | None = None,
 ) -> None:
     _tune_garbage_collector()
     http = http_config(server, listen)
@@ -149,7 +157,12 @@ async def _serve(
         async with (
             SQLiteStore.open(store_path) as store,
             ControlPlane.open(
-                store, server, admin_token=admin_token, join_token=join_token, config=config
+                store,
+                server,
+                admin_token=admin_token,
+                join_token=join_token,
+                config=config,
+                machines=machines,
             ) as control_plane,
             trio.open_nursery() as nursery,
         ):

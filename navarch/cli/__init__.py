@@ -93,7 +93,7 @@ def cli() -> None:
 
 
 def _add_plugin_commands() -> None:
-    from navarch.plugins import load_plugins
+    from navarch.plugins.manager import load_plugins
 
     plugins = load_plugins()
     for impl in plugins.manager.hook.navarch_cli.get_hookimpls():

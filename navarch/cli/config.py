@@ -16,7 +16,7 @@ def config() -> None:
 
 def _load(path: str):
     from navarch.config import load_config
-    from navarch.plugins import load_plugins
+    from navarch.plugins.manager import load_plugins
 
     plugins = load_plugins()
     for info in plugins.broken():

@@ -43,6 +43,7 @@ def control_plane(
 
     from navarch.api import server
     from navarch.config import default_config, load_config
+    from navarch.daemon.local import LocalMachines
 
     config = load_config(config_path) if config_path else default_config()
     listen = listen or config.server.listen
@@ -73,5 +74,6 @@ def control_plane(
             join_token=join_token,
             on_ready=ready,
             config=config,
+            machines=LocalMachines,
         )
     )

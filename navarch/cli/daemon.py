@@ -114,7 +114,7 @@ def _run(
     from navarch.daemon.checks import load_health_checks
     from navarch.daemon.host import ProcHostStats
     from navarch.daemon.state import DaemonState
-    from navarch.plugins import load_plugins
+    from navarch.plugins.manager import load_plugins
 
     logging.basicConfig(
         level=logging.INFO,

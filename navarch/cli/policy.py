@@ -12,8 +12,8 @@ from navarch.cli.output import output_option, print_json, print_table, wants_jso
 from navarch.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
-    from navarch.api.models import HealthEvent
     from navarch.health import Policy
+    from navarch.model import HealthEvent
 
 
 @click.group()
@@ -136,8 +136,8 @@ def test(
 
 def _read_events(path: str) -> list[tuple[int, str, HealthEvent]]:
     """(line number, node id, event) for every non-blank line; ConfigError lists bad lines."""
-    from navarch.api import codec
-    from navarch.api.models import HealthEvent
+    from navarch.api import codec, wire
+    from navarch.api.mapping import health_event_from_wire
 
     try:
         if path == "-":
@@ -171,7 +171,8 @@ def _read_events(path: str) -> list[tuple[int, str, HealthEvent]]:
             problems.append(f"line {number}: nodeId: expected a string")
             continue
         try:
-            records.append((number, node, codec.structure(value, HealthEvent)))
+            event = health_event_from_wire(codec.structure(value, wire.HealthEvent))
+            records.append((number, node, event))
         except codec.ApiError as exc:
             problems.append(f"line {number}: {exc.message}")
     if problems:
@@ -185,9 +186,8 @@ def _judge(
     """The rows of the events, each node's verdict, and the time of the verdicts."""
     from datetime import UTC, datetime
 
-    from navarch.api.codec import format_timestamp
+    from navarch.clock import format_timestamp
     from navarch.health import HealthJudge
-    from navarch.health.variables import type_name
 
     judge = HealthJudge(checked, window)
     lines: dict[int, int] = {}  # id(match) -> line, to name the line behind each verdict
@@ -205,7 +205,7 @@ def _judge(
                 "line": number,
                 "nodeId": node,
                 "time": format_timestamp(event.time),
-                "type": type_name(event.type),
+                "type": event.type.value,
                 "gpuIndex": event.gpu_index,
                 "xid": event.xid,
                 "rule": match.rule,

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from navarch.api import models as m
+from navarch.api import wire as m
 from navarch.cli.connection import run_client, server_options
 from navarch.cli.nodes import local_time
 from navarch.cli.output import output_option, print_json, print_table, wants_json

@@ -108,7 +108,7 @@ class Authenticator:
 
     def authorize(self, caller: Caller, access: str, method: str, node_id: str) -> None:
         """Raises unless `caller` may call `method` (whose access is "admin", "node" or
-        "register", as `navarch.api.models.METHODS` says) for `node_id`."""
+        "register", as `navarch.api.wire.METHODS` says) for `node_id`."""
         if caller.role == "admin":
             return
         if caller.role == "anonymous":

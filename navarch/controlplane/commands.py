@@ -11,7 +11,7 @@ from __future__ import annotations
 import attrs
 import trio
 
-from navarch.api.models import CommandStatus, NodeCommand
+from navarch.api.wire import CommandStatus, NodeCommand
 
 _PENDING = CommandStatus.COMMAND_STATUS_PENDING
 _DELIVERED = CommandStatus.COMMAND_STATUS_DELIVERED

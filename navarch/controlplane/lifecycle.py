@@ -19,7 +19,7 @@ becomes unhealthy when its heartbeats stop or when the health policy judges it u
 from __future__ import annotations
 
 from navarch.api.codec import ApiError
-from navarch.api.models import NodeStatus
+from navarch.api.wire import NodeStatus
 
 ACTIVE = NodeStatus.NODE_STATUS_ACTIVE
 CORDONED = NodeStatus.NODE_STATUS_CORDONED

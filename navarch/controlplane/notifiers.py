@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from navarch.api.models import Event
+from navarch.api.wire import Event
 from navarch.config import Config
 
 

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Protocol
 import attrs
 import trio
 
-from navarch.api import models as m
+from navarch.api import wire as m
 from navarch.api.codec import ApiError
 from navarch.config import PoolHealthConfig
 from navarch.controlplane.ids import new_id

@@ -25,8 +25,9 @@ from typing import Any
 import attrs
 import trio
 
-from navarch.api import models as m
+from navarch.api import wire as m
 from navarch.api.codec import ApiError, decode, encode
+from navarch.api.mapping import HEALTH_STATUS, health_events_from_wire
 from navarch.clock import WallClock, utc_now
 from navarch.config import Config, HealthConfig, PoolHealthConfig, ServerConfig
 from navarch.controlplane import lifecycle
@@ -38,6 +39,7 @@ from navarch.controlplane.notifiers import Notifier, build_notifiers
 from navarch.controlplane.remediation import HEARTBEAT_LOST_RULE, Remediator, Replacer
 from navarch.durations import format_duration, parse_duration
 from navarch.health import Action, HealthJudge, Result, Verdict, load_policy
+from navarch.pools.context import MachineRunner
 from navarch.store import Change, HealthReport, NodeToken, Store
 
 log = logging.getLogger("navarch.controlplane")
@@ -180,6 +182,7 @@ class ControlPlane:
         notifiers: Sequence[Notifier] | None = None,
         pool_health: Mapping[str, PoolHealthConfig] | None = None,
         providers: Mapping[str, Any] | None = None,
+        machines: Callable[[ControlPlane, trio.Nursery], MachineRunner] | None = None,
     ) -> AsyncIterator[ControlPlane]:
         """Loads the state from `store` and runs the heartbeat monitor until the block ends.
 
@@ -187,7 +190,8 @@ class ControlPlane:
         replaces the nodes that remediation hands it, unless `replacer` stands in for it. The
         health policy, the pools' health settings and the notifiers come from `config`;
         `pool_health` and `notifiers` replace the last two; `providers` replaces provider objects
-        by name (the simulator's). Open remediation episodes go on.
+        by name (the simulator's); `machines` builds what boots the simulated machines of
+        providers that have them (the fake provider's). Open remediation episodes go on.
         """
         if notifiers is None:
             notifiers = build_notifiers(config) if config is not None else ()
@@ -214,7 +218,11 @@ class ControlPlane:
                 from navarch.pools.manager import PoolManager
 
                 service.pools = PoolManager(
-                    service, config, wall_clock=wall_clock, providers=providers
+                    service,
+                    config,
+                    wall_clock=wall_clock,
+                    providers=providers,
+                    machines=machines(service, nursery) if machines is not None else None,
                 )
                 await nursery.start(service.pools.run)
                 if service.remediation.replacer is None:
@@ -633,10 +641,12 @@ class ControlPlane:
         node = self._node(request.node_id)
         if node.status is lifecycle.TERMINATED:
             return m.ReportHealthResponse(status=node.status, health=node.health)
-        verdict = self.judge.evaluate(node.node_id, request.events, trio.current_time())
+        verdict = self.judge.evaluate(
+            node.node_id, health_events_from_wire(request.events), trio.current_time()
+        )
         for error in verdict.errors:
             log.warning("node=%s rule=%r skipped: %s", node.node_id, error.rule, error.message)
-        health = self._judged_health(node.node_id, verdict.health_status)
+        health = self._judged_health(node.node_id, HEALTH_STATUS[verdict.health_status])
         after = attrs.evolve(node, health=health, last_health_events=request.events)
         actor = _node_actor(caller, node.node_id)
         events = []
@@ -765,7 +775,7 @@ class ControlPlane:
             verdict = self.judge.verdict(node.node_id, now)
             if verdict.action is Action.NONE:
                 self._acted.pop(node.node_id, None)
-            health = self._judged_health(node.node_id, verdict.health_status)
+            health = self._judged_health(node.node_id, HEALTH_STATUS[verdict.health_status])
             if health is node.health:
                 continue
             after = attrs.evolve(node, health=health)

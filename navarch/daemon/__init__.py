@@ -1,9 +1,9 @@
 """The node agent: one `Daemon` per GPU machine, over HTTP or in process."""
 
-from navarch.daemon.agent import Daemon, DaemonError, HealthCheck, NodeWatch
+from navarch.daemon.agent import Daemon, DaemonError
 from navarch.daemon.config import DaemonConfig, load_daemon_config
 from navarch.daemon.drain import DrainAction, DrainOutcome, NothingToDrain, ShellDrain
-from navarch.daemon.gpu import GpuBackend, GpuEvent, NvmlGpus, SimulatedGpus
+from navarch.daemon.gpu import NvmlGpus, SimulatedGpus
 from navarch.daemon.host import FixedHostStats, HostStats, ProcHostStats
 from navarch.daemon.state import DaemonState
 
@@ -15,11 +15,7 @@ __all__ = [
     "DrainAction",
     "DrainOutcome",
     "FixedHostStats",
-    "GpuBackend",
-    "GpuEvent",
-    "HealthCheck",
     "HostStats",
-    "NodeWatch",
     "NothingToDrain",
     "NvmlGpus",
     "ProcHostStats",

@@ -17,26 +17,28 @@ import inspect
 import logging
 import math
 import random
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import trio
-from attrs import frozen
 
 from navarch import __version__
-from navarch.api import models as m
+from navarch.api import wire as m
 from navarch.api.client import ControlPlaneClient, Unreachable
 from navarch.api.codec import ApiError
+from navarch.api.mapping import gpu_info_to_wire, health_events_to_wire
 from navarch.clock import WallClock, utc_now
 from navarch.daemon.backoff import Backoff
 from navarch.daemon.config import DaemonConfig
 from navarch.daemon.drain import DrainAction, NothingToDrain, ShellDrain
-from navarch.daemon.gpu import GpuBackend, GpuEvent, GpuSample, to_metrics
+from navarch.daemon.gpu import GpuSample, to_metrics
 from navarch.daemon.host import FixedHostStats, HostStats
 from navarch.daemon.state import DaemonState, Outcome
 from navarch.durations import parse_duration
 from navarch.errors import NavarchError
+from navarch.model import GpuInfo, HealthEvent, HealthEventType
+from navarch.plugins.health_check import GpuBackend, GpuEvent, HealthCheck, NodeWatch
 
 log = logging.getLogger("navarch.daemon")
 
@@ -60,39 +62,6 @@ EVENTS_RETRY = 60.0
 
 class DaemonError(NavarchError):
     """The daemon cannot go on: the control plane refuses it for good."""
-
-
-class HealthCheck(Protocol):
-    """What the daemon needs of a health-check plugin object.
-
-    A check has `run`, `watch` or both. The daemon calls `run` every health-check interval with
-    one sample of every GPU, and starts `watch` once, as a task that reports events as they
-    happen. A check that has `watch` takes over the GPU backend's event stream
-    (`NodeWatch.gpus.watch_events`): while one is installed, the daemon no longer passes the
-    backend's events on itself.
-    """
-
-    def run(
-        self, gpus: Sequence[GpuSample]
-    ) -> Iterable[m.HealthEvent] | Awaitable[Iterable[m.HealthEvent]]:
-        """The problems found in one sample of every GPU; may be a coroutine function."""
-        ...
-
-
-@frozen
-class NodeWatch:
-    """What a watching health check gets: `async def watch(self, node: NodeWatch) -> None`.
-
-    `watch` runs until cancelled; when it raises, the daemon reports a CHECK_FAILED event and
-    starts it again after a minute.
-    """
-
-    gpus: GpuBackend
-    inventory: tuple[m.GpuInfo, ...]
-    # Empty when the daemon keeps no state across restarts.
-    state_dir: str
-    report: Callable[[Sequence[m.HealthEvent]], None]
-    wall_clock: WallClock
 
 
 class Daemon:
@@ -142,14 +111,14 @@ class Daemon:
         self.health_check_interval = 60.0
         self.command_poll_wait = "20s"
 
-        self._inventory: tuple[m.GpuInfo, ...] = ()
+        self._inventory: tuple[GpuInfo, ...] = ()
         self._generation = 0  # counts registrations, so concurrent loops re-register only once
         self._register_lock = trio.Lock()
         self._queued: set[str] = set()
         self._send_command, self._receive_command = trio.open_memory_channel[m.NodeCommand](
             math.inf
         )
-        self._unsent: list[m.HealthEvent] = []
+        self._unsent: list[HealthEvent] = []
         self._events_arrived = trio.Event()
         # The samples of the last heartbeat and the metrics made of them.
         self._last_metrics: tuple[Sequence[GpuSample], m.NodeMetrics] | None = None
@@ -204,7 +173,7 @@ class Daemon:
             pool=self.config.pool,
             hostname=self._hostname,
             labels=dict(self.config.labels),
-            gpus=self._inventory,
+            gpus=tuple(gpu_info_to_wire(g) for g in self._inventory),
             agent_version=__version__,
         )
         backoff = self._new_backoff()
@@ -504,7 +473,7 @@ class Daemon:
         now = self._wall_clock()
         self._queue_events(
             [
-                m.HealthEvent(
+                HealthEvent(
                     type=e.type,
                     time=now,
                     gpu_index=e.gpu_index,
@@ -517,16 +486,16 @@ class Daemon:
             ]
         )
 
-    def _check_failed(self, check: str, what: str, exc: Exception) -> m.HealthEvent:
+    def _check_failed(self, check: str, what: str, exc: Exception) -> HealthEvent:
         """The event that tells the control plane a check, or what feeds the checks, raised."""
-        return m.HealthEvent(
-            type=m.HealthEventType.HEALTH_EVENT_TYPE_CHECK_FAILED,
+        return HealthEvent(
+            type=HealthEventType.CHECK_FAILED,
             time=self._wall_clock(),
             message=f"{what}: {type(exc).__name__}: {exc}",
             details={"check": check},
         )
 
-    def _queue_events(self, events: Sequence[m.HealthEvent]) -> None:
+    def _queue_events(self, events: Sequence[HealthEvent]) -> None:
         if not events:
             return
         self._unsent.extend(events)
@@ -536,14 +505,14 @@ class Daemon:
             self._log.warning("dropped %d unsent health events (the oldest)", dropped)
         self._events_arrived.set()
 
-    async def _run_checks(self) -> list[m.HealthEvent]:
+    async def _run_checks(self) -> list[HealthEvent]:
         try:
             samples = self._backend.sample()
         except Exception as exc:
             # A driver that stops answering must not stop the daemon; the control plane hears it.
             self._log.exception("sampling the GPUs failed")
             return [self._check_failed("gpu-sample", "sampling the GPUs failed", exc)]
-        events: list[m.HealthEvent] = []
+        events: list[HealthEvent] = []
         for name, check in self._checks:
             if not hasattr(check, "run"):
                 continue
@@ -581,7 +550,7 @@ class Daemon:
             generation = self._generation
             try:
                 reply = await self._client.report_health(
-                    m.ReportHealthRequest(node_id=self.node_id, events=tuple(batch))
+                    m.ReportHealthRequest(node_id=self.node_id, events=health_events_to_wire(batch))
                 )
             except (Unreachable, ApiError) as exc:
                 retry_at = trio.current_time() + await self._recover(exc, generation, backoff)

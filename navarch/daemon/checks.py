@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from navarch.daemon.agent import HealthCheck
 from navarch.daemon.config import DaemonConfig
 from navarch.errors import ConfigError
+from navarch.plugins.health_check import HealthCheck
 
 
 def load_health_checks(

@@ -27,9 +27,9 @@ from typing import Any
 import attrs
 from attrs import field, frozen
 
-from navarch.config import ConfigValueError, structure
-from navarch.durations import format_duration
-from navarch.errors import ConfigError, read_config_file
+from navarch.errors import ConfigError, ConfigValueError, read_config_file
+from navarch.plugins import validators
+from navarch.plugins.settings import structure
 
 if sys.version_info >= (3, 15):
     import tomllib
@@ -37,20 +37,6 @@ else:
     import tomli as tomllib
 
 DEFAULT_CONTROL_PLANE = "http://127.0.0.1:50051"
-
-
-def _url(_inst: Any, attribute: attrs.Attribute, value: str) -> None:
-    if not value.startswith(("http://", "https://")) or len(value) <= len("https://"):
-        raise ConfigValueError(
-            f'{attribute.name}: expected an http:// or https:// URL, got "{value}"'
-        )
-
-
-def _positive(_inst: Any, attribute: attrs.Attribute, value: timedelta) -> None:
-    if value <= timedelta(0):
-        raise ConfigValueError(
-            f"{attribute.name}: expected a positive duration, got {format_duration(value)!r}"
-        )
 
 
 def _label_keys(_inst: Any, attribute: attrs.Attribute, value: dict[str, str]) -> None:
@@ -67,7 +53,7 @@ def _tables(_inst: Any, attribute: attrs.Attribute, value: dict[str, Any]) -> No
 
 @frozen(kw_only=True)
 class DaemonConfig:
-    control_plane: str = field(default=DEFAULT_CONTROL_PLANE, validator=_url)
+    control_plane: str = field(default=DEFAULT_CONTROL_PLANE, validator=validators.url)
     # Empty means the machine's host name.
     node_id: str = ""
     pool: str = ""
@@ -79,7 +65,7 @@ class DaemonConfig:
     # Run through /bin/sh -c when the control plane asks the node to drain; it succeeds when the
     # command exits 0. Empty means there is nothing to drain on this machine.
     drain_command: str = ""
-    drain_timeout: timedelta = field(default=timedelta(minutes=5), validator=_positive)
+    drain_timeout: timedelta = field(default=timedelta(minutes=5), validator=validators.positive)
     # Where the daemon keeps its node token and the results of finished commands across restarts;
     # empty keeps them in memory only.
     state_dir: str = ""

@@ -12,49 +12,19 @@ from __future__ import annotations
 
 import types
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
+from collections.abc import Mapping
 
 import attrs
 import trio
-from attrs import field, frozen
 
-from navarch.api.models import GpuInfo, GpuMetrics, HealthEventType
+from navarch.api.wire import GpuMetrics
+from navarch.model import GpuInfo, HealthEventType
+from navarch.plugins.health_check import GpuEvent, ReportEvents
 from navarch.telemetry.nvml import FIELDS, EventType, GpuSample, Nvml, RecoveryAction, Return
 
 GIB = 1 << 30
 
-__all__ = ["GpuBackend", "GpuEvent", "GpuSample", "NvmlGpus", "SimulatedGpus", "to_metrics"]
-
-
-@frozen(kw_only=True)
-class GpuEvent:
-    """Something a GPU reported as it happened: an XID, a lost GPU, an uncorrectable error."""
-
-    type: HealthEventType
-    gpu_index: int
-    xid: int = 0
-    message: str = ""
-    details: dict[str, str] = field(factory=dict)
-
-
-ReportEvents = Callable[[Sequence[GpuEvent]], None]
-
-
-class GpuBackend(Protocol):
-    """The daemon's view of a machine's GPUs."""
-
-    def inventory(self) -> Sequence[GpuInfo]:
-        """The GPUs present when the daemon starts, in index order."""
-        ...
-
-    def sample(self) -> Sequence[GpuSample]:
-        """Current readings of every GPU; cheap enough to call every heartbeat."""
-        ...
-
-    async def watch_events(self, report: ReportEvents) -> None:
-        """Calls `report` with each batch of events as they happen; runs until cancelled."""
-        ...
+__all__ = ["GpuSample", "NvmlGpus", "SimulatedGpus", "to_metrics"]
 
 
 def to_metrics(sample: GpuSample) -> GpuMetrics:
@@ -70,6 +40,8 @@ def to_metrics(sample: GpuSample) -> GpuMetrics:
 
 class NvmlGpus:
     """The machine's NVIDIA GPUs through an open NVML session (`navarch.telemetry.open_nvml`)."""
+
+    hardware = True
 
     # Single-bit ECC errors are counted in every sample; streaming each one would only be noise.
     EVENTS = (
@@ -113,7 +85,7 @@ class NvmlGpus:
                     report(
                         [
                             GpuEvent(
-                                type=HealthEventType.HEALTH_EVENT_TYPE_ECC,
+                                type=HealthEventType.ECC,
                                 gpu_index=event.gpu_index,
                                 message="uncorrectable ECC error",
                                 details={"ecc": "uncorrected"},
@@ -126,13 +98,11 @@ class NvmlGpus:
                     report([_recovery_action(event.gpu_index, event.data)])
 
 
-_XID = HealthEventType.HEALTH_EVENT_TYPE_XID
+_XID = HealthEventType.XID
 
 
 def _lost(index: int, message: str) -> GpuEvent:
-    return GpuEvent(
-        type=HealthEventType.HEALTH_EVENT_TYPE_GPU_LOST, gpu_index=index, message=message
-    )
+    return GpuEvent(type=HealthEventType.GPU_LOST, gpu_index=index, message=message)
 
 
 def _recovery_action(index: int, action: int) -> GpuEvent:
@@ -180,6 +150,8 @@ class SimulatedGpus:
     with the same script see the same values. Safe to build outside trio and to share with the
     code that injects failures while a daemon runs.
     """
+
+    hardware = False
 
     def __init__(
         self,
@@ -269,7 +241,7 @@ class SimulatedGpus:
             target.remapped_pending = True
             self._push(
                 GpuEvent(
-                    type=HealthEventType.HEALTH_EVENT_TYPE_ECC,
+                    type=HealthEventType.ECC,
                     gpu_index=gpu,
                     message="uncorrectable ECC error",
                     details={"ecc": "uncorrected"},

@@ -17,7 +17,7 @@ from pathlib import Path
 import trio
 from attrs import frozen
 
-from navarch.api.models import CommandResult
+from navarch.api.wire import CommandResult
 
 STATE_FILE = "daemon-state.json"
 # Outcomes kept for redelivered commands; the control plane stops redelivering once acknowledged.

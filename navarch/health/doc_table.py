@@ -14,9 +14,9 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from navarch.api.models import HealthEvent, HealthEventType
 from navarch.health.judge import HealthJudge, Match
 from navarch.health.policy import Policy, default_policy
+from navarch.model import HealthEvent, HealthEventType
 from navarch.telemetry.xid_catalog import catalog
 
 # Each table sits between a pair of these markers in the page.
@@ -35,7 +35,7 @@ def judge_xid(code: int, policy: Policy | None = None) -> Match:
     """How `policy` judges one XID `code` on GPU 0 with no history, no pid and no message."""
     judge = HealthJudge(policy or default_policy())
     event = HealthEvent(
-        type=HealthEventType.HEALTH_EVENT_TYPE_XID,
+        type=HealthEventType.XID,
         time=datetime(2026, 1, 1, tzinfo=UTC),
         gpu_index=0,
         xid=code,

@@ -25,9 +25,9 @@ from typing import Any
 import cel
 from attrs import frozen
 
-from navarch.api.models import HealthEvent, HealthStatus
 from navarch.health.policy import Action, Policy, Result, Rule
 from navarch.health.variables import Seen, event_map, helper_functions, seen
+from navarch.model import HealthEvent, HealthStatus
 
 # The most events of one node that `history` holds; older ones are dropped first.
 HISTORY_LIMIT = 256

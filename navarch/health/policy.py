@@ -27,10 +27,10 @@ from typing import Any
 import cel
 from attrs import field, frozen
 
-from navarch.api.models import HealthStatus
 from navarch.durations import format_duration, parse_duration
 from navarch.errors import ConfigError, read_config_file
 from navarch.health.variables import EVENT_FIELDS, KNOWN_FUNCTIONS, KNOWN_VARIABLES
+from navarch.model import HealthStatus
 
 if sys.version_info >= (3, 15):
     import tomllib
@@ -53,7 +53,7 @@ class Result(enum.Enum):
 
     @property
     def health_status(self) -> HealthStatus:
-        return HealthStatus(f"HEALTH_STATUS_{self.name}")
+        return HealthStatus[self.name]
 
 
 class Action(enum.Enum):

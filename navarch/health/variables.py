@@ -27,7 +27,7 @@ from typing import Any
 import cel.stdlib
 from attrs import frozen
 
-from navarch.api.models import HealthEvent, HealthEventType
+from navarch.model import HealthEvent, HealthEventType
 from navarch.telemetry.xid_catalog import lookup
 
 # The keys of `event` and of every `history` entry, with what each holds (the docs list these).
@@ -77,8 +77,6 @@ KNOWN_VARIABLES = frozenset(
     {"event", "history"} | {n.partition(".")[0] for n in _STDLIB if "." in n}
 )
 
-_TYPE_NAMES = {t: t.value.removeprefix("HEALTH_EVENT_TYPE_").lower() for t in HealthEventType}
-
 _UNKNOWN_PIDS = frozenset({"", "-1", "<unknown>", "'<unknown>'"})
 # NVML's GPU recovery action values (nvmlDeviceGetFieldValues field 230, and XID 154's text).
 # Judging health should not depend on the NVML binding's module, so the names live here too;
@@ -95,10 +93,6 @@ RECOVERY_ACTIONS = {
 }
 # XID 154's text: "GPU recovery action changed from 0x4 (Drain and Reset) to 0x1 (GPU Reset ...)".
 _XID_154_TARGET = re.compile(r"\bto 0x([0-9a-fA-F]{1,8})\b")
-
-
-def type_name(event_type: HealthEventType) -> str:
-    return _TYPE_NAMES[event_type]
 
 
 def _text(value: str) -> str:
@@ -134,7 +128,7 @@ def recovery_action(event: HealthEvent) -> str:
             return "UNKNOWN"
         whole = int(number)
         return RECOVERY_ACTIONS.get(whole, "UNKNOWN") if whole == number else "UNKNOWN"
-    if event.type is HealthEventType.HEALTH_EVENT_TYPE_XID and event.xid == 154:
+    if event.type is HealthEventType.XID and event.xid == 154:
         match = _XID_154_TARGET.search(event.message)
         return RECOVERY_ACTIONS.get(int(match.group(1), 16), "UNKNOWN") if match else "UNKNOWN"
     return ""
@@ -161,7 +155,7 @@ def event_map(item: Seen, now: float) -> dict[str, Any]:
     event = item.event
     entry = lookup(event.xid) if event.xid else None
     return {
-        "type": _TYPE_NAMES[event.type],
+        "type": event.type.value,
         "time": _timestamp(event.time),
         "gpu_index": event.gpu_index,
         "gpu_uuid": _text(event.gpu_uuid),

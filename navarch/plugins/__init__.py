@@ -1,226 +1,102 @@
-"""The plugin system: one pluggy manager, one registry per kind of plugin object.
+"""The plugin surface: everything a navarch plugin imports, and nothing else.
 
-Built-in plugins are ordinary plugin modules registered by name, so they take the same path as a
-third-party plugin found through the `navarch` entry-point group.
+A plugin is a module with functions marked `@hookimpl`; each registration hook receives a
+`register` callback (`register("reactive", ReactiveAutoscaler)`). The objects a plugin registers
+follow the contracts below, written as `typing.Protocol`s, and take the values and raise the
+errors this module exports. The built-in plugins (`navarch.plugins.builtin`) import only this
+module and its submodules, as a third party's would. docs/plugins.md is the reference.
+
+    from navarch.plugins import Recommendation, ScalingState, hookimpl
+
+    class Fixed:
+        def recommend(self, state: ScalingState) -> Recommendation:
+            return Recommendation(target=3, reason="always three")
+
+    @hookimpl
+    def navarch_autoscalers(register):
+        register("fixed", Fixed)
+
+Submodules: `navarch.plugins.validators` (attrs validators for settings classes) and
+`navarch.plugins.telemetry` (NVML readings and the kernel log, for health checks).
 """
 
-from __future__ import annotations
-
-import importlib
-import importlib.metadata
-import os
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
-
-import attrs
-import pluggy
-from attrs import define, field, frozen
-
-from navarch.errors import NavarchError
-from navarch.plugins import hookspecs
+from navarch.clock import WallClock
+from navarch.errors import ConfigValueError, NavarchError
+from navarch.model import Event, GpuInfo, HealthEvent, HealthEventType, HealthStatus, NodeStatus
+from navarch.plugins.autoscaler import Autoscaler, Recommendation, ScalingState, ask
+from navarch.plugins.health_check import (
+    GpuBackend,
+    GpuEvent,
+    HealthCheck,
+    NodeWatch,
+    ReportEvents,
+    WatchingHealthCheck,
+)
 from navarch.plugins.hookspecs import hookimpl
+from navarch.plugins.metrics_source import MetricsSource
+from navarch.plugins.notifier import Notifier, event_document
+from navarch.plugins.provider import (
+    AttachableProvider,
+    AuthError,
+    CapacityError,
+    Instance,
+    InstanceNotFound,
+    InstanceState,
+    InstanceType,
+    Machine,
+    Provider,
+    ProviderCatalog,
+    ProviderContext,
+    ProviderError,
+    ProvisionRequest,
+    QuotaError,
+    SimulatedMachine,
+    TransientError,
+)
+from navarch.plugins.selector import Candidate, Selector
+from navarch.plugins.settings import PluginTable
 
 __all__ = [
-    "BUILTIN_PLUGINS",
-    "KINDS",
-    "DuplicateRegistration",
-    "PluginInfo",
-    "Plugins",
-    "Registration",
-    "UnknownPlugin",
+    "AttachableProvider",
+    "AuthError",
+    "Autoscaler",
+    "Candidate",
+    "CapacityError",
+    "ConfigValueError",
+    "Event",
+    "GpuBackend",
+    "GpuEvent",
+    "GpuInfo",
+    "HealthCheck",
+    "HealthEvent",
+    "HealthEventType",
+    "HealthStatus",
+    "Instance",
+    "InstanceNotFound",
+    "InstanceState",
+    "InstanceType",
+    "Machine",
+    "MetricsSource",
+    "NavarchError",
+    "NodeStatus",
+    "NodeWatch",
+    "Notifier",
+    "PluginTable",
+    "Provider",
+    "ProviderCatalog",
+    "ProviderContext",
+    "ProviderError",
+    "ProvisionRequest",
+    "QuotaError",
+    "Recommendation",
+    "ReportEvents",
+    "ScalingState",
+    "Selector",
+    "SimulatedMachine",
+    "TransientError",
+    "WallClock",
+    "WatchingHealthCheck",
+    "ask",
+    "event_document",
     "hookimpl",
-    "load_plugins",
 ]
-
-ENTRY_POINT_GROUP = "navarch"
-
-# kind -> the hook that fills its registry
-KINDS: dict[str, str] = {
-    "provider": "navarch_providers",
-    "autoscaler": "navarch_autoscalers",
-    "selector": "navarch_selectors",
-    "health_check": "navarch_health_checks",
-    "notifier": "navarch_notifiers",
-    "metrics_source": "navarch_metrics_sources",
-}
-
-BUILTIN_PLUGINS: tuple[str, ...] = (
-    "navarch.plugins.builtin.fake_provider",
-    "navarch.plugins.builtin.autoscalers",
-    "navarch.plugins.builtin.selectors",
-    "navarch.plugins.builtin.health_checks",
-    "navarch.plugins.builtin.webhook",
-    "navarch.plugins.builtin.metrics_sources",
-)
-
-
-class DuplicateRegistration(NavarchError):
-    pass
-
-
-class UnknownPlugin(NavarchError):
-    pass
-
-
-@frozen
-class Registration:
-    kind: str
-    name: str
-    factory: Callable[..., Any]
-    plugin: str
-
-    @property
-    def settings_class(self) -> type | None:
-        """The attrs class for the plugin's own table; a factory without one takes no keys."""
-        cls = getattr(self.factory, "Settings", None)
-        return cls if cls is not None and attrs.has(cls) else None
-
-    def structure_settings(self, raw: Mapping[str, Any], path: str, problems: list[str]) -> Any:
-        from navarch.config import _unknown_key, structure
-
-        cls = self.settings_class
-        if cls is None:
-            problems.extend(_unknown_key(path, key, []) for key in raw)
-            return None
-        return structure(dict(raw), cls, problems, path)
-
-    def create(self, settings: Any = None, **context: Any) -> Any:
-        """Builds the plugin object; settings default to the plugin's own defaults."""
-        cls = self.settings_class
-        if cls is None:
-            return self.factory(**context)
-        return self.factory(settings if settings is not None else cls(), **context)
-
-
-@define
-class PluginInfo:
-    name: str
-    distribution: str
-    version: str
-    builtin: bool
-    error: str = ""
-    registered: list[str] = field(factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return attrs.asdict(self)
-
-
-class Plugins:
-    """The loaded plugins and everything they registered."""
-
-    def __init__(self, manager: pluggy.PluginManager) -> None:
-        self.manager = manager
-        self.infos: dict[str, PluginInfo] = {}
-        self._registries: dict[str, dict[str, Registration]] = {kind: {} for kind in KINDS}
-
-    def registry(self, kind: str) -> dict[str, Registration]:
-        return self._registries[kind]
-
-    def get(self, kind: str, name: str) -> Registration:
-        registry = self._registries[kind]
-        if name not in registry:
-            listed = ", ".join(sorted(registry)) or "none"
-            raise UnknownPlugin(f'no {kind} plugin named "{name}" (registered: {listed})')
-        return registry[name]
-
-    def broken(self) -> list[PluginInfo]:
-        return [info for info in self.infos.values() if info.error]
-
-    def __iter__(self) -> Iterator[PluginInfo]:
-        return iter(self.infos.values())
-
-    def add_plugin(self, module: Any, info: PluginInfo) -> None:
-        """Registers one plugin module or object and collects what its hooks register."""
-        self.infos[info.name] = info
-        try:
-            self.manager.register(module, name=info.name)
-            self.manager.check_pending()
-        except Exception as exc:
-            if self.manager.is_registered(module):
-                self.manager.unregister(module)
-            info.error = f"{type(exc).__name__}: {exc}"
-            return
-        for kind, hook_name in KINDS.items():
-            hook = getattr(self.manager.hook, hook_name)
-            impls = [impl for impl in hook.get_hookimpls() if impl.plugin is module]
-            for impl in impls:
-                try:
-                    impl.function(register=self._registrar(kind, info))
-                except DuplicateRegistration as exc:
-                    info.error = str(exc)
-                except Exception as exc:
-                    info.error = f"{hook_name} failed: {type(exc).__name__}: {exc}"
-
-    def _registrar(self, kind: str, info: PluginInfo) -> Callable[[str, Callable[..., Any]], None]:
-        def register(name: str, factory: Callable[..., Any]) -> None:
-            registry = self._registries[kind]
-            if name in registry:
-                first = registry[name].plugin
-                raise DuplicateRegistration(
-                    f'{kind} "{name}" is registered by both plugin "{first}" and plugin '
-                    f'"{info.name}"; uninstall or disable one of them'
-                )
-            registry[name] = Registration(kind=kind, name=name, factory=factory, plugin=info.name)
-            info.registered.append(f"{kind}:{name}")
-
-        return register
-
-
-def load_plugins(
-    *,
-    builtins: bool = True,
-    entry_points: bool | None = None,
-    extra: Mapping[str, Any] | None = None,
-) -> Plugins:
-    """Loads the built-in plugins and those installed under the `navarch` entry-point group.
-
-    A plugin that fails to import is recorded with its error and distribution; the others load.
-    `NAVARCH_DISABLE_PLUGIN_AUTOLOAD=1` skips entry points. `extra` adds plugin objects by name
-    (tests, embedding).
-    """
-    manager = pluggy.PluginManager(ENTRY_POINT_GROUP)
-    manager.add_hookspecs(hookspecs)
-    plugins = Plugins(manager)
-    if builtins:
-        from navarch import __version__
-
-        for module_name in BUILTIN_PLUGINS:
-            module = importlib.import_module(module_name)
-            plugins.add_plugin(
-                module,
-                PluginInfo(
-                    name=module_name.rsplit(".", 1)[-1],
-                    distribution="navarch",
-                    version=__version__,
-                    builtin=True,
-                ),
-            )
-    if entry_points is None:
-        entry_points = os.environ.get("NAVARCH_DISABLE_PLUGIN_AUTOLOAD", "") in ("", "0")
-    if entry_points:
-        for ep in sorted(
-            importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name
-        ):
-            dist = ep.dist
-            info = PluginInfo(
-                name=ep.name,
-                distribution=dist.name if dist else "unknown",
-                version=dist.version if dist else "",
-                builtin=False,
-            )
-            if ep.name in plugins.infos:
-                info.error = f'a plugin named "{ep.name}" is already loaded'
-                plugins.infos[f"{ep.name} ({info.distribution})"] = info
-                continue
-            try:
-                module = ep.load()
-            except Exception as exc:  # a broken plugin must not break navarch
-                info.error = f"import failed: {type(exc).__name__}: {exc}"
-                plugins.infos[ep.name] = info
-                continue
-            plugins.add_plugin(module, info)
-    for name, obj in (extra or {}).items():
-        plugins.add_plugin(
-            obj, PluginInfo(name=name, distribution="(in process)", version="", builtin=False)
-        )
-    return plugins

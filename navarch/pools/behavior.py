@@ -27,7 +27,7 @@ from attrs import frozen
 
 from navarch.config import PoolScalingConfig
 from navarch.durations import format_duration
-from navarch.pools.scaling import Recommendation, ScalingState
+from navarch.plugins import Recommendation, ScalingState
 
 # Float noise must not turn an exact boundary (a ratio of exactly 1.1) into a change.
 _EPSILON = 1e-9
@@ -52,27 +52,6 @@ class Decision:
     @property
     def reason(self) -> str:
         return "; ".join(self.reasons)
-
-
-def ask(autoscaler: Any, state: ScalingState) -> Recommendation:
-    """The autoscaler's recommendation, or a hold that says why when it fails or answers nonsense.
-
-    A broken autoscaler plugin must not stop the pool from holding its minimum.
-    """
-    try:
-        answer = autoscaler.recommend(state)
-    except Exception as exc:
-        return Recommendation(
-            target=state.current_nodes,
-            reason=f"autoscaler failed ({type(exc).__name__}: {exc}); holding",
-        )
-    target = getattr(answer, "target", None)
-    if not isinstance(target, int) or isinstance(target, bool):
-        return Recommendation(
-            target=state.current_nodes,
-            reason=f"autoscaler answered {answer!r}, not a Recommendation; holding",
-        )
-    return answer
 
 
 class ScalingBehavior:

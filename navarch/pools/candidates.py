@@ -1,57 +1,19 @@
 """Candidates: the places a pool can provision a node, as provider selectors see them.
 
-Each provider entry of a pool yields one candidate per region, or per zone when it lists zones,
+Each provider entry of a pool yields one `Candidate` per region, or per zone when it lists zones,
 so that failover can move from a region without capacity to the next one. What the providers'
-catalogs say (price, free capacity) is copied onto each candidate by the core, so selectors stay
-pure and synchronous.
+catalogs say (price, free capacity) is copied onto each candidate here, so selectors stay pure
+and synchronous.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
-
-from attrs import frozen
+from typing import Any
 
 from navarch.config import PoolConfig, PoolProviderEntry
+from navarch.plugins import Candidate, InstanceType, ProviderCatalog
 from navarch.pools.instance_types import resolve_instance_type
-from navarch.providers import InstanceType, ProvisionRequest
-
-
-@frozen(kw_only=True)
-class Candidate:
-    entry: PoolProviderEntry
-    # The provider's plugin type (`gcp`), which decides how instance types are named.
-    provider_type: str
-    # The provider's own name for the pool's instance type.
-    instance_type: str
-    region: str = ""
-    zone: str = ""
-    # From the provider's catalog; None when it has no catalog or does not list this type.
-    price_per_hour: float | None = None
-    # Whether the catalog reports free capacity for this type here; None when unknown.
-    available: bool | None = None
-
-    @property
-    def provider(self) -> str:
-        """The `[providers.NAME]` table this candidate provisions through."""
-        return self.entry.provider
-
-    @property
-    def priority(self) -> int:
-        return self.entry.priority
-
-    @property
-    def weight(self) -> int:
-        return self.entry.weight
-
-    def describe(self) -> str:
-        place = "/".join(p for p in (self.region, self.zone) if p)
-        return " ".join(p for p in (self.provider, place, self.instance_type) if p)
-
-
-class Selector(Protocol):
-    def order(self, candidates: Sequence[Candidate], request: ProvisionRequest) -> list: ...
 
 
 def candidates_for(
@@ -66,7 +28,7 @@ def candidates_for(
     """
     catalogs = catalogs or {}
     out = []
-    for entry in pool.providers:
+    for index, entry in enumerate(pool.providers):
         provider_type = provider_types.get(entry.provider, entry.provider)
         instance_type = resolve_instance_type(
             pool.instance_type, provider_type, entry.instance_type
@@ -76,8 +38,11 @@ def candidates_for(
             price, available = _catalog_facts(catalog, instance_type, region)
             out.append(
                 Candidate(
-                    entry=entry,
+                    provider=entry.provider,
                     provider_type=provider_type,
+                    entry=index,
+                    priority=entry.priority,
+                    weight=entry.weight,
                     instance_type=instance_type,
                     region=region,
                     zone=zone,
@@ -123,11 +88,10 @@ async def fetch_catalogs(providers: Mapping[str, Any]) -> dict[str, list[Instanc
     """
     catalogs = {}
     for name, provider in providers.items():
-        instance_types = getattr(provider, "instance_types", None)
-        if instance_types is None:
+        if not isinstance(provider, ProviderCatalog):
             continue
         try:
-            catalogs[name] = list(await instance_types())
+            catalogs[name] = list(await provider.instance_types())
         except Exception:
             continue
     return catalogs

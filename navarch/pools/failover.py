@@ -17,6 +17,7 @@ its blocks run out. Time comes from `trio.current_time()` unless the caller pass
 from __future__ import annotations
 
 import enum
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,9 +26,9 @@ import attrs
 from attrs import frozen
 
 from navarch.errors import NavarchError
-from navarch.pools.candidates import Candidate
-from navarch.providers import (
+from navarch.plugins import (
     AuthError,
+    Candidate,
     CapacityError,
     Instance,
     ProvisionRequest,
@@ -183,7 +184,8 @@ async def provision_with_failover(
     """Provisions one instance, trying unblocked candidates in the selector's order.
 
     `providers` maps each `[providers.NAME]` table to its provider object. The request's
-    instance type, region and zone are set from the candidate that is tried. Raises
+    instance type, region and zone are set from the candidate that is tried, and each candidate
+    gets a request id of its own that its transient retries repeat. Raises
     ProvisioningFailed, with every attempt and the blocks in force, when no candidate works.
     """
     if clock is None or sleep is None:
@@ -213,6 +215,7 @@ async def provision_with_failover(
             instance_type=candidate.instance_type,
             region=candidate.region,
             zone=candidate.zone,
+            request_id=str(uuid.uuid4()),
         )
         backoff = policy.first_backoff
         for retry in range(policy.transient_retries + 1):

@@ -28,21 +28,28 @@ from typing import Any
 import attrs
 import trio
 
-from navarch.api import models as m
+from navarch.api import wire as m
 from navarch.api.codec import ApiError
 from navarch.clock import WallClock, utc_now
 from navarch.config import Config, PoolConfig
 from navarch.controlplane.auth import Caller
 from navarch.controlplane.remediation import HEARTBEAT_LOST_RULE
 from navarch.durations import format_duration
-from navarch.pools.behavior import Decision, ScalingBehavior, ask
-from navarch.pools.candidates import Candidate, candidates_for, fetch_catalogs
+from navarch.plugins import (
+    AttachableProvider,
+    Candidate,
+    InstanceNotFound,
+    ProvisionRequest,
+    Recommendation,
+    ask,
+)
+from navarch.pools.behavior import Decision, ScalingBehavior
+from navarch.pools.candidates import candidates_for, fetch_catalogs
+from navarch.pools.context import MachineRunner, ProviderContextImpl
 from navarch.pools.failover import BlockList, ProvisioningFailed, provision_with_failover
 from navarch.pools.instances import IN_FLIGHT, LIVE, InstanceRecord, InstanceStatus
 from navarch.pools.nodes import counts_toward_size, is_healthy, scaling_state
-from navarch.pools.scaling import Recommendation
 from navarch.pools.victims import choose_victims
-from navarch.providers import InstanceNotFound, ProvisionRequest
 from navarch.store import Change
 
 log = logging.getLogger("navarch.pools")
@@ -120,9 +127,11 @@ class PoolManager:
         *,
         wall_clock: WallClock = utc_now,
         providers: Mapping[str, Any] | None = None,
+        machines: MachineRunner | None = None,
     ) -> None:
         self.service = service
         self._now = wall_clock
+        self._machines = machines
         # `providers` stands in for the objects the configuration would create (the simulator's).
         made = providers or {}
         self.providers = {
@@ -152,9 +161,8 @@ class PoolManager:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             for name, provider in self.providers.items():
-                attach = getattr(provider, "attach", None)
-                if attach is not None:
-                    attach(service=self.service, nursery=nursery, name=name)
+                if isinstance(provider, AttachableProvider):
+                    provider.attach(ProviderContextImpl(name, nursery, self._now, self._machines))
             for pool in self.pools.values():
                 nursery.start_soon(self._loop, pool)
             task_status.started()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from navarch.api.models import HealthStatus, Node, NodeStatus
-from navarch.pools.scaling import ScalingState
+from navarch.api.wire import HealthStatus, Node, NodeStatus
+from navarch.plugins import ScalingState
 
 # A node with this label set to "true" is never chosen for scale-down.
 DO_NOT_DISTURB = "navarch.io/do-not-disturb"

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from attrs import frozen
 
-from navarch.api.models import Node, NodeStatus
+from navarch.api.wire import Node, NodeStatus
 from navarch.pools.nodes import (
     DO_NOT_DISTURB,
     counts_toward_size,

@@ -24,6 +24,15 @@ import trio
 from navarch.api.client import HttpClient, InProcessClient, Unreachable
 from navarch.controlplane import Caller
 from navarch.daemon import Daemon, DaemonConfig, DaemonError, SimulatedGpus
+from navarch.plugins import (
+    Instance,
+    InstanceState,
+    InstanceType,
+    ProviderContext,
+    ProvisionRequest,
+    SimulatedMachine,
+    TransientError,
+)
 from navarch.plugins.builtin.fake_provider import FakeProvider, FakeProviderSettings
 from navarch.plugins.builtin.health_checks import (
     BootCheck,
@@ -31,7 +40,6 @@ from navarch.plugins.builtin.health_checks import (
     GpuCheck,
     GpuCheckSettings,
 )
-from navarch.providers import Instance, InstanceNotFound, InstanceState, TransientError
 from navarch.sim.scenario import GPU_FAILURES, NodeSpec
 
 RACK_LABEL = "navarch.io/rack"
@@ -261,21 +269,41 @@ class SimNode:
             self.gpus.set_load(utilization)
 
 
-class SimProvider(FakeProvider):
-    """A simulated cloud: the fake provider whose instances are the fleet's `SimNode`s."""
+class _SimMachine:
+    """A fleet machine as its provider sees it: switching it off ends it for good."""
+
+    def __init__(self, fleet: Fleet, node: SimNode) -> None:
+        self._fleet = fleet
+        self._node = node
+
+    def set_load(self, utilization: float) -> None:
+        self._node.set_load(utilization)
+
+    def power_off(self) -> None:
+        self._fleet.terminated(self._node.id)
+
+
+class SimProvider:
+    """A simulated cloud: the fake provider whose machines are the fleet's `SimNode`s, and which
+    refuses to provision during an outage."""
 
     def __init__(self, settings: FakeProviderSettings, name: str, fleet: Fleet) -> None:
-        super().__init__(settings, name)
+        self.name = name
+        self.settings = settings
         self._fleet = fleet
         # Instance ids and simulated provisioning failures follow the run's seed, so that two
         # runs of one seed are the same.
-        self._run = "sim"
-        self._random = random.Random(f"{fleet.seed}/provider/{name}")
+        self._fake = FakeProvider(
+            settings, name=name, run_id="sim", rng=random.Random(f"{fleet.seed}/provider/{name}")
+        )
         self.down_reason = ""
 
-    def add_machine(self, spec: NodeSpec) -> None:
+    def attach(self, context: ProviderContext) -> None:
+        self._fake.attach(context)
+
+    def add_machine(self, spec: NodeSpec, node: SimNode) -> None:
         """Lists one of the scenario's machines as this provider's running instance."""
-        self._instances[spec.id] = Instance(
+        instance = Instance(
             instance_id=spec.id,
             provider=self.name,
             instance_type=spec.instance_type,
@@ -286,37 +314,22 @@ class SimProvider(FakeProvider):
             labels=dict(spec.labels),
             created_at=self._fleet.wall_clock(),
         )
+        self._fake.add_instance(instance, _SimMachine(self._fleet, node))
 
-    async def provision(self, request: Any) -> Instance:
+    async def provision(self, request: ProvisionRequest) -> Instance:
         if self.down_reason:
             await trio.lowlevel.checkpoint()
             raise TransientError(f"{self.name}: {self.down_reason}")
-        return await super().provision(request)
-
-    def _start_daemon(self, instance: Instance) -> None:
-        s = self.settings
-        zone = instance.zone or self._fleet.zone_for(self.name, instance.region)
-        spec = NodeSpec(
-            id=instance.instance_id,
-            provider=self.name,
-            region=instance.region,
-            zone=zone,
-            rack=f"{zone}-r900",
-            instance_type=instance.instance_type,
-            gpu_count=s.gpu_count,
-            gpu_type=s.gpu_type,
-            pool=instance.pool,
-            labels=dict(instance.labels),
-        )
-        self._fleet.add(spec, provisioned=True).start()
+        return await self._fake.provision(request)
 
     async def terminate(self, instance_id: str) -> None:
-        instance = self._instances.get(instance_id)
-        if instance is None:
-            raise InstanceNotFound(f"{self.name}: no instance {instance_id}")
-        await trio.lowlevel.checkpoint()
-        self._instances[instance_id] = attrs.evolve(instance, state=InstanceState.TERMINATED)
-        self._fleet.terminated(instance_id)
+        await self._fake.terminate(instance_id)
+
+    async def list(self) -> Sequence[Instance]:
+        return await self._fake.list()
+
+    async def instance_types(self) -> Sequence[InstanceType]:
+        return await self._fake.instance_types()
 
 
 class Fleet:
@@ -360,6 +373,25 @@ class Fleet:
         self.providers[name] = provider
         return provider
 
+    def boot(self, provider: str, instance: Instance, machine: SimulatedMachine) -> _SimMachine:
+        """Starts a machine that a provider made (`MachineRunner.boot` of the pool manager)."""
+        zone = instance.zone or self.zone_for(provider, instance.region)
+        spec = NodeSpec(
+            id=instance.instance_id,
+            provider=provider,
+            region=instance.region,
+            zone=zone,
+            rack=f"{zone}-r900",
+            instance_type=instance.instance_type,
+            gpu_count=machine.gpu_count,
+            gpu_type=machine.gpu_type,
+            pool=instance.pool,
+            labels=dict(instance.labels),
+        )
+        node = self.add(spec, provisioned=True)
+        node.start()
+        return _SimMachine(self, node)
+
     def add(self, spec: NodeSpec, *, provisioned: bool = False) -> SimNode:
         node = SimNode(spec, self)
         provider = self.providers.get(spec.provider)
@@ -372,7 +404,7 @@ class Fleet:
         self.nodes[spec.id] = node
         self._zones.setdefault((spec.provider, spec.region), spec.zone)
         if provider is not None and not provisioned:
-            provider.add_machine(spec)
+            provider.add_machine(spec, node)
         self._on_machine(node, provisioned)
         return node
 

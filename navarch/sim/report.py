@@ -18,7 +18,7 @@ from typing import Any
 
 import attrs
 
-from navarch.api import models as m
+from navarch.api import wire as m
 from navarch.sim.fleet import Failure
 
 REPORT_VERSION = 1

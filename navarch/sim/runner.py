@@ -24,13 +24,13 @@ import attrs
 import trio
 import trio.testing
 
-from navarch.api import models as m
+from navarch.api import wire as m
 from navarch.controlplane import Caller, ControlPlane, ids
 from navarch.controlplane.notifiers import build_notifiers
 from navarch.durations import format_duration
 from navarch.errors import NavarchError
+from navarch.plugins import InstanceState
 from navarch.pools.instances import LIVE
-from navarch.providers import InstanceState
 from navarch.sim.chaos import ChaosEngine
 from navarch.sim.fleet import Failure, Fleet, SimNode
 from navarch.sim.report import AssertionResult, Recorder, build_report
@@ -220,6 +220,7 @@ class Runner:
                     config=scenario.config,
                     notifiers=[*build_notifiers(scenario.config), self.recorder],
                     providers=fleet.providers,
+                    machines=lambda _service, _nursery: fleet,
                 ) as service:
                     self.service = service
                     fleet.service = service

@@ -19,10 +19,11 @@ from typing import Any
 import attrs
 from attrs import field, frozen
 
-from navarch.config import Config, ConfigValueError, config_from_data, structure
+from navarch.config import Config, config_from_data
 from navarch.daemon.gpu import NVLINKS
 from navarch.durations import format_duration
-from navarch.errors import ConfigError, read_config_file
+from navarch.errors import ConfigError, ConfigValueError, read_config_file
+from navarch.plugins.settings import structure
 
 STATUSES = ("active", "cordoned", "draining", "drained", "unhealthy", "terminated")
 HEALTHS = ("healthy", "degraded", "unhealthy", "unknown")

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from attrs import field, frozen
 
-from navarch.api.models import Event, HealthEvent, Node, NodeCommand, Remediation
+from navarch.api.wire import Event, HealthEvent, Node, NodeCommand, Remediation
 from navarch.errors import NavarchError
 from navarch.pools.instances import InstanceRecord
 

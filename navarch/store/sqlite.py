@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import trio
 
 from navarch.api import codec
-from navarch.api.models import (
+from navarch.api.wire import (
     Event,
     GpuInfo,
     HealthEvent,

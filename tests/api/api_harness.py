@@ -16,8 +16,8 @@ import hypercorn.trio
 import trio
 
 from navarch.api.app import ControlPlaneApp
-from navarch.api.models import SERVICE_PATH
 from navarch.api.server import http_config
+from navarch.api.wire import SERVICE_PATH
 from navarch.config import ServerConfig
 from navarch.controlplane import ControlPlane
 from navarch.store import SQLiteStore

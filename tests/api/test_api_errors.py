@@ -8,7 +8,7 @@ import pytest
 import trio
 from api_harness import rpc, serving, snapshot
 
-from navarch.api.models import SERVICE_PATH
+from navarch.api.wire import SERVICE_PATH
 from navarch.controlplane import ControlPlane
 
 CASES: list[tuple[str, Any, int, str, str]] = [

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from cp_process import control_plane_process
 
-from navarch.api.models import SERVICE_PATH
+from navarch.api.wire import SERVICE_PATH
 from navarch.store.schema import latest_version
 
 pytestmark = pytest.mark.slow

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from api_harness import rpc, serving
 
-from navarch.api.models import METHODS, SERVICE_PATH
+from navarch.api.wire import METHODS, SERVICE_PATH
 
 
 async def test_metrics_show_the_fleet_the_calls_and_the_events(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from navarch.controlplane import Caller, ControlPlane
 from navarch.daemon.agent import Daemon
 from navarch.daemon.config import DaemonConfig
 from navarch.daemon.gpu import SimulatedGpus
+from navarch.daemon.local import LocalMachines
 from navarch.store import SQLiteStore
 
 SERVER = ServerConfig(
@@ -69,7 +70,9 @@ class LiveControlPlane:
         try:
             async with (
                 SQLiteStore.open(self._path) as store,
-                ControlPlane.open(store, SERVER, config=self._config, **self._tokens) as service,
+                ControlPlane.open(
+                    store, SERVER, config=self._config, machines=LocalMachines, **self._tokens
+                ) as service,
                 trio.open_nursery() as nursery,
             ):
                 self.service = service

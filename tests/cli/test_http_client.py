@@ -8,7 +8,7 @@ import httpx
 import pytest
 import trio
 
-from navarch.api import models as m
+from navarch.api import wire as m
 from navarch.api.app import ControlPlaneApp
 from navarch.api.client import HttpClient
 from navarch.api.codec import ApiError

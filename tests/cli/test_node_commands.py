@@ -11,7 +11,7 @@ import pytest
 import trio
 from live_server import LiveControlPlane, wait_for
 
-from navarch.api import models as m
+from navarch.api import wire as m
 from navarch.cli.nodes import age
 from navarch.daemon.drain import DrainOutcome
 

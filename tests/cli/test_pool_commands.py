@@ -7,7 +7,7 @@ import json
 from live_server import LiveControlPlane, wait_for
 
 from navarch.config import parse_config
-from navarch.plugins import load_plugins
+from navarch.plugins.manager import load_plugins
 
 CONFIG = """
 [providers.fake]

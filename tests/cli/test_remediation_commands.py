@@ -9,7 +9,7 @@ from live_server import LiveControlPlane, wait_for
 from navarch.config import parse_config
 from navarch.daemon.checks import load_health_checks
 from navarch.daemon.config import DaemonConfig
-from navarch.plugins import load_plugins
+from navarch.plugins.manager import load_plugins
 
 CONFIG = """
 [providers.fake]

@@ -11,7 +11,7 @@ from typing import Any
 import trio
 from service_harness import ADMIN, DRAIN, OK, ack
 
-from navarch.api import models as m
+from navarch.api import wire as m
 from navarch.api.codec import ApiError
 from navarch.config import PoolHealthConfig, ServerConfig
 from navarch.controlplane import Caller, ControlPlane

@@ -8,7 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from navarch.api import models as m
+from navarch.api import wire as m
 from navarch.config import ServerConfig
 from navarch.controlplane import Caller, ControlPlane
 from navarch.store import SQLiteStore

@@ -19,7 +19,7 @@ from service_harness import (
     register,
 )
 
-from navarch.api import models as m
+from navarch.api import wire as m
 from navarch.api.codec import ApiError
 from navarch.controlplane import Caller, ControlPlane
 

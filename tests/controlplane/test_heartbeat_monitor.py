@@ -19,7 +19,7 @@ from service_harness import (
     status,
 )
 
-from navarch.api import models as m
+from navarch.api import wire as m
 from navarch.controlplane import HEARTBEAT_LOST, Caller
 
 

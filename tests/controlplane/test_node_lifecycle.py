@@ -33,7 +33,7 @@ from service_harness import (
     status,
 )
 
-from navarch.api import models as m
+from navarch.api import wire as m
 from navarch.api.codec import ApiError
 from navarch.controlplane import lifecycle
 

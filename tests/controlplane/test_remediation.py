@@ -44,7 +44,7 @@ from service_harness import (
     status,
 )
 
-from navarch.api import models as m
+from navarch.api import wire as m
 from navarch.api.codec import ApiError
 from navarch.api.metrics import ApiMetrics
 from navarch.config import Config, HealthConfig, PoolHealthConfig

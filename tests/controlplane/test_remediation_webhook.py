@@ -7,7 +7,7 @@ import h11
 import pytest
 import trio
 
-from navarch.api import models as m
+from navarch.api import wire as m
 from navarch.config import ConfigError, parse_config
 from navarch.errors import NavarchError
 from navarch.plugins.builtin.webhook import (

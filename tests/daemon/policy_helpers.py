@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from navarch.api.models import HealthEvent
 from navarch.health import HealthJudge, Match, Verdict, load_policy
+from navarch.model import HealthEvent
 
 POLICY = load_policy(None)
 

@@ -10,8 +10,9 @@ import pytest
 import trio
 from cp_harness import SwitchableClient, open_control_plane
 
-from navarch.api import models as m
+from navarch.api import wire as m
 from navarch.api.client import InProcessClient
+from navarch.api.mapping import health_events_from_wire
 from navarch.controlplane import Caller
 from navarch.daemon.agent import Daemon, DaemonError
 from navarch.daemon.config import DaemonConfig
@@ -19,6 +20,7 @@ from navarch.daemon.drain import DrainOutcome
 from navarch.daemon.gpu import SimulatedGpus
 from navarch.daemon.host import FixedHostStats
 from navarch.daemon.state import DaemonState
+from navarch.model import HealthEvent, HealthEventType
 
 ADMIN = Caller.admin()
 S = m.NodeStatus
@@ -217,8 +219,8 @@ async def test_xids_are_reported_as_they_happen(control_plane, autojump_clock):
         await trio.sleep(0.5)
         node = (await get_node(control_plane)).node
         daemon.stop()
-    (event,) = node.last_health_events
-    assert event.type is m.HealthEventType.HEALTH_EVENT_TYPE_XID
+    (event,) = health_events_from_wire(node.last_health_events)
+    assert event.type is HealthEventType.XID
     assert (event.gpu_index, event.xid) == (6, 79)
     assert event.gpu_uuid == gpus.inventory()[6].uuid
     assert event.message == "GPU has fallen off the bus"
@@ -230,8 +232,8 @@ class HotGpuCheck:
 
     def run(self, gpus):
         return [
-            m.HealthEvent(
-                type=m.HealthEventType.HEALTH_EVENT_TYPE_THERMAL,
+            HealthEvent(
+                type=HealthEventType.THERMAL,
                 time=datetime.now(UTC),
                 gpu_index=g.index,
                 gpu_uuid=g.uuid,
@@ -271,9 +273,11 @@ async def test_health_checks_run_every_interval_and_failures_are_events(
     async with trio.open_nursery() as nursery:
         await nursery.start(daemon.run)
         await trio.sleep(1)
-        (event,) = (await get_node(control_plane, "gpu-2")).node.last_health_events
+        (event,) = health_events_from_wire(
+            (await get_node(control_plane, "gpu-2")).node.last_health_events
+        )
         daemon.stop()
-    assert event.type is m.HealthEventType.HEALTH_EVENT_TYPE_CHECK_FAILED
+    assert event.type is HealthEventType.CHECK_FAILED
     assert event.message == "health check broken failed: RuntimeError: nvml went away"
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import stat
 
-from navarch.api.models import CommandResult
+from navarch.api.wire import CommandResult
 from navarch.daemon.state import KEEP_OUTCOMES, STATE_FILE, DaemonState, Outcome
 
 OK = Outcome(CommandResult.COMMAND_RESULT_SUCCEEDED, "drained")

@@ -6,7 +6,8 @@ from attrs import frozen
 from navarch.daemon.checks import load_health_checks
 from navarch.daemon.config import parse_daemon_config
 from navarch.errors import ConfigError
-from navarch.plugins import hookimpl, load_plugins
+from navarch.plugins import hookimpl
+from navarch.plugins.manager import load_plugins
 
 
 @frozen(kw_only=True)

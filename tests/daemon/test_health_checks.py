@@ -5,9 +5,9 @@ from __future__ import annotations
 import trio
 from policy_helpers import judge_each
 
-from navarch.api.models import HealthEventType as T
 from navarch.daemon.gpu import SimulatedGpus
 from navarch.health import Action, Result
+from navarch.model import HealthEventType as T
 from navarch.plugins.builtin.health_checks import (
     BootCheck,
     BootCheckSettings,
@@ -39,7 +39,7 @@ async def test_thermal_is_judged_against_each_gpus_own_thresholds(fake_nvml, ope
     fake_nvml.set(0, temperature=80, temperature_slowdown=78, temperature_shutdown=90)
     fake_nvml.set(1, temperature=85, temperature_slowdown=87, temperature_shutdown=92)
     (event,) = check.run(nvml.sample())
-    assert (event.type, event.gpu_index) == (T.HEALTH_EVENT_TYPE_THERMAL, 0)
+    assert (event.type, event.gpu_index) == (T.THERMAL, 0)
     assert event.metrics == {"temperature_c": 80.0, "slowdown_c": 78.0, "shutdown_c": 90.0}
     assert event.gpu_uuid == nvml.sample()[0].uuid
     assert event.details["pci_bus_id"] == nvml.sample()[0].pci_bus_id
@@ -62,11 +62,11 @@ async def test_a_lasting_condition_is_reported_again_after_repeat_every(
     nvml = open_fake()
     check = gpu_check()
     fake_nvml.set(0, remapped_rows_pending=1)
-    assert kinds(check.run(nvml.sample())) == [(T.HEALTH_EVENT_TYPE_REMAPPED_ROWS, 0)]
+    assert kinds(check.run(nvml.sample())) == [(T.REMAPPED_ROWS, 0)]
     await trio.sleep(60)
     assert check.run(nvml.sample()) == []
     await trio.sleep(240)
-    assert kinds(check.run(nvml.sample())) == [(T.HEALTH_EVENT_TYPE_REMAPPED_ROWS, 0)]
+    assert kinds(check.run(nvml.sample())) == [(T.REMAPPED_ROWS, 0)]
     fake_nvml.set(0, remapped_rows_pending=0)
     assert check.run(nvml.sample()) == []
     fake_nvml.set(0, remapped_rows_pending=1)  # a new remap reports at once
@@ -79,7 +79,7 @@ async def test_ecc_counters_report_their_increase(fake_nvml, open_fake):
     assert check.run(nvml.sample()) == []  # GPU 1 starts with one old corrected error
     fake_nvml.set(1, ecc_corrected_volatile=4)
     (event,) = check.run(nvml.sample())
-    assert event.type is T.HEALTH_EVENT_TYPE_ECC
+    assert event.type is T.ECC
     assert event.metrics["sbe_delta"] == 3.0
     assert event.metrics["dbe_volatile"] == 0.0
     assert judge_each([event])[0].result is Result.HEALTHY
@@ -98,7 +98,7 @@ async def test_remapped_row_failure_replaces_the_node(fake_nvml, open_fake):
     check.run(nvml.sample())
     fake_nvml.set(0, remapped_rows_failure=1, remapped_rows_uncorrected=3)
     (event,) = check.run(nvml.sample())
-    assert event.type is T.HEALTH_EVENT_TYPE_REMAPPED_ROWS
+    assert event.type is T.REMAPPED_ROWS
     assert event.metrics == {
         "failure": 1.0,
         "pending": 0.0,
@@ -136,23 +136,23 @@ async def test_nvlink_down_pcie_replays_and_clock_reasons(fake_nvml, open_fake):
     events = check.run(nvml.sample())
     by_type = {e.type: e for e in events}
     assert set(by_type) == {
-        T.HEALTH_EVENT_TYPE_NVLINK,
-        T.HEALTH_EVENT_TYPE_PCIE,
-        T.HEALTH_EVENT_TYPE_CLOCKS,
-        T.HEALTH_EVENT_TYPE_POWER,
+        T.NVLINK,
+        T.PCIE,
+        T.CLOCKS,
+        T.POWER,
     }
-    nvlink = by_type[T.HEALTH_EVENT_TYPE_NVLINK]
+    nvlink = by_type[T.NVLINK]
     assert (nvlink.gpu_index, nvlink.details["links"]) == (0, "3")
-    assert by_type[T.HEALTH_EVENT_TYPE_PCIE].metrics["replay_delta"] == 12.0
-    clocks = by_type[T.HEALTH_EVENT_TYPE_CLOCKS]
+    assert by_type[T.PCIE].metrics["replay_delta"] == 12.0
+    clocks = by_type[T.CLOCKS]
     assert clocks.metrics["reasons"] == float(0x40 | 0x80)
     assert clocks.details["reasons"] == "HW_THERMAL_SLOWDOWN"
-    assert by_type[T.HEALTH_EVENT_TYPE_POWER].details["reasons"] == "HW_POWER_BRAKE_SLOWDOWN"
+    assert by_type[T.POWER].details["reasons"] == "HW_POWER_BRAKE_SLOWDOWN"
     rules = {m.event.type: m.rule for m in judge_each(events)}
-    assert rules[T.HEALTH_EVENT_TYPE_CLOCKS] == "clocks-hardware-slowdown"
-    assert rules[T.HEALTH_EVENT_TYPE_POWER] == "power"
+    assert rules[T.CLOCKS] == "clocks-hardware-slowdown"
+    assert rules[T.POWER] == "power"
     # The PCIe counter went no further: nothing more to say.
-    assert T.HEALTH_EVENT_TYPE_PCIE not in {e.type for e in check.run(nvml.sample())}
+    assert T.PCIE not in {e.type for e in check.run(nvml.sample())}
 
 
 async def test_a_lost_gpu_and_failing_queries(fake_nvml, open_fake):
@@ -164,8 +164,8 @@ async def test_a_lost_gpu_and_failing_queries(fake_nvml, open_fake):
     fake_nvml.fail("nvmlDeviceGetPcieReplayCounter", Return.NOT_SUPPORTED, 0)
     events = check.run(nvml.sample())
     assert kinds(events) == [
-        (T.HEALTH_EVENT_TYPE_CHECK_FAILED, 0),
-        (T.HEALTH_EVENT_TYPE_GPU_LOST, 1),
+        (T.CHECK_FAILED, 0),
+        (T.GPU_LOST, 1),
     ]
     failed, lost = events
     assert failed.details["fields"] == "power_usage"
@@ -186,7 +186,7 @@ async def test_a_gpu_that_needs_a_reset_asks_for_one(fake_nvml, open_fake):
     fake_nvml.set(0, ecc_uncorrected_volatile=1)
     events = check.run(nvml.sample())
     # The counters still come through, and the failed query is no separate failure.
-    assert kinds(events) == [(T.HEALTH_EVENT_TYPE_GPU_LOST, 0), (T.HEALTH_EVENT_TYPE_ECC, 0)]
+    assert kinds(events) == [(T.GPU_LOST, 0), (T.ECC, 0)]
     assert events[0].details["status"] == "RESET_REQUIRED"
     assert [(mt.rule, mt.action) for mt in judge_each(events)] == [
         ("recovery-reset-gpu", Action.RESET_GPU),
@@ -197,7 +197,7 @@ async def test_a_gpu_that_needs_a_reset_asks_for_one(fake_nvml, open_fake):
     fake_nvml.set(0, ecc_uncorrected_volatile=0)
     assert check.run(nvml.sample()) == []
     fake_nvml.lose(0)
-    assert kinds(check.run(nvml.sample())) == [(T.HEALTH_EVENT_TYPE_GPU_LOST, 0)]
+    assert kinds(check.run(nvml.sample())) == [(T.GPU_LOST, 0)]
 
 
 async def test_simulated_failures_go_through_the_same_check():
@@ -210,18 +210,18 @@ async def test_simulated_failures_go_through_the_same_check():
     gpus.lose_gpu(3)
     events = check.run(gpus.sample())
     assert sorted(kinds(events), key=lambda k: (k[1], k[0].value)) == [
-        (T.HEALTH_EVENT_TYPE_CLOCKS, 0),
-        (T.HEALTH_EVENT_TYPE_THERMAL, 0),
-        (T.HEALTH_EVENT_TYPE_REMAPPED_ROWS, 1),
-        (T.HEALTH_EVENT_TYPE_NVLINK, 2),
-        (T.HEALTH_EVENT_TYPE_GPU_LOST, 3),
+        (T.CLOCKS, 0),
+        (T.THERMAL, 0),
+        (T.REMAPPED_ROWS, 1),
+        (T.NVLINK, 2),
+        (T.GPU_LOST, 3),
     ]
 
 
 async def test_boot_check_counts_gpus(fake_nvml, open_fake):
     check = BootCheck(BootCheckSettings(expected_gpus=4))
     (event,) = check.run(open_fake().sample())
-    assert event.type is T.HEALTH_EVENT_TYPE_BOOT
+    assert event.type is T.BOOT
     assert event.gpu_index == -1
     assert event.metrics == {"gpu_count": 2.0, "expected_gpus": 4.0}
     (match,) = judge_each([event])

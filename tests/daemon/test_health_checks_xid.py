@@ -13,18 +13,21 @@ from cp_harness import SwitchableClient
 from policy_helpers import judge_each, verdict
 from telemetry.kmsg_fixtures import record
 
-from navarch.api import models as m
-from navarch.api.models import HealthEventType as T
+from navarch.api import wire as m
+from navarch.api.mapping import health_events_from_wire
 from navarch.clock import utc_now
 from navarch.controlplane import Caller
-from navarch.daemon.agent import Daemon, NodeWatch
+from navarch.daemon.agent import Daemon
 from navarch.daemon.checks import load_health_checks
 from navarch.daemon.config import DaemonConfig
 from navarch.daemon.gpu import NvmlGpus, SimulatedGpus
 from navarch.daemon.host import FixedHostStats
 from navarch.health import Action, Result
-from navarch.plugins import load_plugins
+from navarch.model import GpuInfo, HealthEvent
+from navarch.model import HealthEventType as T
+from navarch.plugins import NodeWatch
 from navarch.plugins.builtin.health_checks import KMSG_POSITION_FILE, XidCheck, XidCheckSettings
+from navarch.plugins.manager import load_plugins
 from navarch.telemetry.nvml import EventType
 
 
@@ -34,7 +37,7 @@ def kernel_pci(bus_id: str) -> str:
     return f"PCI:{domain[-4:]}:{bus.lower()}:{rest.split('.')[0]}"
 
 
-def xid_record(seq: int, gpu: m.GpuInfo, code: int, text: str, pid: int | None = None) -> bytes:
+def xid_record(seq: int, gpu: GpuInfo, code: int, text: str, pid: int | None = None) -> bytes:
     fields = f" pid={pid}, name=python3," if pid is not None else ""
     return record(seq, f"NVRM: Xid ({kernel_pci(gpu.pci_bus_id)}): {code},{fields} {text}")
 
@@ -45,7 +48,7 @@ class Watching:
     def __init__(self, gpus, state_dir: str = "") -> None:
         self.gpus = gpus
         self.state_dir = state_dir
-        self.send, self.receive = trio.open_memory_channel[m.HealthEvent](1000)
+        self.send, self.receive = trio.open_memory_channel[HealthEvent](1000)
 
     def node(self) -> NodeWatch:
         def report(events):
@@ -60,7 +63,7 @@ class Watching:
             wall_clock=utc_now,
         )
 
-    async def take(self, count: int, timeout: float = 10) -> list[m.HealthEvent]:
+    async def take(self, count: int, timeout: float = 10) -> list[HealthEvent]:
         with trio.fail_after(timeout) if timeout else contextlib.nullcontext():
             return [await self.receive.receive() for _ in range(count)]
 
@@ -89,14 +92,14 @@ async def test_nvml_events_stream_as_they_happen(fake_nvml, open_fake):
         (lost,) = await watching.take(1)
         nursery.cancel_scope.cancel()
     assert (xid48.type, xid48.gpu_index, xid48.gpu_uuid, xid48.xid) == (
-        T.HEALTH_EVENT_TYPE_XID,
+        T.XID,
         1,
         info[1].uuid,
         48,
     )
     assert xid48.details == {"source": "nvml", "pci_bus_id": info[1].pci_bus_id}
     assert (recovery.xid, recovery.details["recovery_action"]) == (154, "GPU_RESET")
-    assert (lost.type, lost.gpu_index) == (T.HEALTH_EVENT_TYPE_GPU_LOST, 0)
+    assert (lost.type, lost.gpu_index) == (T.GPU_LOST, 0)
     matches = judge_each([xid48, recovery, lost])
     assert [(mt.rule, mt.action) for mt in matches] == [
         ("xid-double-bit-ecc", Action.RESET_GPU),
@@ -133,7 +136,7 @@ async def test_kmsg_records_become_events_with_pid_process_and_recovery_action(
         await watching.nothing_more()
         nursery.cancel_scope.cancel()
     assert (xid13.type, xid13.gpu_index, xid13.gpu_uuid, xid13.xid) == (
-        T.HEALTH_EVENT_TYPE_XID,
+        T.XID,
         1,
         gpu1.uuid,
         13,
@@ -248,7 +251,7 @@ async def test_a_restart_resumes_the_kernel_log_where_it_stopped(tmp_path, autoj
     state.mkdir()
     check = xid_check(kmsg=True, kmsg_path=str(log))
 
-    async def run_once(expected: int) -> list[m.HealthEvent]:
+    async def run_once(expected: int) -> list[HealthEvent]:
         watching = Watching(gpus, str(state))
         async with trio.open_nursery() as nursery:
             nursery.start_soon(check.watch, watching.node())
@@ -277,7 +280,7 @@ async def test_an_unreadable_kernel_log_is_reported_once_and_nvml_goes_on(tmp_pa
         gpus.inject_xid(0, 48)
         (event,) = await watching.take(1)
         nursery.cancel_scope.cancel()
-    assert failed.type is T.HEALTH_EVENT_TYPE_CHECK_FAILED
+    assert failed.type is T.CHECK_FAILED
     assert failed.details == {"check": "xid", "source": "kmsg"}
     assert event.xid == 48
 
@@ -314,9 +317,9 @@ async def test_the_daemon_runs_the_builtin_checks_against_the_control_plane(
 
         kmsg_pipe(xid_record(1, gpu1, 13, "Graphics Exception", pid=777))
         await trio.sleep(1)  # streamed at once, not at the next health check
-        (event,) = (await node()).last_health_events
+        (event,) = health_events_from_wire((await node()).last_health_events)
         assert (event.type, event.gpu_index, event.gpu_uuid, event.xid) == (
-            T.HEALTH_EVENT_TYPE_XID,
+            T.XID,
             1,
             gpu1.uuid,
             13,
@@ -329,19 +332,22 @@ async def test_the_daemon_runs_the_builtin_checks_against_the_control_plane(
         gpus.inject_remap_failure(2)
         await trio.sleep(daemon.health_check_interval)
         current = await node()
-        by_type = {e.type: e for e in current.last_health_events}
-        assert by_type[T.HEALTH_EVENT_TYPE_THERMAL].metrics == {
+        by_type = {e.type: e for e in health_events_from_wire(current.last_health_events)}
+        assert by_type[T.THERMAL].metrics == {
             "temperature_c": 89.0,
             "slowdown_c": 87.0,
             "shutdown_c": 92.0,
         }
-        assert by_type[T.HEALTH_EVENT_TYPE_REMAPPED_ROWS].metrics["failure"] == 1.0
-        assert by_type[T.HEALTH_EVENT_TYPE_REMAPPED_ROWS].gpu_index == 2
+        assert by_type[T.REMAPPED_ROWS].metrics["failure"] == 1.0
+        assert by_type[T.REMAPPED_ROWS].gpu_index == 2
         daemon.stop()
     # What the control plane stored is what the default policy judges.
-    rules = {mt.event.type: (mt.rule, mt.action) for mt in judge_each(current.last_health_events)}
-    assert rules[T.HEALTH_EVENT_TYPE_THERMAL] == ("thermal-slowdown", Action.ALERT)
-    assert rules[T.HEALTH_EVENT_TYPE_REMAPPED_ROWS] == ("remapped-rows-failure", Action.REPLACE)
+    rules = {
+        mt.event.type: (mt.rule, mt.action)
+        for mt in judge_each(health_events_from_wire(current.last_health_events))
+    }
+    assert rules[T.THERMAL] == ("thermal-slowdown", Action.ALERT)
+    assert rules[T.REMAPPED_ROWS] == ("remapped-rows-failure", Action.REPLACE)
     assert judge_each([event])[0].rule == "app-error"
 
 
@@ -355,7 +361,7 @@ class FlakyWatch:
         self.starts += 1
         if self.starts == 1:
             raise OSError("the source went away")
-        node.report([m.HealthEvent(type=T.HEALTH_EVENT_TYPE_POWER, time=node.wall_clock())])
+        node.report([HealthEvent(type=T.POWER, time=node.wall_clock())])
         await trio.sleep_forever()
 
 
@@ -370,21 +376,21 @@ async def test_a_failed_watch_is_reported_and_started_again(control_plane, autoj
         rng=random.Random(1),
     )
 
-    async def events() -> tuple[m.HealthEvent, ...]:
+    async def events() -> tuple[HealthEvent, ...]:
         reply = await control_plane.get_node(m.GetNodeRequest(node_id="gpu-1"), Caller.admin())
-        return reply.node.last_health_events
+        return health_events_from_wire(reply.node.last_health_events)
 
     async with trio.open_nursery() as nursery:
         await nursery.start(daemon.run)
         await trio.sleep(1)
         (failed,) = await events()
-        assert failed.type is T.HEALTH_EVENT_TYPE_CHECK_FAILED
+        assert failed.type is T.CHECK_FAILED
         assert failed.message == "health check flaky failed: OSError: the source went away"
         await trio.sleep(60)
         assert flaky.starts == 2
-        assert [e.type for e in await events()] == [T.HEALTH_EVENT_TYPE_POWER]
+        assert [e.type for e in await events()] == [T.POWER]
         # The xid check took over the backend's events: each XID arrives once.
         gpus.inject_xid(1, 31)
         await trio.sleep(1)
-        assert [(e.type, e.xid) for e in await events()] == [(T.HEALTH_EVENT_TYPE_XID, 31)]
+        assert [(e.type, e.xid) for e in await events()] == [(T.XID, 31)]
         daemon.stop()

@@ -9,14 +9,14 @@ import trio
 from cp_harness import SwitchableClient
 from test_health_checks_xid import xid_record
 
-from navarch.api import models as m
+from navarch.api import wire as m
 from navarch.controlplane import Caller
 from navarch.daemon.agent import Daemon
 from navarch.daemon.checks import load_health_checks
 from navarch.daemon.config import DaemonConfig
 from navarch.daemon.gpu import NvmlGpus
 from navarch.daemon.host import FixedHostStats
-from navarch.plugins import load_plugins
+from navarch.plugins.manager import load_plugins
 from navarch.telemetry.nvml import EventType
 
 S = m.NodeStatus

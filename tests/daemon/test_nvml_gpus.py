@@ -7,11 +7,13 @@ import trio
 from cp_harness import SwitchableClient
 from fake_libnvml import FakeDevices, build
 
-from navarch.api import models as m
+from navarch.api import wire as m
+from navarch.api.mapping import gpu_info_from_wire, health_events_from_wire
 from navarch.controlplane import Caller
 from navarch.daemon.agent import Daemon
 from navarch.daemon.config import DaemonConfig
 from navarch.daemon.gpu import NvmlGpus
+from navarch.model import HealthEventType
 from navarch.telemetry.nvml import EventType, open_nvml
 
 
@@ -51,11 +53,11 @@ async def test_nvml_gpus_register_report_metrics_and_stream_xids(control_plane, 
     finally:
         gpus.close()
     node = reply.node
-    assert node.gpus == gpus.inventory()
+    assert tuple(gpu_info_from_wire(g) for g in node.gpus) == gpus.inventory()
     assert node.metrics.gpus[2].temperature_c == 71
-    (event,) = node.last_health_events
+    (event,) = health_events_from_wire(node.last_health_events)
     assert (event.type, event.gpu_index, event.xid) == (
-        m.HealthEventType.HEALTH_EVENT_TYPE_XID,
+        HealthEventType.XID,
         1,
         48,
     )

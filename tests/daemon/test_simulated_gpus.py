@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import trio
 
-from navarch.api.models import HealthEventType
 from navarch.daemon.gpu import SimulatedGpus, to_metrics
+from navarch.model import HealthEventType
 from navarch.telemetry.nvml import RecoveryAction, Return
 
 
@@ -75,5 +75,5 @@ async def test_events_are_streamed_as_they_happen(autojump_clock):
     first, second = batches
     assert [(e.gpu_index, e.xid) for e in first] == [(3, 48), (5, 79)]
     assert first[1].details == {"pci_bus_id": gpus.inventory()[5].pci_bus_id}
-    assert [e.type for e in second] == [HealthEventType.HEALTH_EVENT_TYPE_ECC, first[0].type]
+    assert [e.type for e in second] == [HealthEventType.ECC, first[0].type]
     assert second[1].xid == 154 and second[1].details == {"recovery_action": "GPU_RESET"}

@@ -9,11 +9,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from navarch.durations import format_duration, parse_duration
+from navarch.plugins import (
+    CapacityError,
+    InstanceNotFound,
+    InstanceState,
+    ProvisionRequest,
+    ScalingState,
+)
 from navarch.plugins.builtin.autoscalers import ReactiveAutoscaler, ReactiveSettings
 from navarch.plugins.builtin.fake_provider import FakeProvider, FakeProviderSettings
 from navarch.plugins.builtin.selectors import PrioritySelector
-from navarch.pools.scaling import ScalingState
-from navarch.providers import CapacityError, InstanceNotFound, InstanceState, ProvisionRequest
 
 
 def state(utilization, current=3):

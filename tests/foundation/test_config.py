@@ -8,7 +8,7 @@ import pytest
 
 from navarch.config import effective_dict, load_config, parse_config
 from navarch.errors import ConfigError
-from navarch.plugins import load_plugins
+from navarch.plugins.manager import load_plugins
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "local-fleet.toml"
 
@@ -69,7 +69,7 @@ def test_wrong_type_names_key_expected_and_found(plugins):
 
 def test_boolean_is_not_an_integer(plugins):
     assert problems_of("[server]\nmax_body_bytes = true\n", plugins) == [
-        "server.max_body_bytes: expected an integer, got True"
+        "server.max_body_bytes: expected an integer, got true"
     ]
 
 

@@ -6,14 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from navarch.plugins import hookimpl, load_plugins
+from navarch.plugins import hookimpl
+from navarch.plugins.manager import load_plugins
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "local-fleet.toml"
 
 GOOD_PLUGIN = """
 from attrs import frozen
 from navarch.plugins import hookimpl
-from navarch.pools.scaling import Recommendation
+from navarch.plugins import Recommendation
 
 
 class AcmeProvider:

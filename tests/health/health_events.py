@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from navarch.api.models import HealthEvent, HealthEventType
+from navarch.model import HealthEvent, HealthEventType
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -12,7 +12,7 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 def event(kind: str, *, at: float = 0.0, gpu: int = 0, **fields) -> HealthEvent:
     """An event of type `kind` ("xid", "thermal", ...) at `at` seconds after T0."""
     return HealthEvent(
-        type=HealthEventType(f"HEALTH_EVENT_TYPE_{kind.upper()}"),
+        type=HealthEventType(kind),
         time=T0 + timedelta(seconds=at),
         gpu_index=gpu,
         **fields,

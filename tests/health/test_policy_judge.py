@@ -5,7 +5,6 @@ from datetime import timedelta
 import pytest
 from health_events import event, xid
 
-from navarch.api.models import HealthStatus
 from navarch.health import (
     HISTORY_LIMIT,
     Action,
@@ -14,6 +13,7 @@ from navarch.health import (
     default_policy,
     parse_policy,
 )
+from navarch.model import HealthStatus
 
 WINDOW = 600.0
 HOUR = 3600.0
@@ -62,7 +62,7 @@ def test_an_event_no_rule_matches_is_healthy(judge):
     verdict = judge.evaluate("n1", [event("thermal", metrics={"temperature_c": 40.0})], 0.0)
     assert verdict.matches[0].rule == ""
     assert (verdict.health, verdict.action, verdict.cause) == (Result.HEALTHY, Action.NONE, None)
-    assert verdict.health_status is HealthStatus.HEALTH_STATUS_HEALTHY
+    assert verdict.health_status is HealthStatus.HEALTHY
 
 
 def test_a_failing_condition_is_skipped_counted_and_reported():

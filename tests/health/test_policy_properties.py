@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from navarch.api.models import HealthEvent, HealthEventType
+from navarch.api.wire import HealthEvent, HealthEventType
 from navarch.health import Action, HealthJudge, Result, default_policy, parse_policy
 
 # A policy whose rules reach into every corner: history, helpers, maps, stdlib, arithmetic.

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from navarch.plugins import load_plugins
+from navarch.plugins.manager import load_plugins
 
 
 @pytest.fixture(scope="session")

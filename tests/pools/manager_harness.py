@@ -6,13 +6,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import trio
 
-from navarch.api import models as m
+from navarch.api import wire as m
 from navarch.config import Config, ServerConfig, parse_config
 from navarch.controlplane import Caller, ControlPlane
-from navarch.plugins import load_plugins
+from navarch.daemon.local import LocalMachines
+from navarch.plugins.manager import load_plugins
 from navarch.store import SQLiteStore
 
 # Heartbeats every 5 s, lost after 15 s.
@@ -31,10 +33,12 @@ def fleet(text: str) -> Config:
 
 
 @asynccontextmanager
-async def open_fleet(path: Path, config: Config) -> AsyncIterator[ControlPlane]:
+async def open_fleet(
+    path: Path, config: Config, machines: Any = LocalMachines
+) -> AsyncIterator[ControlPlane]:
     async with (
         SQLiteStore.open(path, threaded=False) as store,
-        ControlPlane.open(store, SERVER, config=config) as service,
+        ControlPlane.open(store, SERVER, config=config, machines=machines) as service,
     ):
         yield service
 

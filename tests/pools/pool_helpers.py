@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 
 from navarch.config import parse_config
-from navarch.pools.scaling import ScalingState
+from navarch.plugins import ScalingState
 
 POOL = """
 [providers.fake]

@@ -6,8 +6,8 @@ import pytest
 from attrs import frozen
 from pool_helpers import autoscaler, state
 
-from navarch.plugins import hookimpl, load_plugins
-from navarch.pools.scaling import Recommendation
+from navarch.plugins import Recommendation, hookimpl
+from navarch.plugins.manager import load_plugins
 
 
 class Probe:

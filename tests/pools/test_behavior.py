@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 from pool_helpers import state
 
 from navarch.config import PoolScalingConfig, ScaleDownConfig, ScaleUpConfig
+from navarch.plugins import Recommendation, ask
 from navarch.plugins.builtin.autoscalers import ReactiveAutoscaler, ReactiveSettings
-from navarch.pools.behavior import ScalingBehavior, ask
-from navarch.pools.scaling import Recommendation
+from navarch.pools.behavior import ScalingBehavior
 
 MINUTE = 60.0
 

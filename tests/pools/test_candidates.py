@@ -3,10 +3,10 @@ from __future__ import annotations
 import pytest
 
 from navarch.config import PoolConfig, PoolProviderEntry
+from navarch.plugins import InstanceType
 from navarch.plugins.builtin.fake_provider import FakeProvider, FakeProviderSettings
 from navarch.pools.candidates import candidates_for, fetch_catalogs
 from navarch.pools.instance_types import INSTANCE_TYPES, resolve_instance_type
-from navarch.providers import InstanceType
 
 
 @pytest.mark.parametrize(

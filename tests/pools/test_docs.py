@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from navarch.config import parse_config
-from navarch.plugins import hookimpl, load_plugins
+from navarch.plugins import hookimpl
+from navarch.plugins.manager import load_plugins
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 

@@ -7,6 +7,16 @@ import pytest
 import trio
 
 from navarch.config import PoolConfig, PoolProviderEntry
+from navarch.plugins import (
+    AuthError,
+    CapacityError,
+    Instance,
+    InstanceState,
+    ProvisionRequest,
+    QuotaError,
+    ScalingState,
+    TransientError,
+)
 from navarch.plugins.builtin.selectors import PrioritySelector, RoundRobinSelector
 from navarch.pools.behavior import ScalingBehavior
 from navarch.pools.candidates import candidates_for
@@ -15,16 +25,6 @@ from navarch.pools.failover import (
     BlockList,
     ProvisioningFailed,
     provision_with_failover,
-)
-from navarch.pools.scaling import ScalingState
-from navarch.providers import (
-    AuthError,
-    CapacityError,
-    Instance,
-    InstanceState,
-    ProvisionRequest,
-    QuotaError,
-    TransientError,
 )
 
 REQUEST = ProvisionRequest(name="n1", instance_type="h100-8x", pool="train")

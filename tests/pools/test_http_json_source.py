@@ -94,8 +94,8 @@ async def test_an_http_error_raises(plugins, server: str) -> None:
 @pytest.mark.parametrize(
     ("keys", "expected"),
     [
-        ('url = "ftp://x"', "url: expected an http:// or https:// URL, got 'ftp://x'"),
-        ('url = "http://q"\ntimeout = "0s"', "timeout: expected a positive duration"),
+        ('url = "ftp://x"', 'url: expected an http:// or https:// URL, got "ftp://x"'),
+        ('url = "http://q"\ntimeout = "0s"', 'timeout: expected a positive duration, got "0s"'),
         ('url = "http://q"\nfeild = "a"', "feild: unknown key (did you mean 'field'?)"),
         ('field = "a"', "url: required key is missing"),
     ],

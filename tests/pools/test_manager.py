@@ -19,9 +19,10 @@ from manager_harness import (
     wait_until,
 )
 
-from navarch.api import models as m
+from navarch.api import wire as m
+from navarch.daemon.local import LocalMachines
+from navarch.plugins import ProvisionRequest
 from navarch.pools.instances import InstanceStatus
-from navarch.providers import ProvisionRequest
 
 REACTIVE = """
 [providers.fake]
@@ -43,6 +44,16 @@ type = "reactive"
 scale_up_at = 80
 scale_down_at = 20
 """
+
+
+class SwitchedOff:
+    """A machine whose daemon never started."""
+
+    def set_load(self, utilization: float) -> None:
+        pass
+
+    def power_off(self) -> None:
+        pass
 
 
 def fake(service):
@@ -93,8 +104,8 @@ async def test_a_silent_node_is_not_counted_and_the_pool_holds_min(
 ) -> None:
     async with open_fleet(tmp_path / "navarch.db", fleet(REACTIVE)) as service:
         await wait_until(lambda: len(healthy_nodes(service)) == 2)
-        victim = sorted(fake(service).daemons)[0]
-        fake(service).daemons[victim].stop()
+        victim = sorted(fake(service).machines)[0]
+        fake(service).machines[victim].power_off()
         # Unhealthy at once, and terminated by its heartbeat-lost remediation right after.
         await wait_until(
             lambda: any(
@@ -112,7 +123,7 @@ async def test_instances_killed_behind_its_back_are_marked_and_replaced(
 ) -> None:
     async with open_fleet(tmp_path / "navarch.db", fleet(REACTIVE)) as service:
         await wait_until(lambda: len(healthy_nodes(service)) == 2)
-        killed = sorted(fake(service).daemons)
+        killed = sorted(fake(service).machines)
         for instance_id in killed:
             await fake(service).terminate(instance_id)
         await wait_until(
@@ -130,19 +141,19 @@ async def test_an_instance_that_never_registers_is_terminated_and_replaced(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     config = fleet(REACTIVE.replace('scale_interval = "10s"', 'registration_timeout = "2m"'))
-    async with open_fleet(tmp_path / "navarch.db", config) as service:
-        provider = fake(service)
-        # The first instance boots but its daemon never starts.
-        original = provider._start_daemon
-        skipped: list[str] = []
+    skipped: list[str] = []
 
-        def start_some(instance):
+    class FirstNeverBoots(LocalMachines):
+        """The first instance runs, but its daemon never starts."""
+
+        def boot(self, provider, instance, machine):
             if not skipped:
                 skipped.append(instance.instance_id)
-                return
-            original(instance)
+                return SwitchedOff()
+            return super().boot(provider, instance, machine)
 
-        provider._start_daemon = start_some
+    async with open_fleet(tmp_path / "navarch.db", config, FirstNeverBoots) as service:
+        provider = fake(service)
         await wait_until(lambda: len(healthy_nodes(service)) == 2)
         record = service.pools.instances[("fake", skipped[0])]
         assert record.status is InstanceStatus.FAILED

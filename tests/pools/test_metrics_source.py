@@ -11,10 +11,11 @@ import trio.testing
 from attrs import frozen
 from manager_harness import ADMIN, events, healthy_nodes, live_nodes, open_fleet, pool, wait_until
 
-from navarch.api import models as m
+from navarch.api import wire as m
 from navarch.config import parse_config
 from navarch.errors import ConfigError
-from navarch.plugins import hookimpl, load_plugins
+from navarch.plugins import hookimpl
+from navarch.plugins.manager import load_plugins
 
 QUEUE = """
 [providers.fake]

@@ -7,17 +7,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pool_helpers import pool_config
 
-from navarch.config import PoolProviderEntry
+from navarch.plugins import Candidate, ProvisionRequest
 from navarch.plugins.builtin.selectors import (
     AvailabilitySelector,
     CostSelector,
     PrioritySelector,
     RoundRobinSelector,
 )
-from navarch.pools.candidates import Candidate
-from navarch.providers import ProvisionRequest
 
 REQUEST = ProvisionRequest(name="n", instance_type="h100-8x", pool="p")
+
+
+# (provider, regions) -> the index of that provider entry, as in one pool's `providers` list.
+_ENTRIES: dict[tuple[str, tuple[str, ...]], int] = {}
 
 
 def candidate(
@@ -30,11 +32,14 @@ def candidate(
     available: bool | None = None,
     regions: tuple[str, ...] = (),
 ) -> Candidate:
-    entry = PoolProviderEntry(provider=provider, priority=priority, weight=weight, regions=regions)
+    entry = _ENTRIES.setdefault((provider, regions), len(_ENTRIES))
     return Candidate(
-        entry=entry,
+        provider=provider,
         provider_type="fake",
         instance_type="h100-8x",
+        entry=entry,
+        priority=priority,
+        weight=weight,
         region=region,
         price_per_hour=price,
         available=available,

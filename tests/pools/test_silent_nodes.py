@@ -18,7 +18,7 @@ from manager_harness import (
     wait_until,
 )
 
-from navarch.api import models as m
+from navarch.api import wire as m
 from navarch.controlplane import Caller, ControlPlane
 from navarch.pools.instances import InstanceStatus
 
@@ -67,8 +67,8 @@ async def test_a_silent_node_is_terminated_and_the_pool_holds_exactly_min(
 ) -> None:
     async with open_fleet(tmp_path / "navarch.db", fleet(POOL.format(min_nodes=2))) as service:
         await wait_until(lambda: len(healthy_nodes(service)) == 2)
-        victim = sorted(fake(service).daemons)[0]
-        fake(service).daemons[victim].stop()
+        victim = sorted(fake(service).machines)[0]
+        fake(service).machines[victim].power_off()
         await wait_until(lambda: status_of(service, victim) is TERMINATED)
         await wait_until(lambda: len(healthy_nodes(service)) == 2)
         # Long enough for any second successor to show up.
@@ -97,9 +97,9 @@ async def test_a_zone_going_silent_trips_the_breaker_and_terminates_none_past_it
 ) -> None:
     async with open_fleet(tmp_path / "navarch.db", fleet(POOL.format(min_nodes=4))) as service:
         await wait_until(lambda: len(healthy_nodes(service)) == 4)
-        zone = sorted(fake(service).daemons)[:2]
+        zone = sorted(fake(service).machines)[:2]
         for node_id in zone:
-            fake(service).daemons[node_id].stop()
+            fake(service).machines[node_id].power_off()
         await wait_until(lambda: "dev" in service.remediation.open_breakers)
         # The pool provisions past the silent nodes; the breaker keeps the held one alive.
         await wait_until(lambda: len(healthy_nodes(service)) == 4)
@@ -127,10 +127,9 @@ async def test_a_node_back_before_its_terminate_stays_out_and_is_replaced(
 ) -> None:
     async with open_fleet(tmp_path / "navarch.db", fleet(POOL.format(min_nodes=2))) as service:
         await wait_until(lambda: len(healthy_nodes(service)) == 2)
-        victim = sorted(fake(service).daemons)[0]
+        victim = sorted(fake(service).machines)[0]
         await service.pause_remediation(m.PauseRemediationRequest(pool="dev"), ADMIN)
-        daemon = fake(service).daemons[victim]
-        daemon.stop()
+        fake(service).machines[victim].power_off()
         await wait_until(lambda: service.remediation.open_episode(victim) is not None)
         [episode] = await episodes(service)
         assert (episode.rule, episode.step) == ("heartbeat-lost", PENDING)

@@ -19,9 +19,9 @@ from fractions import Fraction
 from pathlib import Path
 
 from navarch.config import PoolScalingConfig, ScaleDownConfig, ScaleUpConfig
+from navarch.plugins import ScalingState
 from navarch.plugins.builtin.autoscalers import TargetAutoscaler, TargetSettings
 from navarch.pools.behavior import ScalingBehavior
-from navarch.pools.scaling import ScalingState
 
 TRACE = Path(__file__).parent / "data" / "utilization_trace.csv"
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from navarch.api.models import GpuMetrics, HealthStatus, Node, NodeMetrics, NodeStatus
+from navarch.api.wire import GpuMetrics, HealthStatus, Node, NodeMetrics, NodeStatus
 from navarch.pools.nodes import DO_NOT_DISTURB, scaling_state
 from navarch.pools.victims import choose_victims
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from navarch.api import models as m
+from navarch.api import wire as m
 from navarch.store import Change, NodeToken, SQLiteStore, StoreError
 from navarch.store.schema import latest_version, migrations
 

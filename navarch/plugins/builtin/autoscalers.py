@@ -16,37 +16,19 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import attrs
 from attrs import field, frozen
 
-from navarch.config import ConfigValueError, PluginTable
-from navarch.plugins import hookimpl
-from navarch.pools.behavior import ask
-from navarch.pools.scaling import Recommendation, ScalingState
-from navarch.pools.schedule import ScheduleWindow, active_window
+from navarch.plugins import (
+    ConfigValueError,
+    PluginTable,
+    Recommendation,
+    ScalingState,
+    ask,
+    hookimpl,
+    validators,
+)
+from navarch.plugins.builtin.schedule import ScheduleWindow, active_window
 
 # Float noise must not turn an exact boundary (a ratio of exactly 1.1) into a change.
 _EPSILON = 1e-9
-
-
-def _percent(_inst: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not 0 <= value <= 100:
-        raise ConfigValueError(f"{attribute.name}: expected a number from 0 to 100, got {value:g}")
-
-
-def _at_least(minimum: int) -> Any:
-    def check(_inst: Any, attribute: attrs.Attribute, value: int) -> None:
-        if value < minimum:
-            raise ConfigValueError(f"{attribute.name}: expected at least {minimum}, got {value}")
-
-    return check
-
-
-def _one_of(*choices: str) -> Any:
-    listed = ", ".join(f'"{c}"' for c in choices[:-1]) + f' or "{choices[-1]}"'
-
-    def check(_inst: Any, attribute: attrs.Attribute, value: str) -> None:
-        if value not in choices:
-            raise ConfigValueError(f'{attribute.name}: expected {listed}, got "{value}"')
-
-    return check
 
 
 def _hold(state: ScalingState, reason: str) -> Recommendation:
@@ -55,9 +37,9 @@ def _hold(state: ScalingState, reason: str) -> Recommendation:
 
 @frozen(kw_only=True)
 class ReactiveSettings:
-    scale_up_at: float = field(default=80.0, validator=_percent)
-    scale_down_at: float = field(default=20.0, validator=_percent)
-    step: int = field(default=1, validator=_at_least(1))
+    scale_up_at: float = field(default=80.0, validator=validators.percent)
+    scale_down_at: float = field(default=20.0, validator=validators.percent)
+    step: int = field(default=1, validator=validators.at_least(1))
 
     @scale_down_at.validator
     def _below_up(self, _attribute: attrs.Attribute, value: float) -> None:
@@ -102,7 +84,9 @@ class ReactiveAutoscaler:
 @frozen(kw_only=True)
 class TargetSettings:
     # "utilization": mean GPU utilization, target in percent. "queue_depth": jobs per node.
-    metric: str = field(default="utilization", validator=_one_of("utilization", "queue_depth"))
+    metric: str = field(
+        default="utilization", validator=validators.one_of("utilization", "queue_depth")
+    )
     target_value: float = field(default=70.0)
     # No change while the metric is within this fraction of the target (HPA's default is 0.1).
     tolerance: float = field(default=0.1)
@@ -168,7 +152,7 @@ class TargetAutoscaler:
 
 @frozen(kw_only=True)
 class QueueSettings:
-    jobs_per_node: int = field(default=10, validator=_at_least(1))
+    jobs_per_node: int = field(default=10, validator=validators.at_least(1))
 
 
 class QueueAutoscaler:
@@ -202,17 +186,9 @@ def _check_zone(_inst: Any, attribute: attrs.Attribute, value: str) -> None:
         ) from None
 
 
-def _not_empty(what: str) -> Any:
-    def check(_inst: Any, attribute: attrs.Attribute, value: Sequence[Any]) -> None:
-        if not value:
-            raise ConfigValueError(f"{attribute.name}: expected at least one {what}, got none")
-
-    return check
-
-
 @frozen(kw_only=True)
 class ScheduledSettings:
-    windows: tuple[ScheduleWindow, ...] = field(validator=_not_empty("window"))
+    windows: tuple[ScheduleWindow, ...] = field(validator=validators.not_empty("window"))
     timezone: str = field(default="UTC", validator=_check_zone)
     # The autoscaler that sizes the pool within the active window's bounds; without one the pool
     # holds its size, moved into those bounds.
@@ -258,9 +234,9 @@ class ScheduledAutoscaler:
 @frozen(kw_only=True)
 class PredictiveSettings:
     # Utilization samples (one per scaling round) that the trend is fitted to.
-    lookback: int = field(default=10, validator=_at_least(2))
+    lookback: int = field(default=10, validator=validators.at_least(2))
     # Rounds ahead that the trend is projected.
-    horizon: int = field(default=5, validator=_at_least(1))
+    horizon: int = field(default=5, validator=validators.at_least(1))
     target_utilization: float = field(default=70.0)
     # The autoscaler whose answer the prediction can only raise; without one, the current size.
     base: PluginTable | None = None
@@ -330,8 +306,8 @@ def _project(samples: Sequence[float], horizon: int) -> tuple[float, float]:
 
 @frozen(kw_only=True)
 class CompositeSettings:
-    members: tuple[PluginTable, ...] = field(validator=_not_empty("autoscaler table"))
-    mode: str = field(default="max", validator=_one_of("max", "min", "average"))
+    members: tuple[PluginTable, ...] = field(validator=validators.not_empty("autoscaler table"))
+    mode: str = field(default="max", validator=validators.one_of("max", "min", "average"))
 
 
 class CompositeAutoscaler:

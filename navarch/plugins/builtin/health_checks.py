@@ -19,17 +19,21 @@ import logging
 import math
 import os
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
 from attrs import field, frozen
 
-from navarch.api.models import GpuInfo, HealthEvent, HealthEventType
-from navarch.clock import WallClock, utc_now
-from navarch.config import ConfigValueError
-from navarch.durations import format_duration
-from navarch.plugins import hookimpl
+from navarch.plugins import (
+    GpuInfo,
+    HealthEvent,
+    HealthEventType,
+    NavarchError,
+    WallClock,
+    hookimpl,
+    validators,
+)
 
 log = logging.getLogger("navarch.daemon")
 
@@ -50,16 +54,8 @@ _CLOCK_NAMES = {
 }
 
 
-def _positive(_inst: Any, attribute: attrs.Attribute, value: timedelta) -> None:
-    if value <= timedelta(0):
-        raise ConfigValueError(
-            f"{attribute.name}: expected a positive duration, got {format_duration(value)!r}"
-        )
-
-
-def _count(_inst: Any, attribute: attrs.Attribute, value: int | None) -> None:
-    if value is not None and value < 0:
-        raise ConfigValueError(f"{attribute.name}: expected 0 or more, got {value}")
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 class _Repeats:
@@ -97,7 +93,7 @@ class _Repeats:
 class GpuCheckSettings:
     # How often a condition that lasts is reported again; shorter than the control plane's
     # health window, so a node stays judged by it.
-    repeat_every: timedelta = field(default=timedelta(minutes=5), validator=_positive)
+    repeat_every: timedelta = field(default=timedelta(minutes=5), validator=validators.positive)
 
 
 class GpuCheck:
@@ -109,8 +105,8 @@ class GpuCheck:
 
     Settings = GpuCheckSettings
 
-    def __init__(self, settings: GpuCheckSettings, *, wall_clock: WallClock = utc_now) -> None:
-        from navarch.telemetry.nvml import Return
+    def __init__(self, settings: GpuCheckSettings, *, wall_clock: WallClock = _utc_now) -> None:
+        from navarch.plugins.telemetry import NvmlReturn as Return
 
         self._lost = {Return.GPU_IS_LOST, Return.RESET_REQUIRED}
         self._gone = Return.GPU_IS_LOST
@@ -220,7 +216,7 @@ class _Found:
             message = "NVML says the GPU needs a reset (RESET_REQUIRED)"
         else:
             message = "NVML lost the GPU (GPU_IS_LOST): it no longer answers on the bus"
-        self.add(T.HEALTH_EVENT_TYPE_GPU_LOST, message, details=details)
+        self.add(T.GPU_LOST, message, details=details)
 
     def failed_queries(self) -> None:
         failed = {
@@ -233,7 +229,7 @@ class _Found:
             return
         listed = ", ".join(f"{name} ({code.name})" for name, code in sorted(failed.items()))
         self.add(
-            T.HEALTH_EVENT_TYPE_CHECK_FAILED,
+            T.CHECK_FAILED,
             f"NVML could not read {listed}",
             details={"check": "gpu", "fields": ",".join(sorted(failed))},
         )
@@ -261,7 +257,7 @@ class _Found:
             metrics["shutdown_c"] = float(shutdown)
         threshold = shutdown if level == "shutdown" else slowdown
         self.add(
-            T.HEALTH_EVENT_TYPE_THERMAL,
+            T.THERMAL,
             f"{temperature} C reached the GPU's {level} temperature of {threshold} C",
             metrics,
         )
@@ -290,7 +286,7 @@ class _Found:
             message = f"{dbe} uncorrectable ECC errors since the last reset"
         else:
             message = f"{sbe_delta} new correctable ECC errors"
-        self.add(T.HEALTH_EVENT_TYPE_ECC, message, metrics)
+        self.add(T.ECC, message, metrics)
 
     def remapped_rows(self, previous: Any) -> None:
         s = self.sample
@@ -318,7 +314,7 @@ class _Found:
             message = "a row remap waits for the next GPU reset"
         else:
             message = f"{uncorrectable} rows remapped for uncorrectable errors"
-        self.add(T.HEALTH_EVENT_TYPE_REMAPPED_ROWS, message, metrics)
+        self.add(T.REMAPPED_ROWS, message, metrics)
 
     def retired_pages(self, previous: Any) -> None:
         s = self.sample
@@ -342,7 +338,7 @@ class _Found:
         message = f"{total} retired pages"
         if pending:
             message += ", and a retirement waits for the next GPU reset"
-        self.add(T.HEALTH_EVENT_TYPE_RETIRED_PAGES, message, metrics)
+        self.add(T.RETIRED_PAGES, message, metrics)
 
     def nvlink(self) -> None:
         links = self.sample.nvlink_active
@@ -354,7 +350,7 @@ class _Found:
             return
         listed = ",".join(map(str, down))
         self.add(
-            T.HEALTH_EVENT_TYPE_NVLINK,
+            T.NVLINK,
             f"NVLink {'links' if len(down) > 1 else 'link'} {listed} went down",
             {"links_down": float(len(down))},
             {"links": listed},
@@ -371,7 +367,7 @@ class _Found:
         metrics = {"replay_delta": float(delta), "replay_counter": float(counter)}
         if minutes > 0:
             metrics["replays_per_minute"] = delta / minutes
-        self.add(T.HEALTH_EVENT_TYPE_PCIE, f"{delta} new PCIe replays", metrics)
+        self.add(T.PCIE, f"{delta} new PCIe replays", metrics)
 
     def clocks(self) -> None:
         reasons = self.sample.clock_event_reasons
@@ -380,8 +376,8 @@ class _Found:
         slowed = reasons & (_HW_SLOWDOWN | _SW_THERMAL | _HW_THERMAL)
         brake = reasons & _HW_POWER_BRAKE
         for kind, bits, type_ in (
-            ("clocks", slowed, T.HEALTH_EVENT_TYPE_CLOCKS),
-            ("power", brake, T.HEALTH_EVENT_TYPE_POWER),
+            ("clocks", slowed, T.CLOCKS),
+            ("power", brake, T.POWER),
         ):
             if not self.due(kind, ongoing=bool(bits), signature=bits):
                 continue
@@ -408,8 +404,10 @@ def _known(**values: float | int | None) -> dict[str, float]:
 @frozen(kw_only=True)
 class BootCheckSettings:
     # GPUs this machine should have; unset means as many as the daemon found when it started.
-    expected_gpus: int | None = field(default=None, validator=_count)
-    repeat_every: timedelta = field(default=timedelta(minutes=5), validator=_positive)
+    expected_gpus: int | None = field(
+        default=None, validator=attrs.validators.optional(validators.at_least(0))
+    )
+    repeat_every: timedelta = field(default=timedelta(minutes=5), validator=validators.positive)
 
 
 class BootCheck:
@@ -420,7 +418,7 @@ class BootCheck:
 
     Settings = BootCheckSettings
 
-    def __init__(self, settings: BootCheckSettings, *, wall_clock: WallClock = utc_now) -> None:
+    def __init__(self, settings: BootCheckSettings, *, wall_clock: WallClock = _utc_now) -> None:
         self._expected = settings.expected_gpus
         self._repeats = _Repeats(settings.repeat_every.total_seconds())
         self._wall_clock = wall_clock
@@ -442,7 +440,7 @@ class BootCheck:
             metrics["expected_gpus"] = float(self._expected)
         return [
             HealthEvent(
-                type=T.HEALTH_EVENT_TYPE_BOOT,
+                type=T.BOOT,
                 time=self._wall_clock(),
                 message=message,
                 metrics=metrics,
@@ -458,7 +456,7 @@ class XidCheckSettings:
     # /dev/kmsg, or a file or pipe of kmsg records.
     kmsg_path: str = "/dev/kmsg"
     # An XID that NVML and the kernel log both report within this time counts once.
-    merge_window: timedelta = field(default=timedelta(seconds=2), validator=_positive)
+    merge_window: timedelta = field(default=timedelta(seconds=2), validator=validators.positive)
     # Also parse XIDs that userspace wrote to the kernel log; for tests only, since any process
     # can write a look-alike line.
     trust_user_facility: bool = False
@@ -491,14 +489,10 @@ class XidCheck:
     def _reads_kmsg(self, gpus: Any) -> bool:
         if self.settings.kmsg is not None:
             return self.settings.kmsg
-        from navarch.daemon.gpu import NvmlGpus
-
-        return isinstance(gpus, NvmlGpus)
+        return bool(gpus.hardware)
 
     async def _kmsg_loop(self, node: Any, merger: _Merger) -> None:
         import trio
-
-        from navarch.errors import NavarchError
 
         reported = ""
         while True:
@@ -517,7 +511,7 @@ class XidCheck:
                 node.report(
                     [
                         HealthEvent(
-                            type=T.HEALTH_EVENT_TYPE_CHECK_FAILED,
+                            type=T.CHECK_FAILED,
                             time=node.wall_clock(),
                             message=f"reading the kernel log {self.settings.kmsg_path} "
                             f"failed: {exc}",
@@ -530,7 +524,7 @@ class XidCheck:
     async def _read_kmsg(self, node: Any, merger: _Merger) -> None:
         import trio
 
-        from navarch.telemetry.kmsg import KmsgReader, ResumePosition
+        from navarch.plugins.telemetry import KmsgReader, ResumePosition
 
         saved = os.path.join(node.state_dir, KMSG_POSITION_FILE) if node.state_dir else ""
         resume = None
@@ -567,7 +561,7 @@ class _Merger:
     def __init__(self, node: Any, window: float) -> None:
         import trio
 
-        from navarch.telemetry.xid import normalize_bus_id
+        from navarch.plugins.telemetry import normalize_bus_id
 
         self.node = node
         self.window = window
@@ -636,7 +630,7 @@ class _Merger:
     def kmsg_xid(self, xid: Any) -> None:
         import trio
 
-        from navarch.telemetry.nvml import RecoveryAction
+        from navarch.plugins.telemetry import RecoveryAction
 
         now = trio.current_time()
         info = self._by_pci.get(xid.pci_bus_id)
@@ -665,7 +659,7 @@ class _Merger:
         self._send(
             [
                 HealthEvent(
-                    type=T.HEALTH_EVENT_TYPE_XID,
+                    type=T.XID,
                     time=self.node.wall_clock(),
                     gpu_index=index,
                     gpu_uuid=info.uuid if info else "",

@@ -17,28 +17,17 @@ from typing import Any
 import attrs
 from attrs import frozen
 
-from navarch.config import ConfigValueError
-from navarch.plugins import hookimpl
-
-
-def _url(_inst: Any, _attribute: attrs.Attribute, value: str) -> None:
-    if not value.startswith(("http://", "https://")):
-        raise ConfigValueError(f"url: expected an http:// or https:// URL, got {value!r}")
-
-
-def _positive(_inst: Any, attribute: attrs.Attribute, value: timedelta) -> None:
-    if value <= timedelta(0):
-        raise ConfigValueError(f"{attribute.name}: expected a positive duration")
+from navarch.plugins import hookimpl, validators
 
 
 @frozen(kw_only=True)
 class HttpJsonSettings:
     # The document to GET; `{pool}` is replaced by the pool's name.
-    url: str = attrs.field(validator=_url)
+    url: str = attrs.field(validator=validators.url)
     # Dotted path to the depth in the document; empty means the document is the number itself.
     field: str = ""
     # The longest one request may take (the pool manager stops waiting after 5s in any case).
-    timeout: timedelta = attrs.field(default=timedelta(seconds=5), validator=_positive)
+    timeout: timedelta = attrs.field(default=timedelta(seconds=5), validator=validators.positive)
 
 
 def pick(document: Any, path: str) -> Any:

@@ -1,23 +1,25 @@
 """Built-in provider selectors.
 
-A selector orders a pool's candidates (navarch.pools.candidates.Candidate: a provider entry in
-one region or zone, with the price and capacity its provider's catalog reported). The core tries
-them in that order and skips the blocked ones. Ties keep the configured order.
+A selector orders a pool's candidates (a provider entry in one region or zone, with the price and
+capacity its provider's catalog reported). The core tries them in that order and skips the
+blocked ones. Ties keep the configured order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from navarch.plugins import hookimpl
+from navarch.plugins import Candidate, ProvisionRequest, hookimpl
 
 
 class PrioritySelector:
     """Tries provider entries by ascending `priority`; ties keep their configured order."""
 
-    def order(self, candidates: Sequence[Any], request: Any = None) -> list[Any]:
-        return sorted(candidates, key=lambda entry: entry.priority)
+    def order(
+        self, candidates: Sequence[Candidate], request: ProvisionRequest | None = None
+    ) -> list[Candidate]:
+        return sorted(candidates, key=lambda candidate: candidate.priority)
 
 
 class RoundRobinSelector:
@@ -30,12 +32,15 @@ class RoundRobinSelector:
     """
 
     def __init__(self) -> None:
-        self._current: dict[Hashable, int] = {}
+        # Provider entry -> how far it is due: smooth weighted round robin's running counts.
+        self._current: dict[int, int] = {}
 
-    def order(self, candidates: Sequence[Any], request: Any = None) -> list[Any]:
-        groups: dict[Hashable, list[Any]] = {}
+    def order(
+        self, candidates: Sequence[Candidate], request: ProvisionRequest | None = None
+    ) -> list[Candidate]:
+        groups: dict[int, list[Candidate]] = {}
         for candidate in candidates:
-            groups.setdefault(_entry_key(candidate), []).append(candidate)
+            groups.setdefault(candidate.entry, []).append(candidate)
         if not groups:
             return []
         weights = {key: max(group[0].weight, 1) for key, group in groups.items()}
@@ -50,8 +55,10 @@ class RoundRobinSelector:
 class CostSelector:
     """Tries the cheapest known price per hour first; candidates with no known price go last."""
 
-    def order(self, candidates: Sequence[Any], request: Any = None) -> list[Any]:
-        def key(candidate: Any) -> tuple:
+    def order(
+        self, candidates: Sequence[Candidate], request: ProvisionRequest | None = None
+    ) -> list[Candidate]:
+        def key(candidate: Candidate) -> tuple[bool, float, int]:
             price = candidate.price_per_hour
             return (price is None, price or 0.0, candidate.priority)
 
@@ -65,14 +72,11 @@ class AvailabilitySelector:
     they are still worth a try.
     """
 
-    def order(self, candidates: Sequence[Any], request: Any = None) -> list[Any]:
+    def order(
+        self, candidates: Sequence[Candidate], request: ProvisionRequest | None = None
+    ) -> list[Candidate]:
         rank = {True: 0, None: 1, False: 2}
         return sorted(candidates, key=lambda c: (rank[c.available], c.priority))
-
-
-def _entry_key(candidate: Any) -> Hashable:
-    entry = candidate.entry
-    return (entry.provider, entry.regions, entry.zones)
 
 
 @hookimpl

@@ -21,14 +21,9 @@ import os
 from datetime import timedelta
 from typing import Any
 
-import attrs
 from attrs import field, frozen
 
-from navarch.api import codec
-from navarch.api.models import Event
-from navarch.config import ConfigValueError
-from navarch.errors import NavarchError
-from navarch.plugins import hookimpl
+from navarch.plugins import Event, NavarchError, event_document, hookimpl, validators
 
 log = logging.getLogger("navarch.notifiers.webhook")
 
@@ -40,37 +35,19 @@ def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def _url(_inst: Any, _attribute: attrs.Attribute, value: str) -> None:
-    if not value.startswith(("http://", "https://")):
-        raise ConfigValueError(f"url: expected an http:// or https:// URL, got {value!r}")
-
-
-def _positive(_inst: Any, attribute: attrs.Attribute, value: timedelta) -> None:
-    if value <= timedelta(0):
-        raise ConfigValueError(f"{attribute.name}: expected a positive duration")
-
-
-def _at_least(minimum: int) -> Any:
-    def check(_inst: Any, attribute: attrs.Attribute, value: int) -> None:
-        if value < minimum:
-            raise ConfigValueError(f"{attribute.name}: expected at least {minimum}, got {value}")
-
-    return check
-
-
 @frozen(kw_only=True)
 class WebhookSettings:
-    url: str = field(validator=_url)
+    url: str = field(validator=validators.url)
     # The environment variable that holds the signing secret; empty sends no signature.
     secret_env: str = ""
     # The longest one post may take.
-    timeout: timedelta = field(default=timedelta(seconds=10), validator=_positive)
+    timeout: timedelta = field(default=timedelta(seconds=10), validator=validators.positive)
     # Retries after a failed post; the delay doubles from `backoff` each time.
-    retries: int = field(default=3, validator=_at_least(0))
-    backoff: timedelta = field(default=timedelta(seconds=1), validator=_positive)
+    retries: int = field(default=3, validator=validators.at_least(0))
+    backoff: timedelta = field(default=timedelta(seconds=1), validator=validators.positive)
     # Event kinds to send, or prefixes of them ending in "." ("remediation."); empty sends all.
     events: tuple[str, ...] = ()
-    queue_size: int = field(default=1000, validator=_at_least(1))
+    queue_size: int = field(default=1000, validator=validators.at_least(1))
 
 
 class WebhookNotifier:
@@ -103,7 +80,7 @@ class WebhookNotifier:
         if not self.wants(event):
             return
         body = json.dumps(
-            {"event": codec.unstructure(event)}, separators=(",", ":"), sort_keys=True
+            {"event": event_document(event)}, separators=(",", ":"), sort_keys=True
         ).encode()
         import trio
 

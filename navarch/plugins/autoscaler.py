@@ -1,8 +1,8 @@
-"""What an autoscaler sees and what it answers.
+"""The autoscaler contract: what an autoscaler sees and what it answers.
 
 Autoscalers are pure: `recommend(state) -> Recommendation`, synchronous, with no clock of their
-own (time arrives in the state). The core clamps, stabilizes and rate-limits what they return
-(`navarch.pools.behavior`).
+own (time arrives in the state). The core clamps, stabilizes and rate-limits what they return, the
+same way for every autoscaler (navarch's pool scaling behavior).
 """
 
 from __future__ import annotations
@@ -49,4 +49,28 @@ class Recommendation:
 
 
 class Autoscaler(Protocol):
-    def recommend(self, state: ScalingState) -> Recommendation: ...
+    def recommend(self, state: ScalingState) -> Recommendation:
+        """The number of nodes the pool needs now, and why."""
+        ...
+
+
+def ask(autoscaler: Autoscaler, state: ScalingState) -> Recommendation:
+    """The autoscaler's recommendation, or a hold that says why when it fails or answers nonsense.
+
+    A broken autoscaler must not stop the pool from holding its minimum; an autoscaler that builds
+    on another one (a composite's members) asks it the same way.
+    """
+    try:
+        answer = autoscaler.recommend(state)
+    except Exception as exc:
+        return Recommendation(
+            target=state.current_nodes,
+            reason=f"autoscaler failed ({type(exc).__name__}: {exc}); holding",
+        )
+    target = getattr(answer, "target", None)
+    if not isinstance(target, int) or isinstance(target, bool):
+        return Recommendation(
+            target=state.current_nodes,
+            reason=f"autoscaler answered {answer!r}, not a Recommendation; holding",
+        )
+    return answer

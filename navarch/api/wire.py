@@ -1,4 +1,4 @@
-"""Wire models of the control-plane API.
+"""Wire models of the control-plane API: what travels, not what the core keeps (`navarch.model`).
 
 Every request and response is a frozen attrs class. On the wire they are proto3-style JSON:
 lowerCamelCase field names, enums by their full names (`NODE_STATUS_ACTIVE`), timestamps as
