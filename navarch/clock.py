@@ -1,21 +1,48 @@
-"""The two kinds of time navarch uses.
+"""The two kinds of time navarch uses, owned by one `Clock`.
 
-Deadlines, timeouts and "how long since" come from `trio.current_time()`, so tests and the simulator
-can run on `trio.testing.MockClock`. Timestamps that people read (a node's last heartbeat, an
-event's time) come from `utc_now()`. Code that needs both takes a `WallClock` so that the simulator
-can make its timestamps follow virtual time.
+Deadlines, timeouts and "how long since" come from `trio.current_time()`, so tests and the
+simulator can run on `trio.testing.MockClock`. Timestamps that people read (a node's last
+heartbeat, an event's time) come from the wall clock. A service owns one `Clock` and hands it to
+everything it runs; the simulator gives it one whose wall clock follows virtual time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 WallClock = Callable[[], datetime]
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+class Clock:
+    """trio's clock for deadlines, and a wall clock for timestamps."""
+
+    def __init__(self, wall: WallClock = utc_now) -> None:
+        self._wall = wall
+
+    @classmethod
+    def following_trio(cls, epoch: datetime) -> Clock:
+        """A clock whose wall time is `epoch` plus the trio time passed since this call (inside
+        trio): virtual runs get timestamps that do not depend on the day they ran."""
+        import trio
+
+        start = trio.current_time()
+        return cls(lambda: epoch + timedelta(seconds=trio.current_time() - start))
+
+    def now(self) -> datetime:
+        """The wall-clock time, for timestamps people read."""
+        return self._wall()
+
+    @staticmethod
+    def monotonic() -> float:
+        """trio's time, for deadlines and ages."""
+        import trio
+
+        return trio.current_time()
 
 
 def format_timestamp(value: datetime) -> str:

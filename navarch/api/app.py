@@ -22,10 +22,11 @@ from typing import Any
 import trio
 
 from navarch.api.codec import ApiError, decode, encode
+from navarch.api.methods import METHODS, authenticate, call
 from navarch.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from navarch.api.metrics import ApiMetrics
 from navarch.api.openapi import openapi_document
-from navarch.api.wire import METHODS, SERVICE_PATH
+from navarch.api.wire import SERVICE_PATH
 from navarch.controlplane import ControlPlane
 from navarch.store import StoreError
 
@@ -56,8 +57,7 @@ class ControlPlaneApp:
         self.control_plane = control_plane
         self.max_body_bytes = max_body_bytes
         self.metrics = ApiMetrics(control_plane)
-        self._served = control_plane.methods
-        self._openapi = json.dumps(openapi_document(self._served), indent=1).encode()
+        self._openapi = json.dumps(openapi_document(), indent=1).encode()
         self._pages: dict[str, Callable[[Send], Awaitable[None]]] = {
             "/healthz": self._healthz,
             "/readyz": self._readyz,
@@ -148,11 +148,9 @@ class ControlPlaneApp:
         self.metrics.observe(label, code, time.perf_counter() - started)
 
     async def _call(self, name: str, scope: Scope, receive: Receive) -> bytes:
-        entry = METHODS.get(name)
-        if entry is None:
+        method = METHODS.get(name)
+        if method is None:
             raise _Reply(404, ApiError("unimplemented", f"unknown method {name!r}"), [])
-        if name not in self._served:
-            raise ApiError("unimplemented", f"{name} is not served by this control plane")
         if scope["method"] != "POST":
             raise _Reply(
                 405,
@@ -185,13 +183,13 @@ class ControlPlaneApp:
             )
         timeout = _timeout(headers.get(b"connect-timeout-ms"))
         authorization = headers.get(b"authorization")
-        caller = self.control_plane.auth.authenticate(
-            None if authorization is None else authorization.decode("latin-1")
+        caller = authenticate(
+            self.control_plane, None if authorization is None else authorization.decode("latin-1")
         )
         body = await self._read_body(receive, headers)
-        request = decode(entry[0], body)
+        request = decode(method.request, body)
         with trio.move_on_after(timeout) as deadline:
-            response = await self.control_plane.call(name, request, caller)
+            response = await call(self.control_plane, method, request, caller)
         if deadline.cancelled_caught:
             raise ApiError("deadline_exceeded", f"{name} did not finish within the call's timeout")
         return encode(response)

@@ -1,17 +1,19 @@
 """Clients of the control-plane API: one interface, over HTTP or in process.
 
 `HttpClient` speaks Connect unary JSON over httpx (the CLI, daemons on real machines, soak tests).
-`InProcessClient` calls the service object directly, with no sockets and no serialization (the
-fake provider and the simulator, which run hundreds of daemons in one process). Both raise
-`ApiError` for an error the control plane returned, and `HttpClient` raises `Unreachable` when
-there is no control plane to answer.
+`navarch.api.inprocess.InProcessClient` calls the service through the API's method table
+directly, with no sockets and no serialization (the fake provider and the simulator, which run
+hundreds of daemons in one process). Both raise `ApiError` for an error the control plane
+returned, and `HttpClient` raises `Unreachable` when there is no control plane to answer. Their
+typed methods are written once, over `_call`, and a test checks them against the method table
+(`navarch.api.methods`).
 """
 
 from __future__ import annotations
 
 import errno
 import socket
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 
@@ -20,14 +22,10 @@ from navarch.api.codec import ApiError, decode, encode
 from navarch.durations import parse_duration
 from navarch.errors import NavarchError
 
-if TYPE_CHECKING:
-    from navarch.controlplane import Caller, ControlPlane
-
 __all__ = [
     "ApiError",
     "ControlPlaneClient",
     "HttpClient",
-    "InProcessClient",
     "Unreachable",
 ]
 
@@ -85,8 +83,28 @@ class ControlPlaneClient(Protocol):
         self, request: m.ReportQueueDepthRequest
     ) -> m.ReportQueueDepthResponse: ...
 
+    async def list_remediations(
+        self, request: m.ListRemediationsRequest
+    ) -> m.ListRemediationsResponse: ...
 
-class _Methods:
+    async def pause_remediation(
+        self, request: m.PauseRemediationRequest
+    ) -> m.RemediationControlsResponse: ...
+
+    async def resume_remediation(
+        self, request: m.ResumeRemediationRequest
+    ) -> m.RemediationControlsResponse: ...
+
+    async def cancel_remediation(
+        self, request: m.CancelRemediationRequest
+    ) -> m.CancelRemediationResponse: ...
+
+    async def reset_breaker(
+        self, request: m.ResetBreakerRequest
+    ) -> m.RemediationControlsResponse: ...
+
+
+class Methods:
     """The typed methods of `ControlPlaneClient`, written once over `_call`."""
 
     async def _call(self, method: str, request: Any, response_cls: type[R]) -> R:
@@ -162,7 +180,7 @@ class _Methods:
         return await self._call("ResetBreaker", request, m.RemediationControlsResponse)
 
 
-class HttpClient(_Methods):
+class HttpClient(Methods):
     """Connect unary JSON over one httpx client with at most ten connections.
 
     Use it as an async context manager, or call `aclose()`. `transport` replaces the network (an
@@ -234,30 +252,6 @@ class HttpClient(_Methods):
             raise ApiError(
                 "internal", f"{method}: the control plane sent an unreadable reply: {exc.message}"
             ) from None
-
-
-class InProcessClient(_Methods):
-    """Calls a `ControlPlane` in this process: no sockets, no JSON, the same rules.
-
-    It speaks as `caller` (for a simulated node, `Caller.node(node_id)`), or, after
-    `set_token`, as whoever that token belongs to, checked on every call as over HTTP.
-    """
-
-    def __init__(self, service: ControlPlane, caller: Caller) -> None:
-        self._service = service
-        self._caller: Caller | None = caller
-        self._token = ""
-
-    def set_token(self, token: str) -> None:
-        self._caller, self._token = None, token
-
-    async def _call(self, method: str, request: Any, response_cls: type[R]) -> R:
-        caller = self._caller
-        if caller is None:
-            caller = self._service.auth.authenticate(
-                f"Bearer {self._token}" if self._token else None
-            )
-        return await self._service.call(method, request, caller)
 
 
 def _reason(exc: httpx.TransportError, timeout: float) -> str:

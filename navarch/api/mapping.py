@@ -15,6 +15,7 @@ from typing import TypeVar
 from navarch import model
 from navarch.api import wire
 from navarch.plugins.notifier import wire_details
+from navarch.pools.view import PoolView
 
 D = TypeVar("D", bound=enum.Enum)
 W = TypeVar("W", bound=enum.Enum)
@@ -139,4 +140,110 @@ def event_to_wire(event: model.Event) -> wire.Event:
         from_status=None if event.from_status is None else NODE_STATUS[event.from_status],
         to_status=None if event.to_status is None else NODE_STATUS[event.to_status],
         details=wire_details(event.kind, event.details),
+    )
+
+
+def node_to_wire(node: model.Node) -> wire.Node:
+    return wire.Node(
+        node_id=node.node_id,
+        status=NODE_STATUS[node.status],
+        health=HEALTH_STATUS[node.health],
+        provider=node.provider,
+        region=node.region,
+        zone=node.zone,
+        instance_type=node.instance_type,
+        pool=node.pool,
+        hostname=node.hostname,
+        labels=node.labels,
+        gpus=tuple(gpu_info_to_wire(g) for g in node.gpus),
+        status_reason=node.status_reason,
+        registered_at=node.registered_at,
+        last_heartbeat_at=node.last_heartbeat_at,
+        metrics=None if node.metrics is None else metrics_to_wire(node.metrics),
+        last_health_events=health_events_to_wire(node.last_health_events),
+    )
+
+
+def command_to_wire(command: model.Command) -> wire.NodeCommand:
+    return wire.NodeCommand(
+        command_id=command.command_id,
+        node_id=command.node_id,
+        type=COMMAND_TYPE[command.type],
+        status=COMMAND_STATUS[command.status],
+        reason=command.reason,
+        parameters=command.parameters,
+        issued_at=command.issued_at,
+        issued_by=command.issued_by,
+        completed_at=command.completed_at,
+        result_message=command.result_message,
+    )
+
+
+def commands_to_wire(commands: Iterable[model.Command]) -> tuple[wire.NodeCommand, ...]:
+    return tuple(command_to_wire(c) for c in commands)
+
+
+def remediation_to_wire(episode: model.Remediation) -> wire.Remediation:
+    return wire.Remediation(
+        episode_id=episode.episode_id,
+        node_id=episode.node_id,
+        pool=episode.pool,
+        step=STEP[episode.step],
+        rule=episode.rule,
+        detail=episode.detail,
+        started_at=episode.started_at,
+        updated_at=episode.updated_at,
+    )
+
+
+def controls_to_wire(controls: model.RemediationControls) -> wire.RemediationControls:
+    return wire.RemediationControls(
+        paused=controls.paused,
+        paused_pools=controls.paused_pools,
+        open_breakers=controls.open_breakers,
+    )
+
+
+def pool_to_wire(pool: PoolView) -> wire.Pool:
+    return wire.Pool(
+        name=pool.name,
+        instance_type=pool.instance_type,
+        min_nodes=pool.min_nodes,
+        max_nodes=pool.max_nodes,
+        size=pool.size,
+        target=pool.target,
+        in_flight=pool.in_flight,
+        healthy=pool.healthy,
+        utilization=pool.utilization,
+        queue_depth=pool.queue_depth,
+        queue_depth_at=pool.queue_depth_at,
+        manual_target=pool.manual_target,
+        autoscaler=pool.autoscaler,
+        last_decision_at=pool.last_decision_at,
+        last_decision=pool.last_decision,
+        blocked=tuple(
+            wire.ProviderBlock(
+                provider=b.provider,
+                kind=b.kind,
+                reason=b.reason,
+                region=b.region,
+                zone=b.zone,
+                instance_type=b.instance_type,
+                until=b.until,
+            )
+            for b in pool.blocked
+        ),
+        instances=tuple(
+            wire.PoolInstance(
+                instance_id=i.instance_id,
+                provider=i.provider,
+                status=i.status,
+                region=i.region,
+                zone=i.zone,
+                instance_type=i.instance_type,
+                reason=i.reason,
+                created_at=i.created_at,
+            )
+            for i in pool.instances
+        ),
     )

@@ -20,17 +20,14 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from navarch.api.wire import METHODS, HealthStatus, NodeStatus, RemediationStep
+from navarch.api.methods import METHODS
 from navarch.controlplane import ControlPlane
+from navarch.model import HealthStatus, NodeStatus, RemediationStep
 
 CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
 
 _AGE_BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 90.0, 120.0, 300.0, 600.0)
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 30.0)
-
-
-def _label(enum_value: NodeStatus | HealthStatus, prefix: str) -> str:
-    return enum_value.value.removeprefix(prefix).lower()
 
 
 class _FleetCollector(Collector):
@@ -46,15 +43,13 @@ class _FleetCollector(Collector):
         )
         counts: collections.Counter[tuple[NodeStatus, HealthStatus]] = collections.Counter()
         gpu_counts: collections.Counter[NodeStatus] = collections.Counter()
-        for node in self._control_plane.nodes():
+        for node in self._control_plane.book.nodes():
             counts[node.status, node.health] += 1
             gpu_counts[node.status] += len(node.gpus)
         for status in NodeStatus:
-            status_label = _label(status, "NODE_STATUS_")
+            status_label = status.value
             for health in HealthStatus:
-                nodes.add_metric(
-                    [status_label, _label(health, "HEALTH_STATUS_")], counts[status, health]
-                )
+                nodes.add_metric([status_label, health.value], counts[status, health])
             gpus.add_metric([status_label], gpu_counts[status])
         yield nodes
         yield gpus
@@ -81,7 +76,7 @@ class _FleetCollector(Collector):
         events = CounterMetricFamily(
             "navarch_events", "Events recorded since the control plane started.", labels=["kind"]
         )
-        for kind, count in sorted(self._control_plane.event_counts.items()):
+        for kind, count in sorted(self._control_plane.book.event_counts.items()):
             events.add_metric([kind], count)
         yield events
         yield from _remediation_metrics(self._control_plane)
@@ -104,10 +99,10 @@ def _remediation_metrics(control_plane: ControlPlane) -> Iterator[Metric]:
     steps = collections.Counter(e.step for e in remediation.open_episodes())
     for step in RemediationStep:
         if step not in (
-            RemediationStep.REMEDIATION_STEP_DONE,
-            RemediationStep.REMEDIATION_STEP_CANCELLED,
+            RemediationStep.DONE,
+            RemediationStep.CANCELLED,
         ):
-            episodes.add_metric([step.value.removeprefix("REMEDIATION_STEP_").lower()], steps[step])
+            episodes.add_metric([step.value], steps[step])
     yield episodes
 
 

@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 description of the wire API, generated from the models and `METHODS`.
+"""The OpenAPI 3.1 description of the wire API, generated from the models and the method table.
 
 Served at `/openapi.json` for clients and API fuzzers. Schemas forbid unknown fields, as the codec
 does for requests; a client that must work with later versions ignores response fields it does not
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 import typing
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +16,8 @@ import attrs
 
 from navarch import __version__
 from navarch.api.codec import HTTP_STATUS, camel
-from navarch.api.wire import METHODS, SERVICE_PATH
+from navarch.api.methods import METHODS
+from navarch.api.wire import SERVICE_PATH
 
 _ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,253}$"
 _DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"
@@ -95,17 +95,16 @@ class _Schemas:
         raise TypeError(f"no JSON schema for {hint!r}")
 
 
-def openapi_document(methods: Iterable[str]) -> dict[str, Any]:
-    """The description of `methods` (names in `METHODS`), and of the plain endpoints."""
+def openapi_document() -> dict[str, Any]:
+    """The description of every API method, and of the plain endpoints."""
     schemas = _Schemas()
     error = {
         "description": "A Connect error.",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ConnectError"}}},
     }
     paths: dict[str, Any] = {}
-    served = set(methods)
-    for method in [name for name in METHODS if name in served]:
-        request_cls, response_cls, access = METHODS[method]
+    for method, entry in METHODS.items():
+        request_cls, response_cls, access = entry.request, entry.response, entry.access
         who = {
             "admin": "an admin token",
             "node": "the node's own node token, or an admin token",

@@ -493,29 +493,4 @@ class ReportQueueDepthResponse:
     pool: Pool
 
 
-# Method name -> (request class, response class, who may call it).
-# "node" methods accept a node token bound to the request's node_id (or an admin token);
-# "admin" methods accept only admin tokens; RegisterNode also accepts the join token.
-METHODS: dict[str, tuple[type, type, str]] = {
-    "RegisterNode": (RegisterNodeRequest, RegisterNodeResponse, "register"),
-    "SendHeartbeat": (SendHeartbeatRequest, SendHeartbeatResponse, "node"),
-    "GetNodeCommands": (GetNodeCommandsRequest, GetNodeCommandsResponse, "node"),
-    "AckCommand": (AckCommandRequest, AckCommandResponse, "node"),
-    "ReportHealth": (ReportHealthRequest, ReportHealthResponse, "node"),
-    "ListNodes": (ListNodesRequest, ListNodesResponse, "admin"),
-    "GetNode": (GetNodeRequest, GetNodeResponse, "admin"),
-    "IssueCommand": (IssueCommandRequest, IssueCommandResponse, "admin"),
-    "GetCommand": (GetCommandRequest, GetCommandResponse, "admin"),
-    "ListEvents": (ListEventsRequest, ListEventsResponse, "admin"),
-    "ListPools": (ListPoolsRequest, ListPoolsResponse, "admin"),
-    "GetPool": (GetPoolRequest, GetPoolResponse, "admin"),
-    "ScalePool": (ScalePoolRequest, ScalePoolResponse, "admin"),
-    "ReportQueueDepth": (ReportQueueDepthRequest, ReportQueueDepthResponse, "admin"),
-    "ListRemediations": (ListRemediationsRequest, ListRemediationsResponse, "admin"),
-    "PauseRemediation": (PauseRemediationRequest, RemediationControlsResponse, "admin"),
-    "ResumeRemediation": (ResumeRemediationRequest, RemediationControlsResponse, "admin"),
-    "CancelRemediation": (CancelRemediationRequest, CancelRemediationResponse, "admin"),
-    "ResetBreaker": (ResetBreakerRequest, RemediationControlsResponse, "admin"),
-}
-
 SERVICE_PATH = "/navarch.v1.ControlPlaneService/"

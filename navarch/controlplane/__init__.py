@@ -1,6 +1,6 @@
-"""The control-plane service, callable in process or through the HTTP app in `navarch.api.app`."""
+"""The control-plane service (`ControlPlane`), in the domain's terms; `navarch.api` serves it."""
 
 from navarch.controlplane.auth import Caller
-from navarch.controlplane.service import HEARTBEAT_LOST, ControlPlane
+from navarch.controlplane.service import ControlPlane
 
-__all__ = ["HEARTBEAT_LOST", "Caller", "ControlPlane"]
+__all__ = ["Caller", "ControlPlane"]

@@ -21,7 +21,7 @@ from typing import Literal
 
 from attrs import frozen
 
-from navarch.api.codec import ApiError
+from navarch.errors import PermissionDenied, Unauthenticated
 
 Role = Literal["admin", "join", "node", "anonymous"]
 
@@ -86,16 +86,13 @@ class Authenticator:
         if not self.enabled:
             return Caller.anonymous()
         if not authorization:
-            raise ApiError(
-                "unauthenticated",
-                "missing Authorization header; send 'Authorization: Bearer TOKEN'",
+            raise Unauthenticated(
+                "missing Authorization header; send 'Authorization: Bearer TOKEN'"
             )
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            raise ApiError(
-                "unauthenticated", "malformed Authorization header; expected 'Bearer TOKEN'"
-            )
+            raise Unauthenticated("malformed Authorization header; expected 'Bearer TOKEN'")
         hashed = token_hash(token)
         if self._admin and hmac.compare_digest(hashed, self._admin):
             return Caller.admin()
@@ -104,28 +101,26 @@ class Authenticator:
         node_id = self._node_of_hash.get(hashed)
         if node_id is not None and hmac.compare_digest(hashed, self._hash_of_node[node_id]):
             return Caller.node(node_id)
-        raise ApiError("unauthenticated", "invalid token")
+        raise Unauthenticated("invalid token")
 
     def authorize(self, caller: Caller, access: str, method: str, node_id: str) -> None:
         """Raises unless `caller` may call `method` (whose access is "admin", "node" or
-        "register", as `navarch.api.wire.METHODS` says) for `node_id`."""
+        "register", as the API's method table says) for `node_id`."""
         if caller.role == "admin":
             return
         if caller.role == "anonymous":
             if self.enabled:
-                raise ApiError("unauthenticated", f"{method} needs a token")
+                raise Unauthenticated(f"{method} needs a token")
             return
         if access == "admin":
-            raise ApiError("permission_denied", f"{method} needs an admin token")
+            raise PermissionDenied(f"{method} needs an admin token")
         if caller.role == "join":
             if access == "register":
                 return
-            raise ApiError(
-                "permission_denied",
-                f"{method} needs a node token; the join token only registers nodes",
+            raise PermissionDenied(
+                f"{method} needs a node token; the join token only registers nodes"
             )
         if caller.node_id != node_id:
-            raise ApiError(
-                "permission_denied",
-                f"the token of node {caller.node_id} cannot act for node {node_id}",
+            raise PermissionDenied(
+                f"the token of node {caller.node_id} cannot act for node {node_id}"
             )

@@ -1,107 +1,320 @@
-"""The open commands of every node, and the long polls waiting for them.
+"""Commands: issuing them, handing them to their nodes, and applying the nodes' answers.
 
-Commands are delivered at least once: a command is handed to its node on the node's next
-heartbeat or command poll, and handed out again every `redeliver_after` until the node acknowledges
-it. A node therefore recognizes a command it already runs by its `command_id` and ignores the
-repeat; the acknowledgement is applied once (see `ControlPlane.ack_command`).
+Cordon and uncordon change only the control plane's own bookkeeping, so they are carried out at
+once and recorded as commands that already succeeded. Drain, terminate and run_diagnostic are
+queued for the node (`CommandQueue`), which picks them up on its next heartbeat or command poll and
+acknowledges each with its outcome; a drain or termination that succeeded moves the node on.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import timedelta
+
 import attrs
 import trio
 
-from navarch.api.wire import CommandStatus, NodeCommand
+from navarch.controlplane import lifecycle
+from navarch.controlplane.book import NodeBook
+from navarch.controlplane.queue import CommandQueue
+from navarch.errors import InvalidArgument, NotFound
+from navarch.model import Command, CommandResult, CommandStatus, CommandType, Event, Node
+from navarch.store import Change
 
-_PENDING = CommandStatus.COMMAND_STATUS_PENDING
-_DELIVERED = CommandStatus.COMMAND_STATUS_DELIVERED
+_QUEUED_ACTION = {
+    CommandType.DRAIN: "drain",
+    CommandType.TERMINATE: "terminate",
+    CommandType.RUN_DIAGNOSTIC: "run_diagnostic",
+}
 
 
-class CommandQueue:
-    def __init__(self, redeliver_after: float) -> None:
-        self._redeliver_after = redeliver_after
-        # node id -> command id -> command, oldest first.
-        self._open: dict[str, dict[str, NodeCommand]] = {}
-        # command id -> node id, for the open commands.
-        self._node_of: dict[str, str] = {}
-        # command id -> trio time of the latest hand-out.
-        self._handed_out: dict[str, float] = {}
-        self._wakeups: dict[str, trio.Event] = {}
-        self._closing = False
+def _flag(parameters: Mapping[str, str], name: str) -> bool:
+    value = parameters.get(name, "false")
+    if value not in ("true", "false"):
+        raise InvalidArgument(f'parameters.{name}: expected "true" or "false", got {value!r}')
+    return value == "true"
 
-    def put(self, command: NodeCommand) -> None:
-        """Adds or replaces an open command and wakes its node's long poll."""
-        self._open.setdefault(command.node_id, {})[command.command_id] = command
-        self._node_of[command.command_id] = command.node_id
-        self._wake(command.node_id)
 
-    def remove(self, command: NodeCommand) -> None:
-        """Forgets a command that is finished."""
-        commands = self._open.get(command.node_id, {})
-        commands.pop(command.command_id, None)
-        if not commands:
-            self._open.pop(command.node_id, None)
-        self._handed_out.pop(command.command_id, None)
-        self._node_of.pop(command.command_id, None)
+class Commands:
+    def __init__(self, book: NodeBook, queue: CommandQueue, longest_poll: timedelta) -> None:
+        self._book = book
+        self.queue = queue
+        self._longest_poll = longest_poll
 
-    def find(self, command_id: str) -> NodeCommand | None:
-        node_id = self._node_of.get(command_id)
-        return None if node_id is None else self._open[node_id][command_id]
+    async def issue(
+        self,
+        node_id: str,
+        kind: CommandType,
+        reason: str,
+        parameters: Mapping[str, str],
+        actor: str,
+    ) -> tuple[Command, Node]:
+        """Issues a command; returns it and the node as the command left it."""
+        node = self._book.require(node_id)
+        if kind is CommandType.CORDON:
+            return await self._cordon(node, reason, parameters, actor)
+        if kind is CommandType.UNCORDON:
+            return await self._uncordon(node, reason, parameters, actor)
+        return await self._queue(node, kind, reason, parameters, actor)
 
-    def open_commands(self, node_id: str) -> list[NodeCommand]:
-        return list(self._open.get(node_id, {}).values())
+    async def cordon(self, node_id: str, reason: str) -> None:
+        """Takes an active node out of service, for the health policy or a remediation."""
+        node = self._book.require(node_id)
+        if node.status is lifecycle.ACTIVE:
+            await self._cordon(node, reason, {}, "admin")
 
-    def take_due(self, node_id: str) -> tuple[list[NodeCommand], list[NodeCommand]]:
-        """Hands out the node's commands that are due.
-
-        Returns (the commands to send, the ones among them whose status just became DELIVERED).
-        """
-        commands = self._open.get(node_id)
-        if not commands:
-            return [], []
-        now = trio.current_time()
-        due, newly_delivered = [], []
-        for command in list(commands.values()):
-            handed_out = self._handed_out.get(command.command_id)
-            if handed_out is not None and now - handed_out < self._redeliver_after:
-                continue
-            self._handed_out[command.command_id] = now
-            if command.status is _PENDING:
-                command = attrs.evolve(command, status=_DELIVERED)
-                commands[command.command_id] = command
-                newly_delivered.append(command)
-            due.append(command)
-        return due, newly_delivered
-
-    def _next_due(self, node_id: str) -> float:
-        times = [
-            self._handed_out.get(command_id, -float("inf")) + self._redeliver_after
-            for command_id in self._open.get(node_id, {})
-        ]
-        return min(times, default=float("inf"))
-
-    async def wait(self, node_id: str, deadline: float) -> None:
-        """Sleeps until a command for the node may be due, `deadline`, or shutdown."""
-        if self._closing:
-            await trio.lowlevel.checkpoint()
+    async def drain(self, node_id: str, reason: str, actor: str = "admin") -> None:
+        """Asks the node to drain; a drain under way or done is left as it is."""
+        node = self._book.require(node_id)
+        if node.status in (lifecycle.DRAINED, lifecycle.TERMINATED):
             return
-        event = self._wakeups.get(node_id)
-        if event is None:
-            event = self._wakeups[node_id] = trio.Event()
-        with trio.move_on_at(min(deadline, self._next_due(node_id))):
-            await event.wait()
+        await self._queue(node, CommandType.DRAIN, reason, {}, actor)
 
-    def _wake(self, node_id: str) -> None:
-        event = self._wakeups.pop(node_id, None)
-        if event is not None:
-            event.set()
+    async def get(self, command_id: str) -> Command:
+        command = self.queue.find(command_id)
+        if command is None:
+            command = await self._book.store.get_command(command_id)
+        if command is None:
+            raise NotFound(f"command {command_id} not found")
+        return command
 
-    def close(self) -> None:
-        """Ends every long poll now and every later one at once: the server is stopping."""
-        self._closing = True
-        for node_id in list(self._wakeups):
-            self._wake(node_id)
+    async def poll(self, node_id: str, wait: timedelta) -> list[Command]:
+        """The node's commands that are due, waiting up to `wait` (at most the configured
+        longest poll) while none is."""
+        self._book.require(node_id)
+        wait = min(wait, self._longest_poll)
+        deadline = trio.current_time() + wait.total_seconds()
+        while True:
+            commands, delivered = self.queue.take_due(node_id)
+            if commands or trio.current_time() >= deadline or self.queue.closing:
+                break
+            await self.queue.wait(node_id, deadline)
+        if delivered:
+            self._book.store.commit_soon(Change(commands=tuple(delivered)))
+        return commands
 
-    @property
-    def closing(self) -> bool:
-        return self._closing
+    async def ack(
+        self, node_id: str, command_id: str, result: CommandResult, message: str, actor: str
+    ) -> Command:
+        """Applies the node's answer to a command; a repeated answer changes nothing."""
+        book = self._book
+        node = book.require(node_id)
+        command = self.queue.find(command_id)
+        if command is None:
+            command = await book.store.get_command(command_id)
+        if command is None or command.node_id != node_id:
+            raise NotFound(f"command {command_id} not found for node {node_id}")
+        if command.status.finished:
+            # A repeated acknowledgement changes nothing; it still waits until the first one is
+            # durable, so both answers mean the same thing.
+            await book.store.commit(Change())
+            return command
+        succeeded = result is CommandResult.SUCCEEDED
+        finished = attrs.evolve(
+            command,
+            status=CommandStatus.SUCCEEDED if succeeded else CommandStatus.FAILED,
+            completed_at=book.clock.now(),
+            result_message=message,
+        )
+        self.queue.remove(command)
+        commands = [finished]
+        events = [
+            book.event(
+                "command.acked",
+                node.node_id,
+                actor,
+                message,
+                commandId=command.command_id,
+                type=command.type.value,
+                result=result.value,
+            )
+        ]
+        after = self._apply_ack(node, finished, succeeded)
+        if after is not node:
+            if after.status is not node.status:
+                events.append(book.status_event(node, after, actor, commandId=command.command_id))
+            if after.status is lifecycle.TERMINATED:
+                commands += self.cancel_open(after.node_id, "node terminated")
+                book.forget(after.node_id)
+            book.put(after)
+        change = Change(
+            nodes=(after,) if after is not node else (),
+            commands=tuple(commands),
+            events=tuple(events),
+        )
+        await book.commit(change)
+        return finished
+
+    def cancel_open(self, node_id: str, why: str, only: CommandType | None = None) -> list[Command]:
+        """Cancels the node's open commands (of one type, or all); returns them, to commit."""
+        cancelled = []
+        for command in self.queue.open_commands(node_id):
+            if only is not None and command.type is not only:
+                continue
+            self.queue.remove(command)
+            cancelled.append(
+                attrs.evolve(
+                    command,
+                    status=CommandStatus.CANCELLED,
+                    completed_at=self._book.clock.now(),
+                    result_message=why,
+                )
+            )
+        return cancelled
+
+    def _apply_ack(self, node: Node, command: Command, succeeded: bool) -> Node:
+        """The node after an acknowledged command; `node` itself when nothing changes."""
+        kind = command.type
+        if kind is CommandType.DRAIN and node.status is lifecycle.DRAINING:
+            if succeeded:
+                status = lifecycle.next_status("drain_succeeded", node.node_id, node.status)
+                return attrs.evolve(node, status=status, status_reason=command.reason or "drained")
+            return attrs.evolve(node, status_reason=f"drain failed: {command.result_message}")
+        if kind is CommandType.TERMINATE and node.status is not lifecycle.TERMINATED:
+            if succeeded:
+                status = lifecycle.next_status("terminate_succeeded", node.node_id, node.status)
+                return attrs.evolve(
+                    node, status=status, status_reason=command.reason or "terminated"
+                )
+            return attrs.evolve(node, status_reason=f"terminate failed: {command.result_message}")
+        return node
+
+    def _new_command(
+        self,
+        node_id: str,
+        kind: CommandType,
+        reason: str,
+        parameters: Mapping[str, str],
+        actor: str,
+        *,
+        done: str | None,
+    ) -> Command:
+        """A command record; `done` is the result message of one applied here and now."""
+        now = self._book.clock.now()
+        return Command(
+            command_id=self._book.ids.new(),
+            node_id=node_id,
+            type=kind,
+            status=CommandStatus.PENDING if done is None else CommandStatus.SUCCEEDED,
+            reason=reason,
+            parameters=dict(parameters),
+            issued_at=now,
+            issued_by=actor,
+            completed_at=None if done is None else now,
+            result_message=done or "",
+        )
+
+    def _issued_event(self, command: Command) -> Event:
+        return self._book.event(
+            "command.issued",
+            command.node_id,
+            command.issued_by,
+            command.reason,
+            commandId=command.command_id,
+            type=command.type.value,
+        )
+
+    async def _apply_directly(
+        self,
+        node: Node,
+        after: Node,
+        kind: CommandType,
+        reason: str,
+        parameters: Mapping[str, str],
+        actor: str,
+        extra_commands: list[Command],
+    ) -> tuple[Command, Node]:
+        """Records a command the control plane carries out itself, and its effect."""
+        book = self._book
+        verb = "cordoned" if kind is CommandType.CORDON else "uncordoned"
+        done = (
+            verb if after.status is not node.status else f"no change: node is {node.status.value}"
+        )
+        command = self._new_command(node.node_id, kind, reason, parameters, actor, done=done)
+        events = [self._issued_event(command)]
+        if after.status is not node.status:
+            events.append(book.status_event(node, after, actor, commandId=command.command_id))
+            book.put(after)
+        change = Change(
+            nodes=(after,) if after is not node else (),
+            commands=(command, *extra_commands),
+            events=tuple(events),
+        )
+        await book.commit(change)
+        return command, book.full(after)
+
+    async def _cordon(
+        self, node: Node, reason: str, parameters: Mapping[str, str], actor: str
+    ) -> tuple[Command, Node]:
+        status = lifecycle.next_status("cordon", node.node_id, node.status)
+        after = node
+        if status is not node.status:
+            after = attrs.evolve(node, status=status, status_reason=reason or "cordoned")
+        return await self._apply_directly(
+            node, after, CommandType.CORDON, reason, parameters, actor, []
+        )
+
+    async def _uncordon(
+        self, node: Node, reason: str, parameters: Mapping[str, str], actor: str
+    ) -> tuple[Command, Node]:
+        force = _flag(parameters, "force")
+        action = "force_uncordon" if force else "uncordon"
+        status = lifecycle.next_status(action, node.node_id, node.status)
+        after, cancelled = node, []
+        if status is not node.status:
+            after = attrs.evolve(node, status=status, status_reason="")
+            cancelled = self.cancel_open(node.node_id, "cancelled by uncordon", CommandType.DRAIN)
+            if node.status is lifecycle.UNHEALTHY:
+                # Back in service by the operator's word: watch it afresh, with a full timeout.
+                self._book.silent.discard(node.node_id)
+                self._book.monitor.seen(node.node_id)
+        return await self._apply_directly(
+            node, after, CommandType.UNCORDON, reason, parameters, actor, cancelled
+        )
+
+    async def _queue(
+        self,
+        node: Node,
+        kind: CommandType,
+        reason: str,
+        parameters: Mapping[str, str],
+        actor: str,
+    ) -> tuple[Command, Node]:
+        book = self._book
+        action = _QUEUED_ACTION[kind]
+        status = lifecycle.next_status(action, node.node_id, node.status)
+        if action == "drain" and node.status is lifecycle.DRAINED:
+            command = self._new_command(
+                node.node_id, kind, reason, parameters, actor, done="no change: node is drained"
+            )
+            await book.commit(Change(commands=(command,), events=(self._issued_event(command),)))
+            return command, book.full(node)
+        # Asking again for a drain or termination already under way reuses that command.
+        existing = next(
+            (
+                c
+                for c in self.queue.open_commands(node.node_id)
+                if c.type is kind and action != "run_diagnostic"
+            ),
+            None,
+        )
+        command = existing or self._new_command(
+            node.node_id, kind, reason, parameters, actor, done=None
+        )
+        events = [self._issued_event(command)] if existing is None else []
+        after = node
+        if status is not node.status:
+            after = attrs.evolve(node, status=status, status_reason=reason or "draining")
+            events.append(book.status_event(node, after, actor, commandId=command.command_id))
+            book.put(after)
+            book.silent.discard(node.node_id)
+        if existing is None:
+            self.queue.put(command)
+        await book.commit(
+            Change(
+                nodes=(after,) if after is not node else (),
+                commands=(command,) if existing is None else (),
+                events=tuple(events),
+            )
+        )
+        return command, book.full(after)

@@ -18,15 +18,15 @@ becomes unhealthy when its heartbeats stop or when the health policy judges it u
 
 from __future__ import annotations
 
-from navarch.api.codec import ApiError
-from navarch.api.wire import NodeStatus
+from navarch.errors import Conflict
+from navarch.model import NodeStatus
 
-ACTIVE = NodeStatus.NODE_STATUS_ACTIVE
-CORDONED = NodeStatus.NODE_STATUS_CORDONED
-DRAINING = NodeStatus.NODE_STATUS_DRAINING
-DRAINED = NodeStatus.NODE_STATUS_DRAINED
-UNHEALTHY = NodeStatus.NODE_STATUS_UNHEALTHY
-TERMINATED = NodeStatus.NODE_STATUS_TERMINATED
+ACTIVE = NodeStatus.ACTIVE
+CORDONED = NodeStatus.CORDONED
+DRAINING = NodeStatus.DRAINING
+DRAINED = NodeStatus.DRAINED
+UNHEALTHY = NodeStatus.UNHEALTHY
+TERMINATED = NodeStatus.TERMINATED
 
 _LIVE = (ACTIVE, CORDONED, DRAINING, DRAINED, UNHEALTHY)
 
@@ -71,19 +71,15 @@ TRANSITIONS: dict[str, dict[NodeStatus, NodeStatus]] = {
 
 
 def next_status(action: str, node_id: str, status: NodeStatus) -> NodeStatus:
-    """The status `action` leads to; raises `failed_precondition` when it is not allowed."""
+    """The status `action` leads to; raises Conflict when it is not allowed."""
     to = TRANSITIONS[action].get(status)
     if to is not None:
         return to
     if status is TERMINATED:
-        raise ApiError("failed_precondition", f"node {node_id} is terminated")
+        raise Conflict(f"node {node_id} is terminated")
     if action == "uncordon" and status is UNHEALTHY:
-        raise ApiError(
-            "failed_precondition",
+        raise Conflict(
             f"node {node_id} is unhealthy; uncordon it with the parameter force=true to return "
-            "it to service anyway",
+            "it to service anyway"
         )
-    raise ApiError(
-        "failed_precondition",
-        f"cannot {action.replace('_', ' ')} node {node_id}: it is {status.value}",
-    )
+    raise Conflict(f"cannot {action.replace('_', ' ')} node {node_id}: it is {status.value}")

@@ -1,25 +1,13 @@
-"""Notifiers: plugins that tell people about the control plane's events.
+"""The notifiers a configuration names, built by their plugins.
 
 The service hands every event it records to each notifier whose table the configuration has
-(`[notifiers.NAME] type = "webhook"`). `notify` only queues: delivery runs in the notifier's own
-task in the service's nursery, so a slow or failing receiver never delays or undoes what the
-event records.
+(`[notifiers.NAME] type = "webhook"`); the contract is `navarch.plugins.Notifier`.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
-
-from navarch.api.wire import Event
 from navarch.config import Config
-
-
-class Notifier(Protocol):
-    def notify(self, event: Event) -> None:
-        """Queues `event` for delivery; never blocks and never raises."""
-
-    async def run(self) -> None:
-        """Delivers the queued events until cancelled."""
+from navarch.plugins import Notifier
 
 
 def build_notifiers(config: Config) -> list[Notifier]:

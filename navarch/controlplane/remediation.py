@@ -36,39 +36,42 @@ all at once is an outage to investigate, not a reason to terminate the zone.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Protocol
 
 import attrs
 import trio
 
-from navarch.api import wire as m
-from navarch.api.codec import ApiError
 from navarch.config import PoolHealthConfig
-from navarch.controlplane.ids import new_id
+from navarch.controlplane.book import NodeBook
+from navarch.controlplane.commands import Commands
 from navarch.durations import format_duration
+from navarch.errors import Conflict, NotFound
+from navarch.model import (
+    HEARTBEAT_LOST_RULE,
+    Event,
+    Node,
+    NodeStatus,
+    Remediation,
+    RemediationControls,
+    RemediationStep,
+)
 from navarch.store import Change, RemediationSwitch, StoredState
-
-if TYPE_CHECKING:
-    from navarch.controlplane.service import ControlPlane
 
 log = logging.getLogger("navarch.remediation")
 
-Step = m.RemediationStep
-PENDING = Step.REMEDIATION_STEP_PENDING
-CORDON = Step.REMEDIATION_STEP_CORDON
-DRAIN = Step.REMEDIATION_STEP_DRAIN
-TERMINATE = Step.REMEDIATION_STEP_TERMINATE
-DONE = Step.REMEDIATION_STEP_DONE
-HELD = Step.REMEDIATION_STEP_HELD
-CANCELLED = Step.REMEDIATION_STEP_CANCELLED
+Step = RemediationStep
+PENDING = Step.PENDING
+CORDON = Step.CORDON
+DRAIN = Step.DRAIN
+TERMINATE = Step.TERMINATE
+DONE = Step.DONE
+HELD = Step.HELD
+CANCELLED = Step.CANCELLED
 
 _RANK = {PENDING: 0, CORDON: 1, DRAIN: 2, TERMINATE: 3, HELD: 4, DONE: 5, CANCELLED: 5}
 ENDED = (DONE, CANCELLED)
 ACTOR = "remediation"
-# The rule of the episodes that the heartbeat monitor opens for silent nodes.
-HEARTBEAT_LOST_RULE = "heartbeat-lost"
 # How often a draining node is looked at, and how a failing replacer is retried.
 DRAIN_POLL = 1.0
 RETRY_DELAYS = (30.0, 60.0, 120.0)
@@ -82,8 +85,8 @@ class Replacer(Protocol):
         successor, from the provider the pool's `replacement` setting says.
 
         A control-plane restart may repeat the call for the same node; the pool manager acts
-        once. An exception counts as a failed attempt; ApiError `not_found` says that the node
-        belongs to no configured pool, which no retry changes.
+        once. An exception counts as a failed attempt; `NotFound` says that the node belongs to
+        no configured pool, which no retry changes.
         """
 
     async def terminate(self, node_id: str, reason: str) -> None:
@@ -92,7 +95,7 @@ class Replacer(Protocol):
         changes nothing; errors count as in `replace`."""
 
 
-def may_move(current: m.RemediationStep, to: m.RemediationStep) -> bool:
+def may_move(current: RemediationStep, to: RemediationStep) -> bool:
     """Whether an episode at `current` may move to `to`: only forward, and a held one only to
     cancelled."""
     if current is HELD:
@@ -105,17 +108,20 @@ class Remediator:
 
     def __init__(
         self,
-        service: ControlPlane,
+        book: NodeBook,
+        commands: Commands,
+        mark_terminated: Callable[[str, str, str], Awaitable[None]],
         pools: Mapping[str, PoolHealthConfig],
         replacer: Replacer | None,
-        now: Callable[[], datetime],
     ) -> None:
-        self._service = service
+        self._book = book
+        self._commands = commands
+        self._mark_terminated = mark_terminated
         self._pools = pools
         self.replacer = replacer
-        self._now = now
+        self._now = book.clock.now
         # Open episodes (held ones included) by episode id.
-        self._episodes: dict[str, m.Remediation] = {}
+        self._episodes: dict[str, Remediation] = {}
         self._scopes: dict[str, trio.CancelScope] = {}
         self.paused = False
         self.paused_pools: set[str] = set()
@@ -147,7 +153,7 @@ class Remediator:
             task_status.started()
             await trio.sleep_forever()
 
-    def open_episodes(self) -> list[m.Remediation]:
+    def open_episodes(self) -> list[Remediation]:
         return list(self._episodes.values())
 
     def pool_names(self) -> list[str]:
@@ -156,24 +162,41 @@ class Remediator:
     def settings(self, pool: str) -> PoolHealthConfig:
         return self._pools.get(pool) or PoolHealthConfig()
 
-    def open_episode(self, node_id: str) -> m.Remediation | None:
+    def check_pool(self, pool: str) -> None:
+        """Raises NotFound for a pool that is neither configured nor has nodes."""
+        if pool in self._pools or any(n.pool == pool for n in self._book.nodes()):
+            return
+        raise NotFound(f"pool {pool!r} is not configured and has no nodes")
+
+    async def silent(self, nodes: Sequence[Node]) -> None:
+        """Opens an episode for each node that went silent in a pool that replaces nodes; the
+        episode skips the drain and asks for no successor (see the module's docstring)."""
+        for node in nodes:
+            if (
+                self.replacer is not None
+                and node.pool in self._pools
+                and self.settings(node.pool).auto_replace
+            ):
+                await self.start(node, HEARTBEAT_LOST_RULE)
+
+    def open_episode(self, node_id: str) -> Remediation | None:
         return next((e for e in self._episodes.values() if e.node_id == node_id), None)
 
-    def controls(self) -> m.RemediationControls:
-        return m.RemediationControls(
+    def controls(self) -> RemediationControls:
+        return RemediationControls(
             paused=self.paused,
             paused_pools=tuple(sorted(self.paused_pools)),
             open_breakers=tuple(sorted(self.open_breakers)),
         )
 
-    async def start(self, node: m.Node, rule: str) -> m.Remediation:
+    async def start(self, node: Node, rule: str) -> Remediation:
         """Opens an episode for `node` (or returns its open one) and starts carrying it out."""
         existing = self.open_episode(node.node_id)
         if existing is not None:
             return existing
         now = self._now()
-        episode = m.Remediation(
-            episode_id=new_id(),
+        episode = Remediation(
+            episode_id=self._book.ids.new(),
             node_id=node.node_id,
             pool=node.pool,
             step=PENDING,
@@ -199,7 +222,7 @@ class Remediator:
             events.append(self._pool_event("remediation.breaker_opened", node.pool, reason))
             events.append(self._event("remediation.held", episode, reason))
         self._episodes[episode.episode_id] = episode
-        await self._service._commit(
+        await self._book.commit(
             Change(
                 remediations=(episode,), events=tuple(events), remediation_switches=tuple(switches)
             )
@@ -208,7 +231,7 @@ class Remediator:
             self._nursery.start_soon(self._drive, episode.episode_id)
         return episode
 
-    def _trips_breaker(self, node: m.Node) -> bool:
+    def _trips_breaker(self, node: Node) -> bool:
         """Counts `node` as entering remediation; True when that crosses the pool's line."""
         settings = self.settings(node.pool)
         now = trio.current_time()
@@ -218,8 +241,8 @@ class Remediator:
         size = len(
             {
                 n.node_id
-                for n in self._service.nodes()
-                if n.pool == node.pool and n.status is not m.NodeStatus.NODE_STATUS_TERMINATED
+                for n in self._book.nodes()
+                if n.pool == node.pool and n.status is not NodeStatus.TERMINATED
             }
             | recent
         )
@@ -237,59 +260,53 @@ class Remediator:
             f"{format_duration(settings.breaker_window)}"
         )
 
-    async def cancel(self, episode_id: str, reason: str, actor: str) -> m.Remediation:
+    async def cancel(self, episode_id: str, reason: str, actor: str) -> Remediation:
         episode = self._episodes.get(episode_id)
         if episode is None:
             ended = [
                 e
-                for e in await self._service.store.list_remediations(
+                for e in await self._book.store.list_remediations(
                     pool="", node_id="", limit=1_000_000
                 )
                 if e.episode_id == episode_id
             ]
             if not ended:
-                raise ApiError("not_found", f"remediation episode {episode_id} not found")
-            raise ApiError(
-                "failed_precondition",
-                f"remediation episode {episode_id} has ended "
-                f"({ended[0].step.value.removeprefix('REMEDIATION_STEP_').lower()})",
-            )
+                raise NotFound(f"remediation episode {episode_id} not found")
+            raise Conflict(f"remediation episode {episode_id} has ended ({ended[0].step.value})")
         scope = self._scopes.pop(episode_id, None)
         if scope is not None:
             scope.cancel()
         return await self._move(episode, CANCELLED, reason or "cancelled by an operator", actor)
 
-    async def pause(self, pool: str, reason: str, actor: str) -> m.RemediationControls:
+    async def pause(self, pool: str, reason: str, actor: str) -> RemediationControls:
         if pool:
             self.paused_pools.add(pool)
         else:
             self.paused = True
         switch = RemediationSwitch(kind="pause", pool=pool, reason=reason, since=self._now())
         event = self._pool_event("remediation.paused", pool, reason, actor)
-        await self._service._commit(Change(remediation_switches=(switch,), events=(event,)))
+        await self._book.commit(Change(remediation_switches=(switch,), events=(event,)))
         return self.controls()
 
-    async def resume(self, pool: str, actor: str) -> m.RemediationControls:
+    async def resume(self, pool: str, actor: str) -> RemediationControls:
         if pool:
             self.paused_pools.discard(pool)
         else:
             self.paused = False
         switch = RemediationSwitch(kind="pause", pool=pool, since=self._now(), on=False)
         event = self._pool_event("remediation.resumed", pool, "", actor)
-        await self._service._commit(Change(remediation_switches=(switch,), events=(event,)))
+        await self._book.commit(Change(remediation_switches=(switch,), events=(event,)))
         self._wake()
         return self.controls()
 
-    async def reset_breaker(self, pool: str, actor: str) -> m.RemediationControls:
-        if not pool:
-            raise ApiError("invalid_argument", "pool: must not be empty")
+    async def reset_breaker(self, pool: str, actor: str) -> RemediationControls:
         if pool not in self.open_breakers:
-            raise ApiError("failed_precondition", f"the circuit breaker of pool {pool} is not open")
+            raise Conflict(f"the circuit breaker of pool {pool} is not open")
         del self.open_breakers[pool]
         self._starts.pop(pool, None)
         switch = RemediationSwitch(kind="breaker", pool=pool, since=self._now(), on=False)
         event = self._pool_event("remediation.breaker_reset", pool, "", actor)
-        await self._service._commit(Change(remediation_switches=(switch,), events=(event,)))
+        await self._book.commit(Change(remediation_switches=(switch,), events=(event,)))
         return self.controls()
 
     def _wake(self) -> None:
@@ -317,13 +334,13 @@ class Remediator:
                 if self._scopes.get(episode_id) is scope:
                     del self._scopes[episode_id]
 
-    async def _carry_out(self, episode: m.Remediation) -> None:
+    async def _carry_out(self, episode: Remediation) -> None:
         """Carries out the episode's step and records the next one."""
         node_id = episode.node_id
         if episode.step is PENDING:
             await self._move(episode, CORDON, "cordoning the node")
         elif episode.step is CORDON:
-            await self._service.remediation_cordon(node_id, self._reason(episode))
+            await self._commands.cordon(node_id, self._reason(episode))
             if episode.rule == HEARTBEAT_LOST_RULE:
                 await self._move(
                     episode,
@@ -351,7 +368,7 @@ class Remediator:
             act = self.replacer.terminate if silent else self.replacer.replace
             if await self._attempt(episode, act, node_id, self._reason(episode)):
                 # The pool manager marks the node terminated; this covers a replacer that does not.
-                await self._service.mark_terminated(node_id, self._reason(episode), ACTOR)
+                await self._mark_terminated(node_id, self._reason(episode), ACTOR)
                 done = (
                     f"terminated; pool {episode.pool} provisions past the lost node on its own"
                     if silent
@@ -359,13 +376,13 @@ class Remediator:
                 )
                 await self._move(episode, DONE, done)
 
-    async def _drain(self, episode: m.Remediation) -> None:
+    async def _drain(self, episode: Remediation) -> None:
         settings = self.settings(episode.pool)
-        await self._service.remediation_drain(episode.node_id, self._reason(episode))
+        await self._commands.drain(episode.node_id, self._reason(episode))
         with trio.move_on_after(settings.drain_timeout.total_seconds()):
-            while self._service.node_status(episode.node_id) not in (
-                m.NodeStatus.NODE_STATUS_DRAINED,
-                m.NodeStatus.NODE_STATUS_TERMINATED,
+            while self._book.status(episode.node_id) not in (
+                NodeStatus.DRAINED,
+                NodeStatus.TERMINATED,
             ):
                 await trio.sleep(DRAIN_POLL)
             await self._move(episode, TERMINATE, "drained; terminating the node")
@@ -384,7 +401,7 @@ class Remediator:
             )
 
     async def _attempt(
-        self, episode: m.Remediation, fn: Callable[..., Awaitable[None]], *args: str
+        self, episode: Remediation, fn: Callable[..., Awaitable[None]], *args: str
     ) -> bool:
         """Calls the replacer, retrying with growing delays; holds the episode when it gives up."""
         for attempt, delay in enumerate((*RETRY_DELAYS, None), start=1):
@@ -392,14 +409,12 @@ class Remediator:
                 await fn(*args)
                 return True
             except Exception as exc:  # a failing provider must not end the control plane
-                if isinstance(exc, ApiError) and exc.code == "not_found":
-                    await self._move(
-                        episode, HELD, f"navarch cannot replace the node: {exc.message}"
-                    )
+                if isinstance(exc, NotFound):
+                    await self._move(episode, HELD, f"navarch cannot replace the node: {exc}")
                     return False
                 message = f"terminating and replacing failed (attempt {attempt}): {exc}"
                 log.warning("episode=%s node=%s %s", episode.episode_id, episode.node_id, message)
-                await self._service._commit(
+                await self._book.commit(
                     Change(events=(self._event("remediation.step_failed", episode, message),))
                 )
                 if delay is None:
@@ -408,12 +423,12 @@ class Remediator:
                 await trio.sleep(delay)
         return False
 
-    def _reason(self, episode: m.Remediation) -> str:
+    def _reason(self, episode: Remediation) -> str:
         return f"remediation {episode.episode_id}: {episode.rule}"
 
     async def _move(
-        self, episode: m.Remediation, to: m.RemediationStep, detail: str, actor: str = ACTOR
-    ) -> m.Remediation:
+        self, episode: Remediation, to: RemediationStep, detail: str, actor: str = ACTOR
+    ) -> Remediation:
         current = self._episodes.get(episode.episode_id, episode)
         if not may_move(current.step, to):
             return current
@@ -428,20 +443,20 @@ class Remediator:
             CANCELLED: "remediation.cancelled",
         }.get(to, "remediation.step")
         event = self._event(kind, moved, detail, actor)
-        await self._service._commit(Change(remediations=(moved,), events=(event,)))
+        await self._book.commit(Change(remediations=(moved,), events=(event,)))
         return moved
 
-    def _event(self, kind: str, episode: m.Remediation, reason: str, actor: str = ACTOR) -> m.Event:
-        return self._service._event(
+    def _event(self, kind: str, episode: Remediation, reason: str, actor: str = ACTOR) -> Event:
+        return self._book.event(
             kind,
             episode.node_id,
             actor,
             reason,
             episode=episode.episode_id,
-            step=episode.step.value.removeprefix("REMEDIATION_STEP_").lower(),
+            step=episode.step.value,
             pool=episode.pool,
             rule=episode.rule,
         )
 
-    def _pool_event(self, kind: str, pool: str, reason: str, actor: str = ACTOR) -> m.Event:
-        return self._service._event(kind, "", actor, reason, pool=pool)
+    def _pool_event(self, kind: str, pool: str, reason: str, actor: str = ACTOR) -> Event:
+        return self._book.event(kind, "", actor, reason, pool=pool)

@@ -13,7 +13,7 @@ from typing import Any
 
 import trio
 
-from navarch.api.client import InProcessClient
+from navarch.api.inprocess import InProcessClient
 from navarch.controlplane import Caller
 from navarch.daemon.agent import Daemon, DaemonError
 from navarch.daemon.config import DaemonConfig

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from navarch.api.wire import HealthStatus, Node, NodeStatus
+from navarch.model import HealthStatus, Node, NodeStatus
 from navarch.plugins import ScalingState
 
 # A node with this label set to "true" is never chosen for scale-down.
@@ -13,11 +13,11 @@ DO_NOT_DISTURB = "navarch.io/do-not-disturb"
 
 # Nodes on their way out no longer count toward the pool's size; counting them would make the
 # pool choose another victim for the same scale-down on the next round.
-_LEAVING = frozenset({NodeStatus.NODE_STATUS_DRAINING, NodeStatus.NODE_STATUS_DRAINED})
+_LEAVING = frozenset({NodeStatus.DRAINING, NodeStatus.DRAINED})
 
 
 def counts_toward_size(node: Node) -> bool:
-    return node.status is not NodeStatus.NODE_STATUS_TERMINATED and node.status not in _LEAVING
+    return node.status is not NodeStatus.TERMINATED and node.status not in _LEAVING
 
 
 def is_healthy(node: Node) -> bool:
@@ -26,17 +26,11 @@ def is_healthy(node: Node) -> bool:
     A node that has not reported health yet counts as healthy: it has just registered, and
     counting it as missing would provision a second node in its place.
     """
-    return (
-        node.status is NodeStatus.NODE_STATUS_ACTIVE
-        and node.health is not HealthStatus.HEALTH_STATUS_UNHEALTHY
-    )
+    return node.status is NodeStatus.ACTIVE and node.health is not HealthStatus.UNHEALTHY
 
 
 def is_unhealthy(node: Node) -> bool:
-    return (
-        node.status is NodeStatus.NODE_STATUS_UNHEALTHY
-        or node.health is HealthStatus.HEALTH_STATUS_UNHEALTHY
-    )
+    return node.status is NodeStatus.UNHEALTHY or node.health is HealthStatus.UNHEALTHY
 
 
 def is_do_not_disturb(node: Node) -> bool:

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from attrs import frozen
 
-from navarch.api.wire import Node, NodeStatus
+from navarch.model import Node, NodeStatus
 from navarch.pools.nodes import (
     DO_NOT_DISTURB,
     counts_toward_size,
@@ -54,7 +54,7 @@ def _victim_order(node: Node) -> tuple:
     utilization = gpu_utilization(node)
     if is_unhealthy(node):
         rank = 0
-    elif node.status is NodeStatus.NODE_STATUS_CORDONED:
+    elif node.status is NodeStatus.CORDONED:
         rank = 1
     elif utilization == 0:
         rank = 2

@@ -21,7 +21,8 @@ from typing import Any
 import attrs
 import trio
 
-from navarch.api.client import HttpClient, InProcessClient, Unreachable
+from navarch.api.client import HttpClient, Unreachable
+from navarch.api.inprocess import InProcessClient
 from navarch.controlplane import Caller
 from navarch.daemon import Daemon, DaemonConfig, DaemonError, SimulatedGpus
 from navarch.plugins import (

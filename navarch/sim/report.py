@@ -18,13 +18,13 @@ from typing import Any
 
 import attrs
 
-from navarch.api import wire as m
+from navarch.model import Event, HealthStatus, Node, NodeStatus, Remediation, RemediationStep
 from navarch.sim.fleet import Failure
 
 REPORT_VERSION = 1
 TIMELINE_CAP = 5000
-_STATUS = {s: s.value.removeprefix("NODE_STATUS_").lower() for s in m.NodeStatus}
-_HEALTH = {h: h.value.removeprefix("HEALTH_STATUS_").lower() for h in m.HealthStatus}
+_STATUS = {s: s.value for s in NodeStatus}
+_HEALTH = {h: h.value for h in HealthStatus}
 # Control-plane events worth a line in the timeline; the rest are counted only.
 _TIMELINE_KINDS = (
     "node.status_changed",
@@ -74,7 +74,7 @@ class Recorder:
 
     # The control plane's events.
 
-    def notify(self, event: m.Event) -> None:
+    def notify(self, event: Event) -> None:
         t = self._clock()
         self.event_counts[event.kind] += 1
         if event.node_id:
@@ -96,15 +96,15 @@ class Recorder:
         if event.kind == "node.health_changed":
             to = event.details.get("to", "")
             for failure in failures:
-                if to == m.HealthStatus.HEALTH_STATUS_UNHEALTHY.value:
+                if to == HealthStatus.UNHEALTHY.value:
                     failure.unhealthy_at = _first(failure.unhealthy_at, t)
-                elif to == m.HealthStatus.HEALTH_STATUS_DEGRADED.value:
+                elif to == HealthStatus.DEGRADED.value:
                     failure.degraded_at = _first(failure.degraded_at, t)
         elif event.kind == "node.status_changed":
-            if event.to_status is m.NodeStatus.NODE_STATUS_UNHEALTHY:
+            if event.to_status is NodeStatus.UNHEALTHY:
                 for failure in failures:
                     failure.unhealthy_at = _first(failure.unhealthy_at, t)
-            elif event.to_status is m.NodeStatus.NODE_STATUS_TERMINATED:
+            elif event.to_status is NodeStatus.TERMINATED:
                 for failure in failures:
                     failure.terminated_at = _first(failure.terminated_at, t)
         elif event.kind == "instance.provisioned" and event.reason.startswith(_REPLACING):
@@ -143,14 +143,12 @@ class Recorder:
             return
         self.timeline.append({"t": t, "kind": kind, "node": node, "detail": detail})
 
-    def sample(
-        self, nodes: Iterable[m.Node], open_remediations: int, pools: dict[str, int]
-    ) -> None:
+    def sample(self, nodes: Iterable[Node], open_remediations: int, pools: dict[str, int]) -> None:
         by_status = dict.fromkeys(_STATUS.values(), 0)
         by_health = dict.fromkeys(_HEALTH.values(), 0)
         for node in nodes:
             by_status[_STATUS[node.status]] += 1
-            if node.status is not m.NodeStatus.NODE_STATUS_TERMINATED:
+            if node.status is not NodeStatus.TERMINATED:
                 by_health[_HEALTH[node.health]] += 1
         alive = sum(by_status.values()) - by_status["terminated"]
         self.nodes_peak = max(self.nodes_peak, alive)
@@ -167,13 +165,13 @@ class Recorder:
         )
 
 
-def _detail(event: m.Event) -> str:
+def _detail(event: Event) -> str:
     if event.kind == "node.status_changed" and event.to_status is not None:
         before = _STATUS[event.from_status] if event.from_status else "new"
         text = f"{before} -> {_STATUS[event.to_status]}"
         return f"{text}: {event.reason}" if event.reason else text
     if event.kind == "node.health_changed":
-        health = event.details.get("to", "").removeprefix("HEALTH_STATUS_").lower()
+        health = event.details.get("to", "")
         rule = event.details.get("rule")
         return f"health {health}" + (f" (rule {rule})" if rule else "")
     if event.kind in ("pool.scaled", "pool.manual_target"):
@@ -233,7 +231,7 @@ def build_report(
     seed: int,
     mode: str,
     duration: float,
-    remediations: Sequence[m.Remediation],
+    remediations: Sequence[Remediation],
 ) -> dict[str, Any]:
     failures = []
     latencies = []
@@ -282,8 +280,8 @@ def build_report(
             "failures_injected": len(recorder.failures),
             "failures_recovered": recorder.recoveries,
             "remediations_started": len(remediations),
-            "remediations_completed": steps[m.RemediationStep.REMEDIATION_STEP_DONE],
-            "remediations_held": steps[m.RemediationStep.REMEDIATION_STEP_HELD],
+            "remediations_completed": steps[RemediationStep.DONE],
+            "remediations_held": steps[RemediationStep.HELD],
             "replacements": recorder.replacements,
             "detection_latency_s": _stats(latencies),
             "time_to_replacement_s": _stats(replacement_times),

@@ -24,13 +24,14 @@ import attrs
 import trio
 import trio.testing
 
-from navarch.api import wire as m
-from navarch.controlplane import Caller, ControlPlane, ids
+from navarch.clock import Clock
+from navarch.controlplane import ControlPlane
 from navarch.controlplane.notifiers import build_notifiers
 from navarch.durations import format_duration
-from navarch.errors import NavarchError
+from navarch.errors import DomainError, NavarchError
+from navarch.ids import IdFactory
+from navarch.model import LIVE, CommandType, HealthStatus, Node, NodeStatus, RemediationStep
 from navarch.plugins import InstanceState
-from navarch.pools.instances import LIVE
 from navarch.sim.chaos import ChaosEngine
 from navarch.sim.fleet import Failure, Fleet, SimNode
 from navarch.sim.report import AssertionResult, Recorder, build_report
@@ -41,17 +42,17 @@ from navarch.store import SQLiteStore
 VIRTUAL_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 # How often wait_for looks again.
 _POLL = 1.0
-_STATUS = {s.value.removeprefix("NODE_STATUS_").lower(): s for s in m.NodeStatus}
-_HEALTH = {h.value.removeprefix("HEALTH_STATUS_").lower(): h for h in m.HealthStatus}
+_STATUS = {s.value: s for s in NodeStatus}
+_HEALTH = {h.value: h for h in HealthStatus}
 _OUTCOME = {
-    "completed": (m.RemediationStep.REMEDIATION_STEP_DONE,),
-    "held": (m.RemediationStep.REMEDIATION_STEP_HELD,),
-    "cancelled": (m.RemediationStep.REMEDIATION_STEP_CANCELLED,),
+    "completed": (RemediationStep.DONE,),
+    "held": (RemediationStep.HELD,),
+    "cancelled": (RemediationStep.CANCELLED,),
     "open": (
-        m.RemediationStep.REMEDIATION_STEP_PENDING,
-        m.RemediationStep.REMEDIATION_STEP_CORDON,
-        m.RemediationStep.REMEDIATION_STEP_DRAIN,
-        m.RemediationStep.REMEDIATION_STEP_TERMINATE,
+        RemediationStep.PENDING,
+        RemediationStep.CORDON,
+        RemediationStep.DRAIN,
+        RemediationStep.TERMINATE,
     ),
 }
 
@@ -189,12 +190,7 @@ class Runner:
         scenario = self.scenario
         self._t0 = trio.current_time()
         self._epoch = datetime.now(UTC) if self.real_time else VIRTUAL_EPOCH
-        with (
-            tempfile.TemporaryDirectory(prefix="navarch-sim-") as tmp,
-            contextlib.ExitStack() as stack,
-        ):
-            if not self.real_time:
-                stack.enter_context(ids.seeded(f"ids/{self.seed}", self._wall_clock))
+        with tempfile.TemporaryDirectory(prefix="navarch-sim-") as tmp:
             async with (
                 SQLiteStore.open(Path(tmp) / "navarch.db", threaded=self.real_time) as store,
                 trio.open_nursery() as outer,
@@ -216,7 +212,10 @@ class Runner:
                 async with ControlPlane.open(
                     store,
                     scenario.config.server,
-                    wall_clock=self._wall_clock,
+                    clock=Clock(self._wall_clock),
+                    ids=None
+                    if self.real_time
+                    else IdFactory.seeded(f"ids/{self.seed}", self._wall_clock),
                     config=scenario.config,
                     notifiers=[*build_notifiers(scenario.config), self.recorder],
                     providers=fleet.providers,
@@ -379,19 +378,11 @@ class Runner:
 
     async def _issue(self, event: Event) -> None:
         assert self.service is not None
-        kind = m.CommandType[f"COMMAND_TYPE_{event.command.upper()}"]
         try:
-            await self.service.call(
-                "IssueCommand",
-                m.IssueCommandRequest(
-                    node_id=event.node,
-                    type=kind,
-                    reason="scenario",
-                    parameters=dict(event.args),
-                ),
-                Caller.admin(),
+            await self.service.commands.issue(
+                event.node, CommandType(event.command), "scenario", dict(event.args), "admin"
             )
-        except Exception as exc:
+        except DomainError as exc:
             self.recorder.assertions.append(
                 AssertionResult(
                     source=f"events[{event.index}]",
@@ -499,7 +490,7 @@ class Runner:
 
     def _sample(self) -> None:
         assert self.service is not None
-        nodes = list(self.service.nodes())
+        nodes = list(self.service.all_nodes())
         pools: dict[str, int] = {}
         manager = self.service.pools
         if manager is not None:
@@ -573,7 +564,7 @@ class Runner:
         """Whether `condition` holds now, and what was seen (for messages)."""
         assert self.service is not None
         service = self.service
-        nodes = {n.node_id: n for n in service.nodes()}
+        nodes = {n.node_id: n for n in service.all_nodes()}
         match condition.check:
             case "node_status" | "node_health":
                 node = nodes.get(condition.node)
@@ -598,7 +589,7 @@ class Runner:
                     and (
                         n.status is _STATUS[condition.status]
                         if condition.status
-                        else n.status is not m.NodeStatus.NODE_STATUS_TERMINATED
+                        else n.status is not NodeStatus.TERMINATED
                     )
                     and (not condition.health or n.health is _HEALTH[condition.health])
                 ]
@@ -628,12 +619,12 @@ class Runner:
             case _:
                 return await self._no_lost_instances(nodes)
 
-    async def _no_lost_instances(self, nodes: dict[str, m.Node]) -> tuple[bool, str]:
+    async def _no_lost_instances(self, nodes: dict[str, Node]) -> tuple[bool, str]:
         """No instance record lost, and no machine running at a provider that navarch forgot."""
         assert self.service is not None and self.fleet is not None
         problems = []
         manager = self.service.pools
-        records = list(manager.instances.values()) if manager is not None else []
+        records = list(manager.instances.records.values()) if manager is not None else []
         for record in records:
             if record.reason.startswith("lost"):
                 problems.append(f"instance {record.instance_id} was lost")
@@ -644,7 +635,7 @@ class Runner:
                     # Still provisioning: the pool records it when the provider's call returns.
                     continue
                 node = nodes.get(instance.instance_id)
-                alive = node is not None and node.status is not m.NodeStatus.NODE_STATUS_TERMINATED
+                alive = node is not None and node.status is not NodeStatus.TERMINATED
                 if instance.instance_id not in known and not alive:
                     problems.append(f"{name} instance {instance.instance_id} runs with no node")
         if problems:

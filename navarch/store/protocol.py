@@ -8,9 +8,16 @@ from typing import Protocol
 
 from attrs import field, frozen
 
-from navarch.api.wire import Event, HealthEvent, Node, NodeCommand, Remediation
 from navarch.errors import NavarchError
-from navarch.pools.instances import InstanceRecord
+from navarch.model import (
+    Command,
+    Event,
+    HealthEvent,
+    InstanceRecord,
+    Node,
+    NodeMetrics,
+    Remediation,
+)
 
 
 class StoreError(NavarchError):
@@ -51,7 +58,7 @@ class Change:
     """One unit of work: everything in it becomes durable together or not at all."""
 
     nodes: tuple[Node, ...] = ()
-    commands: tuple[NodeCommand, ...] = ()
+    commands: tuple[Command, ...] = ()
     events: tuple[Event, ...] = ()
     health_reports: tuple[HealthReport, ...] = ()
     # A node's later token replaces its earlier one.
@@ -69,7 +76,7 @@ class StoredState:
 
     nodes: tuple[Node, ...] = ()
     # Commands not yet finished (pending or delivered), oldest first.
-    open_commands: tuple[NodeCommand, ...] = ()
+    open_commands: tuple[Command, ...] = ()
     node_tokens: dict[str, str] = field(factory=dict)
     # Instance records not yet terminated or failed.
     instances: tuple[InstanceRecord, ...] = ()
@@ -90,13 +97,13 @@ class Store(Protocol):
     def commit_soon(self, change: Change) -> None:
         """Queues `change` for the next write without waiting: for state that may be lost."""
 
-    def note_heartbeat(self, node_id: str, at: datetime, metrics: bytes | None) -> None:
-        """Remembers a heartbeat and its metrics (wire JSON; None keeps the stored ones).
+    def note_heartbeat(self, node_id: str, at: datetime, metrics: NodeMetrics | None) -> None:
+        """Remembers a heartbeat and its metrics (None keeps the stored ones).
 
         Heartbeats reach the database in batches about once a second.
         """
 
-    async def get_command(self, command_id: str) -> NodeCommand | None: ...
+    async def get_command(self, command_id: str) -> Command | None: ...
 
     async def list_remediations(self, *, pool: str, node_id: str, limit: int) -> list[Remediation]:
         """Remediation episodes newest first, optionally only one pool's or one node's."""

@@ -1,6 +1,7 @@
-"""Schema migrations: numbered SQL files applied in order, recorded in `schema_version`.
+"""Schema migrations: numbered files applied in order, recorded in `schema_version`.
 
-A migration file is `NNNN_name.sql` under `navarch/store/migrations/`; each runs in its own
+A migration is `NNNN_name.sql` or, where rows must be rewritten in ways SQL cannot, a module
+`NNNN_name.py` with `migrate(conn)`, under `navarch/store/migrations/`. Each runs in its own
 transaction together with the row that records it, so a failed migration leaves the database at the
 previous version. A database whose version is newer than the newest file was written by a newer
 navarch, and opening it is refused rather than risking a write in a format this code does not know.
@@ -8,24 +9,45 @@ navarch, and opening it is refused rather than risking a write in a format this 
 
 from __future__ import annotations
 
+import importlib
 import re
 import sqlite3
+from collections.abc import Callable
 from importlib import resources
 
 from navarch.store.protocol import StoreError
 
-_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.(sql|py)$")
+_PACKAGE = "navarch.store.migrations"
+
+Migration = Callable[[sqlite3.Connection], None]
 
 
-def migrations() -> list[tuple[int, str, str]]:
-    """(version, file name, SQL) of every migration, in order."""
+def migrations() -> list[tuple[int, str, Migration]]:
+    """(version, file name, the function that applies it) of every migration, in order."""
     found = []
-    for entry in resources.files("navarch.store").joinpath("migrations").iterdir():
+    for entry in resources.files(_PACKAGE).iterdir():
         match = _NAME.match(entry.name)
-        if match:
-            found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
-    found.sort()
+        if match is None:
+            continue
+        if match.group(2) == "sql":
+            script = entry.read_text(encoding="utf-8")
+            apply: Migration = lambda conn, script=script: _run_script(conn, script)  # noqa: E731
+        else:
+            apply = importlib.import_module(f"{_PACKAGE}.{entry.name[:-3]}").migrate
+        found.append((int(match.group(1)), entry.name, apply))
+    found.sort(key=lambda m: m[0])
     return found
+
+
+def _run_script(conn: sqlite3.Connection, script: str) -> None:
+    # One statement at a time: executescript would commit the migration's transaction.
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            conn.execute(statement)
+            statement = ""
 
 
 def latest_version() -> int:
@@ -46,16 +68,19 @@ def migrate(conn: sqlite3.Connection, location: str) -> int:
             f"{location}: the database has schema version {current}, newer than this navarch "
             f"knows ({newest}); upgrade navarch, or point it at another data directory"
         )
-    for version, name, sql in known:
+    for version, name, apply in known:
         if version <= current:
             continue
-        record = (
-            "INSERT INTO schema_version (version, name, applied_at) "
-            f"VALUES ({version}, '{name}', strftime('%Y-%m-%dT%H:%M:%SZ', 'now'));"
-        )
         try:
-            conn.executescript(f"BEGIN IMMEDIATE;\n{sql}\n{record}\nCOMMIT;")
-        except sqlite3.Error as exc:
+            conn.execute("BEGIN IMMEDIATE")
+            apply(conn)
+            conn.execute(
+                "INSERT INTO schema_version (version, name, applied_at) "
+                "VALUES (?, ?, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))",
+                (version, name),
+            )
+            conn.execute("COMMIT")
+        except (sqlite3.Error, ValueError, KeyError, TypeError) as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise StoreError(f"{location}: migration {name} failed: {exc}") from None

@@ -12,7 +12,6 @@ for the few hundred microseconds the write takes.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -22,21 +21,8 @@ from typing import Any, TypeVar
 
 import trio
 
-from navarch.api import codec
-from navarch.api.wire import (
-    Event,
-    GpuInfo,
-    HealthEvent,
-    HealthStatus,
-    Node,
-    NodeCommand,
-    NodeMetrics,
-    NodeStatus,
-    Remediation,
-    RemediationStep,
-)
-from navarch.pools.instances import LIVE, InstanceRecord, InstanceStatus
-from navarch.store import schema
+from navarch.model import LIVE, Command, Event, NodeMetrics, Remediation
+from navarch.store import rows, schema
 from navarch.store.protocol import Change, RemediationSwitch, StoredState, StoreError
 
 T = TypeVar("T")
@@ -93,214 +79,17 @@ _UPDATE_HEARTBEAT = (
     "UPDATE nodes SET last_heartbeat_at = ?, metrics = COALESCE(?, metrics) WHERE node_id = ?"
 )
 
-_OPEN_STATUSES = ("COMMAND_STATUS_PENDING", "COMMAND_STATUS_DELIVERED")
+_OPEN_STATUSES = ("pending", "delivered")
 
 _REMEDIATION_COLUMNS = "episode_id, node_id, pool, step, rule, detail, started_at, updated_at"
 _UPSERT_REMEDIATION = _upsert("remediations", f"{_REMEDIATION_COLUMNS}, open", "episode_id")
-# A held episode stays open: it ends only when an operator cancels it.
-_CLOSED_STEPS = (RemediationStep.REMEDIATION_STEP_DONE, RemediationStep.REMEDIATION_STEP_CANCELLED)
 _UPSERT_SWITCH = (
     "INSERT INTO remediation_switches (kind, pool, reason, since) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (kind, pool) DO UPDATE SET reason = excluded.reason, since = excluded.since"
 )
 _DELETE_SWITCH = "DELETE FROM remediation_switches WHERE kind = ? AND pool = ?"
 
-
-def _remediation_row(episode: Remediation) -> tuple[Any, ...]:
-    return (
-        episode.episode_id,
-        episode.node_id,
-        episode.pool,
-        episode.step.value,
-        episode.rule,
-        episode.detail,
-        _time(episode.started_at),
-        _time(episode.updated_at),
-        int(episode.step not in _CLOSED_STEPS),
-    )
-
-
-def _json(value: Any) -> str:
-    return json.dumps(codec.unstructure(value), separators=(",", ":"))
-
-
-def _time(value: datetime | None) -> str | None:
-    return None if value is None else codec.format_timestamp(value)
-
-
-def _node_row(node: Node) -> tuple[Any, ...]:
-    return (
-        node.node_id,
-        node.status.value,
-        node.health.value,
-        node.status_reason,
-        node.provider,
-        node.region,
-        node.zone,
-        node.instance_type,
-        node.pool,
-        node.hostname,
-        _json(node.labels),
-        _json(node.gpus),
-        _time(node.registered_at),
-        _time(node.last_heartbeat_at),
-        None if node.metrics is None else _json(node.metrics),
-        _json(node.last_health_events),
-    )
-
-
-def _command_row(command: NodeCommand) -> tuple[Any, ...]:
-    return (
-        command.command_id,
-        command.node_id,
-        command.type.value,
-        command.status.value,
-        command.reason,
-        _json(command.parameters),
-        _time(command.issued_at),
-        command.issued_by,
-        _time(command.completed_at),
-        command.result_message,
-    )
-
-
-def _instance_row(record: InstanceRecord) -> tuple[Any, ...]:
-    return (
-        record.instance_id,
-        record.provider,
-        record.pool,
-        record.region,
-        record.zone,
-        record.instance_type,
-        record.status.value,
-        record.reason,
-        record.node_id,
-        _time(record.created_at),
-        _time(record.updated_at),
-    )
-
-
-def _event_row(event: Event) -> tuple[Any, ...]:
-    return (
-        event.event_id,
-        _time(event.time),
-        event.kind,
-        event.node_id,
-        event.actor,
-        event.reason,
-        None if event.from_status is None else event.from_status.value,
-        None if event.to_status is None else event.to_status.value,
-        _json(event.details),
-    )
-
-
-class _RowReader:
-    """Turns rows back into models; a row that does not parse means the file was damaged."""
-
-    def __init__(self, location: str) -> None:
-        self._location = location
-
-    def build(self, value: Any, cls: Any) -> Any:
-        try:
-            return codec.structure(value, cls)
-        except codec.ApiError as exc:
-            raise StoreError(f"{self._location}: unreadable stored value: {exc}") from None
-
-    def value(self, text: str | None, cls: Any) -> Any:
-        if text is None:
-            return None
-        try:
-            parsed = json.loads(text)
-        except ValueError as exc:
-            raise StoreError(f"{self._location}: unreadable stored value: {exc}") from None
-        return self.build(parsed, cls)
-
-    def time(self, text: str | None) -> datetime | None:
-        return None if text is None else self.build(text, datetime)
-
-    def node(self, row: Sequence[Any]) -> Node:
-        return Node(
-            node_id=row[0],
-            status=NodeStatus(row[1]),
-            health=HealthStatus(row[2]),
-            status_reason=row[3],
-            provider=row[4],
-            region=row[5],
-            zone=row[6],
-            instance_type=row[7],
-            pool=row[8],
-            hostname=row[9],
-            labels=self.value(row[10], dict[str, str]),
-            gpus=self.value(row[11], tuple[GpuInfo, ...]),
-            registered_at=self.time(row[12]),
-            last_heartbeat_at=self.time(row[13]),
-            metrics=self.value(row[14], NodeMetrics),
-            last_health_events=self.value(row[15], tuple[HealthEvent, ...]),
-        )
-
-    def remediation(self, row: Sequence[Any]) -> Remediation:
-        return Remediation(
-            episode_id=row[0],
-            node_id=row[1],
-            pool=row[2],
-            step=self.build(row[3], RemediationStep),
-            rule=row[4],
-            detail=row[5],
-            started_at=self.time(row[6]),
-            updated_at=self.time(row[7]),
-        )
-
-    def instance(self, row: Sequence[Any]) -> InstanceRecord:
-        try:
-            status = InstanceStatus(row[6])
-        except ValueError:
-            raise StoreError(f"{self._location}: unknown instance status {row[6]!r}") from None
-        return InstanceRecord(
-            instance_id=row[0],
-            provider=row[1],
-            pool=row[2],
-            region=row[3],
-            zone=row[4],
-            instance_type=row[5],
-            status=status,
-            reason=row[7],
-            node_id=row[8],
-            created_at=self.time(row[9]),
-            updated_at=self.time(row[10]),
-        )
-
-    def command(self, row: Sequence[Any]) -> NodeCommand:
-        return self.build(
-            {
-                "commandId": row[0],
-                "nodeId": row[1],
-                "type": row[2],
-                "status": row[3],
-                "reason": row[4],
-                "parameters": self.value(row[5], dict[str, str]),
-                "issuedAt": row[6],
-                "issuedBy": row[7],
-                "completedAt": row[8],
-                "resultMessage": row[9],
-            },
-            NodeCommand,
-        )
-
-    def event(self, row: Sequence[Any]) -> Event:
-        return self.build(
-            {
-                "eventId": row[0],
-                "time": row[1],
-                "kind": row[2],
-                "nodeId": row[3],
-                "actor": row[4],
-                "reason": row[5],
-                "fromStatus": row[6],
-                "toStatus": row[7],
-                "details": self.value(row[8], dict[str, str]),
-            },
-            Event,
-        )
+Heartbeats = dict[str, tuple[datetime, NodeMetrics | None]]
 
 
 class SQLiteStore:
@@ -312,11 +101,11 @@ class SQLiteStore:
         self._flush_interval = flush_interval
         self._limiter = trio.CapacityLimiter(1)
         self._conn: sqlite3.Connection | None = None
-        self._rows = _RowReader(path)
+        self._rows = rows.RowReader(path)
         self._send, self._receive = trio.open_memory_channel[tuple[Change, trio.Event | None]](
             10_000
         )
-        self._heartbeats: dict[str, tuple[datetime, bytes | None]] = {}
+        self._heartbeats: Heartbeats = {}
 
     @classmethod
     @asynccontextmanager
@@ -384,7 +173,7 @@ class SQLiteStore:
             # The writer is far behind; dropping state that may be lost is the cheaper choice.
             pass
 
-    def note_heartbeat(self, node_id: str, at: datetime, metrics: bytes | None) -> None:
+    def note_heartbeat(self, node_id: str, at: datetime, metrics: NodeMetrics | None) -> None:
         self._heartbeats[node_id] = (at, metrics)
 
     async def _write_loop(self) -> None:
@@ -398,7 +187,7 @@ class SQLiteStore:
                     except trio.EndOfChannel:
                         break
                 self._take_queued(batch)
-                heartbeats: dict[str, tuple[datetime, bytes | None]] = {}
+                heartbeats: Heartbeats = {}
                 if trio.current_time() >= next_flush:
                     heartbeats, self._heartbeats = self._heartbeats, {}
                     next_flush = trio.current_time() + self._flush_interval
@@ -429,7 +218,7 @@ class SQLiteStore:
     async def _write_batch(
         self,
         batch: list[tuple[Change, trio.Event | None]],
-        heartbeats: dict[str, tuple[datetime, bytes | None]],
+        heartbeats: Heartbeats,
     ) -> None:
         await self._run(self._write, batch, heartbeats)
         for _, done in batch:
@@ -439,7 +228,7 @@ class SQLiteStore:
     def _write(
         self,
         batch: list[tuple[Change, trio.Event | None]],
-        heartbeats: dict[str, tuple[datetime, bytes | None]],
+        heartbeats: Heartbeats,
     ) -> None:
         conn = self._db()
         try:
@@ -450,7 +239,7 @@ class SQLiteStore:
                 conn.executemany(
                     _UPDATE_HEARTBEAT,
                     [
-                        (_time(at), None if metrics is None else metrics.decode(), node_id)
+                        (rows.time(at), None if metrics is None else rows.to_json(metrics), node_id)
                         for node_id, (at, metrics) in heartbeats.items()
                     ],
                 )
@@ -463,11 +252,11 @@ class SQLiteStore:
     @staticmethod
     def _apply(conn: sqlite3.Connection, change: Change) -> None:
         if change.nodes:
-            conn.executemany(_UPSERT_NODE, [_node_row(n) for n in change.nodes])
+            conn.executemany(_UPSERT_NODE, [rows.node_row(n) for n in change.nodes])
         if change.commands:
-            conn.executemany(_UPSERT_COMMAND, [_command_row(c) for c in change.commands])
+            conn.executemany(_UPSERT_COMMAND, [rows.command_row(c) for c in change.commands])
         if change.events:
-            conn.executemany(_INSERT_EVENT, [_event_row(e) for e in change.events])
+            conn.executemany(_INSERT_EVENT, [rows.event_row(e) for e in change.events])
         for report in change.health_reports:
             conn.executemany(
                 _INSERT_HEALTH_EVENT,
@@ -476,32 +265,33 @@ class SQLiteStore:
                         report.report_id,
                         seq,
                         report.node_id,
-                        _time(event.time),
+                        rows.time(event.time),
                         event.type.value,
                         event.gpu_index,
                         event.xid,
-                        _json(event),
+                        rows.to_json(event),
                     )
                     for seq, event in enumerate(report.events)
                 ],
             )
         if change.instances:
-            conn.executemany(_UPSERT_INSTANCE, [_instance_row(r) for r in change.instances])
+            conn.executemany(_UPSERT_INSTANCE, [rows.instance_row(r) for r in change.instances])
         if change.remediations:
             conn.executemany(
-                _UPSERT_REMEDIATION, [_remediation_row(r) for r in change.remediations]
+                _UPSERT_REMEDIATION, [rows.remediation_row(r) for r in change.remediations]
             )
         for switch in change.remediation_switches:
             if switch.on:
                 conn.execute(
-                    _UPSERT_SWITCH, (switch.kind, switch.pool, switch.reason, _time(switch.since))
+                    _UPSERT_SWITCH,
+                    (switch.kind, switch.pool, switch.reason, rows.time(switch.since)),
                 )
             else:
                 conn.execute(_DELETE_SWITCH, (switch.kind, switch.pool))
         if change.node_tokens:
             conn.executemany(
                 _UPSERT_TOKEN,
-                [(t.node_id, t.token_hash, _time(t.issued_at)) for t in change.node_tokens],
+                [(t.node_id, t.token_hash, rows.time(t.issued_at)) for t in change.node_tokens],
             )
 
     async def load(self) -> StoredState:
@@ -539,7 +329,9 @@ class SQLiteStore:
             )
         )
         switches = tuple(
-            RemediationSwitch(kind=kind, pool=pool, reason=reason, since=self._rows.time(since))
+            RemediationSwitch(
+                kind=kind, pool=pool, reason=reason, since=self._rows.instant(since, "switches")
+            )
             for kind, pool, reason, since in conn.execute(
                 "SELECT kind, pool, reason, since FROM remediation_switches ORDER BY kind, pool"
             )
@@ -573,10 +365,10 @@ class SQLiteStore:
         )
         return [self._rows.remediation(r) for r in rows]
 
-    async def get_command(self, command_id: str) -> NodeCommand | None:
+    async def get_command(self, command_id: str) -> Command | None:
         return await self._run(self._get_command, command_id)
 
-    def _get_command(self, command_id: str) -> NodeCommand | None:
+    def _get_command(self, command_id: str) -> Command | None:
         row = (
             self._db()
             .execute(f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE command_id = ?", (command_id,))

@@ -22,7 +22,7 @@ async def test_the_auth_matrix(tmp_path: Path, caplog: pytest.LogCaptureFixture)
         n2_token = n2.json()["nodeToken"]
         assert n1_token.startswith("nvn_")
         assert n1_token != n2_token
-        before = snapshot(path), tuple(service.nodes())
+        before = snapshot(path), tuple(service.all_nodes())
 
         refused = [
             # (method, body, token, HTTP status, code, message start)
@@ -59,7 +59,7 @@ async def test_the_auth_matrix(tmp_path: Path, caplog: pytest.LogCaptureFixture)
         )
         assert malformed.status_code == 401
         assert malformed.json()["message"].startswith("malformed Authorization header")
-        assert (snapshot(path), tuple(service.nodes())) == before
+        assert (snapshot(path), tuple(service.all_nodes())) == before
 
         allowed = [
             ("SendHeartbeat", {"nodeId": "n1"}, n1_token),

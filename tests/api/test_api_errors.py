@@ -100,7 +100,7 @@ async def _setup(client: httpx.AsyncClient) -> None:
 
 
 def _state(path: Path, service: ControlPlane) -> Any:
-    return snapshot(path), tuple(service.nodes())
+    return snapshot(path), tuple(service.all_nodes())
 
 
 @pytest.mark.parametrize(("method", "body", "status", "code", "message"), CASES)

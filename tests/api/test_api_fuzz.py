@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from navarch.api.codec import HTTP_STATUS
-from navarch.api.wire import METHODS, SERVICE_PATH
+from navarch.api.methods import METHODS
+from navarch.api.wire import SERVICE_PATH
 
 pytestmark = pytest.mark.slow
 

@@ -36,9 +36,7 @@ def test_it_serves_then_stops_cleanly_on_a_signal(tmp_path: Path, stop_signal: i
         assert process.returncode == 0, err
     assert "Traceback" not in err
     conn = sqlite3.connect(store)
-    assert conn.execute("SELECT node_id, status FROM nodes").fetchall() == [
-        ("n1", "NODE_STATUS_ACTIVE")
-    ]
+    assert conn.execute("SELECT node_id, status FROM nodes").fetchall() == [("n1", "active")]
     conn.close()
 
 

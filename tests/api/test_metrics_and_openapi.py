@@ -4,7 +4,8 @@ from pathlib import Path
 
 from api_harness import rpc, serving
 
-from navarch.api.wire import METHODS, SERVICE_PATH
+from navarch.api.methods import METHODS
+from navarch.api.wire import SERVICE_PATH
 
 
 async def test_metrics_show_the_fleet_the_calls_and_the_events(tmp_path: Path) -> None:
@@ -38,11 +39,11 @@ async def test_metrics_show_the_fleet_the_calls_and_the_events(tmp_path: Path) -
 
 
 async def test_openapi_describes_every_method(tmp_path: Path) -> None:
-    async with serving(tmp_path / "navarch.db") as (client, service):
+    async with serving(tmp_path / "navarch.db") as (client, _):
         response = await client.get("/openapi.json")
         assert response.status_code == 200
         document = response.json()
-    served = [name for name in METHODS if name in service.methods]
+    served = list(METHODS)
     assert {"RegisterNode", "SendHeartbeat", "IssueCommand", "ListEvents"} <= set(served)
     assert [
         p.removeprefix(SERVICE_PATH) for p in document["paths"] if p.startswith(SERVICE_PATH)
@@ -50,7 +51,7 @@ async def test_openapi_describes_every_method(tmp_path: Path) -> None:
     assert document["openapi"] == "3.1.0"
     schemas = document["components"]["schemas"]
     for method in served:
-        request_cls, response_cls, _ = METHODS[method]
+        request_cls, response_cls = METHODS[method].request, METHODS[method].response
         operation = document["paths"][SERVICE_PATH + method]["post"]
         assert operation["operationId"] == method
         body = operation["requestBody"]["content"]["application/json"]["schema"]
@@ -75,3 +76,18 @@ async def test_openapi_describes_every_method(tmp_path: Path) -> None:
 
     for ref in refs(document):
         assert ref.removeprefix("#/components/schemas/") in schemas, ref
+
+
+def test_the_clients_speak_every_method_of_the_table() -> None:
+    """The typed client methods and their protocol agree with the one method table."""
+    import typing
+
+    from navarch.api.client import ControlPlaneClient, Methods
+
+    for method in METHODS.values():
+        for cls in (Methods, ControlPlaneClient):
+            hints = typing.get_type_hints(getattr(cls, method.python_name))
+            assert hints["request"] is method.request, (cls.__name__, method.name)
+            assert hints["return"] is method.response, (cls.__name__, method.name)
+    public = {n for n in vars(Methods) if not n.startswith("_")}
+    assert public == {m.python_name for m in METHODS.values()}

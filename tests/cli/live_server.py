@@ -16,7 +16,8 @@ import hypercorn.trio
 import trio
 
 from navarch.api.app import ControlPlaneApp
-from navarch.api.client import InProcessClient
+from navarch.api.inprocess import InProcessClient
+from navarch.api.methods import METHODS, call
 from navarch.config import Config, ServerConfig
 from navarch.controlplane import Caller, ControlPlane
 from navarch.daemon.agent import Daemon
@@ -105,7 +106,7 @@ class LiveControlPlane:
         return trio.from_thread.run(async_fn, *args, trio_token=self._token)
 
     def admin(self, method: str, request: Any) -> Any:
-        return self.call(self.service.call, method, request, Caller.admin())
+        return self.call(call, self.service, METHODS[method], request, Caller.admin())
 
     def start_daemon(self, node_id: str, **kwargs: Any) -> Daemon:
         """Starts a daemon with 8 simulated GPUs and returns once it is registered."""

@@ -10,12 +10,14 @@ from typing import Any
 
 import trio
 from service_harness import ADMIN, DRAIN, OK, ack
+from support.api import rpc
 
 from navarch.api import wire as m
-from navarch.api.codec import ApiError
 from navarch.config import PoolHealthConfig, ServerConfig
 from navarch.controlplane import Caller, ControlPlane
-from navarch.controlplane.notifiers import Notifier
+from navarch.errors import NotFound
+from navarch.model import NodeStatus
+from navarch.plugins import Notifier
 from navarch.store import SQLiteStore
 
 DONE = m.RemediationStep.REMEDIATION_STEP_DONE
@@ -49,9 +51,9 @@ class PoolManagerStandIn:
             self.failures -= 1
             raise RuntimeError("the provider is unavailable")
         assert self.service is not None
-        node = next(n for n in self.service.nodes() if n.node_id == node_id)
+        node = next(n for n in self.service.all_nodes() if n.node_id == node_id)
         if not node.pool:
-            raise ApiError("not_found", f"node {node_id} belongs to no configured pool")
+            raise NotFound(f"node {node_id} belongs to no configured pool")
         if node_id not in self.replaced:
             self.replaced.append(node_id)
         await self.service.mark_terminated(node_id, f"replaced: {reason}", "pools")
@@ -109,12 +111,12 @@ async def report(
     service: ControlPlane, node_id: str, *events: m.HealthEvent
 ) -> m.ReportHealthResponse:
     request = m.ReportHealthRequest(node_id=node_id, events=events)
-    return await service.report_health(request, Caller.node(node_id))
+    return await rpc(service, request, Caller.node(node_id))
 
 
 async def episodes(service: ControlPlane, **filters: Any) -> list[m.Remediation]:
     request = m.ListRemediationsRequest(**filters)
-    return list((await service.list_remediations(request, ADMIN)).remediations)
+    return list((await rpc(service, request, ADMIN)).remediations)
 
 
 async def wait_for_step(service: ControlPlane, node_id: str, *steps: m.RemediationStep) -> None:
@@ -129,7 +131,7 @@ async def wait_for_step(service: ControlPlane, node_id: str, *steps: m.Remediati
 
 async def ack_drains(service: ControlPlane, node_id: str) -> None:
     """Acknowledges the node's open drain commands, as its daemon does once work has moved."""
-    got = await service.get_node(m.GetNodeRequest(node_id=node_id), ADMIN)
+    got = await rpc(service, m.GetNodeRequest(node_id=node_id), ADMIN)
     for command in got.open_commands:
         if command.type is DRAIN:
             await ack(service, node_id, command.command_id, OK, "drained")
@@ -138,6 +140,6 @@ async def ack_drains(service: ControlPlane, node_id: str) -> None:
 async def daemon_acking_drains(service: ControlPlane, node_id: str) -> None:
     while True:
         await trio.sleep(1)
-        if service.node_status(node_id) is m.NodeStatus.NODE_STATUS_TERMINATED:
+        if service.node_status(node_id) is NodeStatus.TERMINATED:
             return
         await ack_drains(service, node_id)

@@ -8,6 +8,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from support.api import rpc
+
 from navarch.api import wire as m
 from navarch.config import ServerConfig
 from navarch.controlplane import Caller, ControlPlane
@@ -48,13 +50,11 @@ async def open_service(
 
 async def register(service: ControlPlane, node_id: str, **fields: Any) -> m.RegisterNodeResponse:
     request = m.RegisterNodeRequest(node_id=node_id, **fields)
-    return await service.register_node(request, Caller.node(node_id))
+    return await rpc(service, request, Caller.node(node_id))
 
 
 async def heartbeat(service: ControlPlane, node_id: str) -> m.SendHeartbeatResponse:
-    return await service.send_heartbeat(
-        m.SendHeartbeatRequest(node_id=node_id), Caller.node(node_id)
-    )
+    return await rpc(service, m.SendHeartbeatRequest(node_id=node_id), Caller.node(node_id))
 
 
 async def issue(
@@ -63,7 +63,7 @@ async def issue(
     request = m.IssueCommandRequest(
         node_id=node_id, type=kind, reason=reason, parameters=parameters
     )
-    return await service.issue_command(request, ADMIN)
+    return await rpc(service, request, ADMIN)
 
 
 async def ack(
@@ -72,7 +72,7 @@ async def ack(
     request = m.AckCommandRequest(
         node_id=node_id, command_id=command_id, result=result, message=message
     )
-    return await service.ack_command(request, Caller.node(node_id))
+    return await rpc(service, request, Caller.node(node_id))
 
 
 async def status(service: ControlPlane, node_id: str) -> m.NodeStatus:
@@ -80,13 +80,13 @@ async def status(service: ControlPlane, node_id: str) -> m.NodeStatus:
 
 
 async def node(service: ControlPlane, node_id: str) -> m.Node:
-    return (await service.get_node(m.GetNodeRequest(node_id=node_id), ADMIN)).node
+    return (await rpc(service, m.GetNodeRequest(node_id=node_id), ADMIN)).node
 
 
 async def events(service: ControlPlane, node_id: str = "", *kinds: str) -> list[m.Event]:
     """The node's events, oldest first."""
     request = m.ListEventsRequest(node_id=node_id, kinds=kinds, limit=1000)
-    return list(reversed((await service.list_events(request, ADMIN)).events))
+    return list(reversed((await rpc(service, request, ADMIN)).events))
 
 
 async def kinds(service: ControlPlane, node_id: str) -> list[str]:

@@ -18,6 +18,7 @@ from service_harness import (
     open_service,
     register,
 )
+from support.api import rpc
 
 from navarch.api import wire as m
 from navarch.api.codec import ApiError
@@ -26,7 +27,7 @@ from navarch.controlplane import Caller, ControlPlane
 
 async def poll(service: ControlPlane, node_id: str, wait: str) -> list[m.NodeCommand]:
     request = m.GetNodeCommandsRequest(node_id=node_id, wait=wait)
-    return list((await service.get_node_commands(request, Caller.node(node_id))).commands)
+    return list((await rpc(service, request, Caller.node(node_id))).commands)
 
 
 async def test_a_command_is_handed_out_again_until_it_is_acknowledged(
@@ -155,5 +156,5 @@ async def test_commands_survive_a_restart_and_are_applied_once(tmp_path: Path) -
     async with open_service(path) as service:
         assert (await heartbeat(service, "gpu-1")).commands == ()
         assert (await ack(service, "gpu-1", issued.command_id, OK)).command == first.command
-        stored = await service.get_command(m.GetCommandRequest(command_id=issued.command_id), ADMIN)
+        stored = await rpc(service, m.GetCommandRequest(command_id=issued.command_id), ADMIN)
         assert stored.command.status is m.CommandStatus.COMMAND_STATUS_SUCCEEDED

@@ -18,9 +18,11 @@ from service_harness import (
     register,
     status,
 )
+from support.api import rpc
 
 from navarch.api import wire as m
-from navarch.controlplane import HEARTBEAT_LOST, Caller
+from navarch.controlplane import Caller
+from navarch.model import HEARTBEAT_LOST
 
 
 async def _lost_events(service, node_id: str) -> list[m.Event]:
@@ -123,7 +125,7 @@ async def test_a_healthy_node_that_goes_silent_has_unknown_health_with_an_event(
 ) -> None:
     async with open_service(tmp_path / "db") as service:
         await register(service, "gpu-1")
-        await service.report_health(m.ReportHealthRequest(node_id="gpu-1"), Caller.node("gpu-1"))
+        await rpc(service, m.ReportHealthRequest(node_id="gpu-1"), Caller.node("gpu-1"))
         assert (await node(service, "gpu-1")).health is m.HealthStatus.HEALTH_STATUS_HEALTHY
         await trio.sleep(40)
         changes = [

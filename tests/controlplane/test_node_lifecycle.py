@@ -32,10 +32,13 @@ from service_harness import (
     register,
     status,
 )
+from support.api import rpc
 
 from navarch.api import wire as m
 from navarch.api.codec import ApiError
+from navarch.api.mapping import NODE_STATUS, NODE_STATUS_IN
 from navarch.controlplane import lifecycle
+from navarch.model import NodeStatus
 
 
 async def test_registration_makes_an_active_node_and_records_it(tmp_path: Path) -> None:
@@ -81,7 +84,7 @@ async def test_repeating_a_cordon_changes_nothing(tmp_path: Path) -> None:
         await issue(service, "gpu-1", CORDON)
         again = await issue(service, "gpu-1", CORDON)
         assert again.node.status is CORDONED
-        assert again.command.result_message == "no change: node is NODE_STATUS_CORDONED"
+        assert again.command.result_message == "no change: node is cordoned"
         assert len(await events(service, "gpu-1", "node.status_changed")) == 1
 
 
@@ -113,9 +116,7 @@ async def test_a_failed_drain_keeps_the_node_draining_with_the_error(tmp_path: P
         assert after.status is DRAINING
         assert after.status_reason == "drain failed: job refused to stop"
         command = (
-            await service.get_command(
-                m.GetCommandRequest(command_id=issued.command.command_id), ADMIN
-            )
+            await rpc(service, m.GetCommandRequest(command_id=issued.command.command_id), ADMIN)
         ).command
         assert command.status is m.CommandStatus.COMMAND_STATUS_FAILED
         # Draining again retries with a new command.
@@ -154,8 +155,8 @@ async def test_terminate_takes_effect_when_the_node_acknowledges(tmp_path: Path)
         await ack(service, "gpu-1", terminate.command.command_id, OK)
         after = await node(service, "gpu-1")
         assert (after.status, after.status_reason) == (TERMINATED, "replaced")
-        open_diagnostic = await service.get_command(
-            m.GetCommandRequest(command_id=diagnostic.command.command_id), ADMIN
+        open_diagnostic = await rpc(
+            service, m.GetCommandRequest(command_id=diagnostic.command.command_id), ADMIN
         )
         assert open_diagnostic.command.status is m.CommandStatus.COMMAND_STATUS_CANCELLED
         # A terminated node answers heartbeats with its status and takes no more commands.
@@ -229,7 +230,7 @@ _ACTIONS += ["terminate", "ack_terminate", "diagnostic", "silence"]
 
 
 async def _act(service, action: str) -> None:
-    open_commands = (await service.get_node(m.GetNodeRequest(node_id="n"), ADMIN)).open_commands
+    open_commands = (await rpc(service, m.GetNodeRequest(node_id="n"), ADMIN)).open_commands
     by_type = {c.type: c for c in open_commands}
     if action == "cordon":
         await issue(service, "n", CORDON)
@@ -252,8 +253,13 @@ async def _act(service, action: str) -> None:
         await trio.lowlevel.checkpoint()
 
 
-def _expected(action: str, before: m.NodeStatus, had_drain: bool, had_terminate: bool):
+def _expected(action: str, status: m.NodeStatus, had_drain: bool, had_terminate: bool):
     """The status the table predicts, or None when the action must be refused."""
+    predicted = _predicted(action, NODE_STATUS_IN[status], had_drain, had_terminate)
+    return None if predicted is None else NODE_STATUS[predicted]
+
+
+def _predicted(action: str, before: NodeStatus, had_drain: bool, had_terminate: bool):
     table = lifecycle.TRANSITIONS
     if action in ("cordon", "uncordon", "force_uncordon", "drain", "terminate"):
         return table[action].get(before)
@@ -261,10 +267,10 @@ def _expected(action: str, before: m.NodeStatus, had_drain: bool, had_terminate:
         return table["run_diagnostic"].get(before)
     if action == "silence":
         return table["heartbeat_lost"].get(before, before)
-    if action == "ack_drain_ok" and had_drain and before is DRAINING:
-        return DRAINED
+    if action == "ack_drain_ok" and had_drain and before is NodeStatus.DRAINING:
+        return NodeStatus.DRAINED
     if action == "ack_terminate" and had_terminate:
-        return TERMINATED
+        return NodeStatus.TERMINATED
     return before
 
 
@@ -279,7 +285,7 @@ def test_every_action_sequence_follows_the_state_machine(actions: list[str]) -> 
                     if action != "silence":
                         await heartbeat(service, "n")
                     current = await node(service, "n")
-                    got = await service.get_node(m.GetNodeRequest(node_id="n"), ADMIN)
+                    got = await rpc(service, m.GetNodeRequest(node_id="n"), ADMIN)
                     types = {c.type for c in got.open_commands}
                     expected = _expected(action, current.status, DRAIN in types, TERMINATE in types)
                     seen = await events(service, "n")

@@ -43,6 +43,7 @@ from service_harness import (
     register,
     status,
 )
+from support.api import rpc
 
 from navarch.api import wire as m
 from navarch.api.codec import ApiError
@@ -140,7 +141,7 @@ async def test_xid_13_from_three_processes_on_one_gpu_drains_the_node(
             assert (await report(service, "train-0", xid(13, pid=pid))).status is ACTIVE
         answer = await report(service, "train-0", xid(13, pid="300"))
         assert (answer.status, answer.health) == (DRAINING, UNHEALTHY_HEALTH)
-        got = await service.get_node(m.GetNodeRequest(node_id="train-0"), ADMIN)
+        got = await rpc(service, m.GetNodeRequest(node_id="train-0"), ADMIN)
         assert [c.type for c in got.open_commands] == [DRAIN]
         assert await episodes(service) == []
 
@@ -207,7 +208,7 @@ async def test_the_breaker_opens_past_half_the_pool_and_resets_only_by_command(
         assert found["train-2"].step is HELD
         assert "more than 50% of pool train" in found["train-2"].detail
         assert {found["train-0"].step, found["train-1"].step} != {HELD}
-        listed = await service.list_remediations(m.ListRemediationsRequest(), ADMIN)
+        listed = await rpc(service, m.ListRemediationsRequest(), ADMIN)
         assert listed.controls.open_breakers == ("train",)
         assert [e.kind for e in await events(service, "", "remediation.breaker_opened")] == [
             "remediation.breaker_opened"
@@ -219,13 +220,13 @@ async def test_the_breaker_opens_past_half_the_pool_and_resets_only_by_command(
         await trio.sleep(3600)
         await report(service, "train-3", xid(79))
         assert (await episodes(service, node_id="train-3"))[0].step is HELD
-        reset = await service.reset_breaker(m.ResetBreakerRequest(pool="train"), ADMIN)
+        reset = await rpc(service, m.ResetBreakerRequest(pool="train"), ADMIN)
         assert reset.controls.open_breakers == ()
         assert 'navarch_remediation_breaker_open{pool="train"} 0.0' in (
             ApiMetrics(service).render().decode()
         )
         with pytest.raises(ApiError) as raised:
-            await service.reset_breaker(m.ResetBreakerRequest(pool="train"), ADMIN)
+            await rpc(service, m.ResetBreakerRequest(pool="train"), ADMIN)
         assert raised.value.code == "failed_precondition"
 
 
@@ -285,8 +286,8 @@ async def test_operators_pause_resume_and_cancel(
     replacer = PoolManagerStandIn()
     async with open_plane(tmp_path / "db", replacer) as service:
         await register_pool(service, 4)
-        paused = await service.pause_remediation(
-            m.PauseRemediationRequest(pool="train", reason="maintenance"), ADMIN
+        paused = await rpc(
+            service, m.PauseRemediationRequest(pool="train", reason="maintenance"), ADMIN
         )
         assert paused.controls.paused_pools == ("train",)
         await report(service, "train-0", xid(79))
@@ -294,19 +295,19 @@ async def test_operators_pause_resume_and_cancel(
         [episode] = await episodes(service)
         assert episode.step is PENDING
         assert await status(service, "train-0") is UNHEALTHY
-        await service.resume_remediation(m.ResumeRemediationRequest(pool="train"), ADMIN)
+        await rpc(service, m.ResumeRemediationRequest(pool="train"), ADMIN)
         await wait_for_step(service, "train-0", DRAIN_STEP)
         cancel = m.CancelRemediationRequest(episode_id=episode.episode_id, reason="by hand")
-        cancelled = (await service.cancel_remediation(cancel, ADMIN)).remediation
+        cancelled = (await rpc(service, cancel, ADMIN)).remediation
         assert (cancelled.step, cancelled.detail) == (CANCELLED, "by hand")
         await trio.sleep(3600)
         assert replacer.replaced == []
         assert (await episodes(service))[0].step is CANCELLED
         with pytest.raises(ApiError) as raised:
-            await service.cancel_remediation(cancel, ADMIN)
+            await rpc(service, cancel, ADMIN)
         assert raised.value.code == "failed_precondition"
         with pytest.raises(ApiError) as raised:
-            await service.pause_remediation(m.PauseRemediationRequest(pool="nope"), ADMIN)
+            await rpc(service, m.PauseRemediationRequest(pool="nope"), ADMIN)
         assert raised.value.code == "not_found"
 
 
@@ -385,8 +386,8 @@ async def test_an_acknowledged_drain_after_cancel_changes_no_episode(
         await wait_for_step(service, "train-0", DRAIN_STEP)
         [episode] = await episodes(service)
         request = m.CancelRemediationRequest(episode_id=episode.episode_id)
-        await service.cancel_remediation(request, ADMIN)
-        got = await service.get_node(m.GetNodeRequest(node_id="train-0"), ADMIN)
+        await rpc(service, request, ADMIN)
+        got = await rpc(service, m.GetNodeRequest(node_id="train-0"), ADMIN)
         [drain] = [c for c in got.open_commands if c.type is DRAIN]
         await ack(service, "train-0", drain.command_id, OK)
         await ack(service, "train-0", drain.command_id, OK)

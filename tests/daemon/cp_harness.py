@@ -9,7 +9,8 @@ from typing import Any
 
 import trio
 
-from navarch.api.client import InProcessClient, Unreachable
+from navarch.api.client import Unreachable
+from navarch.api.inprocess import InProcessClient
 from navarch.config import ServerConfig
 from navarch.controlplane import Caller, ControlPlane
 from navarch.store import SQLiteStore

@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 import pytest
 import trio
 from cp_harness import SwitchableClient, open_control_plane
+from support.api import rpc
 
 from navarch.api import wire as m
-from navarch.api.client import InProcessClient
+from navarch.api.inprocess import InProcessClient
 from navarch.api.mapping import health_events_from_wire
 from navarch.controlplane import Caller
 from navarch.daemon.agent import Daemon, DaemonError
@@ -53,18 +54,16 @@ def make_daemon(client, node_id="gpu-1", **kwargs):
 
 
 async def get_node(service, node_id="gpu-1") -> m.GetNodeResponse:
-    return await service.get_node(m.GetNodeRequest(node_id=node_id), ADMIN)
+    return await rpc(service, m.GetNodeRequest(node_id=node_id), ADMIN)
 
 
 async def issue(service, kind, node_id="gpu-1", **kwargs) -> m.NodeCommand:
-    reply = await service.issue_command(
-        m.IssueCommandRequest(node_id=node_id, type=kind, **kwargs), ADMIN
-    )
+    reply = await rpc(service, m.IssueCommandRequest(node_id=node_id, type=kind, **kwargs), ADMIN)
     return reply.command
 
 
 async def command(service, command_id) -> m.NodeCommand:
-    return (await service.get_command(m.GetCommandRequest(command_id=command_id), ADMIN)).command
+    return (await rpc(service, m.GetCommandRequest(command_id=command_id), ADMIN)).command
 
 
 async def test_registers_and_heartbeats_at_once_then_every_interval(control_plane, autojump_clock):
@@ -360,7 +359,8 @@ async def test_stops_when_the_control_plane_says_the_node_is_terminated(
             # The node is terminated while the daemon cannot hear the command.
             client.fail_methods |= {"SendHeartbeat", "GetNodeCommands"}
             terminate = await issue(control_plane, m.CommandType.COMMAND_TYPE_TERMINATE)
-            await control_plane.ack_command(
+            await rpc(
+                control_plane,
                 m.AckCommandRequest(
                     node_id="gpu-1",
                     command_id=terminate.command_id,

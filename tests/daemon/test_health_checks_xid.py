@@ -11,6 +11,7 @@ import trio
 import trio.testing
 from cp_harness import SwitchableClient
 from policy_helpers import judge_each, verdict
+from support.api import rpc
 from telemetry.kmsg_fixtures import record
 
 from navarch.api import wire as m
@@ -307,7 +308,7 @@ async def test_the_daemon_runs_the_builtin_checks_against_the_control_plane(
     )
 
     async def node() -> m.Node:
-        reply = await control_plane.get_node(m.GetNodeRequest(node_id="gpu-1"), Caller.admin())
+        reply = await rpc(control_plane, m.GetNodeRequest(node_id="gpu-1"), Caller.admin())
         return reply.node
 
     async with trio.open_nursery() as nursery:
@@ -377,7 +378,7 @@ async def test_a_failed_watch_is_reported_and_started_again(control_plane, autoj
     )
 
     async def events() -> tuple[HealthEvent, ...]:
-        reply = await control_plane.get_node(m.GetNodeRequest(node_id="gpu-1"), Caller.admin())
+        reply = await rpc(control_plane, m.GetNodeRequest(node_id="gpu-1"), Caller.admin())
         return health_events_from_wire(reply.node.last_health_events)
 
     async with trio.open_nursery() as nursery:

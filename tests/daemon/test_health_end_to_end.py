@@ -7,6 +7,7 @@ import random
 
 import trio
 from cp_harness import SwitchableClient
+from support.api import rpc
 from test_health_checks_xid import xid_record
 
 from navarch.api import wire as m
@@ -39,14 +40,12 @@ def real_daemon(control_plane, nvml, kmsg_path: str) -> Daemon:
 
 
 async def node(control_plane) -> m.Node:
-    reply = await control_plane.get_node(m.GetNodeRequest(node_id="gpu-1"), Caller.admin())
+    reply = await rpc(control_plane, m.GetNodeRequest(node_id="gpu-1"), Caller.admin())
     return reply.node
 
 
 async def episodes(control_plane) -> tuple[m.Remediation, ...]:
-    reply = await control_plane.list_remediations(
-        m.ListRemediationsRequest(node_id="gpu-1"), Caller.admin()
-    )
+    reply = await rpc(control_plane, m.ListRemediationsRequest(node_id="gpu-1"), Caller.admin())
     return reply.remediations
 
 

@@ -6,6 +6,7 @@ import pytest
 import trio
 from cp_harness import SwitchableClient
 from fake_libnvml import FakeDevices, build
+from support.api import rpc
 
 from navarch.api import wire as m
 from navarch.api.mapping import gpu_info_from_wire, health_events_from_wire
@@ -43,8 +44,8 @@ async def test_nvml_gpus_register_report_metrics_and_stream_xids(control_plane, 
                 while devices.inject(1, EventType.XID, 48) == 0:
                     await trio.sleep(0.01)
                 while True:
-                    reply = await control_plane.get_node(
-                        m.GetNodeRequest(node_id="gpu-1"), Caller.admin()
+                    reply = await rpc(
+                        control_plane, m.GetNodeRequest(node_id="gpu-1"), Caller.admin()
                     )
                     if reply.node.last_health_events:
                         break

@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from support.api import rpc
 
 from navarch.api import wire as m
 from navarch.config import Config, ServerConfig, parse_config
 from navarch.controlplane import Caller, ControlPlane
 from navarch.daemon.local import LocalMachines
+from navarch.model import Node, NodeStatus
 from navarch.plugins.manager import load_plugins
 from navarch.store import SQLiteStore
 
@@ -21,9 +23,9 @@ from navarch.store import SQLiteStore
 SERVER = ServerConfig(heartbeat_interval=timedelta(seconds=5))
 ADMIN = Caller.admin()
 
-ACTIVE = m.NodeStatus.NODE_STATUS_ACTIVE
-UNHEALTHY = m.NodeStatus.NODE_STATUS_UNHEALTHY
-TERMINATED = m.NodeStatus.NODE_STATUS_TERMINATED
+ACTIVE = NodeStatus.ACTIVE
+UNHEALTHY = NodeStatus.UNHEALTHY
+TERMINATED = NodeStatus.TERMINATED
 
 PLUGINS = load_plugins(entry_points=False)
 
@@ -43,12 +45,14 @@ async def open_fleet(
         yield service
 
 
-def live_nodes(service: ControlPlane, pool: str = "dev") -> list[m.Node]:
-    return [n for n in service.nodes() if n.pool == pool and n.status is not TERMINATED]
+def live_nodes(service: ControlPlane, pool: str = "dev") -> list[Node]:
+    return [
+        n for n in service.all_nodes() if n.pool == pool and n.status is not NodeStatus.TERMINATED
+    ]
 
 
-def healthy_nodes(service: ControlPlane, pool: str = "dev") -> list[m.Node]:
-    return [n for n in service.nodes() if n.pool == pool and n.status is ACTIVE]
+def healthy_nodes(service: ControlPlane, pool: str = "dev") -> list[Node]:
+    return [n for n in service.all_nodes() if n.pool == pool and n.status is NodeStatus.ACTIVE]
 
 
 async def wait_until(check, timeout: float = 3600.0, step: float = 1.0) -> None:
@@ -59,9 +63,9 @@ async def wait_until(check, timeout: float = 3600.0, step: float = 1.0) -> None:
 
 
 async def pool(service: ControlPlane, name: str = "dev") -> m.Pool:
-    return (await service.get_pool(m.GetPoolRequest(name=name), ADMIN)).pool
+    return (await rpc(service, m.GetPoolRequest(name=name), ADMIN)).pool
 
 
 async def events(service: ControlPlane, *kinds: str) -> list[m.Event]:
-    response = await service.list_events(m.ListEventsRequest(kinds=kinds, limit=1000), ADMIN)
+    response = await rpc(service, m.ListEventsRequest(kinds=kinds, limit=1000), ADMIN)
     return list(response.events)

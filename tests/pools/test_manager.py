@@ -18,11 +18,12 @@ from manager_harness import (
     pool,
     wait_until,
 )
+from support.api import rpc
 
 from navarch.api import wire as m
 from navarch.daemon.local import LocalMachines
+from navarch.model import InstanceStatus
 from navarch.plugins import ProvisionRequest
-from navarch.pools.instances import InstanceStatus
 
 REACTIVE = """
 [providers.fake]
@@ -91,7 +92,7 @@ async def test_a_busy_pool_grows_and_shrinks_after_the_window(
         await wait_until(lambda: len(live_nodes(service)) == 2)
         # Neither before the delay after a scale-up (10 minutes) nor the 5-minute window.
         assert trio.current_time() - grown_at >= 5 * 60
-        gone = [n for n in service.nodes() if n.status is m.NodeStatus.NODE_STATUS_TERMINATED]
+        gone = [n for n in service.all_nodes() if n.status is TERMINATED]
         assert len(gone) >= 1
         view = await pool(service)
         assert view.size == 2
@@ -109,7 +110,8 @@ async def test_a_silent_node_is_not_counted_and_the_pool_holds_min(
         # Unhealthy at once, and terminated by its heartbeat-lost remediation right after.
         await wait_until(
             lambda: any(
-                n.node_id == victim and n.status in (UNHEALTHY, TERMINATED) for n in service.nodes()
+                n.node_id == victim and n.status in (UNHEALTHY, TERMINATED)
+                for n in service.all_nodes()
             )
         )
         await wait_until(lambda: len(healthy_nodes(service)) == 2)
@@ -129,11 +131,11 @@ async def test_instances_killed_behind_its_back_are_marked_and_replaced(
         await wait_until(
             lambda: len([n for n in healthy_nodes(service) if n.node_id not in killed]) == 2
         )
-        records = service.pools.instances
+        records = service.pools.instances.records
         for instance_id in killed:
             assert records[("fake", instance_id)].status is InstanceStatus.FAILED
-            node = next(n for n in service.nodes() if n.node_id == instance_id)
-            assert node.status is m.NodeStatus.NODE_STATUS_TERMINATED
+            node = next(n for n in service.all_nodes() if n.node_id == instance_id)
+            assert node.status is TERMINATED
         assert len(await events(service, "instance.failed")) == 2
 
 
@@ -155,7 +157,7 @@ async def test_an_instance_that_never_registers_is_terminated_and_replaced(
     async with open_fleet(tmp_path / "navarch.db", config, FirstNeverBoots) as service:
         provider = fake(service)
         await wait_until(lambda: len(healthy_nodes(service)) == 2)
-        record = service.pools.instances[("fake", skipped[0])]
+        record = service.pools.instances.records[("fake", skipped[0])]
         assert record.status is InstanceStatus.FAILED
         assert "never registered within 2m" in record.reason
         assert skipped[0] not in {i.instance_id for i in await provider.list()}
@@ -201,10 +203,10 @@ async def test_instance_records_survive_a_restart(
     path = tmp_path / "navarch.db"
     async with open_fleet(path, fleet(REACTIVE)) as service:
         await wait_until(lambda: len(healthy_nodes(service)) == 2)
-        before = dict(service.pools.instances)
+        before = dict(service.pools.instances.records)
     async with open_fleet(path, fleet(REACTIVE)) as service:
         # Loaded before the first round reconciles them.
-        assert set(service.pools.instances) >= set(before)
+        assert set(service.pools.instances.records) >= set(before)
         # The fake provider's machines died with the old process: they are found lost and
         # replaced by new ones.
         await wait_until(
@@ -214,7 +216,7 @@ async def test_instance_records_survive_a_restart(
             )
         )
         for key in before:
-            assert service.pools.instances[key].status is InstanceStatus.FAILED
+            assert service.pools.instances.records[key].status is InstanceStatus.FAILED
 
 
 async def test_scale_pool_sets_a_floor_and_queue_depth_is_kept(
@@ -222,16 +224,14 @@ async def test_scale_pool_sets_a_floor_and_queue_depth_is_kept(
 ) -> None:
     async with open_fleet(tmp_path / "navarch.db", fleet(REACTIVE)) as service:
         await wait_until(lambda: len(healthy_nodes(service)) == 2)
-        response = await service.scale_pool(m.ScalePoolRequest(name="dev", target=4), ADMIN)
+        response = await rpc(service, m.ScalePoolRequest(name="dev", target=4), ADMIN)
         assert response.pool.manual_target == 4
         await wait_until(lambda: len(healthy_nodes(service)) == 4)
         await trio.sleep(30 * 60)
         assert len(live_nodes(service)) == 4
-        queued = await service.report_queue_depth(
-            m.ReportQueueDepthRequest(pool="dev", depth=7), ADMIN
-        )
+        queued = await rpc(service, m.ReportQueueDepthRequest(pool="dev", depth=7), ADMIN)
         assert queued.pool.queue_depth == 7
-        listed = await service.list_pools(m.ListPoolsRequest(), ADMIN)
+        listed = await rpc(service, m.ListPoolsRequest(), ADMIN)
         assert [p.name for p in listed.pools] == ["dev"]
 
 
@@ -248,9 +248,9 @@ async def test_replace_terminates_the_node_and_provisions_a_successor(
         )
         await trio.sleep(120)
         assert len(live_nodes(service)) == 2
-        node = next(n for n in service.nodes() if n.node_id == victim)
-        assert node.status is m.NodeStatus.NODE_STATUS_TERMINATED
-        assert service.pools.instances[("fake", victim)].status is InstanceStatus.TERMINATED
+        node = next(n for n in service.all_nodes() if n.node_id == victim)
+        assert node.status is TERMINATED
+        assert service.pools.instances.records[("fake", victim)].status is InstanceStatus.TERMINATED
 
 
 async def test_an_instance_with_the_pool_label_but_no_record_is_adopted(
@@ -264,8 +264,8 @@ async def test_an_instance_with_the_pool_label_but_no_record_is_adopted(
         )
         await wait_until(
             lambda: (
-                service.pools.instances.get(("fake", orphan.instance_id)) is not None
-                and service.pools.instances[("fake", orphan.instance_id)].status
+                service.pools.instances.records.get(("fake", orphan.instance_id)) is not None
+                and service.pools.instances.records[("fake", orphan.instance_id)].status
                 is InstanceStatus.RUNNING
             )
         )

@@ -10,6 +10,7 @@ import trio
 import trio.testing
 from attrs import frozen
 from manager_harness import ADMIN, events, healthy_nodes, live_nodes, open_fleet, pool, wait_until
+from support.api import rpc
 
 from navarch.api import wire as m
 from navarch.config import parse_config
@@ -115,7 +116,7 @@ async def test_no_data_keeps_a_pushed_depth_and_a_newer_reading_replaces_it(
 ) -> None:
     plugin, plugins = scripted()
     async with open_fleet(tmp_path / "navarch.db", parse_config(QUEUE, plugins=plugins)) as service:
-        await service.report_queue_depth(m.ReportQueueDepthRequest(pool="dev", depth=15), ADMIN)
+        await rpc(service, m.ReportQueueDepthRequest(pool="dev", depth=15), ADMIN)
         await wait_until(lambda: len(healthy_nodes(service)) == 2)
         assert (await pool(service)).queue_depth == 15
         plugin.source.depth = 35

@@ -17,10 +17,11 @@ from manager_harness import (
     open_fleet,
     wait_until,
 )
+from support.api import rpc
 
 from navarch.api import wire as m
 from navarch.controlplane import Caller, ControlPlane
-from navarch.pools.instances import InstanceStatus
+from navarch.model import InstanceStatus, NodeStatus
 
 DONE = m.RemediationStep.REMEDIATION_STEP_DONE
 HELD = m.RemediationStep.REMEDIATION_STEP_HELD
@@ -49,13 +50,13 @@ def fake(service: ControlPlane):
     return service.pools.providers["fake"]
 
 
-def status_of(service: ControlPlane, node_id: str) -> m.NodeStatus | None:
-    return next((n.status for n in service.nodes() if n.node_id == node_id), None)
+def status_of(service: ControlPlane, node_id: str) -> NodeStatus | None:
+    return next((n.status for n in service.all_nodes() if n.node_id == node_id), None)
 
 
 async def episodes(service: ControlPlane) -> list[m.Remediation]:
     request = m.ListRemediationsRequest(pool="dev")
-    return list((await service.list_remediations(request, ADMIN)).remediations)
+    return list((await rpc(service, request, ADMIN)).remediations)
 
 
 async def listed(service: ControlPlane) -> set[str]:
@@ -75,7 +76,7 @@ async def test_a_silent_node_is_terminated_and_the_pool_holds_exactly_min(
         await trio.sleep(600)
 
         assert victim not in await listed(service)
-        assert service.pools.instances[("fake", victim)].status is InstanceStatus.TERMINATED
+        assert service.pools.instances.records[("fake", victim)].status is InstanceStatus.TERMINATED
         assert len(await listed(service)) == 2
         assert len(live_nodes(service)) == len(healthy_nodes(service)) == 2
         # Two for min_nodes, one successor, and no more.
@@ -128,19 +129,19 @@ async def test_a_node_back_before_its_terminate_stays_out_and_is_replaced(
     async with open_fleet(tmp_path / "navarch.db", fleet(POOL.format(min_nodes=2))) as service:
         await wait_until(lambda: len(healthy_nodes(service)) == 2)
         victim = sorted(fake(service).machines)[0]
-        await service.pause_remediation(m.PauseRemediationRequest(pool="dev"), ADMIN)
+        await rpc(service, m.PauseRemediationRequest(pool="dev"), ADMIN)
         fake(service).machines[victim].power_off()
         await wait_until(lambda: service.remediation.open_episode(victim) is not None)
         [episode] = await episodes(service)
         assert (episode.rule, episode.step) == ("heartbeat-lost", PENDING)
         # The node flaps back: it stays unhealthy, and its episode goes on once resumed.
-        await service.send_heartbeat(m.SendHeartbeatRequest(node_id=victim), Caller.node(victim))
-        node = next(n for n in service.nodes() if n.node_id == victim)
+        await rpc(service, m.SendHeartbeatRequest(node_id=victim), Caller.node(victim))
+        node = next(n for n in service.all_nodes() if n.node_id == victim)
         assert (node.status, node.status_reason) == (
             UNHEALTHY,
             "heartbeat lost; heartbeats resumed",
         )
-        await service.resume_remediation(m.ResumeRemediationRequest(pool="dev"), ADMIN)
+        await rpc(service, m.ResumeRemediationRequest(pool="dev"), ADMIN)
         await wait_until(lambda: status_of(service, victim) is TERMINATED)
         assert victim not in await listed(service)
         await wait_until(lambda: len(healthy_nodes(service)) == 2)

@@ -2,16 +2,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from navarch.api.wire import GpuMetrics, HealthStatus, Node, NodeMetrics, NodeStatus
+from navarch.model import GpuMetrics, HealthStatus, Node, NodeMetrics, NodeStatus
 from navarch.pools.nodes import DO_NOT_DISTURB, scaling_state
 from navarch.pools.victims import choose_victims
 
-ACTIVE = NodeStatus.NODE_STATUS_ACTIVE
-CORDONED = NodeStatus.NODE_STATUS_CORDONED
-UNHEALTHY = NodeStatus.NODE_STATUS_UNHEALTHY
-DRAINING = NodeStatus.NODE_STATUS_DRAINING
-DRAINED = NodeStatus.NODE_STATUS_DRAINED
-TERMINATED = NodeStatus.NODE_STATUS_TERMINATED
+ACTIVE = NodeStatus.ACTIVE
+CORDONED = NodeStatus.CORDONED
+UNHEALTHY = NodeStatus.UNHEALTHY
+DRAINING = NodeStatus.DRAINING
+DRAINED = NodeStatus.DRAINED
+TERMINATED = NodeStatus.TERMINATED
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 
@@ -19,7 +19,7 @@ def node(
     node_id: str,
     status: NodeStatus = ACTIVE,
     *,
-    health: HealthStatus = HealthStatus.HEALTH_STATUS_HEALTHY,
+    health: HealthStatus = HealthStatus.HEALTHY,
     gpus: tuple[float, ...] | None = (50.0,),
     labels: dict[str, str] | None = None,
     age_minutes: int = 60,
@@ -50,7 +50,7 @@ def test_victims_go_unhealthy_then_cordoned_then_idle_then_least_utilized():
         node("idle", gpus=(0.0, 0.0)),
         node("light", gpus=(10.0, 20.0)),
         node("cordoned", CORDONED, gpus=(95.0,)),
-        node("bad-hw", health=HealthStatus.HEALTH_STATUS_UNHEALTHY, gpus=(99.0,)),
+        node("bad-hw", health=HealthStatus.UNHEALTHY, gpus=(99.0,)),
         node("bad", UNHEALTHY, gpus=(80.0,)),
     ]
     plan = choose_victims(nodes, 6, min_nodes=0)
@@ -115,7 +115,7 @@ def test_scaling_state_reads_the_node_records():
     nodes = [
         node("a", gpus=(100.0, 50.0)),
         node("b", gpus=(20.0, 30.0)),
-        node("new", health=HealthStatus.HEALTH_STATUS_UNKNOWN, gpus=None),
+        node("new", health=HealthStatus.UNKNOWN, gpus=None),
         node("sick", UNHEALTHY, gpus=(0.0, 0.0)),
         node("cordoned", CORDONED, gpus=(40.0, 40.0)),
         node("leaving", DRAINING, gpus=(0.0, 0.0)),

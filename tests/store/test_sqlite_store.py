@@ -7,18 +7,18 @@ from pathlib import Path
 import pytest
 import trio
 
-from navarch.api import wire as m
+from navarch import model as m
 from navarch.store import Change, NodeToken, SQLiteStore, StoreError
 from navarch.store.schema import latest_version, migrations
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-def _node(node_id: str, status: m.NodeStatus = m.NodeStatus.NODE_STATUS_ACTIVE) -> m.Node:
+def _node(node_id: str, status: m.NodeStatus = m.NodeStatus.ACTIVE) -> m.Node:
     return m.Node(
         node_id=node_id,
         status=status,
-        health=m.HealthStatus.HEALTH_STATUS_UNKNOWN,
+        health=m.HealthStatus.UNKNOWN,
         labels={"rack": "r1"},
         gpus=(m.GpuInfo(index=0, uuid="GPU-0", memory_total_bytes=80 * 2**30),),
         registered_at=T0,
@@ -29,11 +29,11 @@ def _event(event_id: str, node_id: str, kind: str = "node.registered") -> m.Even
     return m.Event(event_id=event_id, time=T0, kind=kind, node_id=node_id, actor="admin")
 
 
-def _command(command_id: str, status: m.CommandStatus) -> m.NodeCommand:
-    return m.NodeCommand(
+def _command(command_id: str, status: m.CommandStatus) -> m.Command:
+    return m.Command(
         command_id=command_id,
         node_id="n1",
-        type=m.CommandType.COMMAND_TYPE_DRAIN,
+        type=m.CommandType.DRAIN,
         status=status,
         parameters={"timeout": "300"},
         issued_at=T0,
@@ -106,10 +106,8 @@ async def test_queued_changes_and_heartbeats_are_written_on_close(tmp_path: Path
     beat = T0 + timedelta(minutes=5)
     async with SQLiteStore.open(path, flush_interval=3600) as store:
         await store.commit(Change(nodes=(_node("n1"),)))
-        store.commit_soon(
-            Change(commands=(_command("c1", m.CommandStatus.COMMAND_STATUS_DELIVERED),))
-        )
-        store.note_heartbeat("n1", beat, b'{"cpuPercent":3.0}')
+        store.commit_soon(Change(commands=(_command("c1", m.CommandStatus.DELIVERED),)))
+        store.note_heartbeat("n1", beat, m.NodeMetrics(cpu_percent=3.0))
     async with SQLiteStore.open(path) as store:
         state = await store.load()
     assert state.nodes[0].last_heartbeat_at == beat
@@ -120,9 +118,9 @@ async def test_queued_changes_and_heartbeats_are_written_on_close(tmp_path: Path
 async def test_load_returns_only_open_commands_and_token_hashes(tmp_path: Path) -> None:
     async with SQLiteStore.open(tmp_path / "navarch.db") as store:
         commands = (
-            _command("c1", m.CommandStatus.COMMAND_STATUS_PENDING),
-            _command("c2", m.CommandStatus.COMMAND_STATUS_SUCCEEDED),
-            _command("c3", m.CommandStatus.COMMAND_STATUS_DELIVERED),
+            _command("c1", m.CommandStatus.PENDING),
+            _command("c2", m.CommandStatus.SUCCEEDED),
+            _command("c3", m.CommandStatus.DELIVERED),
         )
         token = NodeToken(node_id="n1", token_hash="ab" * 32, issued_at=T0)
         await store.commit(Change(commands=commands, node_tokens=(token,)))

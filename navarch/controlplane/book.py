@@ -1,0 +1,148 @@
+"""The node book: every node as the control plane knows it, and the one way to change that.
+
+The book keeps every node in memory, loaded from the store at start, so a heartbeat touches no
+database. Whoever changes durable state builds the new objects, puts them in the book (trio runs
+one task at a time, so no other task sees a half-made change) and then awaits `commit`, which
+returns once the store has the change: an answer never reports a change that a crash could undo.
+`commit` also counts each event, logs it and hands it to the notifiers.
+
+Heartbeat times and metrics are soft state, kept apart from the node records: they reach the store
+in batches about once a second, and `full` puts them back on a node for whoever reads it.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+import attrs
+
+from navarch.clock import Clock
+from navarch.controlplane.heartbeat import HeartbeatMonitor
+from navarch.errors import NotFound
+from navarch.ids import IdFactory
+from navarch.model import Event, Node, NodeMetrics, NodeStatus
+from navarch.plugins import Notifier
+from navarch.store import Change, Store
+
+log = logging.getLogger("navarch.controlplane")
+
+
+class NodeBook:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        ids: IdFactory,
+        heartbeat_timeout: float,
+        notifiers: Sequence[Notifier] = (),
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.ids = ids
+        self.notifiers = list(notifiers)
+        self.monitor = HeartbeatMonitor(heartbeat_timeout)
+        self.event_counts: collections.Counter[str] = collections.Counter()
+        self._nodes: dict[str, Node] = {}
+        # node id -> (time of the last heartbeat, its metrics). A heartbeat replaces the pair.
+        self._beats: dict[str, tuple[datetime, NodeMetrics | None]] = {}
+        # Nodes marked unhealthy for silence that have not been heard from since.
+        self.silent: set[str] = set()
+
+    def nodes(self) -> Iterable[Node]:
+        """Every node, less its latest heartbeat time and metrics."""
+        return self._nodes.values()
+
+    def get(self, node_id: str) -> Node | None:
+        return self._nodes.get(node_id)
+
+    def require(self, node_id: str) -> Node:
+        node = self._nodes.get(node_id)
+        if node is None:
+            raise NotFound(f"node {node_id} is not registered")
+        return node
+
+    def status(self, node_id: str) -> NodeStatus | None:
+        node = self._nodes.get(node_id)
+        return None if node is None else node.status
+
+    def put(self, node: Node) -> None:
+        self._nodes[node.node_id] = node
+
+    def beat(self, node_id: str, at: datetime, metrics: NodeMetrics | None) -> None:
+        """Records a heartbeat; metrics None keeps the last ones the node sent."""
+        if metrics is None and node_id in self._beats:
+            metrics = self._beats[node_id][1]
+        self._beats[node_id] = (at, metrics)
+        self.monitor.seen(node_id)
+        self.store.note_heartbeat(node_id, at, metrics)
+
+    def full(self, node: Node) -> Node:
+        """The node with its latest heartbeat time and metrics."""
+        beat = self._beats.get(node.node_id)
+        if beat is None:
+            return node
+        at, metrics = beat
+        return attrs.evolve(
+            node, last_heartbeat_at=at, metrics=node.metrics if metrics is None else metrics
+        )
+
+    def forget(self, node_id: str) -> None:
+        """Stops watching a node that is gone: it will never send a heartbeat again."""
+        self.monitor.forget(node_id)
+        self.silent.discard(node_id)
+
+    def event(
+        self,
+        kind: str,
+        node_id: str,
+        actor: str,
+        reason: str = "",
+        *,
+        from_status: NodeStatus | None = None,
+        to_status: NodeStatus | None = None,
+        **details: str,
+    ) -> Event:
+        """An event stamped with the service's id and wall clock, to put in a `Change`."""
+        return Event(
+            event_id=self.ids.new(),
+            time=self.clock.now(),
+            kind=kind,
+            node_id=node_id,
+            actor=actor,
+            reason=reason,
+            from_status=from_status,
+            to_status=to_status,
+            details=details,
+        )
+
+    def status_event(self, before: Node, after: Node, actor: str, **details: str) -> Event:
+        return self.event(
+            "node.status_changed",
+            after.node_id,
+            actor,
+            after.status_reason,
+            from_status=before.status,
+            to_status=after.status,
+            **details,
+        )
+
+    async def commit(self, change: Change) -> None:
+        """Writes `change`; returns once it is durable, then tells the notifiers its events."""
+        if change.nodes:
+            change = attrs.evolve(change, nodes=tuple(self.full(n) for n in change.nodes))
+        await self.store.commit(change)
+        for event in change.events:
+            self.event_counts[event.kind] += 1
+            log.info(
+                "event=%s node=%s actor=%s reason=%r%s",
+                event.kind,
+                event.node_id,
+                event.actor,
+                event.reason,
+                f" status={event.to_status.value}" if event.to_status else "",
+            )
+            for notifier in self.notifiers:
+                notifier.notify(event)

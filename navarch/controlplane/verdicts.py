@@ -1,0 +1,205 @@
+"""Health reports and what they decide: the node's health, its status, and the action taken.
+
+Each ReportHealth is judged by the health policy (`navarch.health`); the node's health is the
+verdict's. An unhealthy verdict takes an active or cordoned node out of service (status UNHEALTHY,
+the rule as the reason), and the verdict's action is taken once per verdict: a repeated report of
+the same fault does not act again. A node's health recovers once its bad events leave the policy's
+window; its status does not, since a node that went bad returns to service only by an operator's
+word.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import attrs
+import trio
+
+from navarch.controlplane import lifecycle
+from navarch.controlplane.book import NodeBook
+from navarch.controlplane.commands import Commands
+from navarch.controlplane.remediation import Remediator
+from navarch.errors import DomainError
+from navarch.health import Action, HealthJudge, Result, Verdict
+from navarch.model import Event, HealthEvent, HealthStatus, Node, NodeStatus
+from navarch.store import Change, HealthReport
+
+log = logging.getLogger("navarch.controlplane")
+
+_BAD_HEALTH = (HealthStatus.DEGRADED, HealthStatus.UNHEALTHY)
+_NEEDS = {
+    Action.RESET_GPU: "a GPU reset",
+    Action.REBOOT: "a reboot",
+    Action.REPLACE: "replacement (auto_replace is off for its pool)",
+}
+
+
+class Verdicts:
+    def __init__(
+        self, book: NodeBook, commands: Commands, remediation: Remediator, judge: HealthJudge
+    ) -> None:
+        self._book = book
+        self._commands = commands
+        self._remediation = remediation
+        self.judge = judge
+        # node id -> the most disruptive action taken for its current verdict, so a repeated
+        # report does not act again; forgotten when the verdict asks for nothing.
+        self._acted: dict[str, Action] = {}
+        # Nodes whose latest verdict asks for replacement.
+        self._replace: set[str] = set()
+        # node id -> (health, trio time): after a restart the judge has forgotten the events, so
+        # a node keeps its stored bad health for one window unless new events judge it worse.
+        self._floor: dict[str, tuple[HealthStatus, float]] = {}
+
+    def load(self, nodes: Sequence[Node]) -> None:
+        until = trio.current_time() + self.judge.window
+        for node in nodes:
+            if node.health in _BAD_HEALTH and node.status is not lifecycle.TERMINATED:
+                self._floor[node.node_id] = (node.health, until)
+
+    def judged_for_replacement(self) -> set[str]:
+        """Nodes whose health verdict asks for replacement by remediation."""
+        settings = self._remediation.settings
+        return {
+            node_id
+            for node_id in self._replace
+            if settings(self._book.require(node_id).pool).auto_replace
+        }
+
+    async def report(
+        self, node_id: str, events: tuple[HealthEvent, ...], actor: str
+    ) -> tuple[NodeStatus, HealthStatus]:
+        """Judges a node's health report; returns the node's status and health after it."""
+        book = self._book
+        node = book.require(node_id)
+        if node.status is lifecycle.TERMINATED:
+            return node.status, node.health
+        verdict = self.judge.evaluate(node_id, events, trio.current_time())
+        for error in verdict.errors:
+            log.warning("node=%s rule=%r skipped: %s", node_id, error.rule, error.message)
+        health = self._judged(node_id, verdict.health_status)
+        after = attrs.evolve(node, health=health, last_health_events=events)
+        changes = []
+        reports: tuple[HealthReport, ...] = ()
+        if events:
+            reports = (HealthReport(report_id=book.ids.new(), node_id=node_id, events=events),)
+            types = sorted({event.type.value for event in events})
+            changes.append(
+                book.event(
+                    "health.reported",
+                    node_id,
+                    actor,
+                    count=str(len(events)),
+                    types=",".join(types),
+                )
+            )
+        if health is not node.health:
+            changes.append(self._health_event(node, health, actor, verdict))
+        if verdict.health is Result.UNHEALTHY and node.status in (
+            lifecycle.ACTIVE,
+            lifecycle.CORDONED,
+        ):
+            after = attrs.evolve(
+                after,
+                status=lifecycle.next_status("health_failed", node_id, node.status),
+                status_reason=f"health rule {verdict.rule}",
+            )
+            changes.append(book.status_event(node, after, "health-policy", rule=verdict.rule))
+        # Known before the commit yields, so that a pool's round in between already counts the
+        # node as leaving and its successor as coming.
+        if verdict.action is Action.REPLACE:
+            self._replace.add(node_id)
+        else:
+            self._replace.discard(node_id)
+        book.put(after)
+        await book.commit(Change(nodes=(after,), events=tuple(changes), health_reports=reports))
+        await self._take_action(node_id, verdict)
+        current = book.require(node_id)
+        return current.status, current.health
+
+    def _judged(self, node_id: str, health: HealthStatus) -> HealthStatus:
+        floor = self._floor.get(node_id)
+        if floor is None:
+            return health
+        if trio.current_time() >= floor[1]:
+            del self._floor[node_id]
+            return health
+        return floor[0] if floor[0].rank > health.rank else health
+
+    def _health_event(
+        self, node: Node, health: HealthStatus, actor: str, verdict: Verdict
+    ) -> Event:
+        details = {"from": node.health.value, "to": health.value}
+        if verdict.rule:
+            details["rule"] = verdict.rule
+        return self._book.event("node.health_changed", node.node_id, actor, **details)
+
+    async def _take_action(self, node_id: str, verdict: Verdict) -> None:
+        """Takes the verdict's action unless one as disruptive was taken for this verdict."""
+        action = verdict.action
+        if action is Action.NONE:
+            self._acted.pop(node_id, None)
+            return
+        if action.rank <= self._acted.get(node_id, Action.NONE).rank:
+            return
+        self._acted[node_id] = action
+        book = self._book
+        node = book.require(node_id)
+        reason = f"health rule {verdict.rule}"
+        details = {"rule": verdict.rule, "action": action.value}
+        try:
+            if action is Action.ALERT:
+                event = book.event("health.alert", node_id, "health-policy", reason, **details)
+                await book.commit(Change(events=(event,)))
+                return
+            remediation = self._remediation
+            if action is Action.REPLACE and remediation.settings(node.pool).auto_replace:
+                await remediation.start(node, verdict.rule)
+                return
+            await self._commands.cordon(node_id, reason)
+            if action is Action.CORDON:
+                return
+            await self._commands.drain(node_id, reason)
+            if action in _NEEDS:
+                # The daemon has no reset or reboot command, and this pool replaces nothing on
+                # its own: the node waits, drained, for an operator to act and uncordon it.
+                event = book.event(
+                    "health.action_required",
+                    node_id,
+                    "health-policy",
+                    f"the node needs {_NEEDS[action]} ({reason}); it is drained and held for an "
+                    "operator",
+                    **details,
+                )
+                await book.commit(Change(events=(event,)))
+        except DomainError as exc:
+            # The node changed under the action (an operator terminated it): nothing to do.
+            log.info("node=%s action=%s not taken: %s", node_id, action.value, exc)
+
+    async def recheck_forever(self) -> None:
+        interval = min(60.0, max(1.0, self.judge.window / 10))
+        while True:
+            await trio.sleep(interval)
+            await self.recheck()
+
+    async def recheck(self) -> None:
+        """Lets a node's health recover once its bad events leave the window; the status stays."""
+        book = self._book
+        now = trio.current_time()
+        nodes, events = [], []
+        for node in list(book.nodes()):
+            if node.status is lifecycle.TERMINATED or node.health not in _BAD_HEALTH:
+                continue
+            verdict = self.judge.verdict(node.node_id, now)
+            if verdict.action is Action.NONE:
+                self._acted.pop(node.node_id, None)
+            health = self._judged(node.node_id, verdict.health_status)
+            if health is node.health:
+                continue
+            after = attrs.evolve(node, health=health)
+            book.put(after)
+            nodes.append(after)
+            events.append(self._health_event(node, health, "health-policy", verdict))
+        if nodes:
+            await book.commit(Change(nodes=tuple(nodes), events=tuple(events)))

@@ -1,0 +1,118 @@
+"""Provisioning a pool's new instances, each in a task of its own, through provider failover.
+
+A provision call counts as the pool's `pending` until the provider answers, so a scaling round in
+between counts the instance as in flight. The instance is recorded as REGISTERING until its daemon
+registers; a failure that every candidate shares is recorded once as `pool.provision_failed`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import trio
+
+from navarch.model import InstanceRecord, InstanceStatus
+from navarch.plugins import Provider, ProvisionRequest, Selector
+from navarch.pools.candidates import candidates_for, fetch_catalogs
+from navarch.pools.failover import BlockList, ProvisioningFailed, provision_with_failover
+from navarch.pools.fleet import FleetView
+from navarch.pools.instances import ACTOR, Instances
+from navarch.pools.pool import PoolState, PreferProvider
+from navarch.store import Change
+
+log = logging.getLogger("navarch.pools")
+
+# The label every instance a pool provisions carries, naming the pool.
+POOL_LABEL = "navarch.io/pool"
+
+
+class Provisioner:
+    def __init__(
+        self,
+        fleet: FleetView,
+        providers: Mapping[str, Provider],
+        provider_types: Mapping[str, str],
+        instances: Instances,
+        blocks: BlockList,
+    ) -> None:
+        self._fleet = fleet
+        self._providers = providers
+        self._provider_types = provider_types
+        self._instances = instances
+        self._blocks = blocks
+        self.nursery: trio.Nursery | None = None
+
+    def start(
+        self, pool: PoolState, reason: str, prefer: str | None, strategy: str = "prefer_same"
+    ) -> None:
+        """Provisions one instance in the background; `prefer` names the provider to try first
+        ("prefer_same") or only ("same")."""
+        assert self.nursery is not None, "the pool manager is not running"
+        pool.pending += 1
+        self.nursery.start_soon(self._provision, pool, reason, prefer, strategy)
+
+    async def _provision(
+        self, pool: PoolState, reason: str, prefer: str | None, strategy: str
+    ) -> None:
+        try:
+            entries = {e.provider for e in pool.config.providers}
+            providers = {n: p for n, p in self._providers.items() if n in entries}
+            catalogs = await fetch_catalogs(providers)
+            candidates = candidates_for(pool.config, self._provider_types, catalogs)
+            selector: Selector = pool.selector
+            if prefer and strategy != "any":
+                selector = PreferProvider(selector, prefer, only=strategy == "same")
+            request = ProvisionRequest(
+                name=pool.name,
+                instance_type=pool.config.instance_type,
+                pool=pool.name,
+                labels={**pool.config.labels, POOL_LABEL: pool.name},
+            )
+            result = await provision_with_failover(
+                candidates, selector, providers, request, self._blocks
+            )
+        except ProvisioningFailed as exc:
+            pool.pending -= 1
+            await self._failed(pool, str(exc))
+            return
+        except Exception as exc:
+            pool.pending -= 1
+            await self._failed(pool, f"{type(exc).__name__}: {exc}")
+            return
+        pool.pending -= 1
+        pool.last_failure = ""
+        instance = result.instance
+        now = self._fleet.clock.now()
+        record = InstanceRecord(
+            instance_id=instance.instance_id,
+            provider=result.candidate.provider,
+            pool=pool.name,
+            status=InstanceStatus.REGISTERING,
+            region=instance.region,
+            zone=instance.zone,
+            instance_type=instance.instance_type,
+            reason=reason,
+            node_id=instance.instance_id,
+            created_at=instance.created_at or now,
+            updated_at=now,
+        )
+        event = self._fleet.event(
+            "instance.provisioned",
+            record.node_id,
+            ACTOR,
+            reason,
+            pool=pool.name,
+            provider=record.provider,
+            instanceId=record.instance_id,
+            attempts=str(len(result.attempts)),
+        )
+        await self._instances.save(record, event)
+
+    async def _failed(self, pool: PoolState, why: str) -> None:
+        log.warning("pool %s: provisioning failed: %s", pool.name, why)
+        if why == pool.last_failure:
+            return
+        pool.last_failure = why
+        event = self._fleet.event("pool.provision_failed", "", ACTOR, why, pool=pool.name)
+        await self._fleet.record(Change(events=(event,)))
