@@ -23,6 +23,7 @@ from navarch.sim.scenario.conditions import CHECKS, Condition
 from navarch.sim.scenario.events import ACTIONS, NODE_FAILURES, Event
 from navarch.sim.scenario.fleet import FleetGen, NodeSpec, Startup, generate_fleet
 from navarch.sim.scenario.model import Scenario
+from navarch.sim.scenario.overrides import apply_overrides
 
 _EVENT_FIELDS = {f.name for f in attrs.fields(Event)} - {"index", "condition"}
 _CONDITION_FIELDS = {f.name for f in attrs.fields(Condition)}
@@ -83,52 +84,6 @@ def parse_scenario(
     if problems or scenario is None:
         raise ConfigError(source, problems)
     return scenario
-
-
-def apply_overrides(
-    data: dict[str, Any], overrides: Sequence[str], problems: list[str]
-) -> dict[str, Any]:
-    """Applies `KEY.PATH=VALUE` overrides; VALUE is TOML (`100`, `"5m"`, `true`).
-
-    A number in the path indexes an array: `events.1.min=300` is the second event's `min`.
-    """
-    for override in overrides:
-        key, sep, raw = override.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            problems.append(f"--set {override!r}: expected KEY=VALUE")
-            continue
-        try:
-            value = tomllib.loads(f"v = {raw.strip()}")["v"]
-        except tomllib.TOMLDecodeError:
-            # A bare word is a string, as people write `--set duration=5m`.
-            value = raw.strip()
-        problem = _set_path(data, key.split("."), value)
-        if problem:
-            problems.append(f"--set {key}: {problem}")
-    return data
-
-
-def _set_path(data: dict[str, Any], parts: list[str], value: Any) -> str:
-    container: Any = data
-    for depth, part in enumerate(parts):
-        last = depth == len(parts) - 1
-        where = ".".join(parts[:depth]) or "the scenario"
-        if isinstance(container, list):
-            if not part.isdigit() or int(part) >= len(container):
-                return f"{where} has no item {part} (it has {len(container)})"
-            index: Any = int(part)
-        elif isinstance(container, dict):
-            index = part
-            if not last and index not in container:
-                container[index] = {}
-        else:
-            return f"{where} is not a table or an array"
-        if last:
-            container[index] = value
-        else:
-            container = container[index]
-    return ""
 
 
 def _structure(
