@@ -6,7 +6,8 @@ runs as written or not at all. `--set KEY=VALUE` overrides (`apply_overrides`) c
 table before the checks, which is how the test suite runs stress scenarios at a reduced size.
 
 Each part of the file has its module (`fleet`, `chaos`, `events`, `conditions`) and `model` holds
-the scenario as a whole; `parse` reads a file into them.
+the scenario as a whole. `parse` reads a file into them, after `overrides` and before
+`references`, which checks that what one part names exists in another.
 """
 
 from navarch.sim.scenario.chaos import Chaos, Correlated, Outage
