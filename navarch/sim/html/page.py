@@ -10,6 +10,8 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from html import escape
 
+from navarch.sim.html.text import clock, clock_long, clock_short, note, number, optional, secs
+
 MAX_TABLE_ROWS = 500
 MAX_CHART_POINTS = 300
 MAX_MARKERS = 300
@@ -30,7 +32,6 @@ FAILURE_COLOUR = "#dc2626"
 RECOVERY_COLOUR = "#16a34a"
 BAR_COLOUR = "#2563eb"
 OUTAGE_SWATCH = "#f6c6c6"
-NONE = "\u2013"
 
 _WIDTH = 640
 _WIDE = 1280
@@ -73,7 +74,7 @@ def _header(report: dict) -> str:
     meta = [
         ("seed", str(report["seed"])),
         ("mode", report["mode"]),
-        ("simulated", _clock(report["duration_s"])),
+        ("simulated", clock(report["duration_s"])),
     ]
     if scenario["file"]:
         meta.append(("file", scenario["file"]))
@@ -93,19 +94,19 @@ def _summary(summary: dict) -> str:
     det = summary["detection_latency_s"]
     ttr = summary["time_to_replacement_s"]
     cards = [
-        ("Nodes started", _count(summary["nodes_started"]), ""),
-        ("Peak nodes", _count(summary["nodes_peak"]), ""),
-        ("Failures injected", _count(summary["failures_injected"]), ""),
-        ("Recovered", _count(summary["failures_recovered"]), ""),
+        ("Nodes started", number(summary["nodes_started"]), ""),
+        ("Peak nodes", number(summary["nodes_peak"]), ""),
+        ("Failures injected", number(summary["failures_injected"]), ""),
+        ("Recovered", number(summary["failures_recovered"]), ""),
         (
             "Remediations completed",
-            _count(summary["remediations_completed"]),
-            f"{_count(summary['remediations_started'])} started, "
-            f"{_count(summary['remediations_held'])} held",
+            number(summary["remediations_completed"]),
+            f"{number(summary['remediations_started'])} started, "
+            f"{number(summary['remediations_held'])} held",
         ),
-        ("Replacements", _count(summary["replacements"]), ""),
-        ("Detection latency p50", _secs(det["p50"]), _spread(det)),
-        ("Time to replacement p50", _secs(ttr["p50"]), _spread(ttr)),
+        ("Replacements", number(summary["replacements"]), ""),
+        ("Detection latency p50", secs(det["p50"]), _spread(det)),
+        ("Time to replacement p50", secs(ttr["p50"]), _spread(ttr)),
     ]
     items = "".join(
         f'<div class="card"><div class="label">{label}</div><div class="value">{value}</div>'
@@ -118,7 +119,7 @@ def _summary(summary: dict) -> str:
 def _spread(stats: dict) -> str:
     if not stats["count"]:
         return "no samples"
-    return f"p90 {_secs(stats['p90'])}, max {_secs(stats['max'])} ({stats['count']:,} samples)"
+    return f"p90 {secs(stats['p90'])}, max {secs(stats['max'])} ({stats['count']:,} samples)"
 
 
 def _charts(report: dict) -> str:
@@ -155,7 +156,7 @@ def _charts(report: dict) -> str:
                 )
             )
     if not failures and not report["failures_by_type"]:
-        wide.append(_figure("Failures", _note("No failures were injected."), wide=True))
+        wide.append(_figure("Failures", note("No failures were injected."), wide=True))
 
     half: list[tuple[str, Callable[[int], str], str]] = []
     if (failures or report["failures_by_type"]) and shown:
@@ -205,10 +206,6 @@ def _legend(items: Iterable[tuple[str, str]]) -> str:
         for label, colour in items
     )
     return f'<div class="legend">{spans}</div>'
-
-
-def _note(text: str) -> str:
-    return f'<p class="note">{escape(text)}</p>'
 
 
 def _status_chart(
@@ -280,8 +277,8 @@ def _pool_chart(
             continue
         colour = colours.get(decision["pool"], "#334155")
         tip = (
-            f"{_clock(decision['t'])} {decision['pool']} {decision['kind']}: "
-            f"{_opt(decision['from'])} \u2192 {_opt(decision['to'])}. {decision['reason']}"
+            f"{clock(decision['t'])} {decision['pool']} {decision['kind']}: "
+            f"{optional(decision['from'])} \u2192 {optional(decision['to'])}. {decision['reason']}"
         )
         shapes.append(
             plot.marker(decision["t"], size, colour, decision["from"], decision["to"], tip)
@@ -300,14 +297,14 @@ def _pool_size_at(samples: list[dict], pool: str, t: float) -> int | None:
 
 def _type_chart(width: int, by_type: dict[str, int]) -> str:
     if not by_type:
-        return _note("No failures were injected.")
+        return note("No failures were injected.")
     rows = sorted(by_type.items(), key=lambda kv: (-kv[1], kv[0]))
     return _bar_chart(width, rows[:TOP_TYPES], len(rows) - TOP_TYPES, "types")
 
 
 def _xid_chart(width: int, by_xid: dict[str, int]) -> str:
     if not by_xid:
-        return _note("No failure carried an XID code.")
+        return note("No failure carried an XID code.")
     rows = sorted(by_xid.items(), key=lambda kv: (-kv[1], _xid_order(kv[0])))
     return _bar_chart(width, rows[:TOP_XIDS], len(rows) - TOP_XIDS, "XID codes")
 
@@ -328,7 +325,7 @@ def _bar_chart(width: int, rows: Sequence[tuple[str, int]], hidden: int, noun: s
             f'<line class="grid" x1="{_n(x)}" y1="{_TOP}" x2="{_n(x)}" '
             f'y2="{height - _BOTTOM}"/>'
             f'<text class="tick" x="{_n(x)}" y="{height - _BOTTOM + 16}" '
-            f'text-anchor="middle">{_count(tick)}</text>'
+            f'text-anchor="middle">{number(tick)}</text>'
         )
     for i, (label, value) in enumerate(rows):
         y = _TOP + i * row_height
@@ -347,14 +344,14 @@ def _bar_chart(width: int, rows: Sequence[tuple[str, int]], hidden: int, noun: s
     )
     svg = _svg(width, height, "".join(parts))
     if hidden > 0:
-        svg += _note(f"{hidden:,} less frequent {noun} are not shown.")
+        svg += note(f"{hidden:,} less frequent {noun} are not shown.")
     return svg
 
 
 def _latency_chart(width: int, failures: list[dict]) -> str:
     latencies = [f["detection_latency_s"] for f in failures if f["detection_latency_s"] is not None]
     if not latencies:
-        return _note("No failure was detected, so there is no detection latency to show.")
+        return note("No failure was detected, so there is no detection latency to show.")
     top = max(latencies)
     step = _pick_step(top / 20 if top > 0 else 1.0)
     bins = [0] * (int(top // step) + 1)
@@ -367,7 +364,7 @@ def _latency_chart(width: int, failures: list[dict]) -> str:
         if count:
             x0, x1 = plot.x(i * step), plot.x((i + 1) * step)
             y = plot.y(count)
-            tip = f"{_secs(i * step)}\u2013{_secs((i + 1) * step)}: {count:,}"
+            tip = f"{secs(i * step)}\u2013{secs((i + 1) * step)}: {count:,}"
             bars.append(
                 f'<rect fill="{BAR_COLOUR}" x="{_n(x0 + 0.5)}" y="{_n(y)}" '
                 f'width="{_n(max(x1 - x0 - 1, 0.5))}" height="{_n(plot.y(0) - y)}">'
@@ -432,11 +429,11 @@ class _Plot:
             axis.append(
                 f'<line class="grid" x1="{_LEFT}" y1="{_n(y)}" x2="{right}" y2="{_n(y)}"/>'
                 f'<text class="tick" x="{_LEFT - 6}" y="{_n(y + 4)}" text-anchor="end">'
-                f"{_count(tick)}</text>"
+                f"{number(tick)}</text>"
             )
         raw = (self.t1 - self.t0) / (10 if self.width > _WIDTH else 6)
         step = self.x_unit * math.ceil(raw / self.x_unit) if self.x_unit else _pick_step(raw)
-        label = _secs if seconds_axis else (_clock_long if self.t1 > 3600 else _clock_short)
+        label = secs if seconds_axis else (clock_long if self.t1 > 3600 else clock_short)
         tick = math.ceil(self.t0 / step) * step
         while tick <= self.t1 + step * 1e-6:
             x = self.x(tick)
@@ -496,12 +493,12 @@ def _downsample(items: list, limit: int) -> list:
 
 def _assertions(assertions: list[dict]) -> str:
     if not assertions:
-        return f"<section><h2>Assertions</h2>{_note('The scenario has no assertions.')}</section>"
+        return f"<section><h2>Assertions</h2>{note('The scenario has no assertions.')}</section>"
     failed = sum(1 for a in assertions if not a["passed"])
     rows = []
     for a in assertions:
         cls, word = ("pass", "passed") if a["passed"] else ("fail", "failed")
-        at = "" if a["at"] is None else _clock(a["at"])
+        at = "" if a["at"] is None else clock(a["at"])
         rows.append(
             f'<tr class="{cls}"><td><span class="pill {cls}">{word}</span></td>'
             f"<td>{escape(a['check'])}</td><td>{escape(a['description'])}</td>"
@@ -518,15 +515,15 @@ def _assertions(assertions: list[dict]) -> str:
 
 def _failures_table(failures: list[dict]) -> str:
     if not failures:
-        return f"<section><h2>Failures</h2>{_note('No failures were injected.')}</section>"
+        return f"<section><h2>Failures</h2>{note('No failures were injected.')}</section>"
     rows = [
-        f"<tr><td class=num>{_clock(f['t'])}</td><td>{escape(f['node'])}</td>"
-        f"<td>{escape(f['type'])}</td><td class=num>{_opt(f['xid'])}</td>"
-        f"<td class=num>{_opt(f['gpu'])}</td><td>{escape(f['source'])}</td>"
+        f"<tr><td class=num>{clock(f['t'])}</td><td>{escape(f['node'])}</td>"
+        f"<td>{escape(f['type'])}</td><td class=num>{optional(f['xid'])}</td>"
+        f"<td class=num>{optional(f['gpu'])}</td><td>{escape(f['source'])}</td>"
         f'<td><span class="outcome {_outcome_class(f["outcome"])}">{escape(f["outcome"])}'
         f"</span>{_replaced_by(f)}</td>"
-        f"<td class=num>{_secs(f['detection_latency_s'])}</td>"
-        f"<td class=num>{_secs(f['time_to_replacement_s'])}</td></tr>"
+        f"<td class=num>{secs(f['detection_latency_s'])}</td>"
+        f"<td class=num>{secs(f['time_to_replacement_s'])}</td></tr>"
         for f in failures[:MAX_TABLE_ROWS]
     ]
     head = _thead(
@@ -554,8 +551,8 @@ def _outages_table(outages: list[dict]) -> str:
         return ""
     rows = [
         f"<tr><td>{escape(o['name'])}</td><td>{escape(o['scope'])}</td>"
-        f"<td>{escape(o['target'])}</td><td class=num>{_clock(o['start_s'])}</td>"
-        f"<td class=num>{_secs(o['duration_s'])}</td><td class=num>{o['nodes']:,}</td></tr>"
+        f"<td>{escape(o['target'])}</td><td class=num>{clock(o['start_s'])}</td>"
+        f"<td class=num>{secs(o['duration_s'])}</td><td class=num>{o['nodes']:,}</td></tr>"
         for o in outages[:MAX_TABLE_ROWS]
     ]
     head = _thead(["name", "scope", "target", "start", "duration", "nodes"])
@@ -564,15 +561,15 @@ def _outages_table(outages: list[dict]) -> str:
 
 def _timeline_table(timeline: list[dict], dropped: int) -> str:
     if not timeline:
-        return f"<section><h2>Timeline</h2>{_note('The timeline is empty.')}</section>"
+        return f"<section><h2>Timeline</h2>{note('The timeline is empty.')}</section>"
     rows = [
-        f"<tr><td class=num>{_clock(e['t'])}</td><td>{escape(e['kind'])}</td>"
+        f"<tr><td class=num>{clock(e['t'])}</td><td>{escape(e['kind'])}</td>"
         f"<td>{escape(e['node'])}</td><td>{escape(e['detail'])}</td></tr>"
         for e in timeline[:MAX_TABLE_ROWS]
     ]
     head = _thead(["t", "kind", "node", "detail"])
     extra = (
-        _note(f"The simulator recorded {dropped:,} further entries past its timeline cap.")
+        note(f"The simulator recorded {dropped:,} further entries past its timeline cap.")
         if dropped
         else ""
     )
@@ -582,9 +579,9 @@ def _timeline_table(timeline: list[dict], dropped: int) -> str:
 def _table_section(
     title: str, key: str, head: str, rows: list[str], total: int, noun: str, extra: str = ""
 ) -> str:
-    note = ""
+    capped = ""
     if total > len(rows):
-        note = _note(
+        capped = note(
             f"Showing the first {len(rows):,} of {total:,} {noun}; "
             f"{total - len(rows):,} more are in report.json."
         )
@@ -594,7 +591,7 @@ def _table_section(
     )
     return (
         f'<section><div class="section-head"><h2>{escape(title)} <small>{total:,}</small></h2>'
-        f"{search}</div>{note}{extra}"
+        f"{search}</div>{capped}{extra}"
         f'<div class="scroll"><table id="{key}">{head}<tbody>{"".join(rows)}</tbody>'
         f'</table></div><p class="note" id="{key}-none" hidden>No row matches the filter.</p>'
         "</section>"
@@ -619,41 +616,6 @@ def _clipped(text: str, limit: int) -> str:
     if len(text) <= limit:
         return escape(text)
     return f"{escape(text[: limit - 1])}\u2026<title>{escape(text)}</title>"
-
-
-def _count(value: float | None) -> str:
-    if value is None:
-        return NONE
-    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
-
-
-def _opt(value: object) -> str:
-    return NONE if value is None else escape(str(value))
-
-
-def _clock(seconds: float) -> str:
-    """m:ss under an hour, h:mm:ss from then on."""
-    return _clock_long(seconds) if seconds >= 3600 else _clock_short(seconds)
-
-
-def _clock_short(seconds: float) -> str:
-    """m:ss for any time, so that a run of exactly an hour ends at 60:00 on its axis."""
-    total = round(seconds)
-    return f"{total // 60}:{total % 60:02d}"
-
-
-def _clock_long(seconds: float) -> str:
-    total = round(seconds)
-    return f"{total // 3600}:{total % 3600 // 60:02d}:{total % 60:02d}"
-
-
-def _secs(seconds: float | None) -> str:
-    """A latency: seconds with one decimal under a minute, a clock from then on."""
-    if seconds is None:
-        return NONE
-    if seconds < 60:
-        return f"{seconds:.1f} s" if not float(seconds).is_integer() else f"{seconds:.0f} s"
-    return _clock(seconds)
 
 
 _CSS = """
