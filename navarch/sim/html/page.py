@@ -10,7 +10,19 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from html import escape
 
-from navarch.sim.html.text import clock, clock_long, clock_short, note, number, optional, secs
+from navarch.sim.html.plot import (
+    BOTTOM,
+    TOP,
+    WIDE,
+    WIDTH,
+    Plot,
+    coord,
+    pick_step,
+    point_list,
+    svg_element,
+    value_ticks,
+)
+from navarch.sim.html.text import clock, note, number, optional, secs
 
 MAX_TABLE_ROWS = 500
 MAX_CHART_POINTS = 300
@@ -32,13 +44,6 @@ FAILURE_COLOUR = "#dc2626"
 RECOVERY_COLOUR = "#16a34a"
 BAR_COLOUR = "#2563eb"
 OUTAGE_SWATCH = "#f6c6c6"
-
-_WIDTH = 640
-_WIDE = 1280
-_LEFT, _RIGHT, _TOP, _BOTTOM = 58, 28, 14, 42
-# Tick steps for a time axis, in seconds; each is a span a person reads without arithmetic.
-_TIME_STEPS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1200, 1800)
-_TIME_STEPS += (3600, 7200, 10800, 21600, 43200, 86400)
 
 
 def render_html(report: dict) -> str:
@@ -138,7 +143,7 @@ def _charts(report: dict) -> str:
         wide.append(
             _figure(
                 "Nodes by status",
-                _status_chart(_WIDE, shown, span, report["outages"], STATUS_COLOURS),
+                _status_chart(WIDE, shown, span, report["outages"], STATUS_COLOURS),
                 _legend([(s.capitalize(), c) for s, c in STATUS_COLOURS.items()] + outage_key),
                 wide=True,
             )
@@ -150,7 +155,7 @@ def _charts(report: dict) -> str:
             wide.append(
                 _figure(
                     "Nodes in remediation",
-                    _status_chart(_WIDE, shown, span, report["outages"], remediating),
+                    _status_chart(WIDE, shown, span, report["outages"], remediating),
                     _legend([(s.capitalize(), c) for s, c in remediating.items()] + outage_key),
                     wide=True,
                 )
@@ -189,7 +194,7 @@ def _charts(report: dict) -> str:
     for i, (title, draw, legend) in enumerate(half):
         # An odd chart out fills the last row rather than leaving half of it empty.
         alone = i == len(half) - 1 and len(half) % 2 == 1
-        figures.append(_figure(title, draw(_WIDE if alone else _WIDTH), legend, wide=alone))
+        figures.append(_figure(title, draw(WIDE if alone else WIDTH), legend, wide=alone))
     return f'<section class="charts">{"".join(figures)}</section>'
 
 
@@ -216,7 +221,7 @@ def _status_chart(
     colours: dict[str, str],
 ) -> str:
     totals = [sum(s["by_status"].get(k, 0) for k in colours) for s in shown]
-    plot = _Plot(width, 300 if len(colours) > 4 else 240, span, max(totals, default=0), "nodes")
+    plot = Plot(width, 300 if len(colours) > 4 else 240, span, max(totals, default=0), "nodes")
     shapes = []
     below = [0] * len(shown)
     for status, colour in colours.items():
@@ -226,7 +231,7 @@ def _status_chart(
             bottom = [(plot.x(s["t"]), plot.y(v)) for s, v in zip(shown, below, strict=True)]
             shapes.append(
                 f'<polygon fill="{colour}" fill-opacity="0.85" '
-                f'points="{_points(top + bottom[::-1])}"><title>{status}</title></polygon>'
+                f'points="{point_list(top + bottom[::-1])}"><title>{status}</title></polygon>'
             )
         below = above
     for outage in outages[:MAX_MARKERS]:
@@ -234,15 +239,15 @@ def _status_chart(
         x1 = plot.x(outage["start_s"] + outage["duration_s"])
         tip = f"outage {outage['name']}: {outage['scope']} {outage['target']}"
         shapes.append(
-            f'<rect class="outage" x="{_n(x0)}" y="{_TOP}" width="{_n(max(x1 - x0, 1.0))}" '
-            f'height="{_n(plot.height)}"><title>{escape(tip)}</title></rect>'
+            f'<rect class="outage" x="{coord(x0)}" y="{TOP}" width="{coord(max(x1 - x0, 1.0))}" '
+            f'height="{coord(plot.height)}"><title>{escape(tip)}</title></rect>'
         )
     return plot.svg("".join(shapes))
 
 
 def _cumulative_chart(width: int, shown: list[dict], span: tuple[float, float]) -> str:
     peak = max(max(s["failures_total"], s["recoveries_total"]) for s in shown)
-    plot = _Plot(width, 260, span, peak, "failures")
+    plot = Plot(width, 260, span, peak, "failures")
     lines = [
         plot.line([(s["t"], s["failures_total"]) for s in shown], FAILURE_COLOUR),
         plot.line([(s["t"], s["recoveries_total"]) for s in shown], RECOVERY_COLOUR),
@@ -264,7 +269,7 @@ def _pool_chart(
         + [d["to"] for d in scaling if d["to"] is not None]
         + [0]
     )
-    plot = _Plot(width, 260, span, peak, "nodes")
+    plot = Plot(width, 260, span, peak, "nodes")
     shapes = [
         plot.line([(s["t"], s["pools"][p]) for s in shown if p in s["pools"]], colours[p])
         for p in pools
@@ -315,34 +320,34 @@ def _xid_order(code: str) -> tuple[int, str]:
 
 def _bar_chart(width: int, rows: Sequence[tuple[str, int]], hidden: int, noun: str) -> str:
     label_width, row_height = 150, 24
-    height = _TOP + row_height * len(rows) + _BOTTOM
-    vmax, ticks = _value_ticks(max(v for _, v in rows))
+    height = TOP + row_height * len(rows) + BOTTOM
+    vmax, ticks = value_ticks(max(v for _, v in rows))
     left, right = label_width, width - 48
     parts = []
     for tick in ticks:
         x = left + (right - left) * tick / vmax
         parts.append(
-            f'<line class="grid" x1="{_n(x)}" y1="{_TOP}" x2="{_n(x)}" '
-            f'y2="{height - _BOTTOM}"/>'
-            f'<text class="tick" x="{_n(x)}" y="{height - _BOTTOM + 16}" '
+            f'<line class="grid" x1="{coord(x)}" y1="{TOP}" x2="{coord(x)}" '
+            f'y2="{height - BOTTOM}"/>'
+            f'<text class="tick" x="{coord(x)}" y="{height - BOTTOM + 16}" '
             f'text-anchor="middle">{number(tick)}</text>'
         )
     for i, (label, value) in enumerate(rows):
-        y = _TOP + i * row_height
+        y = TOP + i * row_height
         length = (right - left) * value / vmax
         parts.append(
-            f'<text class="label" x="{left - 8}" y="{_n(y + row_height / 2 + 4)}" '
+            f'<text class="label" x="{left - 8}" y="{coord(y + row_height / 2 + 4)}" '
             f'text-anchor="end">{_clipped(label, 22)}</text>'
-            f'<rect fill="{BAR_COLOUR}" x="{left}" y="{_n(y + 4)}" width="{_n(length)}" '
+            f'<rect fill="{BAR_COLOUR}" x="{left}" y="{coord(y + 4)}" width="{coord(length)}" '
             f'height="{row_height - 8}" rx="2"><title>{escape(label)}: {value:,}</title></rect>'
-            f'<text class="value" x="{_n(left + length + 6)}" y="{_n(y + row_height / 2 + 4)}">'
-            f"{value:,}</text>"
+            f'<text class="value" x="{coord(left + length + 6)}" '
+            f'y="{coord(y + row_height / 2 + 4)}">{value:,}</text>'
         )
     parts.append(
-        f'<text class="axis" x="{_n((left + right) / 2)}" y="{height - 6}" '
+        f'<text class="axis" x="{coord((left + right) / 2)}" y="{height - 6}" '
         'text-anchor="middle">failures</text>'
     )
-    svg = _svg(width, height, "".join(parts))
+    svg = svg_element(width, height, "".join(parts))
     if hidden > 0:
         svg += note(f"{hidden:,} less frequent {noun} are not shown.")
     return svg
@@ -353,12 +358,12 @@ def _latency_chart(width: int, failures: list[dict]) -> str:
     if not latencies:
         return note("No failure was detected, so there is no detection latency to show.")
     top = max(latencies)
-    step = _pick_step(top / 20 if top > 0 else 1.0)
+    step = pick_step(top / 20 if top > 0 else 1.0)
     bins = [0] * (int(top // step) + 1)
     for value in latencies:
         bins[int(value // step)] += 1
     span = (0.0, step * len(bins))
-    plot = _Plot(width, 260, span, max(bins), "failures", "detection latency", x_unit=step)
+    plot = Plot(width, 260, span, max(bins), "failures", "detection latency", x_unit=step)
     bars = []
     for i, count in enumerate(bins):
         if count:
@@ -366,118 +371,11 @@ def _latency_chart(width: int, failures: list[dict]) -> str:
             y = plot.y(count)
             tip = f"{secs(i * step)}\u2013{secs((i + 1) * step)}: {count:,}"
             bars.append(
-                f'<rect fill="{BAR_COLOUR}" x="{_n(x0 + 0.5)}" y="{_n(y)}" '
-                f'width="{_n(max(x1 - x0 - 1, 0.5))}" height="{_n(plot.y(0) - y)}">'
+                f'<rect fill="{BAR_COLOUR}" x="{coord(x0 + 0.5)}" y="{coord(y)}" '
+                f'width="{coord(max(x1 - x0 - 1, 0.5))}" height="{coord(plot.y(0) - y)}">'
                 f"<title>{escape(tip)}</title></rect>"
             )
     return plot.svg("".join(bars), seconds_axis=True)
-
-
-class _Plot:
-    """Maps simulated time and a count onto a plot area, and draws its axes."""
-
-    def __init__(
-        self,
-        width: int,
-        height: int,
-        span: tuple[float, float],
-        peak: float,
-        y_title: str,
-        x_title: str = "simulated time",
-        x_unit: float = 0.0,
-    ):
-        self.width, self.total_height = width, height
-        self.height = height - _TOP - _BOTTOM
-        self.plot_width = width - _LEFT - _RIGHT
-        self.t0, self.t1 = span
-        self.ymax, self.yticks = _value_ticks(peak)
-        self.y_title, self.x_title = y_title, x_title
-        # Ticks land on multiples of x_unit, such as a histogram's bin edges, when it is set.
-        self.x_unit = x_unit
-
-    def x(self, t: float) -> float:
-        return _LEFT + (t - self.t0) / (self.t1 - self.t0) * self.plot_width
-
-    def y(self, v: float) -> float:
-        return _TOP + self.height - v / self.ymax * self.height
-
-    def line(self, points: list[tuple[float, float]], colour: str) -> str:
-        coords = _points([(self.x(t), self.y(v)) for t, v in points])
-        return (
-            f'<polyline fill="none" stroke="{colour}" stroke-width="2" '
-            f'stroke-linejoin="round" points="{coords}"/>'
-        )
-
-    def marker(
-        self, t: float, v: float, colour: str, before: int | None, after: int | None, tip: str
-    ) -> str:
-        x, y = self.x(t), self.y(v)
-        style = f'fill="{colour}" stroke="#fff" stroke-width="1"><title>{escape(tip)}</title>'
-        if before is None or after is None or after == before:
-            return f'<circle cx="{_n(x)}" cy="{_n(y)}" r="4" {style}</circle>'
-        # The triangle points the way the pool moved.
-        dy = -6 if after > before else 6
-        corners = [(x, y + dy), (x - 5, y - dy * 0.6), (x + 5, y - dy * 0.6)]
-        return f'<polygon points="{_points(corners)}" {style}</polygon>'
-
-    def svg(self, body: str, *, seconds_axis: bool = False) -> str:
-        bottom = _TOP + self.height
-        right = _LEFT + self.plot_width
-        axis = []
-        for tick in self.yticks:
-            y = self.y(tick)
-            axis.append(
-                f'<line class="grid" x1="{_LEFT}" y1="{_n(y)}" x2="{right}" y2="{_n(y)}"/>'
-                f'<text class="tick" x="{_LEFT - 6}" y="{_n(y + 4)}" text-anchor="end">'
-                f"{number(tick)}</text>"
-            )
-        raw = (self.t1 - self.t0) / (10 if self.width > _WIDTH else 6)
-        step = self.x_unit * math.ceil(raw / self.x_unit) if self.x_unit else _pick_step(raw)
-        label = secs if seconds_axis else (clock_long if self.t1 > 3600 else clock_short)
-        tick = math.ceil(self.t0 / step) * step
-        while tick <= self.t1 + step * 1e-6:
-            x = self.x(tick)
-            axis.append(
-                f'<line class="axisline" x1="{_n(x)}" y1="{bottom}" x2="{_n(x)}" '
-                f'y2="{bottom + 4}"/>'
-                f'<text class="tick" x="{_n(x)}" y="{bottom + 16}" text-anchor="middle">'
-                f"{label(tick)}</text>"
-            )
-            tick += step
-        axis.append(
-            f'<line class="axisline" x1="{_LEFT}" y1="{bottom}" x2="{right}" y2="{bottom}"/>'
-            f'<text class="axis" x="{_n(_LEFT + self.plot_width / 2)}" '
-            f'y="{self.total_height - 6}" text-anchor="middle">{escape(self.x_title)}</text>'
-            f'<text class="axis" transform="translate(14 {_n(_TOP + self.height / 2)}) '
-            f'rotate(-90)" text-anchor="middle">{escape(self.y_title)}</text>'
-        )
-        return _svg(self.width, self.total_height, "".join(axis) + body)
-
-
-def _svg(width: int, height: int, body: str) -> str:
-    return (
-        f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" '
-        f'preserveAspectRatio="xMidYMid meet">{body}</svg>'
-    )
-
-
-def _value_ticks(peak: float) -> tuple[float, list[float]]:
-    """A rounded top for a count axis and the ticks up to it; counts never tick below 1."""
-    if peak <= 0:
-        return 1.0, [0.0, 1.0]
-    raw = peak / 5
-    magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
-    step = max(step, 1.0)
-    top = math.ceil(peak / step) * step
-    return top, [i * step for i in range(round(top / step) + 1)]
-
-
-def _pick_step(raw: float) -> float:
-    for step in _TIME_STEPS:
-        if step >= raw:
-            return step
-    return _TIME_STEPS[-1] * math.ceil(raw / _TIME_STEPS[-1])
 
 
 def _downsample(items: list, limit: int) -> list:
@@ -600,15 +498,6 @@ def _table_section(
 
 def _thead(columns: list[str]) -> str:
     return "<thead><tr>" + "".join(f"<th>{escape(c)}</th>" for c in columns) + "</tr></thead>"
-
-
-def _points(points: Iterable[tuple[float, float]]) -> str:
-    return " ".join(f"{_n(x)},{_n(y)}" for x, y in points)
-
-
-def _n(value: float) -> str:
-    text = f"{value:.1f}"
-    return text[:-2] if text.endswith(".0") else text
 
 
 def _clipped(text: str, limit: int) -> str:
