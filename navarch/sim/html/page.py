@@ -1,7 +1,6 @@
-"""The simulator report as one self-contained HTML page: inline CSS, charts drawn as inline SVG.
+"""The page that holds the charts and tables: its header, the summary cards, its CSS and script.
 
-The page loads nothing from anywhere, so it opens offline and can be attached to a ticket. Every
-string taken from the report is escaped: node ids, reasons and messages are user data.
+The CSS and the script are inline, because the page loads nothing from anywhere.
 """
 
 from __future__ import annotations
@@ -9,9 +8,8 @@ from __future__ import annotations
 from html import escape
 
 from navarch.sim.html.charts import charts_section
-from navarch.sim.html.text import clock, note, number, optional, secs
-
-MAX_TABLE_ROWS = 500
+from navarch.sim.html.tables import assertions_table, failures_table, outages_table, timeline_table
+from navarch.sim.html.text import clock, number, secs
 
 
 def render_html(report: dict) -> str:
@@ -20,10 +18,10 @@ def render_html(report: dict) -> str:
         _header(report),
         _summary(report["summary"]),
         charts_section(report),
-        _assertions(report["assertions"]),
-        _failures_table(report["failures"]),
-        _outages_table(report["outages"]),
-        _timeline_table(report["timeline"], report["timeline_dropped"]),
+        assertions_table(report["assertions"]),
+        failures_table(report["failures"]),
+        outages_table(report["outages"]),
+        timeline_table(report["timeline"], report["timeline_dropped"]),
     ]
     title = escape(f"navarch simulation: {report['scenario']['name']}")
     body = "\n".join(p for p in parts if p)
@@ -93,117 +91,6 @@ def _spread(stats: dict) -> str:
     if not stats["count"]:
         return "no samples"
     return f"p90 {secs(stats['p90'])}, max {secs(stats['max'])} ({stats['count']:,} samples)"
-
-
-def _assertions(assertions: list[dict]) -> str:
-    if not assertions:
-        return f"<section><h2>Assertions</h2>{note('The scenario has no assertions.')}</section>"
-    failed = sum(1 for a in assertions if not a["passed"])
-    rows = []
-    for a in assertions:
-        cls, word = ("pass", "passed") if a["passed"] else ("fail", "failed")
-        at = "" if a["at"] is None else clock(a["at"])
-        rows.append(
-            f'<tr class="{cls}"><td><span class="pill {cls}">{word}</span></td>'
-            f"<td>{escape(a['check'])}</td><td>{escape(a['description'])}</td>"
-            f"<td>{escape(a['message'])}</td><td class=num>{at}</td>"
-            f"<td>{escape(a['source'])}</td></tr>"
-        )
-    head = _thead(["result", "check", "description", "message", "at", "source"])
-    verdict = f"{len(assertions) - failed:,} of {len(assertions):,} passed"
-    return (
-        f'<section><h2>Assertions <small>{verdict}</small></h2><table class="assertions">'
-        f"{head}<tbody>{''.join(rows)}</tbody></table></section>"
-    )
-
-
-def _failures_table(failures: list[dict]) -> str:
-    if not failures:
-        return f"<section><h2>Failures</h2>{note('No failures were injected.')}</section>"
-    rows = [
-        f"<tr><td class=num>{clock(f['t'])}</td><td>{escape(f['node'])}</td>"
-        f"<td>{escape(f['type'])}</td><td class=num>{optional(f['xid'])}</td>"
-        f"<td class=num>{optional(f['gpu'])}</td><td>{escape(f['source'])}</td>"
-        f'<td><span class="outcome {_outcome_class(f["outcome"])}">{escape(f["outcome"])}'
-        f"</span>{_replaced_by(f)}</td>"
-        f"<td class=num>{secs(f['detection_latency_s'])}</td>"
-        f"<td class=num>{secs(f['time_to_replacement_s'])}</td></tr>"
-        for f in failures[:MAX_TABLE_ROWS]
-    ]
-    head = _thead(
-        ["t", "node", "type", "xid", "gpu", "source", "outcome", "detection", "replacement"]
-    )
-    return _table_section("Failures", "failures", head, rows, len(failures), "failures")
-
-
-def _replaced_by(failure: dict) -> str:
-    if not failure["replaced_by"]:
-        return ""
-    return f' <span class="muted">by {escape(failure["replaced_by"])}</span>'
-
-
-def _outcome_class(outcome: str) -> str:
-    if outcome in ("replaced", "recovered"):
-        return "good"
-    if outcome in ("undetected", "unhealthy"):
-        return "bad"
-    return "neutral"
-
-
-def _outages_table(outages: list[dict]) -> str:
-    if not outages:
-        return ""
-    rows = [
-        f"<tr><td>{escape(o['name'])}</td><td>{escape(o['scope'])}</td>"
-        f"<td>{escape(o['target'])}</td><td class=num>{clock(o['start_s'])}</td>"
-        f"<td class=num>{secs(o['duration_s'])}</td><td class=num>{o['nodes']:,}</td></tr>"
-        for o in outages[:MAX_TABLE_ROWS]
-    ]
-    head = _thead(["name", "scope", "target", "start", "duration", "nodes"])
-    return _table_section("Outages", "outages", head, rows, len(outages), "outages")
-
-
-def _timeline_table(timeline: list[dict], dropped: int) -> str:
-    if not timeline:
-        return f"<section><h2>Timeline</h2>{note('The timeline is empty.')}</section>"
-    rows = [
-        f"<tr><td class=num>{clock(e['t'])}</td><td>{escape(e['kind'])}</td>"
-        f"<td>{escape(e['node'])}</td><td>{escape(e['detail'])}</td></tr>"
-        for e in timeline[:MAX_TABLE_ROWS]
-    ]
-    head = _thead(["t", "kind", "node", "detail"])
-    extra = (
-        note(f"The simulator recorded {dropped:,} further entries past its timeline cap.")
-        if dropped
-        else ""
-    )
-    return _table_section("Timeline", "timeline", head, rows, len(timeline), "entries", extra)
-
-
-def _table_section(
-    title: str, key: str, head: str, rows: list[str], total: int, noun: str, extra: str = ""
-) -> str:
-    capped = ""
-    if total > len(rows):
-        capped = note(
-            f"Showing the first {len(rows):,} of {total:,} {noun}; "
-            f"{total - len(rows):,} more are in report.json."
-        )
-    search = (
-        f'<input type="search" class="filter" data-table="{key}" '
-        f'placeholder="Filter {escape(title.lower())}" aria-label="Filter {escape(title.lower())}">'
-    )
-    return (
-        f'<section><div class="section-head"><h2>{escape(title)} <small>{total:,}</small></h2>'
-        f"{search}</div>{capped}{extra}"
-        f'<div class="scroll"><table id="{key}">{head}<tbody>{"".join(rows)}</tbody>'
-        f'</table></div><p class="note" id="{key}-none" hidden>No row matches the filter.</p>'
-        "</section>"
-    )
-
-
-def _thead(columns: list[str]) -> str:
-    return "<thead><tr>" + "".join(f"<th>{escape(c)}</th>" for c in columns) + "</tr></thead>"
 
 
 _CSS = """
