@@ -1,0 +1,39 @@
+"""The built-in health checks of the node daemon: `gpu`, `boot` and `xid`.
+
+- `gpu` reads one sample of every GPU each health-check interval: temperatures against the GPU's
+  own thresholds, ECC counters, remapped rows, retired pages, NVLink links, PCIe replays, clock
+  event reasons, lost GPUs and queries that failed.
+- `boot` checks that the machine has the GPUs it should.
+- `xid` streams XIDs as they happen, from NVML's events and from the kernel log (/dev/kmsg),
+  and reports an XID that both sources saw once, as the kernel log wrote it.
+
+Every event uses the types, metric names and detail names that the default health policy reads
+(docs/health.md). trio and the telemetry modules are imported when a check runs, not when the
+plugin loads, so that `navarch --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from navarch.plugins import hookimpl
+from navarch.plugins.builtin.health_checks.boot import BootCheck, BootCheckSettings
+from navarch.plugins.builtin.health_checks.gpu import GpuCheck, GpuCheckSettings
+from navarch.plugins.builtin.health_checks.xid import KMSG_POSITION_FILE, XidCheck, XidCheckSettings
+
+__all__ = [
+    "KMSG_POSITION_FILE",
+    "BootCheck",
+    "BootCheckSettings",
+    "GpuCheck",
+    "GpuCheckSettings",
+    "XidCheck",
+    "XidCheckSettings",
+]
+
+
+@hookimpl
+def navarch_health_checks(register: Any) -> None:
+    register("gpu", GpuCheck)
+    register("boot", BootCheck)
+    register("xid", XidCheck)
