@@ -11,7 +11,7 @@ import attrs
 import pytest
 
 from navarch.errors import NavarchError
-from navarch.telemetry import _native, _nvml_ctypes, nvml
+from navarch.telemetry import _native, _nvml_ctypes, nvml, nvml_sample
 from navarch.telemetry.nvml import Return
 
 if TYPE_CHECKING:
@@ -419,14 +419,14 @@ def test_errors_map_codes_to_classes() -> None:
 
 def test_record_decoding_follows_the_record_and_the_sample() -> None:
     names = [name for name, _ in _nvml_ctypes.GpuRecord._fields_]
-    values = [name for name, _ in nvml._VALUES]
-    assert names[nvml._FIRST_VALUE : nvml._END_VALUES] == values
+    values = [name for name, _ in nvml_sample._VALUES]
+    assert names[nvml_sample._FIRST_VALUE : nvml_sample._END_VALUES] == values
     assert names[-3:] == ["nvlink_count", "nvlink_state", "rc"]
     attributes = [a.name for a in attrs.fields(nvml.GpuSample)]
     assert len(attributes[5:-2]) == len(values)
     for attribute, value in zip(attributes[5:-2], values, strict=True):
         assert attribute.startswith(value), (attribute, value)
-    assert nvml._RECORD.size == ctypes.sizeof(_nvml_ctypes.GpuRecord)
+    assert nvml_sample._RECORD.size == ctypes.sizeof(_nvml_ctypes.GpuRecord)
 
 
 def test_python_reads_the_extension_record_layout() -> None:
