@@ -12,15 +12,28 @@ import threading
 from ctypes import byref, c_int, c_uint, c_ulonglong, c_void_p
 from typing import Any
 
-SUCCESS = 0
-INVALID_ARGUMENT = 2
-NOT_SUPPORTED = 3
-INSUFFICIENT_SIZE = 7
-LIBRARY_NOT_FOUND = 12
-FUNCTION_NOT_FOUND = 13
-GPU_IS_LOST = 15
-RESET_REQUIRED = 16
-ARGUMENT_VERSION_MISMATCH = 25
+from navarch.telemetry._nvml_abi import (
+    ARGUMENT_VERSION_MISMATCH,
+    FI_DEV_GET_GPU_RECOVERY_ACTION,
+    FUNCTION_NOT_FOUND,
+    GPU_IS_LOST,
+    INSUFFICIENT_SIZE,
+    INVALID_ARGUMENT,
+    LIBRARY_NOT_FOUND,
+    MEMORY_V2,
+    NOT_SUPPORTED,
+    RESET_REQUIRED,
+    SUCCESS,
+    TEMPERATURE_V1,
+    VALUE_READERS,
+    EventData,
+    FieldValue,
+    Memory,
+    MemoryV2,
+    PciInfo,
+    TemperatureV1,
+    Utilization,
+)
 
 MAX_LINKS = 36
 NAME_LEN = 96
@@ -54,82 +67,6 @@ BUS_ID_LEN = 32
     F_COUNT,
 ) = range(23)
 
-
-class _PciInfo(ctypes.Structure):
-    _fields_ = [
-        ("busIdLegacy", ctypes.c_char * 16),
-        ("domain", c_uint),
-        ("bus", c_uint),
-        ("device", c_uint),
-        ("pciDeviceId", c_uint),
-        ("pciSubSystemId", c_uint),
-        ("busId", ctypes.c_char * 32),
-    ]
-
-
-class _Memory(ctypes.Structure):
-    _fields_ = [("total", c_ulonglong), ("free", c_ulonglong), ("used", c_ulonglong)]
-
-
-class _MemoryV2(ctypes.Structure):
-    _fields_ = [
-        ("version", c_uint),
-        ("total", c_ulonglong),
-        ("reserved", c_ulonglong),
-        ("free", c_ulonglong),
-        ("used", c_ulonglong),
-    ]
-
-
-class _Utilization(ctypes.Structure):
-    _fields_ = [("gpu", c_uint), ("memory", c_uint)]
-
-
-class _TemperatureV1(ctypes.Structure):
-    _fields_ = [("version", c_uint), ("sensorType", c_int), ("temperature", c_int)]
-
-
-class _Value(ctypes.Union):
-    _fields_ = [
-        ("dVal", ctypes.c_double),
-        ("uiVal", c_uint),
-        ("ulVal", ctypes.c_ulong),
-        ("ullVal", c_ulonglong),
-        ("sllVal", ctypes.c_longlong),
-        ("siVal", c_int),
-        ("usVal", ctypes.c_ushort),
-    ]
-
-
-class _FieldValue(ctypes.Structure):
-    _fields_ = [
-        ("fieldId", ctypes.c_uint32),
-        ("scopeId", ctypes.c_uint32),
-        ("timestamp", ctypes.c_int64),
-        ("latencyUsec", ctypes.c_int64),
-        ("valueType", c_int),
-        ("nvmlReturn", c_int),
-        ("value", _Value),
-    ]
-
-
-class _EventData(ctypes.Structure):
-    _fields_ = [
-        ("device", c_void_p),
-        ("eventType", c_ulonglong),
-        ("eventData", c_ulonglong),
-        ("gpuInstanceId", c_uint),
-        ("computeInstanceId", c_uint),
-    ]
-
-
-def _version(struct: type[ctypes.Structure], version: int) -> int:
-    return ctypes.sizeof(struct) | (version << 24)
-
-
-_MEMORY_V2 = _version(_MemoryV2, 2)
-_TEMPERATURE_V1 = _version(_TemperatureV1, 1)
-_RECOVERY_ACTION_FIELD = 230
 
 _FUNCTIONS = (
     "nvmlInitWithFlags",
@@ -171,15 +108,6 @@ _FUNCTIONS = (
     "nvmlEventSetWait",
     "nvmlEventSetFree",
 )
-
-_VALUE_READERS = {
-    0: lambda v: int(v.dVal),
-    1: lambda v: v.uiVal,
-    2: lambda v: v.ulVal,
-    4: lambda v: v.sllVal & 0xFFFFFFFFFFFFFFFF,
-    5: lambda v: v.siVal & 0xFFFFFFFFFFFFFFFF,
-    6: lambda v: v.usVal,
-}
 
 
 class GpuRecord(ctypes.Structure):
@@ -229,7 +157,7 @@ class GpuRecord(ctypes.Structure):
 class EventRecord:
     __slots__ = ("compute_instance_id", "event_data", "event_type", "gpu_index", "gpu_instance_id")
 
-    def __init__(self, data: _EventData, gpu_index: int) -> None:
+    def __init__(self, data: EventData, gpu_index: int) -> None:
         self.gpu_index = gpu_index
         self.event_type = data.eventType
         self.event_data = data.eventData
@@ -377,7 +305,7 @@ class Session:
         fn = self._fn["nvmlDeviceGetPciInfo_v3"] or self._fn["nvmlDeviceGetPciInfo_v2"]
         if fn is None:
             return FUNCTION_NOT_FOUND
-        pci = _PciInfo()
+        pci = PciInfo()
         rc = fn(d, byref(pci))
         if rc == SUCCESS:
             g.pci_bus_id = (pci.busId or pci.busIdLegacy)[: BUS_ID_LEN - 1]
@@ -386,7 +314,7 @@ class Session:
     def _read_memory(self, d: c_void_p, g: GpuRecord) -> int:
         rc = FUNCTION_NOT_FOUND
         if self._fn["nvmlDeviceGetMemoryInfo_v2"]:
-            m2 = _MemoryV2(version=_MEMORY_V2)
+            m2 = MemoryV2(version=MEMORY_V2)
             rc = self._fn["nvmlDeviceGetMemoryInfo_v2"](d, byref(m2))
             if rc == SUCCESS:
                 g.memory_total, g.memory_used = m2.total, m2.used
@@ -394,7 +322,7 @@ class Session:
             rc in (FUNCTION_NOT_FOUND, ARGUMENT_VERSION_MISMATCH)
             and self._fn["nvmlDeviceGetMemoryInfo"]
         ):
-            m1 = _Memory()
+            m1 = Memory()
             rc = self._fn["nvmlDeviceGetMemoryInfo"](d, byref(m1))
             if rc == SUCCESS:
                 g.memory_total, g.memory_used = m1.total, m1.used
@@ -404,7 +332,7 @@ class Session:
         fn = self._fn["nvmlDeviceGetUtilizationRates"]
         if fn is None:
             return FUNCTION_NOT_FOUND
-        u = _Utilization()
+        u = Utilization()
         rc = fn(d, byref(u))
         g.utilization_gpu, g.utilization_memory = u.gpu, u.memory
         return rc
@@ -412,7 +340,7 @@ class Session:
     def _read_temperature(self, d: c_void_p, g: GpuRecord) -> int:
         rc = FUNCTION_NOT_FOUND
         if self._fn["nvmlDeviceGetTemperatureV"]:
-            t = _TemperatureV1(version=_TEMPERATURE_V1, sensorType=0)
+            t = TemperatureV1(version=TEMPERATURE_V1, sensorType=0)
             rc = self._fn["nvmlDeviceGetTemperatureV"](d, byref(t))
             g.temperature = t.temperature
         if (
@@ -530,12 +458,12 @@ class Session:
         fn = self._fn["nvmlDeviceGetFieldValues"]
         if fn is None:
             return FUNCTION_NOT_FOUND
-        value = _FieldValue(fieldId=_RECOVERY_ACTION_FIELD)
+        value = FieldValue(fieldId=FI_DEV_GET_GPU_RECOVERY_ACTION)
         rc = fn(d, c_int(1), byref(value))
         if rc != SUCCESS:
             return rc
         if value.nvmlReturn == SUCCESS:
-            read = _VALUE_READERS.get(value.valueType, lambda v: v.ullVal)
+            read = VALUE_READERS.get(value.valueType, lambda v: v.ullVal)
             g.recovery_action = read(value.value)
         return value.nvmlReturn
 
@@ -596,7 +524,7 @@ class EventSet:
         self._wait = wait
 
     def wait(self, timeout_ms: int) -> tuple[int, EventRecord]:
-        data = _EventData()
+        data = EventData()
         rc = self._wait(self._handle, byref(data), c_uint(timeout_ms))
         return rc, EventRecord(data, self._session.device_index(data.device))
 
