@@ -23,8 +23,6 @@ from navarch.sim.fleet import Failure
 
 REPORT_VERSION = 1
 TIMELINE_CAP = 5000
-_STATUS = {s: s.value for s in NodeStatus}
-_HEALTH = {h: h.value for h in HealthStatus}
 # Control-plane events worth a line in the timeline; the rest are counted only.
 _TIMELINE_KINDS = (
     "node.status_changed",
@@ -144,12 +142,12 @@ class Recorder:
         self.timeline.append({"t": t, "kind": kind, "node": node, "detail": detail})
 
     def sample(self, nodes: Iterable[Node], open_remediations: int, pools: dict[str, int]) -> None:
-        by_status = dict.fromkeys(_STATUS.values(), 0)
-        by_health = dict.fromkeys(_HEALTH.values(), 0)
+        by_status = dict.fromkeys((s.value for s in NodeStatus), 0)
+        by_health = dict.fromkeys((h.value for h in HealthStatus), 0)
         for node in nodes:
-            by_status[_STATUS[node.status]] += 1
+            by_status[node.status.value] += 1
             if node.status is not NodeStatus.TERMINATED:
-                by_health[_HEALTH[node.health]] += 1
+                by_health[node.health.value] += 1
         alive = sum(by_status.values()) - by_status["terminated"]
         self.nodes_peak = max(self.nodes_peak, alive)
         self.samples.append(
@@ -167,8 +165,8 @@ class Recorder:
 
 def _detail(event: Event) -> str:
     if event.kind == "node.status_changed" and event.to_status is not None:
-        before = _STATUS[event.from_status] if event.from_status else "new"
-        text = f"{before} -> {_STATUS[event.to_status]}"
+        before = event.from_status.value if event.from_status else "new"
+        text = f"{before} -> {event.to_status.value}"
         return f"{text}: {event.reason}" if event.reason else text
     if event.kind == "node.health_changed":
         health = event.details.get("to", "")

@@ -9,7 +9,6 @@ plane serves HTTP on loopback and every daemon talks to it over a socket, on the
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import random
 import signal
@@ -30,9 +29,10 @@ from navarch.controlplane.notifiers import build_notifiers
 from navarch.durations import format_duration
 from navarch.errors import DomainError, NavarchError
 from navarch.ids import IdFactory
-from navarch.model import LIVE, CommandType, HealthStatus, Node, NodeStatus, RemediationStep
-from navarch.plugins import InstanceState
+from navarch.model import CommandType
 from navarch.sim.chaos import ChaosEngine
+from navarch.sim.checks import evaluate
+from navarch.sim.determinism import rare_full_collections, seeded_scheduler
 from navarch.sim.fleet import Failure, Fleet, SimNode
 from navarch.sim.report import AssertionResult, Recorder, build_report
 from navarch.sim.scenario import NODE_FAILURES, Condition, Event, Scenario
@@ -42,19 +42,6 @@ from navarch.store import SQLiteStore
 VIRTUAL_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 # How often wait_for looks again.
 _POLL = 1.0
-_STATUS = {s.value: s for s in NodeStatus}
-_HEALTH = {h.value: h for h in HealthStatus}
-_OUTCOME = {
-    "completed": (RemediationStep.DONE,),
-    "held": (RemediationStep.HELD,),
-    "cancelled": (RemediationStep.CANCELLED,),
-    "open": (
-        RemediationStep.PENDING,
-        RemediationStep.CORDON,
-        RemediationStep.DRAIN,
-        RemediationStep.TERMINATE,
-    ),
-}
 
 
 class WaitTimedOut(Exception):
@@ -97,10 +84,10 @@ def run_scenario(
     runner.forever = forever
     runner.listen = listen
     runner.on_log = on_log
-    with _quiet(), _rare_full_collections():
+    with _quiet(), rare_full_collections():
         if real_time:
             return trio.run(runner.run)
-        with _seeded_scheduler(seed):
+        with seeded_scheduler(seed):
             return trio.run(runner.run, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
@@ -115,45 +102,6 @@ def _quiet() -> Iterator[None]:
         yield
     finally:
         logger.setLevel(level)
-
-
-@contextlib.contextmanager
-def _seeded_scheduler(seed: int) -> Iterator[None]:
-    """Makes the order in which trio runs the tasks that are ready at one moment follow the seed.
-
-    trio shuffles each batch of ready tasks with one module-level generator. Tasks whose
-    timeouts expire at the same instant join the batch in the order of their cancel scopes'
-    memory addresses, which differ from process to process; trio's deterministic mode (the one
-    pytest-trio uses under Hypothesis) sorts each batch by task creation before the shuffle, so
-    the seed alone decides the order.
-    """
-    from trio._core import _run
-
-    state = _run._r.getstate()
-    deterministic = _run._ALLOW_DETERMINISTIC_SCHEDULING
-    _run._r.seed(f"navarch-sim/{seed}")
-    _run._ALLOW_DETERMINISTIC_SCHEDULING = True  # type: ignore[misc]
-    try:
-        yield
-    finally:
-        _run._r.setstate(state)
-        _run._ALLOW_DETERMINISTIC_SCHEDULING = deterministic  # type: ignore[misc]
-
-
-@contextlib.contextmanager
-def _rare_full_collections() -> Iterator[None]:
-    """Raises the garbage collector's first threshold, as `navarch control-plane` does.
-
-    Thousands of daemons make short-lived objects by the million; with the default threshold
-    they are promoted and collected again and again (measured: a third of a 2,000-node run went
-    to collections, and the 5,000-node stress scenario took 277 s instead of 163 s).
-    """
-    thresholds = gc.get_threshold()
-    gc.set_threshold(50_000, 10, 10)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*thresholds)
 
 
 class Runner:
@@ -203,8 +151,7 @@ class Runner:
                 )
                 self.fleet = fleet
                 for name in scenario.providers:
-                    settings = scenario.config.providers[name].settings
-                    fleet.add_provider(name, settings)
+                    fleet.add_provider(name, scenario.config.providers[name])
                 for spec in scenario.fleet:
                     fleet.add(spec)
                 # Loopback only, so no tokens, as `navarch control-plane` on loopback: the
@@ -562,84 +509,5 @@ class Runner:
 
     async def evaluate(self, condition: Condition) -> tuple[bool, str]:
         """Whether `condition` holds now, and what was seen (for messages)."""
-        assert self.service is not None
-        service = self.service
-        nodes = {n.node_id: n for n in service.all_nodes()}
-        match condition.check:
-            case "node_status" | "node_health":
-                node = nodes.get(condition.node)
-                if node is None:
-                    return False, f"node {condition.node} has not registered"
-                if condition.check == "node_status":
-                    status = node.status.value.removeprefix("NODE_STATUS_").lower()
-                    return node.status is _STATUS[
-                        condition.status
-                    ], f"node {node.node_id} is {status}"
-                health = node.health.value.removeprefix("HEALTH_STATUS_").lower()
-                return node.health is _HEALTH[
-                    condition.health
-                ], f"node {node.node_id} health is {health}"
-            case "count":
-                # Without a status, terminated nodes are history, not fleet.
-                found = [
-                    n
-                    for n in nodes.values()
-                    if (not condition.pool or n.pool == condition.pool)
-                    and (not condition.provider or n.provider == condition.provider)
-                    and (
-                        n.status is _STATUS[condition.status]
-                        if condition.status
-                        else n.status is not NodeStatus.TERMINATED
-                    )
-                    and (not condition.health or n.health is _HEALTH[condition.health])
-                ]
-                return condition.holds(len(found)), f"counted {len(found)}"
-            case "pool_size":
-                size = len(service.pools.members(condition.pool))
-                return condition.holds(size), f"pool {condition.pool} has {size} nodes"
-            case "event":
-                if condition.node:
-                    count = self.recorder.node_event_counts[(condition.kind, condition.node)]
-                else:
-                    count = self.recorder.event_counts[condition.kind]
-                return condition.holds(count), f"saw {count} {condition.kind} events"
-            case "remediation":
-                episodes = await service.store.list_remediations(
-                    pool=condition.pool, node_id=condition.node, limit=1_000_000
-                )
-                steps = _OUTCOME[condition.outcome]
-                count = sum(1 for e in episodes if e.step in steps)
-                states = sorted(
-                    {e.step.value.removeprefix("REMEDIATION_STEP_").lower() for e in episodes}
-                )
-                return condition.holds(count), (
-                    f"{count} {condition.outcome} of {len(episodes)} episodes"
-                    + (f" ({', '.join(states)})" if states else "")
-                )
-            case _:
-                return await self._no_lost_instances(nodes)
-
-    async def _no_lost_instances(self, nodes: dict[str, Node]) -> tuple[bool, str]:
-        """No instance record lost, and no machine running at a provider that navarch forgot."""
         assert self.service is not None and self.fleet is not None
-        problems = []
-        manager = self.service.pools
-        records = list(manager.instances.records.values()) if manager is not None else []
-        for record in records:
-            if record.reason.startswith("lost"):
-                problems.append(f"instance {record.instance_id} was lost")
-        known = {r.instance_id for r in records if r.status in LIVE}
-        for name, provider in sorted(self.fleet.providers.items()):
-            for instance in await provider.list():
-                if instance.state is not InstanceState.RUNNING:
-                    # Still provisioning: the pool records it when the provider's call returns.
-                    continue
-                node = nodes.get(instance.instance_id)
-                alive = node is not None and node.status is not NodeStatus.TERMINATED
-                if instance.instance_id not in known and not alive:
-                    problems.append(f"{name} instance {instance.instance_id} runs with no node")
-        if problems:
-            shown = "; ".join(problems[:5])
-            more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
-            return False, shown + more
-        return True, "every instance is accounted for"
+        return await evaluate(condition, self.service, self.fleet, self.recorder)
