@@ -5,10 +5,11 @@ checks) over `SimulatedGpus`, talking to the control plane in process or over lo
 Failures are injected into the GPUs, or into the machine: it boots without its GPUs, loses the
 network, or stops sending heartbeats while the rest of it works.
 
-Every provider the scenario names is a `SimProvider`: the fake provider whose instances are
-`SimNode`s. The scenario's own machines are listed by their provider as instances, so a pool
-adopts them as it would machines a restarted control plane had made, and remediation terminates
-and replaces them through the provider like any other. A provider outage refuses provisioning.
+Every provider the scenario names is a `SimProvider`: the fake provider, or a plugin's own
+provider, whose instances are `SimNode`s. The scenario's own machines are listed by their
+(fake) provider as instances, so a pool adopts them as it would machines a restarted control
+plane had made, and remediation terminates and replaces them through the provider like any
+other. A provider outage refuses provisioning.
 """
 
 from __future__ import annotations
@@ -26,9 +27,13 @@ from navarch.api.inprocess import InProcessClient
 from navarch.controlplane import Caller
 from navarch.daemon import Daemon, DaemonConfig, DaemonError, SimulatedGpus
 from navarch.plugins import (
+    AttachableProvider,
     Instance,
     InstanceState,
     InstanceType,
+    PluginTable,
+    Provider,
+    ProviderCatalog,
     ProviderContext,
     ProvisionRequest,
     SimulatedMachine,
@@ -285,25 +290,40 @@ class _SimMachine:
 
 
 class SimProvider:
-    """A simulated cloud: the fake provider whose machines are the fleet's `SimNode`s, and which
-    refuses to provision during an outage."""
+    """A provider of the simulated world: its machines are the fleet's `SimNode`s, and it refuses
+    to provision during an outage.
 
-    def __init__(self, settings: FakeProviderSettings, name: str, fleet: Fleet) -> None:
+    A `fake` table is the fake provider, seeded by the run. Any other type is that plugin's own
+    provider, as a user installed it: what it provisions is booted as a simulated machine (with
+    the GPUs its catalog names for the instance type), and what it terminates is switched off.
+    """
+
+    def __init__(self, name: str, table: PluginTable, fleet: Fleet) -> None:
         self.name = name
-        self.settings = settings
         self._fleet = fleet
-        # Instance ids and simulated provisioning failures follow the run's seed, so that two
-        # runs of one seed are the same.
-        self._fake = FakeProvider(
-            settings, name=name, run_id="sim", rng=random.Random(f"{fleet.seed}/provider/{name}")
-        )
+        self.inner: Provider
+        if table.type == "fake":
+            self.settings: FakeProviderSettings | None = table.settings
+            # Instance ids and simulated provisioning failures follow the run's seed, so that
+            # two runs of one seed are the same.
+            self.inner = FakeProvider(
+                table.settings,
+                name=name,
+                run_id="sim",
+                rng=random.Random(f"{fleet.seed}/provider/{name}"),
+            )
+        else:
+            self.settings = None
+            self.inner = table.create()
         self.down_reason = ""
 
     def attach(self, context: ProviderContext) -> None:
-        self._fake.attach(context)
+        if isinstance(self.inner, AttachableProvider):
+            self.inner.attach(context)
 
     def add_machine(self, spec: NodeSpec, node: SimNode) -> None:
         """Lists one of the scenario's machines as this provider's running instance."""
+        assert isinstance(self.inner, FakeProvider), "scenario machines need a fake provider"
         instance = Instance(
             instance_id=spec.id,
             provider=self.name,
@@ -315,22 +335,44 @@ class SimProvider:
             labels=dict(spec.labels),
             created_at=self._fleet.wall_clock(),
         )
-        self._fake.add_instance(instance, _SimMachine(self._fleet, node))
+        self.inner.add_instance(instance, _SimMachine(self._fleet, node))
 
     async def provision(self, request: ProvisionRequest) -> Instance:
         if self.down_reason:
             await trio.lowlevel.checkpoint()
             raise TransientError(f"{self.name}: {self.down_reason}")
-        return await self._fake.provision(request)
+        instance = await self.inner.provision(request)
+        if (
+            not isinstance(self.inner, FakeProvider)
+            and instance.state in (InstanceState.PROVISIONING, InstanceState.RUNNING)
+            and instance.instance_id not in self._fleet.nodes
+        ):
+            # A plugin's machine: it boots as its cloud would boot it.
+            self._fleet.boot(self.name, instance, await self._machine(instance.instance_type))
+        return instance
+
+    async def _machine(self, instance_type: str) -> SimulatedMachine:
+        gpus, kind = 8, "NVIDIA H100 80GB HBM3"
+        if isinstance(self.inner, ProviderCatalog):
+            for item in await self.inner.instance_types():
+                if item.name == instance_type:
+                    gpus, kind = item.gpu_count, item.gpu_type
+        return SimulatedMachine(
+            gpu_count=gpus, gpu_type=kind, utilization=self._fleet.utilization, seed=self.name
+        )
 
     async def terminate(self, instance_id: str) -> None:
-        await self._fake.terminate(instance_id)
+        await self.inner.terminate(instance_id)
+        if not isinstance(self.inner, FakeProvider):
+            self._fleet.terminated(instance_id)
 
     async def list(self) -> Sequence[Instance]:
-        return await self._fake.list()
+        return await self.inner.list()
 
     async def instance_types(self) -> Sequence[InstanceType]:
-        return await self._fake.instance_types()
+        if isinstance(self.inner, ProviderCatalog):
+            return await self.inner.instance_types()
+        return []
 
 
 class Fleet:
@@ -369,8 +411,8 @@ class Fleet:
             return _OverHttp(self.url, faults)
         return _InProcess(self.service, node_id, faults)
 
-    def add_provider(self, name: str, settings: FakeProviderSettings) -> SimProvider:
-        provider = SimProvider(settings, name, self)
+    def add_provider(self, name: str, table: PluginTable) -> SimProvider:
+        provider = SimProvider(name, table, self)
         self.providers[name] = provider
         return provider
 
@@ -398,7 +440,7 @@ class Fleet:
         provider = self.providers.get(spec.provider)
         if spec.pool in self.pool_utilization:
             node.utilization = self.pool_utilization[spec.pool]
-        elif self.utilization_set or provider is None:
+        elif self.utilization_set or provider is None or provider.settings is None:
             node.utilization = self.utilization
         else:
             node.utilization = provider.settings.utilization

@@ -307,7 +307,8 @@ def _config(
                     named.add(entry["provider"])
     for name in sorted(named):
         tables.setdefault(name, {})
-    # Every provider here is simulated, so a table says only how (provision_delay, capacity...).
+    # A table without a type is the fake provider: its keys say only how it simulates
+    # (provision_delay, capacity...). A plugin's type runs that plugin, its machines simulated.
     tables = {
         name: {"type": "fake", **table} if isinstance(table, Mapping) else table
         for name, table in tables.items()
@@ -319,10 +320,11 @@ def _config(
     except ConfigError as exc:
         problems.extend(f"config.{problem}" for problem in exc.problems)
         return None
-    for name, provider in config.providers.items():
-        if provider.type != "fake":
+    for name in sorted(set(providers)):
+        kind = config.providers[name].type
+        if kind != "fake":
             problems.append(
-                f"config.providers.{name}.type: the simulator runs simulated providers only "
-                f'("fake"), got "{provider.type}"'
+                f'config.providers.{name}.type: the scenario\'s machines need the "fake" provider '
+                f'to list them, got "{kind}"; a plugin\'s provider serves pools only'
             )
     return config
