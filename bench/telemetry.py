@@ -22,7 +22,6 @@ import argparse
 import ctypes
 import functools
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,8 +29,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -280,12 +277,11 @@ def print_table(rows: list[Row], baseline: str = "nvidia-ml-py", label: str = "p
 
 
 def build_fake_nvml(gpus: int) -> Path:
-    """Compiles csrc/fake_nvml.c and points navarch and nvidia-ml-py at it, with `gpus` GPUs."""
-    out = Path(tempfile.mkdtemp(prefix="navarch-bench-")) / "libnvidia-ml.so.1"
-    compiler = os.environ.get("CC", "cc")
-    source = REPO / "csrc" / "fake_nvml.c"
-    cmd = [compiler, "-shared", "-fPIC", "-pthread", "-O2", "-o", str(out), str(source)]
-    subprocess.run(cmd, check=True)
+    """Builds navarch.testing's fake libnvidia-ml and points navarch and nvidia-ml-py at it, with
+    `gpus` GPUs."""
+    from navarch.testing import build_fake_nvml as build
+
+    out = build(tempfile.mkdtemp(prefix="navarch-bench-"))
     os.environ["NAVARCH_NVML_LIBRARY"] = str(out)
     os.environ["FAKE_NVML_DEVICES"] = str(gpus)
     return out

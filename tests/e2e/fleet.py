@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -16,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from navarch import testing
+
 REPO = Path(__file__).resolve().parents[2]
 
 ADMIN_TOKEN = "e2e-admin-token"
@@ -23,16 +24,11 @@ JOIN_TOKEN = "e2e-join-token"
 
 
 def build_fake_nvml(directory: Path) -> Path:
-    """Compiles csrc/fake_nvml.c, a libnvidia-ml with fake devices; skips without a compiler."""
-    compiler = os.environ.get("CC", "cc")
-    if shutil.which(compiler) is None:
-        pytest.skip(f"no C compiler ({compiler}) to build the fake libnvidia-ml")
-    out = directory / "libnvidia-ml.so.1"
-    source = REPO / "csrc" / "fake_nvml.c"
-    subprocess.run(
-        [compiler, "-shared", "-fPIC", "-pthread", "-o", str(out), str(source)], check=True
-    )
-    return out
+    """Builds navarch.testing's fake libnvidia-ml; skips where there is no C compiler."""
+    try:
+        return testing.build_fake_nvml(directory)
+    except testing.CompilerNotFound as exc:
+        pytest.skip(str(exc))
 
 
 def free_port() -> int:

@@ -2,83 +2,30 @@ from __future__ import annotations
 
 import ctypes
 import os
-import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from navarch import testing
 from navarch.telemetry import nvml
-
-REPO = Path(__file__).resolve().parents[2]
-FAKE_NVML_SOURCE = REPO / "csrc" / "fake_nvml.c"
-
-
-class FakeNvml:
-    """Controls the devices of a compiled csrc/fake_nvml.c through its fakeNvml* functions.
-
-    ctypes loads the same path as navarch and pynvml, so all three share one instance.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.lib = ctypes.CDLL(str(path))
-        self.lib.fakeNvmlSetValue.argtypes = [ctypes.c_uint, ctypes.c_char_p, ctypes.c_ulonglong]
-        self.lib.fakeNvmlSetString.argtypes = [ctypes.c_uint, ctypes.c_char_p, ctypes.c_char_p]
-        self.lib.fakeNvmlSetReturn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-        self.lib.fakeNvmlCallCount.argtypes = [ctypes.c_char_p]
-        self.lib.fakeNvmlCallCount.restype = ctypes.c_ulonglong
-        self.lib.fakeNvmlInjectEvent.argtypes = [
-            ctypes.c_uint,
-            ctypes.c_ulonglong,
-            ctypes.c_ulonglong,
-        ]
-        self.lib.fakeNvmlSetLost.argtypes = [ctypes.c_uint, ctypes.c_int]
-
-    def reset(self, count: int) -> None:
-        """`count` devices with default values, no failures, call counters at zero."""
-        self.lib.fakeNvmlReset(count)
-
-    def set(self, index: int, **values: int | str) -> None:
-        for name, value in values.items():
-            if isinstance(value, str):
-                rc = self.lib.fakeNvmlSetString(index, name.encode(), value.encode())
-            else:
-                rc = self.lib.fakeNvmlSetValue(index, name.encode(), value)
-            assert rc == 0, f"the fake has no value named {name!r}"
-
-    def fail(self, function: str, rc: int, index: int = -1) -> None:
-        """Makes `function` return `rc` for GPU `index`, or for every caller when index is -1."""
-        assert self.lib.fakeNvmlSetReturn(index, function.encode(), rc) == 0, function
-
-    def lose(self, index: int, lost: bool = True) -> None:
-        self.lib.fakeNvmlSetLost(index, int(lost))
-
-    def inject(self, index: int, event_type: int, data: int = 0) -> int:
-        """Queues an event; returns how many event sets were listening for it."""
-        return self.lib.fakeNvmlInjectEvent(index, event_type, data)
-
-    def calls(self, function: str) -> int:
-        return self.lib.fakeNvmlCallCount(function.encode())
+from navarch.testing import FakeNvml
 
 
 @pytest.fixture(scope="session")
 def build_fake_nvml(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
-    """Compiles csrc/fake_nvml.c with the system C compiler, once per set of -D flags."""
-    compiler = os.environ.get("CC", "cc")
-    if shutil.which(compiler) is None:
-        pytest.skip(f"no C compiler ({compiler}) to build the fake libnvidia-ml")
+    """Builds the fake libnvidia-ml of navarch.testing, once per set of defines."""
     built: dict[tuple[str, ...], Path] = {}
 
     def build(*defines: str) -> Path:
         if defines not in built:
-            out = tmp_path_factory.mktemp("fake-nvml") / "libnvidia-ml.so.1"
-            flags = [f"-D{d}" for d in defines]
-            cmd = [compiler, "-shared", "-fPIC", "-pthread", "-O2", "-Wall", "-Werror", *flags]
-            subprocess.run([*cmd, "-o", str(out), str(FAKE_NVML_SOURCE)], check=True)
-            built[defines] = out
+            try:
+                built[defines] = testing.build_fake_nvml(
+                    tmp_path_factory.mktemp("fake-nvml"), *defines
+                )
+            except testing.CompilerNotFound as exc:
+                pytest.skip(str(exc))
         return built[defines]
 
     return build

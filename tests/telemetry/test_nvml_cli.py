@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
 import pytest
 from click.testing import CliRunner
 
 from navarch.cli.gpus import gpus
 from navarch.telemetry import nvml
-
-if TYPE_CHECKING:
-    from conftest import FakeNvml
+from navarch.testing import FakeNvml
 
 
 def test_table_shows_every_gpu(fake_nvml: FakeNvml) -> None:

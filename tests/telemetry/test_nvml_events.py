@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import pytest
 import trio
 
 from navarch.telemetry import nvml
 from navarch.telemetry.nvml import EventType, Return
-
-if TYPE_CHECKING:
-    from conftest import FakeNvml
+from navarch.testing import FakeNvml
 
 
 async def test_injected_xid_arrives_as_a_typed_event(fake_nvml: FakeNvml, open_fake) -> None:

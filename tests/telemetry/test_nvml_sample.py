@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 import pickle
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 import pytest
@@ -13,9 +13,7 @@ import pytest
 from navarch.errors import NavarchError
 from navarch.telemetry import _native, _nvml_ctypes, nvml, nvml_sample
 from navarch.telemetry.nvml import Return
-
-if TYPE_CHECKING:
-    from conftest import FakeNvml
+from navarch.testing import FakeNvml
 
 OK = dict.fromkeys(nvml.FIELDS, Return.SUCCESS)
 

@@ -1,0 +1,1 @@
+../../csrc/fake_nvml.c

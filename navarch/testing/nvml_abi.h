@@ -1,0 +1,1 @@
+../../csrc/nvml_abi.h
