@@ -36,6 +36,7 @@ from navarch.plugins.hookspecs import hookimpl
 from navarch.plugins.metrics_source import MetricsSource
 from navarch.plugins.notifier import Notifier, event_document
 from navarch.plugins.provider import (
+    POOL_LABEL,
     AttachableProvider,
     AuthError,
     CapacityError,
@@ -57,6 +58,7 @@ from navarch.plugins.selector import Candidate, Selector
 from navarch.plugins.settings import PluginTable
 
 __all__ = [
+    "POOL_LABEL",
     "AttachableProvider",
     "AuthError",
     "Autoscaler",

@@ -22,6 +22,10 @@ from typing import Any, Protocol, runtime_checkable
 
 from attrs import field, frozen
 
+# The label on every instance a pool provisions, naming the pool: `list()` reports it, so that
+# the pool finds its instances again after a restart.
+POOL_LABEL = "navarch.io/pool"
+
 
 class InstanceState(enum.Enum):
     PROVISIONING = "provisioning"
@@ -42,8 +46,8 @@ class ProvisionRequest:
     region: str = ""
     zone: str = ""
     pool: str = ""
-    # Tags or labels to put on the machine; they include `navarch.io/pool`, so that `list()` can
-    # find the machines navarch made.
+    # Tags or labels to put on the machine; they include `POOL_LABEL`, so that `list()` can find
+    # the machines navarch made.
     labels: dict[str, str] = field(factory=dict)
     # Unique to this request and the same on its retries: a provider asked twice with one
     # request id returns the machine of the first call instead of making a second one.

@@ -1,11 +1,28 @@
 """What plugin authors test with, as `trio.testing` is what trio programs test with.
 
+- `ProviderContract`: the provider contract as pytest tests, which a provider package subclasses
+  to run them against its own provider.
+- `MockProviderContext`: the context a provider's `attach` gets, for a test.
 - `build_fake_nvml` and `FakeNvml`: a fake libnvidia-ml, compiled from the C source that ships in
   this package, whose GPUs a test sets, for health checks tested on machines without GPUs.
 
-navarch itself never imports this package.
+The test kit needs pytest and pytest-trio (navarch's `test` extra). navarch itself never imports
+this package.
 """
 
-from navarch.testing.fake_nvml import CompilerNotFound, FakeNvml, build_fake_nvml
+import pytest
 
-__all__ = ["CompilerNotFound", "FakeNvml", "build_fake_nvml"]
+# The contract's asserts explain themselves the way a test module's do.
+pytest.register_assert_rewrite("navarch.testing.provider_contract")
+
+from navarch.testing.fake_nvml import CompilerNotFound, FakeNvml, build_fake_nvml  # noqa: E402
+from navarch.testing.provider_context import MockProviderContext  # noqa: E402
+from navarch.testing.provider_contract import ProviderContract  # noqa: E402
+
+__all__ = [
+    "CompilerNotFound",
+    "FakeNvml",
+    "MockProviderContext",
+    "ProviderContract",
+    "build_fake_nvml",
+]
