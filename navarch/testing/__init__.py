@@ -3,6 +3,8 @@
 - `ProviderContract`: the provider contract as pytest tests, which a provider package subclasses
   to run them against its own provider.
 - `MockProviderContext`: the context a provider's `attach` gets, for a test.
+- `control_plane`: a control plane in this process, with its pools and their fake machines, that
+  a test drives through the real API.
 - `build_fake_nvml` and `FakeNvml`: a fake libnvidia-ml, compiled from the C source that ships in
   this package, whose GPUs a test sets, for health checks tested on machines without GPUs.
 
@@ -16,13 +18,16 @@ import pytest
 pytest.register_assert_rewrite("navarch.testing.provider_contract")
 
 from navarch.testing.fake_nvml import CompilerNotFound, FakeNvml, build_fake_nvml  # noqa: E402
+from navarch.testing.in_process import InProcessControlPlane, control_plane  # noqa: E402
 from navarch.testing.provider_context import MockProviderContext  # noqa: E402
 from navarch.testing.provider_contract import ProviderContract  # noqa: E402
 
 __all__ = [
     "CompilerNotFound",
     "FakeNvml",
+    "InProcessControlPlane",
     "MockProviderContext",
     "ProviderContract",
     "build_fake_nvml",
+    "control_plane",
 ]
