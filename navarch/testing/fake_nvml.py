@@ -10,7 +10,8 @@ the real `dlopen` path, on a machine without NVIDIA GPUs:
     fake = FakeNvml(path)
     fake.reset(2)
     fake.set(1, temperature=95, ecc_uncorrected_volatile=3)
-    monkeypatch.setenv("NAVARCH_NVML_LIBRARY", str(path))
+    gpus = fake.sample()  # what a health check's `run` gets
+    monkeypatch.setenv("NAVARCH_NVML_LIBRARY", str(path))  # for a daemon or `navarch gpus`
 
 `FAKE_NVML_DEVICES` in the environment sets how many GPUs exist when the library loads (2 unless
 set), for a fake that another process loads.
@@ -23,6 +24,10 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from navarch.telemetry.nvml import GpuSample
 
 SOURCE = Path(__file__).with_name("fake_nvml.c")
 
@@ -98,6 +103,17 @@ class FakeNvml:
     def inject(self, index: int, event_type: int, data: int = 0) -> int:
         """Queues an event of GPU `index`; returns how many event sets were listening for it."""
         return self.lib.fakeNvmlInjectEvent(index, event_type, data)
+
+    def sample(self) -> list[GpuSample]:
+        """One sample of every GPU, read through navarch's NVML binding as the daemon reads it:
+        what a health check's `run` gets."""
+        from navarch.telemetry.nvml import open_nvml
+
+        session = open_nvml(str(self.path))
+        try:
+            return list(session.sample())
+        finally:
+            session.close()
 
     def calls(self, function: str) -> int:
         """How many times the NVML `function` was called since the last `reset`."""
