@@ -25,11 +25,8 @@ from navarch.plugins import (
     validators,
 )
 
-STATES = {
-    "pending": InstanceState.PROVISIONING,
-    "running": InstanceState.RUNNING,
-    "stopping": InstanceState.TERMINATING,
-}
+# The API's statuses of a machine that is wanted; navarch no longer sees one that is stopping.
+STATES = {"pending": InstanceState.PROVISIONING, "running": InstanceState.RUNNING}
 
 
 @frozen(kw_only=True)
