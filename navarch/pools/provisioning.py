@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import trio
 
 from navarch.model import InstanceRecord, InstanceStatus
-from navarch.plugins import Provider, ProvisionRequest, Selector
+from navarch.plugins import POOL_LABEL, Provider, ProvisionRequest, Selector
 from navarch.pools.candidates import candidates_for, fetch_catalogs
 from navarch.pools.failover import BlockList, ProvisioningFailed, provision_with_failover
 from navarch.pools.fleet import FleetView
@@ -22,9 +22,6 @@ from navarch.pools.pool import PoolState, PreferProvider
 from navarch.store import Change
 
 log = logging.getLogger("navarch.pools")
-
-# The label every instance a pool provisions carries, naming the pool.
-POOL_LABEL = "navarch.io/pool"
 
 
 class Provisioner:
