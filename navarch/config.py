@@ -22,7 +22,7 @@ from navarch.durations import format_duration
 from navarch.errors import ConfigError, ConfigValueError, read_config_file
 from navarch.hints import show_toml, unknown_key
 from navarch.plugins import validators
-from navarch.plugins.manager import Plugins, load_plugins
+from navarch.plugins.manager import Plugins, installed_plugins
 from navarch.plugins.settings import PluginTable, converter, join, structure
 
 if sys.version_info >= (3, 15):
@@ -234,7 +234,7 @@ def config_from_data(
 ) -> Config:
     """Checks configuration already read from TOML (the simulator's `[config]` table, say)."""
     if plugins is None:
-        plugins = load_plugins()
+        plugins = installed_plugins()
     problems: list[str] = []
     data = _default_plugin_types(data)
     config = _structure_config(data, problems)

@@ -93,9 +93,9 @@ def cli() -> None:
 
 
 def _add_plugin_commands() -> None:
-    from navarch.plugins.manager import load_plugins
+    from navarch.plugins.manager import installed_plugins
 
-    plugins = load_plugins()
+    plugins = installed_plugins()
     for impl in plugins.manager.hook.navarch_cli.get_hookimpls():
         try:
             impl.function(cli=cli)

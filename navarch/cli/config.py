@@ -16,9 +16,9 @@ def config() -> None:
 
 def _load(path: str):
     from navarch.config import load_config
-    from navarch.plugins.manager import load_plugins
+    from navarch.plugins.manager import installed_plugins
 
-    plugins = load_plugins()
+    plugins = installed_plugins()
     for info in plugins.broken():
         print(
             f"navarch: warning: plugin {info.name!r} ({info.distribution}) is not loaded: "

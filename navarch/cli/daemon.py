@@ -114,7 +114,7 @@ def _run(
     from navarch.daemon.checks import load_health_checks
     from navarch.daemon.host import ProcHostStats
     from navarch.daemon.state import DaemonState
-    from navarch.plugins.manager import load_plugins
+    from navarch.plugins.manager import installed_plugins
 
     logging.basicConfig(
         level=logging.INFO,
@@ -124,7 +124,7 @@ def _run(
     # One line per request would bury the lines that matter.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     log = logging.getLogger("navarch.daemon")
-    plugins = load_plugins()
+    plugins = installed_plugins()
     for info in plugins.broken():
         log.warning("plugin %s (%s) is not loaded: %s", info.name, info.distribution, info.error)
     checks = load_health_checks(plugins, config, source)

@@ -11,9 +11,9 @@ from navarch.cli.output import emit, output_option
 @output_option
 def plugins(output: str, as_json: bool) -> None:
     """List plugins, their distribution and version, and what they registered."""
-    from navarch.plugins.manager import load_plugins
+    from navarch.plugins.manager import installed_plugins
 
-    loaded = load_plugins()
+    loaded = installed_plugins()
     rows = [
         {
             "name": info.name,

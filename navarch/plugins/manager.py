@@ -7,6 +7,7 @@ once (`installed_plugins`) and hands them to everything that needs them.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import os
@@ -30,6 +31,7 @@ __all__ = [
     "Plugins",
     "Registration",
     "UnknownPlugin",
+    "installed_plugins",
     "load_plugins",
 ]
 
@@ -223,3 +225,13 @@ def load_plugins(
             obj, PluginInfo(name=name, distribution="(in process)", version="", builtin=False)
         )
     return plugins
+
+
+@functools.cache
+def installed_plugins() -> Plugins:
+    """This process's plugins: the built-ins and the installed ones, loaded once, on first use.
+
+    Every part of a command that needs plugins (its CLI commands, its configuration, the
+    simulator's scenario) shares this one load.
+    """
+    return load_plugins()

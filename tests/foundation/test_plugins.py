@@ -184,3 +184,32 @@ def test_documented_example_plugin_works(navarch, site):
     rows = plugin_table(navarch, site)
     assert rows["navarch_weekday"]["registered"] == ["autoscaler:weekday"]
     assert rows["navarch_weekday"]["error"] is None
+
+
+def test_a_command_loads_the_plugins_once(tmp_path, monkeypatch, capsys):
+    """Adding plugin commands and reading the configuration share one load of the plugins."""
+    from navarch.cli import main
+    from navarch.plugins import manager
+
+    loads = []
+    original = manager.load_plugins
+
+    def counted(**kwargs):
+        loads.append(kwargs)
+        return original(entry_points=False)
+
+    monkeypatch.setattr(manager, "load_plugins", counted)
+    manager.installed_plugins.cache_clear()
+    config = tmp_path / "navarch.toml"
+    config.write_text(
+        '[providers.fake]\n[pools.p]\ninstance_type = "h100-8x"\n'
+        'providers = [{ provider = "fake" }]\n'
+    )
+    try:
+        main(["config", "check", str(config)])
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    finally:
+        manager.installed_plugins.cache_clear()
+    assert len(loads) == 1
+    assert "pools: p" in capsys.readouterr().out
