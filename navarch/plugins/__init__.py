@@ -32,7 +32,7 @@ from navarch.plugins.health_check import (
     ReportEvents,
     WatchingHealthCheck,
 )
-from navarch.plugins.hookspecs import hookimpl
+from navarch.plugins.hookspecs import Register, hookimpl
 from navarch.plugins.metrics_source import MetricsSource
 from navarch.plugins.notifier import Notifier, event_document
 from navarch.plugins.provider import (
@@ -91,6 +91,7 @@ __all__ = [
     "ProvisionRequest",
     "QuotaError",
     "Recommendation",
+    "Register",
     "ReportEvents",
     "ScalingState",
     "Selector",

@@ -78,10 +78,15 @@ converter.register_structure_hook(timedelta, _duration)
 converter.register_unstructure_hook(timedelta, format_duration)
 
 
-def _table_hook(cls: type) -> Callable[[Any, type], Any]:
-    from_dict = converter.gen_structure_attrs_fromdict(cls)
+# The hooks below take whatever TOML gave (Any: any TOML value) and return the class they build.
 
-    def hook(value: Any, _type: type) -> Any:
+
+def _table_hook(cls: type[T]) -> Callable[[Any, type], T]:
+    from_dict: Callable[[Mapping[str, Any], type[T]], T] = converter.gen_structure_attrs_fromdict(
+        cls
+    )
+
+    def hook(value: Any, _type: type) -> T:
         if not isinstance(value, Mapping):
             raise ConfigValueError(f"expected a table, got {show_toml(value)}")
         return from_dict(value, cls)
@@ -131,15 +136,20 @@ def _explain(exc: BaseException, path: str) -> list[str]:
     if isinstance(exc, ForbiddenExtraKeysError):
         known = [f.name for f in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
         return [unknown_key(join(path, key), key, known) for key in sorted(exc.extra_fields)]
-    if isinstance(exc, ClassValidationError | IterableValidationError):
+    if isinstance(exc, ClassValidationError):
         # A class note names an attribute; a list or table note names an index or key.
         out: list[str] = []
-        with_notes, without = exc.group_exceptions()
-        for sub, note in with_notes:
-            if isinstance(exc, ClassValidationError):
-                out += _explain(sub, join(path, note.name))
-            else:
-                out += _explain(sub, f"{path}[{note.index}]")
+        with_names, without = exc.group_exceptions()
+        for sub, named in with_names:
+            out += _explain(sub, join(path, named.name))
+        for sub in without:
+            out += _explain(sub, path)
+        return out
+    if isinstance(exc, IterableValidationError):
+        out = []
+        with_indexes, without = exc.group_exceptions()
+        for sub, indexed in with_indexes:
+            out += _explain(sub, f"{path}[{indexed.index}]")
         for sub in without:
             out += _explain(sub, path)
         return out

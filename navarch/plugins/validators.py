@@ -23,7 +23,9 @@ from navarch.durations import format_duration
 from navarch.errors import ConfigValueError
 from navarch.hints import show_toml
 
-Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
+# What attrs calls: (the instance, the attribute, the value). Any: attrs types the attribute by
+# the value it holds, which each validator narrows for itself.
+Validator = Callable[[object, "attrs.Attribute[Any]", Any], None]
 
 
 def _number(value: float) -> str:
@@ -33,7 +35,7 @@ def _number(value: float) -> str:
 def at_least(minimum: float) -> Validator:
     """The value is `minimum` or more."""
 
-    def check(_inst: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    def check(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
         if value < minimum:
             raise ConfigValueError(
                 f"{attribute.name}: expected at least {_number(minimum)}, got {_number(value)}"
@@ -45,7 +47,7 @@ def at_least(minimum: float) -> Validator:
 def between(low: float, high: float) -> Validator:
     """The value is a number from `low` to `high`, both included."""
 
-    def check(_inst: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    def check(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
         if not low <= value <= high:
             raise ConfigValueError(
                 f"{attribute.name}: expected a number from {_number(low)} to {_number(high)}, "
@@ -59,7 +61,7 @@ percent = between(0, 100)
 fraction = between(0, 1)
 
 
-def positive(_inst: Any, attribute: attrs.Attribute[Any], value: timedelta | None) -> None:
+def positive(_inst: object, attribute: attrs.Attribute[Any], value: timedelta | None) -> None:
     """A duration above zero (None, for an optional duration, passes)."""
     if value is not None and value <= timedelta(0):
         raise ConfigValueError(
@@ -67,7 +69,7 @@ def positive(_inst: Any, attribute: attrs.Attribute[Any], value: timedelta | Non
         )
 
 
-def not_negative(_inst: Any, attribute: attrs.Attribute[Any], value: timedelta) -> None:
+def not_negative(_inst: object, attribute: attrs.Attribute[Any], value: timedelta) -> None:
     """A duration of zero or more."""
     if value < timedelta(0):
         raise ConfigValueError(f"{attribute.name}: expected a duration of 0s or more")
@@ -77,14 +79,14 @@ def one_of(*choices: str) -> Validator:
     """The value is one of `choices`."""
     listed = ", ".join(f'"{c}"' for c in choices[:-1]) + f' or "{choices[-1]}"'
 
-    def check(_inst: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    def check(_inst: object, attribute: attrs.Attribute[Any], value: str) -> None:
         if value not in choices:
             raise ConfigValueError(f"{attribute.name}: expected {listed}, got {show_toml(value)}")
 
     return check
 
 
-def url(_inst: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+def url(_inst: object, attribute: attrs.Attribute[Any], value: str) -> None:
     """An http:// or https:// URL with a host."""
     scheme, sep, rest = value.partition("://")
     if scheme not in ("http", "https") or not sep or not rest:
@@ -96,7 +98,7 @@ def url(_inst: Any, attribute: attrs.Attribute[Any], value: str) -> None:
 def not_empty(what: str) -> Validator:
     """A list or table with at least one `what` in it."""
 
-    def check(_inst: Any, attribute: attrs.Attribute[Any], value: Sized) -> None:
+    def check(_inst: object, attribute: attrs.Attribute[Any], value: Sized) -> None:
         if not len(value):
             raise ConfigValueError(f"{attribute.name}: expected at least one {what}, got none")
 

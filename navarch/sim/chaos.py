@@ -16,6 +16,7 @@ too, so a seed replays the same failures at the same simulated times on the same
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -68,7 +69,7 @@ def recoverable(failure: Failure) -> bool:
     return failure.type in _RECOVERABLE_TYPES
 
 
-def _pick(rng: Any, weights: Mapping[str, float]) -> str:
+def _pick(rng: random.Random, weights: Mapping[str, float]) -> str:
     names = sorted(weights)
     return rng.choices(names, weights=[weights[n] for n in names])[0]
 

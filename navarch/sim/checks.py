@@ -70,6 +70,7 @@ async def evaluate(
             episodes = await service.list_remediations(
                 pool=condition.pool, node_id=condition.node, limit=1_000_000
             )
+            assert condition.outcome is not None
             steps = _OUTCOME[condition.outcome]
             count = sum(1 for e in episodes if e.step in steps)
             states = sorted({e.step.value for e in episodes})

@@ -44,12 +44,13 @@ def seeded_scheduler(seed: int) -> Iterator[None]:
     state = _run._r.getstate()
     deterministic = _run._ALLOW_DETERMINISTIC_SCHEDULING
     _run._r.seed(f"navarch-sim/{seed}")
-    _run._ALLOW_DETERMINISTIC_SCHEDULING = True
+    # trio marks the switch Final for its own code; flipping it here is the point of this module.
+    _run._ALLOW_DETERMINISTIC_SCHEDULING = True  # type: ignore[misc]
     try:
         yield
     finally:
         _run._r.setstate(state)
-        _run._ALLOW_DETERMINISTIC_SCHEDULING = deterministic
+        _run._ALLOW_DETERMINISTIC_SCHEDULING = deterministic  # type: ignore[misc]
 
 
 @contextlib.contextmanager

@@ -28,6 +28,7 @@ from navarch.controlplane import Caller
 from navarch.daemon import Daemon, DaemonConfig, DaemonError, SimulatedGpus
 from navarch.plugins import (
     AttachableProvider,
+    HealthCheck,
     Instance,
     InstanceState,
     InstanceType,
@@ -156,7 +157,7 @@ class SimNode:
             instance_type=spec.instance_type,
             labels=labels,
         )
-        checks = [
+        checks: list[tuple[str, HealthCheck]] = [
             (
                 "boot",
                 BootCheck(

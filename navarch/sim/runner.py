@@ -262,6 +262,7 @@ class Runner:
             case "stop_node":
                 fleet.nodes[event.node].stop()
             case "inject_failure":
+                assert event.failure is not None
                 self.inject(
                     fleet.nodes[event.node],
                     event.failure,
@@ -280,7 +281,7 @@ class Runner:
                 self._set_utilization(event)
             case "set_queue_depth":
                 assert event.depth is not None
-                self.service.pools.report_queue_depth(event.pool, event.depth)
+                self.service.pool_manager().report_queue_depth(event.pool, event.depth)
             case "wait_for":
                 await self._wait_for(event)
             case "assert":
@@ -377,15 +378,6 @@ class Runner:
         if node.terminated:
             return None
         self._failure_ids += 1
-        how = {}
-        if params is not None:
-            how = {
-                "celsius": params.celsius,
-                "corrected": params.corrected,
-                "uncorrected": params.uncorrected,
-                "link": params.link,
-                "message": params.message,
-            }
         failure = Failure(
             id=self._failure_ids,
             t=self.elapsed(),
@@ -395,8 +387,15 @@ class Runner:
             xid=xid,
             gpu=None if kind in NODE_FAILURES else (gpu or 0),
             cause=cause,
-            **how,
         )
+        if params is not None:
+            # How the failure acts, as the event says (its defaults are the failure's own).
+            failure.celsius, failure.link, failure.message = (
+                params.celsius,
+                params.link,
+                params.message,
+            )
+            failure.corrected, failure.uncorrected = params.corrected, params.uncorrected
         self.recorder.failure(failure)
         node.inject(failure)
         return failure

@@ -159,9 +159,9 @@ target = "us-west1-a"
         ),
         (
             'failure = "melt"',
-            "events[1] (inject_failure).failure: expected one of xid, thermal, ecc, "
-            "remap_failure, nvlink_down, gpu_lost, boot_failure, network_partition, "
-            "heartbeat_stop, got 'melt'",
+            'events[1] (inject_failure).failure: expected "xid", "thermal", "ecc", '
+            '"remap_failure", "nvlink_down", "gpu_lost", "boot_failure", "network_partition" '
+            'or "heartbeat_stop", got "melt"',
         ),
         (
             'failure = "xid"\nxid = 1000',

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 from html import escape
+from typing import Any, TypeVar
 
 from navarch.sim.html.plot import (
     BOTTOM,
@@ -23,6 +24,8 @@ from navarch.sim.html.plot import (
     value_ticks,
 )
 from navarch.sim.html.text import clock, note, number, optional, secs
+
+T = TypeVar("T")
 
 MAX_CHART_POINTS = 300
 MAX_MARKERS = 300
@@ -45,7 +48,7 @@ BAR_COLOUR = "#2563eb"
 OUTAGE_SWATCH = "#f6c6c6"
 
 
-def charts_section(report: dict) -> str:
+def charts_section(report: dict[str, Any]) -> str:
     samples = report["samples"]
     failures = report["failures"]
     end = max([report["duration_s"] or 0.0] + [s["t"] for s in samples])
@@ -109,10 +112,10 @@ def charts_section(report: dict) -> str:
         half.append(("Detection latency", lambda w: _latency_chart(w, failures), ""))
 
     figures = wide
-    for i, (title, draw, legend) in enumerate(half):
+    for i, (title, draw, key) in enumerate(half):
         # An odd chart out fills the last row rather than leaving half of it empty.
         alone = i == len(half) - 1 and len(half) % 2 == 1
-        figures.append(_figure(title, draw(WIDE if alone else WIDTH), legend, wide=alone))
+        figures.append(_figure(title, draw(WIDE if alone else WIDTH), key, wide=alone))
     return f'<section class="charts">{"".join(figures)}</section>'
 
 
@@ -133,9 +136,9 @@ def _legend(items: Iterable[tuple[str, str]]) -> str:
 
 def _status_chart(
     width: int,
-    shown: list[dict],
+    shown: list[dict[str, Any]],
     span: tuple[float, float],
-    outages: list[dict],
+    outages: list[dict[str, Any]],
     colours: dict[str, str],
 ) -> str:
     totals = [sum(s["by_status"].get(k, 0) for k in colours) for s in shown]
@@ -163,7 +166,7 @@ def _status_chart(
     return plot.svg("".join(shapes))
 
 
-def _cumulative_chart(width: int, shown: list[dict], span: tuple[float, float]) -> str:
+def _cumulative_chart(width: int, shown: list[dict[str, Any]], span: tuple[float, float]) -> str:
     peak = max(max(s["failures_total"], s["recoveries_total"]) for s in shown)
     plot = Plot(width, 260, span, peak, "failures")
     lines = [
@@ -175,9 +178,9 @@ def _cumulative_chart(width: int, shown: list[dict], span: tuple[float, float]) 
 
 def _pool_chart(
     width: int,
-    shown: list[dict],
-    samples: list[dict],
-    scaling: list[dict],
+    shown: list[dict[str, Any]],
+    samples: list[dict[str, Any]],
+    scaling: list[dict[str, Any]],
     pools: list[str],
     colours: dict[str, str],
     span: tuple[float, float],
@@ -209,7 +212,7 @@ def _pool_chart(
     return plot.svg("".join(shapes))
 
 
-def _pool_size_at(samples: list[dict], pool: str, t: float) -> int | None:
+def _pool_size_at(samples: list[dict[str, Any]], pool: str, t: float) -> int | None:
     size = None
     for sample in samples:
         if sample["t"] > t:
@@ -271,7 +274,7 @@ def _bar_chart(width: int, rows: Sequence[tuple[str, int]], hidden: int, noun: s
     return svg
 
 
-def _latency_chart(width: int, failures: list[dict]) -> str:
+def _latency_chart(width: int, failures: list[dict[str, Any]]) -> str:
     latencies = [f["detection_latency_s"] for f in failures if f["detection_latency_s"] is not None]
     if not latencies:
         return note("No failure was detected, so there is no detection latency to show.")
@@ -296,7 +299,7 @@ def _latency_chart(width: int, failures: list[dict]) -> str:
     return plot.svg("".join(bars), seconds_axis=True)
 
 
-def _downsample(items: list, limit: int) -> list:
+def _downsample(items: list[T], limit: int) -> list[T]:
     """Every k-th item, at most `limit` in all, with the last kept so a chart reaches the end."""
     if len(items) <= limit:
         return items

@@ -6,13 +6,14 @@ The CSS and the script are inline, because the page loads nothing from anywhere.
 from __future__ import annotations
 
 from html import escape
+from typing import Any
 
 from navarch.sim.html.charts import charts_section
 from navarch.sim.html.tables import assertions_table, failures_table, outages_table, timeline_table
 from navarch.sim.html.text import clock, number, secs
 
 
-def render_html(report: dict) -> str:
+def render_html(report: dict[str, Any]) -> str:
     """Renders a simulator report (the dict written as report.json) as one HTML page."""
     parts = [
         _header(report),
@@ -34,7 +35,7 @@ def render_html(report: dict) -> str:
     )
 
 
-def _header(report: dict) -> str:
+def _header(report: dict[str, Any]) -> str:
     scenario = report["scenario"]
     passed = report["passed"]
     badge = (
@@ -61,7 +62,7 @@ def _header(report: dict) -> str:
     )
 
 
-def _summary(summary: dict) -> str:
+def _summary(summary: dict[str, Any]) -> str:
     det = summary["detection_latency_s"]
     ttr = summary["time_to_replacement_s"]
     cards = [
@@ -87,7 +88,7 @@ def _summary(summary: dict) -> str:
     return f'<section class="cards">{items}</section>'
 
 
-def _spread(stats: dict) -> str:
+def _spread(stats: dict[str, Any]) -> str:
     if not stats["count"]:
         return "no samples"
     return f"p90 {secs(stats['p90'])}, max {secs(stats['max'])} ({stats['count']:,} samples)"

@@ -12,8 +12,8 @@ WIDTH = 640
 WIDE = 1280
 LEFT, RIGHT, TOP, BOTTOM = 58, 28, 14, 42
 # Tick steps for a time axis, in seconds; each is a span a person reads without arithmetic.
-_TIME_STEPS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1200, 1800)
-_TIME_STEPS += (3600, 7200, 10800, 21600, 43200, 86400)
+_TIME_STEPS: tuple[float, ...] = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900)
+_TIME_STEPS += (1200, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
 
 
 class Plot:

@@ -8,13 +8,14 @@ still opens.
 from __future__ import annotations
 
 from html import escape
+from typing import Any
 
 from navarch.sim.html.text import clock, note, optional, secs
 
 MAX_TABLE_ROWS = 500
 
 
-def assertions_table(assertions: list[dict]) -> str:
+def assertions_table(assertions: list[dict[str, Any]]) -> str:
     if not assertions:
         return f"<section><h2>Assertions</h2>{note('The scenario has no assertions.')}</section>"
     failed = sum(1 for a in assertions if not a["passed"])
@@ -36,7 +37,7 @@ def assertions_table(assertions: list[dict]) -> str:
     )
 
 
-def failures_table(failures: list[dict]) -> str:
+def failures_table(failures: list[dict[str, Any]]) -> str:
     if not failures:
         return f"<section><h2>Failures</h2>{note('No failures were injected.')}</section>"
     rows = [
@@ -55,7 +56,7 @@ def failures_table(failures: list[dict]) -> str:
     return _table_section("Failures", "failures", head, rows, len(failures), "failures")
 
 
-def _replaced_by(failure: dict) -> str:
+def _replaced_by(failure: dict[str, Any]) -> str:
     if not failure["replaced_by"]:
         return ""
     return f' <span class="muted">by {escape(failure["replaced_by"])}</span>'
@@ -69,7 +70,7 @@ def _outcome_class(outcome: str) -> str:
     return "neutral"
 
 
-def outages_table(outages: list[dict]) -> str:
+def outages_table(outages: list[dict[str, Any]]) -> str:
     if not outages:
         return ""
     rows = [
@@ -82,7 +83,7 @@ def outages_table(outages: list[dict]) -> str:
     return _table_section("Outages", "outages", head, rows, len(outages), "outages")
 
 
-def timeline_table(timeline: list[dict], dropped: int) -> str:
+def timeline_table(timeline: list[dict[str, Any]], dropped: int) -> str:
     if not timeline:
         return f"<section><h2>Timeline</h2>{note('The timeline is empty.')}</section>"
     rows = [

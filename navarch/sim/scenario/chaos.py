@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 import attrs
 from attrs import field, frozen
@@ -85,7 +86,7 @@ class Chaos:
     recovery: Recovery = Recovery()
 
     @failure_types.validator
-    def _types(self, _attribute: attrs.Attribute, value: Mapping[str, float]) -> None:
+    def _types(self, _attribute: attrs.Attribute[Any], value: Mapping[str, float]) -> None:
         for name in value:
             if name not in FAILURES:
                 raise ConfigValueError(
@@ -94,7 +95,7 @@ class Chaos:
                 )
 
     @xids.validator
-    def _codes(self, _attribute: attrs.Attribute, value: Mapping[str, float]) -> None:
+    def _codes(self, _attribute: attrs.Attribute[Any], value: Mapping[str, float]) -> None:
         for code in value:
             if not code.isdigit() or not 0 < int(code) < 1000:
                 raise ConfigValueError(f"xids.{code}: expected an XID code from 1 to 999")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 import attrs
 from attrs import field, frozen
@@ -59,7 +60,7 @@ class FleetGen:
     id_prefix: str = "node"
 
     @templates.validator
-    def _some(self, _attribute: attrs.Attribute, value: tuple[Template, ...]) -> None:
+    def _some(self, _attribute: attrs.Attribute[Any], value: tuple[Template, ...]) -> None:
         if not value:
             raise ConfigValueError("templates: expected at least one template")
 

@@ -1,8 +1,7 @@
-"""The checks a scenario's classes run on their own values.
+"""Validators of scenario keys: navarch's own, where a key left out is None rather than a default.
 
-Each raises `ConfigValueError` with a message that starts with the key's name; `structure` puts
-the path of the table in front of it, so a problem reads `chaos.cascade.probability: expected a
-number from 0 to 1, got 2`.
+Every message is the one `navarch.plugins.validators` gives, so a scenario reads like the
+configuration it embeds.
 """
 
 from __future__ import annotations
@@ -13,34 +12,23 @@ from typing import Any
 import attrs
 
 from navarch.errors import ConfigValueError
+from navarch.plugins import validators
+from navarch.plugins.validators import Validator
+
+fraction = validators.fraction
 
 
-def at_least(low: float) -> Any:
-    def check(_inst: Any, attribute: attrs.Attribute, value: float | None) -> None:
-        if value is not None and value < low:
-            raise ConfigValueError(f"{attribute.name}: expected {low:g} or more, got {value:g}")
-
-    return check
+def at_least(low: float) -> Validator:
+    """The value, when given, is `low` or more."""
+    return attrs.validators.optional(validators.at_least(low))
 
 
-def fraction(_inst: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not 0 <= value <= 1:
-        raise ConfigValueError(f"{attribute.name}: expected a number from 0 to 1, got {value:g}")
+def one_of(choices: Sequence[str]) -> Validator:
+    """The value, when given, is one of `choices` (so an empty string is refused)."""
+    return attrs.validators.optional(validators.one_of(*choices))
 
 
-def one_of(choices: Sequence[str]) -> Any:
-    """A key that takes one of `choices`; None stands for a key that was not given."""
-
-    def check(_inst: Any, attribute: attrs.Attribute, value: str | None) -> None:
-        if value is not None and value not in choices:
-            raise ConfigValueError(
-                f"{attribute.name}: expected one of {', '.join(choices)}, got {value!r}"
-            )
-
-    return check
-
-
-def weights(_inst: Any, attribute: attrs.Attribute, value: Mapping[str, float]) -> None:
+def weights(_inst: object, attribute: attrs.Attribute[Any], value: Mapping[str, float]) -> None:
     for key, weight in value.items():
         if weight < 0:
             raise ConfigValueError(f"{attribute.name}.{key}: expected 0 or more, got {weight:g}")
