@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from navarch.cli.output import print_json
+
+if TYPE_CHECKING:
+    from navarch.config import Config
 
 
 @click.group()
@@ -14,7 +19,7 @@ def config() -> None:
     """Check configuration files and show the effective configuration."""
 
 
-def _load(path: str):
+def _load(path: str) -> Config:
     from navarch.config import load_config
     from navarch.plugins.manager import installed_plugins
 
@@ -63,13 +68,13 @@ def show(file: str | None, as_json: bool) -> None:
         click.echo(_to_toml(data), nl=False)
 
 
-def _d(value) -> str:
+def _d(value: timedelta) -> str:
     from navarch.durations import format_duration
 
     return format_duration(value)
 
 
-def _to_toml(data: dict, prefix: str = "") -> str:
+def _to_toml(data: dict[str, Any], prefix: str = "") -> str:
     """A small TOML writer for the effective configuration (tables, scalars, arrays)."""
     scalars, tables, table_arrays = [], [], []
     for key, value in data.items():
@@ -97,7 +102,7 @@ def _key(key: str) -> str:
     return key if key.replace("_", "").replace("-", "").isalnum() else f'"{key}"'
 
 
-def _value(value) -> str:
+def _value(value: object) -> str:
     import json
 
     if isinstance(value, bool):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -17,8 +17,10 @@ from navarch.errors import NavarchError, UsageError
 if TYPE_CHECKING:
     from navarch.api.client import HttpClient
 
+R = TypeVar("R")
 
-class EnumChoice(click.ParamType):
+
+class EnumChoice(click.ParamType[enum.Enum, object]):
     """An enum member by short name (`cordoned`) or full name (`NODE_STATUS_CORDONED`)."""
 
     def __init__(self, cls: type[enum.Enum], prefix: str) -> None:
@@ -30,7 +32,9 @@ class EnumChoice(click.ParamType):
     def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
         return "[" + "|".join(self.choices) + "]"
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> enum.Enum:
         if isinstance(value, self.cls):
             return value
         text = str(value).strip().upper().removeprefix(self.prefix)
@@ -44,7 +48,9 @@ STATUS = EnumChoice(m.NodeStatus, "NODE_STATUS_")
 HEALTH = EnumChoice(m.HealthStatus, "HEALTH_STATUS_")
 
 
-def parse_label(ctx: click.Context, param: click.Parameter, values: Sequence[str]) -> dict:
+def parse_label(
+    ctx: click.Context, param: click.Parameter, values: Sequence[str]
+) -> dict[str, str]:
     labels = {}
     for value in values:
         key, sep, val = value.partition("=")
@@ -58,10 +64,11 @@ def short(member: enum.Enum | None) -> str:
     """`NODE_STATUS_CORDONED` -> `cordoned`."""
     if member is None:
         return "-"
+    value = str(member.value)
     for prefix in ("NODE_STATUS_", "HEALTH_STATUS_", "COMMAND_TYPE_", "COMMAND_STATUS_"):
-        if member.value.startswith(prefix):
-            return member.value.removeprefix(prefix).lower()
-    return member.value.lower()
+        if value.startswith(prefix):
+            return value.removeprefix(prefix).lower()
+    return value.lower()
 
 
 def age(when: datetime | None, now: datetime | None = None) -> str:
@@ -89,7 +96,7 @@ def _not_found(node: str) -> NavarchError:
     return NavarchError(f"node {node} not found")
 
 
-async def _node_call(node: str, call: Any) -> Any:
+async def _node_call(node: str, call: Awaitable[R]) -> R:
     """Awaits `call`; a not_found from the control plane names the node."""
     from navarch.api.codec import ApiError
 
@@ -307,13 +314,13 @@ def get_node(node: str, output: str, as_json: bool, server: str, token: str) -> 
     if n.gpus:
         click.echo()
         rows = []
-        for gpu in n.gpus:
-            sample = metrics.get(gpu.index)
+        for info in n.gpus:
+            sample = metrics.get(info.index)
             rows.append(
                 {
-                    "index": gpu.index,
-                    "name": gpu.name,
-                    "uuid": gpu.uuid,
+                    "index": info.index,
+                    "name": info.name,
+                    "uuid": info.uuid,
                     "util": f"{sample.utilization_percent:.0f}%" if sample else "-",
                     "temp": f"{sample.temperature_c:.0f} C" if sample else "-",
                     "power": f"{sample.power_watts:.0f} W" if sample else "-",
@@ -336,8 +343,8 @@ def get_node(node: str, output: str, as_json: bool, server: str, token: str) -> 
         for event in n.last_health_events:
             gpu = f"GPU {event.gpu_index}" if event.gpu_index >= 0 else "node"
             xid = f" XID {event.xid}" if event.xid else ""
-            kind = event.type.value.removeprefix("HEALTH_EVENT_TYPE_").lower()
-            click.echo(f"  {local_time(event.time)}  {gpu}  {kind}{xid}: {event.message}")
+            what = event.type.value.removeprefix("HEALTH_EVENT_TYPE_").lower()
+            click.echo(f"  {local_time(event.time)}  {gpu}  {what}{xid}: {event.message}")
     if reply.open_commands:
         click.echo()
         click.echo("Open commands:")

@@ -33,7 +33,7 @@ def _wire(value: Any) -> Any:
 
 
 def _row(pool: m.Pool) -> dict[str, Any]:
-    row = _wire(pool)
+    row: dict[str, Any] = _wire(pool)
     row.setdefault("size", 0)
     row.setdefault("target", 0)
     row.setdefault("inFlight", 0)

@@ -102,7 +102,8 @@ class FakeNvml:
 
     def inject(self, index: int, event_type: int, data: int = 0) -> int:
         """Queues an event of GPU `index`; returns how many event sets were listening for it."""
-        return self.lib.fakeNvmlInjectEvent(index, event_type, data)
+        listening: int = self.lib.fakeNvmlInjectEvent(index, event_type, data)
+        return listening
 
     def sample(self) -> list[GpuSample]:
         """One sample of every GPU, read through navarch's NVML binding as the daemon reads it:
@@ -117,4 +118,5 @@ class FakeNvml:
 
     def calls(self, function: str) -> int:
         """How many times the NVML `function` was called since the last `reset`."""
-        return self.lib.fakeNvmlCallCount(function.encode())
+        count: int = self.lib.fakeNvmlCallCount(function.encode())
+        return count

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 from attrs import frozen
@@ -57,7 +58,7 @@ async def control_plane(
         config = parse_config(config, plugins=plugins)
     app_limit = config.server.max_body_bytes
     async with (
-        SQLiteStore.open(path, threaded=False) as store,
+        SQLiteStore.open(Path(path), threaded=False) as store,
         ControlPlane.open(store, config.server, config=config, machines=LocalMachines) as service,
         HttpClient(
             URL,
