@@ -75,7 +75,7 @@ def _pick(rng: random.Random, weights: Mapping[str, float]) -> str:
 
 
 class ChaosEngine:
-    def __init__(self, chaos: Chaos, rng: Any, injector: Injector, start: float) -> None:
+    def __init__(self, chaos: Chaos, rng: random.Random, injector: Injector, start: float) -> None:
         self.chaos = chaos
         self.rng = rng
         self.injector = injector

@@ -17,14 +17,14 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TypeVar
 
 import attrs
 import trio
 
-from navarch.api.client import HttpClient, Unreachable
+from navarch.api.client import HttpClient, Methods, Unreachable
 from navarch.api.inprocess import InProcessClient
-from navarch.controlplane import Caller
+from navarch.controlplane import Caller, ControlPlane
 from navarch.daemon import Daemon, DaemonConfig, DaemonError, SimulatedGpus
 from navarch.plugins import (
     AttachableProvider,
@@ -51,6 +51,8 @@ from navarch.sim.scenario import GPU_FAILURES, NodeSpec
 
 RACK_LABEL = "navarch.io/rack"
 
+R = TypeVar("R")
+
 
 class _Faults:
     """What a machine's failures do to its link with the control plane."""
@@ -61,21 +63,25 @@ class _Faults:
         self.heartbeats.set()
 
 
-class _FaultyCalls:
+class _FaultyCalls(Methods):
+    """A client whose machine may lose its network or its heartbeats (a failure's doing)."""
+
     _faults: _Faults
 
-    async def _call(self, method: str, request: Any, response_cls: Any, **options: Any) -> Any:
+    async def _call(
+        self, method: str, request: object, response_cls: type[R], **options: float | None
+    ) -> R:
         if self._faults.partitioned:
             # The daemon sees what it would see on a real machine: no answer.
             await trio.sleep(1.0)
             raise Unreachable("control plane", "network partition (simulated)")
         if method == "SendHeartbeat" and not self._faults.heartbeats.is_set():
             await self._faults.heartbeats.wait()
-        return await super()._call(method, request, response_cls, **options)  # type: ignore[misc]
+        return await super()._call(method, request, response_cls, **options)
 
 
 class _InProcess(_FaultyCalls, InProcessClient):
-    def __init__(self, service: Any, node_id: str, faults: _Faults) -> None:
+    def __init__(self, service: ControlPlane, node_id: str, faults: _Faults) -> None:
         super().__init__(service, Caller.node(node_id))
         self._faults = faults
 
@@ -182,9 +188,9 @@ class SimNode:
         for failure in self.failures:
             if failure.type in GPU_FAILURES:
                 self._apply(failure)
-        fleet.nursery.start_soon(self._run, self.daemon, client)
+        fleet.machines().start_soon(self._run, self.daemon, client)
 
-    async def _run(self, daemon: Daemon, client: Any) -> None:
+    async def _run(self, daemon: Daemon, client: _InProcess | _OverHttp) -> None:
         try:
             await daemon.run()
         except DaemonError as exc:
@@ -389,8 +395,8 @@ class Fleet:
     ) -> None:
         # Set once the control plane is open: the service the daemons call, the nursery their
         # tasks run in, and the URL they use in real time (empty: in process).
-        self.service: Any = None
-        self.nursery: Any = None
+        self.service: ControlPlane | None = None
+        self.nursery: trio.Nursery | None = None
         self.url = ""
         self.seed = seed
         self.wall_clock = wall_clock
@@ -407,9 +413,15 @@ class Fleet:
     def note(self, message: str) -> None:
         self._on_note(message)
 
-    def client_for(self, node_id: str, faults: _Faults) -> Any:
+    def machines(self) -> trio.Nursery:
+        """The nursery the machines' daemons run in, once the control plane is open."""
+        assert self.nursery is not None, "the fleet's nursery is not open yet"
+        return self.nursery
+
+    def client_for(self, node_id: str, faults: _Faults) -> _InProcess | _OverHttp:
         if self.url:
             return _OverHttp(self.url, faults)
+        assert self.service is not None, "the control plane is not open yet"
         return _InProcess(self.service, node_id, faults)
 
     def add_provider(self, name: str, table: PluginTable) -> SimProvider:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import collections
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import attrs
 
 from navarch.model import Event, HealthStatus, Node, NodeStatus, Remediation, RemediationStep
 from navarch.sim.fleet import Failure
+from navarch.sim.scenario import Scenario
 
 REPORT_VERSION = 1
 TIMELINE_CAP = 5000
@@ -51,7 +52,7 @@ class AssertionResult:
 class Recorder:
     """Collects the run's facts. It is also a control-plane notifier: `notify` hears every event."""
 
-    def __init__(self, clock: Any) -> None:
+    def __init__(self, clock: Callable[[], float]) -> None:
         # Seconds since the start of the run.
         self._clock = clock
         self.failures: list[Failure] = []
@@ -225,7 +226,7 @@ def _stats(values: Sequence[float]) -> dict[str, Any]:
 def build_report(
     recorder: Recorder,
     *,
-    scenario: Any,
+    scenario: Scenario,
     seed: int,
     mode: str,
     duration: float,

@@ -35,7 +35,7 @@ from navarch.sim.checks import evaluate
 from navarch.sim.determinism import rare_full_collections, seeded_scheduler
 from navarch.sim.fleet import Failure, Fleet, SimNode
 from navarch.sim.report import AssertionResult, Recorder, build_report
-from navarch.sim.scenario import NODE_FAILURES, Condition, Event, Scenario
+from navarch.sim.scenario import NODE_FAILURES, Condition, Event, NodeSpec, Scenario
 from navarch.store import SQLiteStore
 
 # Virtual runs start at this instant, so their timestamps do not depend on the day they ran.
@@ -253,7 +253,7 @@ class Runner:
         match action:
             case "start_fleet":
                 specs = [s for s in self.scenario.fleet if not fleet.nodes[s.id].running]
-                self.fleet.nursery.start_soon(self._start_fleet, specs)
+                fleet.machines().start_soon(self._start_fleet, specs)
             case "stop_fleet":
                 for spec in self.scenario.fleet:
                     fleet.nodes[spec.id].stop()
@@ -291,7 +291,7 @@ class Runner:
                 if self.on_log is not None:
                     self.on_log(self.elapsed(), event.message)
 
-    async def _start_fleet(self, specs: list[Any]) -> None:
+    async def _start_fleet(self, specs: list[NodeSpec]) -> None:
         startup = self.scenario.startup
         nodes = [self.fleet.nodes[s.id] for s in specs]  # type: ignore[union-attr]
         if startup.pattern == "instant" or not nodes:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import random
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -16,6 +15,8 @@ from attrs import field, frozen
 from navarch.config import Config, config_from_data
 from navarch.daemon.gpu import NVLINKS
 from navarch.errors import ConfigError, read_config_file
+from navarch.hints import unknown_key
+from navarch.plugins.manager import Plugins
 from navarch.plugins.settings import structure
 from navarch.sim.scenario.chaos import Chaos
 from navarch.sim.scenario.conditions import CHECKS, Condition
@@ -57,7 +58,7 @@ _TOP_KEYS = (
 
 
 def load_scenario(
-    path: str | Path, overrides: Sequence[str] = (), plugins: Any | None = None
+    path: str | Path, overrides: Sequence[str] = (), plugins: Plugins | None = None
 ) -> Scenario:
     """Reads and checks a scenario file; raises ConfigError listing every problem."""
     source = str(path)
@@ -69,7 +70,7 @@ def parse_scenario(
     text: str,
     source: str = "scenario.toml",
     overrides: Sequence[str] = (),
-    plugins: Any | None = None,
+    plugins: Plugins | None = None,
     base_dir: str | Path | None = None,
 ) -> Scenario:
     try:
@@ -89,7 +90,7 @@ def parse_scenario(
 def _structure(
     data: dict[str, Any],
     source: str,
-    plugins: Any,
+    plugins: Plugins | None,
     base_dir: str | Path | None,
     problems: list[str],
 ) -> Scenario | None:
@@ -140,9 +141,7 @@ def _structure(
 
 
 def _unknown(key: str, known: Sequence[str], path: str = "") -> str:
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return f"{path}{'.' if path else ''}{key}: unknown key{hint}"
+    return unknown_key(f"{path}.{key}" if path else key, key, known)
 
 
 def _listed_fleet(items: Any, problems: list[str]) -> list[NodeSpec]:
@@ -289,7 +288,7 @@ def _config(
     table: Any,
     providers: Sequence[str],
     source: str,
-    plugins: Any,
+    plugins: Plugins | None,
     base_dir: str | Path | None,
     problems: list[str],
 ) -> Config | None:
