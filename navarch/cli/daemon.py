@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    import logging
+
+    from navarch.daemon.agent import Daemon
+    from navarch.daemon.config import DaemonConfig
+    from navarch.daemon.gpu import NvmlGpus, SimulatedGpus
 
 from navarch.cli.nodes import parse_label
 from navarch.errors import UsageError
@@ -103,7 +110,7 @@ def daemon(
 
 
 def _run(
-    config: Any, source: str, join_token: str, hostname: str, simulated_gpus: int | None
+    config: DaemonConfig, source: str, join_token: str, hostname: str, simulated_gpus: int | None
 ) -> None:
     import logging
 
@@ -163,7 +170,7 @@ def _run(
             close()
 
 
-async def _stop_on_signal(agent: Any, log: Any) -> None:
+async def _stop_on_signal(agent: Daemon, log: logging.Logger) -> None:
     import signal
 
     import trio
@@ -175,7 +182,7 @@ async def _stop_on_signal(agent: Any, log: Any) -> None:
             return
 
 
-def _backend(simulated_gpus: int | None, node_id: str) -> Any:
+def _backend(simulated_gpus: int | None, node_id: str) -> NvmlGpus | SimulatedGpus:
     """Simulated GPUs when asked for, else this machine's own through NVML."""
     from navarch.daemon.gpu import NvmlGpus, SimulatedGpus
     from navarch.telemetry import LibraryNotFound, open_nvml

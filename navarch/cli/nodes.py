@@ -15,6 +15,8 @@ from navarch.cli.output import output_option, print_json, print_table, wants_jso
 from navarch.errors import NavarchError, UsageError
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from navarch.api.client import HttpClient
 
 R = TypeVar("R")
@@ -213,7 +215,7 @@ def list_nodes(
         Console().print(node_table(reply.nodes))
 
 
-def node_table(nodes: Sequence[m.Node]) -> Any:
+def node_table(nodes: Sequence[m.Node]) -> Table:
     """A rich table of nodes, one row each."""
     from rich.table import Table
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from navarch.cli.output import output_option, print_json, print_table, wants_json
 from navarch.errors import ConfigError, UsageError
+
+F = TypeVar("F", bound=Callable[..., object])
 
 if TYPE_CHECKING:
     from navarch.health import Policy
@@ -21,7 +24,7 @@ def policy() -> None:
     """Check health policy files and try them on health events."""
 
 
-def _default_option(fn: Any) -> Any:
+def _default_option(fn: F) -> F:
     return click.option(
         "--default",
         "use_default",

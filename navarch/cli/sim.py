@@ -11,6 +11,11 @@ import click
 from navarch.errors import UsageError
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
+    from rich.console import Console
+    from rich.live import Live
+
     from navarch.sim.runner import Progress
     from navarch.sim.scenario import Scenario
 
@@ -158,7 +163,7 @@ def interactive(listen: str, nodes: int) -> None:
     click.echo("stopped")
 
 
-def _console() -> Any:
+def _console() -> Console:
     from rich.console import Console
 
     return Console(stderr=False, soft_wrap=True)
@@ -167,9 +172,9 @@ def _console() -> Any:
 class _LiveProgress:
     """A one-line live view of the run on a terminal; nothing when output is not a terminal."""
 
-    def __init__(self, console: Any) -> None:
+    def __init__(self, console: Console) -> None:
         self._console = console
-        self._live: Any = None
+        self._live: Live | None = None
 
     def __enter__(self) -> _LiveProgress:
         if self._console.is_terminal:
@@ -179,9 +184,14 @@ class _LiveProgress:
             self._live.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
         if self._live is not None:
-            self._live.__exit__(*exc)
+            self._live.__exit__(kind, error, trace)
 
     def show(self, progress: Progress) -> None:
         if self._live is None:

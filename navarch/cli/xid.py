@@ -6,7 +6,7 @@ import functools
 import json
 import sys
 from collections.abc import Iterator
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
@@ -14,6 +14,10 @@ from navarch.cli.output import Column, output_option, print_json, print_table, w
 from navarch.errors import NavarchError, UsageError
 
 _MAX_LINE = 65536  # a longer line is scanned in pieces rather than held whole
+
+if TYPE_CHECKING:
+    from navarch.telemetry.kmsg import KmsgReader, KmsgRecord
+    from navarch.telemetry.xid import XidEvent
 
 
 @click.group()
@@ -94,7 +98,7 @@ def _open(path: str) -> BinaryIO:
         raise UsageError(f"{path}: {exc.strerror}") from None
 
 
-def _open_kmsg() -> Any:
+def _open_kmsg() -> KmsgReader:
     from navarch.telemetry.kmsg import DEVICE, KmsgReader
 
     try:
@@ -103,7 +107,7 @@ def _open_kmsg() -> Any:
         raise NavarchError(f"{DEVICE}: {exc.strerror}") from None
 
 
-def _events(records: list[Any]) -> Iterator[Any]:
+def _events(records: list[KmsgRecord]) -> Iterator[XidEvent]:
     return (r.xid for r in records if r.xid is not None)
 
 
