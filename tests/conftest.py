@@ -1,32 +1,7 @@
-from __future__ import annotations
-
-import os
-import subprocess
-import sys
-from collections.abc import Callable
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+# Assertions in the shared test support report their values, as the tests' own do.
+pytest.register_assert_rewrite("support")
 
-
-def run_navarch(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    """Runs `python -m navarch ARGS` as a real subprocess, the way a user runs the command."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "navarch", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        cwd=cwd or REPO,
-        timeout=timeout,
-        check=False,
-    )
-
-
-@pytest.fixture
-def navarch() -> Callable[..., subprocess.CompletedProcess[str]]:
-    return run_navarch
+# Fixtures that several feature folders use; pytest honours `pytest_plugins` only here.
+pytest_plugins = ["support.builtin_plugins", "support.fake_nvml", "support.navarch_process"]

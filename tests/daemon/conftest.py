@@ -27,14 +27,3 @@ def kmsg_pipe(tmp_path):
     write.path = str(path)
     yield write
     os.close(fd)
-
-
-# The fake libnvidia-ml fixtures of the telemetry tests (tests/ is on sys.path through its
-# conftest), so the daemon's health checks are driven by the same compiled fake.
-from telemetry.conftest import (  # noqa: E402, F401
-    backend,
-    build_fake_nvml,
-    fake_nvml,
-    make_fake_nvml,
-    open_fake,
-)
