@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
-from service_harness import (
+from support.api import rpc
+from support.service import (
     ADMIN,
     DRAIN,
     FAILED,
@@ -18,7 +19,6 @@ from service_harness import (
     open_service,
     register,
 )
-from support.api import rpc
 
 from navarch.api import wire as m
 from navarch.api.codec import ApiError

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import trio
 import trio.testing
-from service_harness import (
+from support.api import rpc
+from support.service import (
     ACTIVE,
     CORDON,
     CORDONED,
@@ -18,7 +19,6 @@ from service_harness import (
     register,
     status,
 )
-from support.api import rpc
 
 from navarch.api import wire as m
 from navarch.controlplane import Caller

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import trio
 import trio.testing
-from remediation_harness import DONE, PoolManagerStandIn, episodes, wait_for_step
-from service_harness import TERMINATED, UNHEALTHY, events, heartbeat, register, status
+from support.remediation import DONE, PoolManagerStandIn, episodes, wait_for_step
+from support.service import TERMINATED, UNHEALTHY, events, heartbeat, register, status
 
 from navarch.config import PoolHealthConfig, ServerConfig
 from navarch.controlplane import ControlPlane

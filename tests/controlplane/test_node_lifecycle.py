@@ -7,7 +7,8 @@ import pytest
 import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from service_harness import (
+from support.api import rpc
+from support.service import (
     ACTIVE,
     ADMIN,
     CORDON,
@@ -32,7 +33,6 @@ from service_harness import (
     register,
     status,
 )
-from support.api import rpc
 
 from navarch.api import wire as m
 from navarch.api.codec import ApiError

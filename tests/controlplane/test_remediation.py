@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
-from remediation_harness import (
+from support.api import rpc
+from support.remediation import (
     CANCELLED,
     DEGRADED,
     DONE,
@@ -26,7 +27,7 @@ from remediation_harness import (
     wait_for_step,
     xid,
 )
-from service_harness import (
+from support.service import (
     ACTIVE,
     ADMIN,
     DRAIN,
@@ -43,7 +44,6 @@ from service_harness import (
     register,
     status,
 )
-from support.api import rpc
 
 from navarch.api import wire as m
 from navarch.api.codec import ApiError

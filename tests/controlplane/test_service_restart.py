@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
-from service_harness import (
+from support.api import rpc
+from support.service import (
     ADMIN,
     CORDON,
     CORDONED,
@@ -19,7 +20,6 @@ from service_harness import (
     open_service,
     register,
 )
-from support.api import rpc
 
 from navarch.api import wire as m
 from navarch.api.mapping import metrics_from_wire

@@ -3,12 +3,12 @@ from __future__ import annotations
 import os
 
 import pytest
-from cp_harness import open_control_plane
+from support.service import DAEMON_SERVER, open_service
 
 
 @pytest.fixture
 async def control_plane(tmp_path):
-    async with open_control_plane(tmp_path / "navarch.db") as service:
+    async with open_service(tmp_path / "navarch.db", DAEMON_SERVER) as service:
         yield service
 
 

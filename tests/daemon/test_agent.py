@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 import trio
-from cp_harness import SwitchableClient, open_control_plane
 from support.api import rpc
+from support.service import DAEMON_SERVER, open_service
+from support.switchable_client import SwitchableClient
 
 from navarch.api import wire as m
 from navarch.api.inprocess import InProcessClient
@@ -127,7 +128,7 @@ async def test_registers_again_when_the_control_plane_forgot_the_node(
     daemon = make_daemon(client)
     async with trio.open_nursery() as nursery:
         await nursery.start(daemon.run)
-        async with open_control_plane(tmp_path / "empty.db") as blank:
+        async with open_service(tmp_path / "empty.db", DAEMON_SERVER) as blank:
             client.retarget(blank)
             await trio.sleep(30)
             node = (await get_node(blank)).node
@@ -281,8 +282,8 @@ async def test_health_checks_run_every_interval_and_failures_are_events(
 
 
 async def test_join_token_is_traded_for_a_node_token(tmp_path, autojump_clock):
-    async with open_control_plane(
-        tmp_path / "auth.db", admin_token="admin-secret", join_token="join-secret"
+    async with open_service(
+        tmp_path / "auth.db", DAEMON_SERVER, admin_token="admin-secret", join_token="join-secret"
     ) as service:
         anonymous = InProcessClient(service, Caller.anonymous())
         daemon = make_daemon(anonymous, join_token="join-secret")
@@ -315,7 +316,9 @@ async def test_stop_before_registration_returns_at_once(control_plane, autojump_
 async def test_a_restarted_daemon_keeps_its_token_and_does_not_redo_commands(
     tmp_path, autojump_clock
 ):
-    async with open_control_plane(tmp_path / "auth.db", join_token="join-secret") as service:
+    async with open_service(
+        tmp_path / "auth.db", DAEMON_SERVER, join_token="join-secret"
+    ) as service:
         state_dir = tmp_path / "state"
         client = SwitchableClient(service, Caller.anonymous())
         drain = CountingDrain()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import trio
-from policy_helpers import judge_each
+from support.health_policy import judge_each
 
 from navarch.daemon.gpu import SimulatedGpus
 from navarch.health import Action, Result

@@ -9,9 +9,9 @@ import random
 import pytest
 import trio
 import trio.testing
-from cp_harness import SwitchableClient
-from policy_helpers import judge_each, verdict
 from support.api import rpc
+from support.health_policy import judge_each, verdict
+from support.switchable_client import SwitchableClient
 from telemetry.kmsg_fixtures import record
 
 from navarch.api import wire as m

@@ -6,8 +6,8 @@ from __future__ import annotations
 import random
 
 import trio
-from cp_harness import SwitchableClient
 from support.api import rpc
+from support.switchable_client import SwitchableClient
 from test_health_checks_xid import xid_record
 
 from navarch.api import wire as m

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import trio
-from cp_harness import SwitchableClient
 from support.api import rpc
+from support.switchable_client import SwitchableClient
 
 from navarch.api import wire as m
 from navarch.api.mapping import gpu_info_from_wire, health_events_from_wire

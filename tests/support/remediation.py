@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from service_harness import ADMIN, DRAIN, OK, ack
-from support.api import rpc
 
 from navarch.api import wire as m
 from navarch.config import PoolHealthConfig, ServerConfig
@@ -19,6 +17,8 @@ from navarch.errors import NotFound
 from navarch.model import NodeStatus
 from navarch.plugins import Notifier
 from navarch.store import SQLiteStore
+from support.api import rpc
+from support.service import ADMIN, DRAIN, OK, ack
 
 DONE = m.RemediationStep.REMEDIATION_STEP_DONE
 HELD = m.RemediationStep.REMEDIATION_STEP_HELD

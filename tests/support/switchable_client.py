@@ -1,25 +1,15 @@
-"""A real control-plane service in process, and a client that can lose its way to it."""
+"""An in-process client that can lose its way to the control plane, as a network can."""
 
 from __future__ import annotations
 
 import collections
-from contextlib import asynccontextmanager
-from datetime import timedelta
 from typing import Any
 
 import trio
 
 from navarch.api.client import Unreachable
 from navarch.api.inprocess import InProcessClient
-from navarch.config import ServerConfig
 from navarch.controlplane import Caller, ControlPlane
-from navarch.store import SQLiteStore
-
-SERVER = ServerConfig(
-    heartbeat_interval=timedelta(seconds=10),
-    health_check_interval=timedelta(seconds=30),
-    command_poll_wait=timedelta(seconds=20),
-)
 
 
 class SwitchableClient:
@@ -57,12 +47,3 @@ class SwitchableClient:
             return await method(request)
 
         return call
-
-
-@asynccontextmanager
-async def open_control_plane(path: Any, server: ServerConfig = SERVER, **tokens: str) -> Any:
-    async with (
-        SQLiteStore.open(path, threaded=False) as store,
-        ControlPlane.open(store, server, **tokens) as service,
-    ):
-        yield service

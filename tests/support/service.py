@@ -8,15 +8,20 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from support.api import rpc
-
 from navarch.api import wire as m
 from navarch.config import ServerConfig
 from navarch.controlplane import Caller, ControlPlane
 from navarch.store import SQLiteStore
+from support.api import rpc
 
 # Heartbeat timeout 30 s, checked every 3 s; commands are handed out again after 10 s.
 SERVER = ServerConfig(heartbeat_interval=timedelta(seconds=10))
+# What the daemon tests count on: health checks every 30 s, long polls held up to 20 s.
+DAEMON_SERVER = ServerConfig(
+    heartbeat_interval=timedelta(seconds=10),
+    health_check_interval=timedelta(seconds=30),
+    command_poll_wait=timedelta(seconds=20),
+)
 ADMIN = Caller.admin()
 
 ACTIVE = m.NodeStatus.NODE_STATUS_ACTIVE
