@@ -5,7 +5,8 @@ import logging
 from pathlib import Path
 
 import pytest
-from api_harness import ADMIN_TOKEN, JOIN_TOKEN, rpc, serving, snapshot
+from support.serving import ADMIN_TOKEN, JOIN_TOKEN, post, serving
+from support.store_snapshot import snapshot
 
 TOKENS = {"admin_token": ADMIN_TOKEN, "join_token": JOIN_TOKEN}
 ISSUE = {"nodeId": "n1", "type": "COMMAND_TYPE_CORDON"}
@@ -15,10 +16,10 @@ async def test_the_auth_matrix(tmp_path: Path, caplog: pytest.LogCaptureFixture)
     caplog.set_level(logging.DEBUG)
     path = tmp_path / "navarch.db"
     async with serving(path, **TOKENS) as (client, service):
-        joined = await rpc(client, "RegisterNode", {"nodeId": "n1"}, token=JOIN_TOKEN)
+        joined = await post(client, "RegisterNode", {"nodeId": "n1"}, token=JOIN_TOKEN)
         assert joined.status_code == 200
         n1_token = joined.json()["nodeToken"]
-        n2 = await rpc(client, "RegisterNode", {"nodeId": "n2"}, token=JOIN_TOKEN)
+        n2 = await post(client, "RegisterNode", {"nodeId": "n2"}, token=JOIN_TOKEN)
         n2_token = n2.json()["nodeToken"]
         assert n1_token.startswith("nvn_")
         assert n1_token != n2_token
@@ -48,7 +49,7 @@ async def test_the_auth_matrix(tmp_path: Path, caplog: pytest.LogCaptureFixture)
             ("ListEvents", {}, JOIN_TOKEN, 403, "permission_denied", "ListEvents needs"),
         ]
         for method, body, token, status, code, message in refused:
-            response = await rpc(client, method, body, token=token)
+            response = await post(client, method, body, token=token)
             assert response.status_code == status, (method, token, response.text)
             assert response.json()["code"] == code
             assert response.json()["message"].startswith(message), response.text
@@ -71,10 +72,10 @@ async def test_the_auth_matrix(tmp_path: Path, caplog: pytest.LogCaptureFixture)
             ("ListEvents", {}, ADMIN_TOKEN),
         ]
         for method, body, token in allowed:
-            response = await rpc(client, method, body, token=token)
+            response = await post(client, method, body, token=token)
             assert response.status_code == 200, (method, response.text)
         # A node with its own token may register again, and gets no new token for it.
-        again = await rpc(client, "RegisterNode", {"nodeId": "n1"}, token=n1_token)
+        again = await post(client, "RegisterNode", {"nodeId": "n1"}, token=n1_token)
         assert again.status_code == 200
         assert "nodeToken" not in again.json()
 
@@ -93,7 +94,7 @@ async def test_the_auth_matrix(tmp_path: Path, caplog: pytest.LogCaptureFixture)
 
 async def test_without_tokens_every_call_is_allowed(tmp_path: Path) -> None:
     async with serving(tmp_path / "navarch.db") as (client, _):
-        registered = await rpc(client, "RegisterNode", {"nodeId": "n1"})
+        registered = await post(client, "RegisterNode", {"nodeId": "n1"})
         assert registered.status_code == 200
         assert "nodeToken" not in registered.json()
-        assert (await rpc(client, "ListNodes", {})).status_code == 200
+        assert (await post(client, "ListNodes", {})).status_code == 200

@@ -6,7 +6,8 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from api_harness import rpc, serving, snapshot
+from support.serving import post, serving
+from support.store_snapshot import snapshot
 
 from navarch.api.wire import SERVICE_PATH
 from navarch.controlplane import ControlPlane
@@ -94,9 +95,9 @@ CASES: list[tuple[str, Any, int, str, str]] = [
 
 
 async def _setup(client: httpx.AsyncClient) -> None:
-    assert (await rpc(client, "RegisterNode", {"nodeId": "n1"})).status_code == 200
+    assert (await post(client, "RegisterNode", {"nodeId": "n1"})).status_code == 200
     cordon = {"nodeId": "n1", "type": "COMMAND_TYPE_DRAIN"}
-    assert (await rpc(client, "IssueCommand", cordon)).status_code == 200
+    assert (await post(client, "IssueCommand", cordon)).status_code == 200
 
 
 def _state(path: Path, service: ControlPlane) -> Any:
@@ -111,7 +112,7 @@ async def test_a_bad_call_gets_a_connect_error_naming_the_problem_and_changes_no
     async with serving(path) as (client, service):
         await _setup(client)
         before = _state(path, service)
-        response = await rpc(client, method, body)
+        response = await post(client, method, body)
         assert response.status_code == status
         assert response.headers["content-type"] == "application/json"
         error = response.json()
@@ -129,12 +130,12 @@ async def test_transport_problems_get_the_connect_status_and_change_nothing(
         before = _state(path, service)
         valid = {"nodeId": "n1"}
         checks = [
-            (await rpc(client, "SendHeartbeat", valid, content_type="text/plain"), 415),
-            (await rpc(client, "SendHeartbeat", valid, content_type=None), 415),
-            (await rpc(client, "SendHeartbeat", valid, content_type="application/proto"), 415),
-            (await rpc(client, "Reboot", valid), 404),
+            (await post(client, "SendHeartbeat", valid, content_type="text/plain"), 415),
+            (await post(client, "SendHeartbeat", valid, content_type=None), 415),
+            (await post(client, "SendHeartbeat", valid, content_type="application/proto"), 415),
+            (await post(client, "Reboot", valid), 404),
             (await client.get(SERVICE_PATH + "SendHeartbeat"), 405),
-            (await rpc(client, "SendHeartbeat", valid, headers={"Content-Encoding": "gzip"}), 501),
+            (await post(client, "SendHeartbeat", valid, headers={"Content-Encoding": "gzip"}), 501),
         ]
         for response, status in checks:
             assert response.status_code == status, response.text
@@ -144,7 +145,7 @@ async def test_transport_problems_get_the_connect_status_and_change_nothing(
             {"Connect-Timeout-Ms": "soon"},
         ]
         for headers in bad_headers:
-            response = await rpc(client, "SendHeartbeat", valid, headers=headers)
+            response = await post(client, "SendHeartbeat", valid, headers=headers)
             assert response.status_code == 400
             assert response.json()["code"] == "invalid_argument"
             assert response.json()["message"].startswith(next(iter(headers)))
@@ -159,7 +160,7 @@ async def test_a_body_over_the_cap_is_refused_without_reading_it_all(tmp_path: P
         await _setup(client)
         before = _state(path, service)
         huge = b'{"nodeId": "n1", "labels": {"x": "' + b"y" * 200_000 + b'"}}'
-        response = await rpc(client, "RegisterNode", huge)
+        response = await post(client, "RegisterNode", huge)
         assert response.status_code == 429
         assert response.json() == {
             "code": "resource_exhausted",
@@ -187,7 +188,7 @@ async def test_a_body_over_the_cap_is_refused_without_reading_it_all(tmp_path: P
 
 async def test_a_good_call_answers_in_lower_camel_case_json(tmp_path: Path) -> None:
     async with serving(tmp_path / "navarch.db") as (client, _):
-        registered = await rpc(
+        registered = await post(
             client,
             "RegisterNode",
             {"nodeId": "n1", "instanceType": "h100-8x", "gpus": [{"index": 0, "uuid": "G0"}]},
@@ -200,7 +201,7 @@ async def test_a_good_call_answers_in_lower_camel_case_json(tmp_path: Path) -> N
         assert body["node"]["registeredAt"].endswith("Z")
         # Fields that hold their default are left out, as proto3 JSON does.
         assert body["config"] == {"heartbeatInterval": "10s", "healthCheckInterval": "1m"}
-        beat = await rpc(client, "SendHeartbeat", {"nodeId": "n1"})
+        beat = await post(client, "SendHeartbeat", {"nodeId": "n1"})
         assert beat.json() == {"status": "NODE_STATUS_ACTIVE"}
 
 

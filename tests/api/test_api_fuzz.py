@@ -13,10 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
-from api_harness import ADMIN_TOKEN, snapshot
-from cp_process import control_plane_process
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.control_plane_process import control_plane_process
+from support.serving import ADMIN_TOKEN
+from support.store_snapshot import snapshot
 
 from navarch.api.codec import HTTP_STATUS
 from navarch.api.methods import METHODS

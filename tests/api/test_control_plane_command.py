@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cp_process import control_plane_process
+from support.control_plane_process import control_plane_process
 
 from navarch.api.wire import SERVICE_PATH
 from navarch.store.schema import latest_version

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from api_harness import rpc, serving
+from support.serving import post, serving
 
 from navarch.api.methods import METHODS
 from navarch.api.wire import SERVICE_PATH
@@ -11,12 +11,12 @@ from navarch.api.wire import SERVICE_PATH
 async def test_metrics_show_the_fleet_the_calls_and_the_events(tmp_path: Path) -> None:
     async with serving(tmp_path / "navarch.db") as (client, _):
         gpus = [{"index": i, "uuid": f"G{i}"} for i in range(8)]
-        await rpc(client, "RegisterNode", {"nodeId": "n1", "gpus": gpus})
-        await rpc(client, "RegisterNode", {"nodeId": "n2"})
-        await rpc(client, "IssueCommand", {"nodeId": "n2", "type": "COMMAND_TYPE_CORDON"})
+        await post(client, "RegisterNode", {"nodeId": "n1", "gpus": gpus})
+        await post(client, "RegisterNode", {"nodeId": "n2"})
+        await post(client, "IssueCommand", {"nodeId": "n2", "type": "COMMAND_TYPE_CORDON"})
         for _ in range(3):
-            await rpc(client, "SendHeartbeat", {"nodeId": "n1"})
-        await rpc(client, "SendHeartbeat", {"nodeId": "ghost"})
+            await post(client, "SendHeartbeat", {"nodeId": "n1"})
+        await post(client, "SendHeartbeat", {"nodeId": "ghost"})
         response = await client.get("/metrics")
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/plain")

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import trio
-from live_server import LiveControlPlane, wait_for
+from support.live_control_plane import LiveControlPlane, wait_for
 
 from navarch.api import wire as m
 from navarch.cli.nodes import age

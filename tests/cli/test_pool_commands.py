@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from live_server import LiveControlPlane, wait_for
+from support.live_control_plane import LiveControlPlane, wait_for
 
 from navarch.config import parse_config
 from navarch.plugins.manager import load_plugins

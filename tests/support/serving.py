@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -54,7 +53,7 @@ async def serving(
             stop.set()
 
 
-async def rpc(
+async def post(
     client: httpx.AsyncClient,
     method: str,
     body: Any,
@@ -71,21 +70,3 @@ async def rpc(
     if token:
         sent["Authorization"] = f"Bearer {token}"
     return await client.post(SERVICE_PATH + method, content=content, headers=sent)
-
-
-def snapshot(path: Path, *, ignore: tuple[str, ...] = ()) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table, read through a connection of its own, less `ignore` columns."""
-    conn = sqlite3.connect(path)
-    try:
-        tables = [
-            name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-        ]
-        result = {}
-        for table in tables:
-            cursor = conn.execute(f"SELECT * FROM {table}")
-            keep = [i for i, d in enumerate(cursor.description) if d[0] not in ignore]
-            rows = [tuple(row[i] for i in keep) for row in cursor.fetchall()]
-            result[table] = sorted(rows, key=repr)
-        return result
-    finally:
-        conn.close()
