@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 from attrs import frozen
-from pool_helpers import autoscaler, state
+from support.pool_config import autoscaler, state
 
 from navarch.plugins import Recommendation, hookimpl
 from navarch.plugins.manager import load_plugins

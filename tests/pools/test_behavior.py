@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pool_helpers import state
+from support.pool_config import state
 
 from navarch.config import PoolScalingConfig, ScaleDownConfig, ScaleUpConfig
 from navarch.plugins import Recommendation, ask

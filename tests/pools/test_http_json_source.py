@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from pool_helpers import pool_config
+from support.pool_config import pool_config
 
 from navarch.config import parse_config
 from navarch.errors import ConfigError

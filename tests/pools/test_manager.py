@@ -6,7 +6,8 @@ from pathlib import Path
 
 import trio
 import trio.testing
-from manager_harness import (
+from support.api import rpc
+from support.pool_manager import (
     ADMIN,
     TERMINATED,
     UNHEALTHY,
@@ -18,7 +19,6 @@ from manager_harness import (
     pool,
     wait_until,
 )
-from support.api import rpc
 
 from navarch.api import wire as m
 from navarch.daemon.local import LocalMachines

@@ -9,8 +9,16 @@ import pytest
 import trio
 import trio.testing
 from attrs import frozen
-from manager_harness import ADMIN, events, healthy_nodes, live_nodes, open_fleet, pool, wait_until
 from support.api import rpc
+from support.pool_manager import (
+    ADMIN,
+    events,
+    healthy_nodes,
+    live_nodes,
+    open_fleet,
+    pool,
+    wait_until,
+)
 
 from navarch.api import wire as m
 from navarch.config import parse_config

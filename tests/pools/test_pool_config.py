@@ -4,7 +4,7 @@ import textwrap
 from datetime import timedelta
 
 import pytest
-from pool_helpers import POOL, pool_config
+from support.pool_config import POOL, pool_config
 
 from navarch.config import effective_dict, parse_config
 from navarch.errors import ConfigError

@@ -5,7 +5,7 @@ from collections import Counter
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pool_helpers import pool_config
+from support.pool_config import pool_config
 
 from navarch.plugins import Candidate, ProvisionRequest
 from navarch.plugins.builtin.selectors import (

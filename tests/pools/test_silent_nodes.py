@@ -6,7 +6,8 @@ from pathlib import Path
 
 import trio
 import trio.testing
-from manager_harness import (
+from support.api import rpc
+from support.pool_manager import (
     ADMIN,
     TERMINATED,
     UNHEALTHY,
@@ -17,7 +18,6 @@ from manager_harness import (
     open_fleet,
     wait_until,
 )
-from support.api import rpc
 
 from navarch.api import wire as m
 from navarch.controlplane import Caller, ControlPlane

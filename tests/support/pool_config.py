@@ -1,4 +1,4 @@
-"""Helpers shared by the pool tests."""
+"""A pool `p` of the fake provider read from TOML, and the scaling states its autoscaler sees."""
 
 from __future__ import annotations
 

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from support.api import rpc
 
 from navarch.api import wire as m
 from navarch.config import Config, ServerConfig, parse_config
@@ -18,6 +17,7 @@ from navarch.daemon.local import LocalMachines
 from navarch.model import Node, NodeStatus
 from navarch.plugins.manager import load_plugins
 from navarch.store import SQLiteStore
+from support.api import rpc
 
 # Heartbeats every 5 s, lost after 15 s.
 SERVER = ServerConfig(heartbeat_interval=timedelta(seconds=5))
