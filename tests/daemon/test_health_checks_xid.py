@@ -11,8 +11,8 @@ import trio
 import trio.testing
 from support.api import rpc
 from support.health_policy import judge_each, verdict
+from support.kmsg import kernel_pci, record, xid_record
 from support.switchable_client import SwitchableClient
-from telemetry.kmsg_fixtures import record
 
 from navarch.api import wire as m
 from navarch.api.mapping import health_events_from_wire
@@ -24,23 +24,12 @@ from navarch.daemon.config import DaemonConfig
 from navarch.daemon.gpu import NvmlGpus, SimulatedGpus
 from navarch.daemon.host import FixedHostStats
 from navarch.health import Action, Result
-from navarch.model import GpuInfo, HealthEvent
+from navarch.model import HealthEvent
 from navarch.model import HealthEventType as T
 from navarch.plugins import NodeWatch
 from navarch.plugins.builtin.health_checks import KMSG_POSITION_FILE, XidCheck, XidCheckSettings
 from navarch.plugins.manager import load_plugins
 from navarch.telemetry.nvml import EventType
-
-
-def kernel_pci(bus_id: str) -> str:
-    """NVML's `00000000:3B:00.0` as the driver writes it in the kernel log: `PCI:0000:3b:00`."""
-    domain, bus, rest = bus_id.split(":")
-    return f"PCI:{domain[-4:]}:{bus.lower()}:{rest.split('.')[0]}"
-
-
-def xid_record(seq: int, gpu: GpuInfo, code: int, text: str, pid: int | None = None) -> bytes:
-    fields = f" pid={pid}, name=python3," if pid is not None else ""
-    return record(seq, f"NVRM: Xid ({kernel_pci(gpu.pci_bus_id)}): {code},{fields} {text}")
 
 
 class Watching:

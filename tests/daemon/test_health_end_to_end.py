@@ -7,8 +7,8 @@ import random
 
 import trio
 from support.api import rpc
+from support.kmsg import xid_record
 from support.switchable_client import SwitchableClient
-from test_health_checks_xid import xid_record
 
 from navarch.api import wire as m
 from navarch.controlplane import Caller

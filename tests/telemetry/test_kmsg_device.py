@@ -15,7 +15,7 @@ from types import ModuleType
 import pytest
 import trio
 import trio.testing
-from kmsg_fixtures import ENGINES, kmsg_readable, kmsg_ring_size, use_engine, write_kmsg
+from support.kmsg import ENGINES, kmsg_readable, kmsg_ring_size, use_engine, write_kmsg
 
 from navarch.telemetry.kmsg import KmsgReader, KmsgRecord
 from navarch.telemetry.xid import XidEvent

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kmsg_fixtures import FORMATS, engine_module, record
+from support.kmsg import FORMATS, engine_module, record
 
 
 @pytest.fixture(scope="module")

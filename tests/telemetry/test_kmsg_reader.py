@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from kmsg_fixtures import BOOT, ENGINES, record, use_engine, xid_line
+from support.kmsg import BOOT, ENGINES, record, use_engine, xid_line
 
 from navarch.errors import NavarchError
 from navarch.telemetry.kmsg import KmsgReader, KmsgStats, ResumePosition

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from kmsg_fixtures import ENGINES, engine_module, kmsg_readable, record, xid_line
+from support.kmsg import ENGINES, engine_module, kmsg_readable, record, xid_line
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 REPO = Path(__file__).resolve().parents[2]

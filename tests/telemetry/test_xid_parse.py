@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import ModuleType
 
 import pytest
-from kmsg_fixtures import ENGINES, FORMATS, use_engine
+from support.kmsg import ENGINES, FORMATS, use_engine
 
 from navarch.telemetry.xid import normalize_bus_id, parse_line
 

@@ -8,7 +8,7 @@ from types import ModuleType
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from kmsg_fixtures import ENGINES, FORMATS, engine_module, record
+from support.kmsg import ENGINES, FORMATS, engine_module, record
 
 from navarch.telemetry.xid import XidEvent, normalize_bus_id
 

@@ -1,4 +1,4 @@
-"""Helpers for the kernel-log tests: engine selection, kmsg record lines, /dev/kmsg writes."""
+"""The kernel log in tests: engine selection, kmsg record lines, /dev/kmsg writes, XID lines."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from navarch.model import GpuInfo
 from navarch.telemetry import _kmsg_engine, _native
 from navarch.telemetry.xid import NvLink5Error, RecoveryActionChange
 
@@ -58,6 +59,18 @@ def record(
 
 def xid_line(code: int, detail: str = "test detail", pci: str = "PCI:0000:3b:00") -> str:
     return f"NVRM: Xid ({pci}): {code}, pid=1234, name=python3, {detail}"
+
+
+def kernel_pci(bus_id: str) -> str:
+    """NVML's `00000000:3B:00.0` as the driver writes it in the kernel log: `PCI:0000:3b:00`."""
+    domain, bus, rest = bus_id.split(":")
+    return f"PCI:{domain[-4:]}:{bus.lower()}:{rest.split('.')[0]}"
+
+
+def xid_record(seq: int, gpu: GpuInfo, code: int, text: str, pid: int | None = None) -> bytes:
+    """The kmsg record of an XID on `gpu`, as the driver logs it."""
+    fields = f" pid={pid}, name=python3," if pid is not None else ""
+    return record(seq, f"NVRM: Xid ({kernel_pci(gpu.pci_bus_id)}): {code},{fields} {text}")
 
 
 def write_kmsg(line: bytes) -> None:
