@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from health_events import event, xid
+from support.health_events import event, xid
 
 from navarch.health import (
     HISTORY_LIMIT,

@@ -2,7 +2,7 @@ import re
 import time
 
 import pytest
-from report_sample import empty_report, sample_report
+from support.sim_report import empty_report, sample_report
 
 from navarch.sim.html import render_html
 
