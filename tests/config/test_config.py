@@ -8,7 +8,6 @@ import pytest
 
 from navarch.config import effective_dict, load_config, parse_config
 from navarch.errors import ConfigError
-from navarch.plugins.manager import load_plugins
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "local-fleet.toml"
 
@@ -31,11 +30,6 @@ provider = "fake"
 type = "reactive"
 scale_up_at = 90
 """
-
-
-@pytest.fixture(scope="module")
-def plugins():
-    return load_plugins(entry_points=False)
 
 
 def problems_of(text: str, plugins) -> list[str]:

@@ -1,3 +1,6 @@
+"""The built-in plugins on their own: the reactive autoscaler, the priority selector, the fake
+provider."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -5,10 +8,7 @@ from datetime import timedelta
 import pytest
 import trio
 from attrs import frozen
-from hypothesis import given
-from hypothesis import strategies as st
 
-from navarch.durations import format_duration, parse_duration
 from navarch.plugins import (
     CapacityError,
     InstanceNotFound,
@@ -73,23 +73,3 @@ async def test_fake_provider_lifecycle_and_capacity(autojump_clock):
         await provider.terminate("local-99")
     [itype] = await provider.instance_types()
     assert itype.available_regions == ("local",)
-
-
-@given(st.integers(min_value=0, max_value=10**9))
-def test_durations_round_trip(ms):
-    value = timedelta(milliseconds=ms)
-    assert parse_duration(format_duration(value)) == value
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [("500ms", 0.5), ("30s", 30), ("5m", 300), ("1h30m", 5400), ("1d", 86400), ("1.5s", 1.5)],
-)
-def test_duration_forms(text, seconds):
-    assert parse_duration(text).total_seconds() == seconds
-
-
-@pytest.mark.parametrize("text", ["", "5", "5 m", "m5", "5x", "1h 30m", "-5s"])
-def test_bad_durations(text):
-    with pytest.raises(ValueError):
-        parse_duration(text)
