@@ -1,4 +1,5 @@
-"""The fake libnvidia-ml of navarch.testing as fixtures, for the telemetry and daemon tests."""
+"""The fake libnvidia-ml of navarch.testing as fixtures, for the telemetry, daemon and fleet
+tests."""
 
 from __future__ import annotations
 

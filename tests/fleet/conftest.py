@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from fleet import Fleet
+from support.fleet import Fleet
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from fleet import JOIN_TOKEN, Fleet, build_fake_nvml
+from support.fleet import JOIN_TOKEN, Fleet
 
 pytestmark = pytest.mark.slow
 
@@ -23,12 +23,12 @@ def _age(stamp: str) -> float:
     return (datetime.now(UTC) - datetime.fromisoformat(stamp)).total_seconds()
 
 
-def test_cordon_drain_uncordon_terminate(fleet):
+def test_cordon_drain_uncordon_terminate(fleet, build_fake_nvml):
     fleet.start_control_plane()
     good = fleet.start_daemon("gpu-a", drain_command='echo "moved jobs off $NAVARCH_NODE_ID"')
     bad = fleet.start_daemon("gpu-b", drain_command=FAILING_DRAIN)
     # A third machine reads its GPUs through NVML: the fake libnvidia-ml, loaded by dlopen.
-    library = build_fake_nvml(fleet.tmp)
+    library = build_fake_nvml()
     fleet.start_daemon("gpu-n", gpus=None, NAVARCH_NVML_LIBRARY=str(library), FAKE_NVML_DEVICES="4")
     fleet.wait_for("three registered nodes", lambda: len(fleet.nodes()) == 3)
     assert [g["uuid"][:4] for g in fleet.node("gpu-n")["gpus"]] == ["GPU-"] * 4

@@ -13,22 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from navarch import testing
-
 REPO = Path(__file__).resolve().parents[2]
 
 ADMIN_TOKEN = "e2e-admin-token"
 JOIN_TOKEN = "e2e-join-token"
-
-
-def build_fake_nvml(directory: Path) -> Path:
-    """Builds navarch.testing's fake libnvidia-ml; skips where there is no C compiler."""
-    try:
-        return testing.build_fake_nvml(directory)
-    except testing.CompilerNotFound as exc:
-        pytest.skip(str(exc))
 
 
 def free_port() -> int:
