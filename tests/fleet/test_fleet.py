@@ -96,7 +96,12 @@ def test_heartbeat_loss_marks_a_node_unhealthy(fleet):
     daemon.signal(signal.SIGSTOP)
     node = fleet.wait_status("gpu-c", "UNHEALTHY", timeout=10)
     assert node["statusReason"] == "heartbeat lost"
-    time.sleep(0.5)
+    # The watch draws its table when it stops (its output is no terminal). Of the lists answered
+    # from now on, the second was asked after the node became unhealthy.
+    lists = fleet.answered()["ListNodes"]
+    fleet.wait_for(
+        "the watch to list the unhealthy node", lambda: fleet.answered()["ListNodes"] >= lists + 2
+    )
     watch.send_signal(signal.SIGINT)
     out, err = watch.communicate(timeout=10)
     assert watch.returncode == 0, err
@@ -149,7 +154,12 @@ def test_control_plane_killed_and_restarted_loses_nothing(secure_fleet):
         "both daemons to notice",
         lambda: all("cannot reach the control plane" in d.output() for d in (first, second)),
     )
-    time.sleep(2.5)
+    fleet.wait_for(
+        "the drain to finish while the control plane is down",
+        lambda: (
+            f"drain command {drain['commandId']} succeeded: drained while alone" in second.output()
+        ),
+    )
     assert first.proc.poll() is None and second.proc.poll() is None
 
     fleet.start_control_plane()
@@ -192,7 +202,16 @@ def test_control_plane_stops_promptly_with_a_daemon_long_polling(fleet):
     daemon = fleet.start_daemon("gpu-s")
     fleet.wait_status("gpu-s", "ACTIVE")
     fleet.wait_for("a first heartbeat", lambda: fleet.node("gpu-s").get("lastHeartbeatAt"))
-    time.sleep(0.5)  # the daemon's long poll is in flight now
+    # The daemon sends its first long poll along with its first heartbeat: once the control plane
+    # has answered a later heartbeat and still no poll, the poll is held.
+    beats = fleet.answered()["SendHeartbeat"]
+    fleet.wait_for(
+        "the daemon's long poll to be held",
+        lambda: (
+            (answered := fleet.answered())["SendHeartbeat"] > beats
+            and not answered["GetNodeCommands"]
+        ),
+    )
 
     started = time.monotonic()
     control_plane.signal(signal.SIGTERM)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import signal
@@ -12,6 +13,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -181,6 +185,16 @@ class Fleet:
 
     def node(self, node_id: str) -> dict[str, Any]:
         return self.nodes().get(node_id, {})
+
+    def answered(self) -> collections.Counter[str]:
+        """The API calls the control plane has answered so far, by method, from its /metrics."""
+        text = httpx.get(f"{self.server}/metrics", timeout=10, trust_env=False).text
+        counts: collections.Counter[str] = collections.Counter()
+        for family in text_string_to_metric_families(text):
+            if family.name == "navarch_api_requests":
+                for sample in family.samples:
+                    counts[sample.labels["method"]] += int(sample.value)
+        return counts
 
     def wait_for(self, what: str, check: Callable[[], Any], timeout: float = 15.0) -> Any:
         """`wait_for`, with the end of every process's log when it times out."""
