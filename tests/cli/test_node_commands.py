@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import trio
-from support.live_control_plane import LiveControlPlane, wait_for
+from support.live_control_plane import LiveControlPlane
+from support.waiting import wait_for
 
 from navarch.api import wire as m
 from navarch.cli.nodes import age
@@ -107,7 +108,7 @@ def test_drain_wait_fails_with_the_nodes_message(fleet, run):
 def test_terminate_stops_the_daemon(fleet, run):
     code, out, _ = run("terminate", "gpu-3", "--reason", "scale down")
     assert code == 0 and out.startswith("node gpu-3 terminating")
-    wait_for(lambda: fleet.daemons["gpu-3"].terminated, timeout=10)
+    wait_for("the daemon to stop", lambda: fleet.daemons["gpu-3"].terminated, timeout=10)
     node = json.loads(run("get", "gpu-3", "-o", "json")[1])["node"]
     assert node["status"] == "NODE_STATUS_TERMINATED"
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from support.live_control_plane import LiveControlPlane, wait_for
+from support.live_control_plane import LiveControlPlane
+from support.waiting import wait_for
 
 from navarch.config import parse_config
 from navarch.plugins.manager import load_plugins
@@ -46,8 +47,8 @@ def test_pool_commands(tmp_path, monkeypatch, run) -> None:
             pool = json.loads(run("pool", "get", "dev", "-o", "json")[1])
             return [i["status"] for i in pool.get("instances", [])] == ["running", "running"]
 
-        wait_for(healthy)
-        wait_for(running)
+        wait_for("two healthy nodes", healthy)
+        wait_for("two running instances", running)
         code, out, err = run("pools")
         assert code == 0, err
         header = out.splitlines()[0]
@@ -63,7 +64,10 @@ def test_pool_commands(tmp_path, monkeypatch, run) -> None:
         code, out, err = run("pool", "scale", "dev", "3")
         assert code == 0, err
         assert "holding at least 3 nodes" in out
-        wait_for(lambda: json.loads(run("pool", "get", "dev", "--json")[1]).get("healthy") == 3)
+        wait_for(
+            "three healthy nodes",
+            lambda: json.loads(run("pool", "get", "dev", "--json")[1]).get("healthy") == 3,
+        )
 
         code, _, err = run("pool", "scale", "dev", "9")
         assert code != 0

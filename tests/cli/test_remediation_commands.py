@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from support.live_control_plane import LiveControlPlane, wait_for
+from support.live_control_plane import LiveControlPlane
+from support.waiting import wait_for
 
 from navarch.config import parse_config
 from navarch.daemon.checks import load_health_checks
@@ -43,7 +44,7 @@ def test_a_gpu_that_falls_off_the_bus_is_replaced_and_operators_steer(
             found = json.loads(out).get("remediations", [])
             return found[0] if found and found[0]["step"] == "REMEDIATION_STEP_DONE" else None
 
-        episode = done() or wait_for(done, timeout=60)
+        episode = done() or wait_for("the episode to be done", done, timeout=60)
         assert (episode["nodeId"], episode["pool"], episode["rule"]) == (
             "gpu-1",
             "dev",

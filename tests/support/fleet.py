@@ -9,13 +9,14 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+
+from support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,20 +28,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_for(
-    what: str, check: Callable[[], Any], timeout: float = 15.0, interval: float = 0.1
-) -> Any:
-    """Polls `check` until it returns something true; fails naming `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
 class Process:
@@ -127,6 +114,7 @@ class Fleet:
         wait_for(
             "the control plane to listen",
             lambda: "listening on" in cp.output() or cp.proc.poll() is not None,
+            timeout=15,
         )
         assert cp.proc.poll() is None, cp.output()
         return cp

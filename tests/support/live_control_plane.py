@@ -5,7 +5,6 @@ the in-process client, with drain actions a test chooses."""
 from __future__ import annotations
 
 import threading
-import time
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -120,14 +119,3 @@ class LiveControlPlane:
         self.daemons[node_id] = daemon
         self.call(self._nursery.start, daemon.run)
         return daemon
-
-
-def wait_for(check, timeout: float = 20.0):
-    """Polls `check` until it returns something true, and returns that."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out")
