@@ -7,12 +7,10 @@ source has ready; Python objects are built only for the records that the caller 
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from navarch.telemetry import _native, kmsg, xid
 
-ffi: Any = _native.ffi
-lib: Any = _native.lib
+ffi, lib = _native.loaded()
 
 BACKEND = "cffi"
 MODE_DEVICE = lib.NAVARCH_KMSG_MODE_DEVICE
@@ -26,11 +24,13 @@ def _decode(data: bytes) -> str:
     return data.decode("utf-8", "replace")
 
 
-def _ascii(field: Any) -> str:
+def _ascii(field: _native.CChars) -> str:
     return ffi.string(field).decode("ascii")
 
 
-def _event(x: Any, text: bytes, source: str, seq: int | None, ts_usec: int | None) -> xid.XidEvent:
+def _event(
+    x: _native.Xid, text: bytes, source: xid.XidSource, seq: int | None, ts_usec: int | None
+) -> xid.XidEvent:
     action = nvlink5 = None
     if x.has_action:
         action = xid.RecoveryActionChange(
@@ -66,14 +66,14 @@ def _event(x: Any, text: bytes, source: str, seq: int | None, ts_usec: int | Non
     )
 
 
-def parse_xid(text: bytes, *, source: str = "text") -> xid.XidEvent | None:
+def parse_xid(text: bytes, *, source: xid.XidSource = "text") -> xid.XidEvent | None:
     out = ffi.new("navarch_xid *")
     if not lib.navarch_xid_parse(text, len(text), out):
         return None
     return _event(out, text, source, None, None)
 
 
-def _record(rec: Any) -> kmsg.KmsgRecord:
+def _record(rec: _native.KmsgRecord) -> kmsg.KmsgRecord:
     text = ffi.unpack(rec.text, rec.text_len)
     seq = rec.seq
     ts_usec = rec.ts_usec
@@ -103,7 +103,7 @@ class Drain:
         self._r = ffi.new("navarch_kmsg_reader *")
         lib.navarch_kmsg_reader_init(self._r, fd, mode)
         self._r.trust_user = int(trust_user)
-        self._out: Any = None
+        self._out = ffi.new("navarch_kmsg_record[]", 0)
         self._cap = 0
         self._n = ffi.new("uint32_t *")
 

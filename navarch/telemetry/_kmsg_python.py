@@ -100,7 +100,7 @@ def _detail_end(text: bytes, start: int) -> int:
 def parse_xid(
     text: bytes,
     *,
-    source: str = "text",
+    source: xid.XidSource = "text",
     seq: int | None = None,
     ts_usec: int | None = None,
     clip: int | None = None,
@@ -134,7 +134,12 @@ def parse_xid(
 
 
 def _event(
-    text: bytes, found: _Found, source: str, seq: int | None, ts_usec: int | None, clip: int | None
+    text: bytes,
+    found: _Found,
+    source: xid.XidSource,
+    seq: int | None,
+    ts_usec: int | None,
+    clip: int | None,
 ) -> xid.XidEvent:
     code, (raw, bus_id), detail, pid, name, end, inferred = found
     action = nvlink5 = None

@@ -9,7 +9,6 @@ from __future__ import annotations
 import ctypes
 from collections.abc import Callable
 from ctypes import c_int, c_uint, c_ulonglong, c_void_p
-from typing import Any
 
 SUCCESS = 0
 INVALID_ARGUMENT = 2
@@ -23,6 +22,14 @@ ARGUMENT_VERSION_MISMATCH = 25
 
 
 class PciInfo(ctypes.Structure):
+    busIdLegacy: bytes
+    domain: int
+    bus: int
+    device: int
+    pciDeviceId: int
+    pciSubSystemId: int
+    busId: bytes
+
     _fields_ = [
         ("busIdLegacy", ctypes.c_char * 16),
         ("domain", c_uint),
@@ -35,10 +42,20 @@ class PciInfo(ctypes.Structure):
 
 
 class Memory(ctypes.Structure):
+    total: int
+    free: int
+    used: int
+
     _fields_ = [("total", c_ulonglong), ("free", c_ulonglong), ("used", c_ulonglong)]
 
 
 class MemoryV2(ctypes.Structure):
+    version: int
+    total: int
+    reserved: int
+    free: int
+    used: int
+
     _fields_ = [
         ("version", c_uint),
         ("total", c_ulonglong),
@@ -49,14 +66,29 @@ class MemoryV2(ctypes.Structure):
 
 
 class Utilization(ctypes.Structure):
+    gpu: int
+    memory: int
+
     _fields_ = [("gpu", c_uint), ("memory", c_uint)]
 
 
 class TemperatureV1(ctypes.Structure):
+    version: int
+    sensorType: int
+    temperature: int
+
     _fields_ = [("version", c_uint), ("sensorType", c_int), ("temperature", c_int)]
 
 
 class Value(ctypes.Union):
+    dVal: float
+    uiVal: int
+    ulVal: int
+    ullVal: int
+    sllVal: int
+    siVal: int
+    usVal: int
+
     _fields_ = [
         ("dVal", ctypes.c_double),
         ("uiVal", c_uint),
@@ -69,6 +101,14 @@ class Value(ctypes.Union):
 
 
 class FieldValue(ctypes.Structure):
+    fieldId: int
+    scopeId: int
+    timestamp: int
+    latencyUsec: int
+    valueType: int
+    nvmlReturn: int
+    value: Value
+
     _fields_ = [
         ("fieldId", ctypes.c_uint32),
         ("scopeId", ctypes.c_uint32),
@@ -81,6 +121,12 @@ class FieldValue(ctypes.Structure):
 
 
 class EventData(ctypes.Structure):
+    device: int | None
+    eventType: int
+    eventData: int
+    gpuInstanceId: int
+    computeInstanceId: int
+
     _fields_ = [
         ("device", c_void_p),
         ("eventType", c_ulonglong),
@@ -100,7 +146,7 @@ TEMPERATURE_V1 = struct_version(TemperatureV1, 1)
 FI_DEV_GET_GPU_RECOVERY_ACTION = 230
 
 # How to read an nvmlValue_t, by its nvmlValueType_t; other types read the 64-bit member.
-VALUE_READERS: dict[int, Callable[[Value], Any]] = {
+VALUE_READERS: dict[int, Callable[[Value], int]] = {
     0: lambda v: int(v.dVal),
     1: lambda v: v.uiVal,
     2: lambda v: v.ulVal,

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import ctypes
 import threading
+from collections.abc import Callable
 from ctypes import byref, c_int, c_uint, c_ulonglong, c_void_p
-from typing import Any
+from typing import TYPE_CHECKING
 
 from navarch.telemetry._nvml_abi import (
     ARGUMENT_VERSION_MISMATCH,
@@ -34,6 +35,9 @@ from navarch.telemetry._nvml_abi import (
     TemperatureV1,
     Utilization,
 )
+
+if TYPE_CHECKING:
+    from _ctypes import CFuncPtr
 
 MAX_LINKS = 36
 NAME_LEN = 96
@@ -68,12 +72,14 @@ BUS_ID_LEN = 32
 ) = range(23)
 
 
+# Every NVML entry point returns an nvmlReturn_t, ctypes' default restype; nvmlErrorString, the
+# one that does not, is looked up on its own.
+_Function = Callable[..., int]
 _FUNCTIONS = (
     "nvmlInitWithFlags",
     "nvmlInit_v2",
     "nvmlInit",
     "nvmlShutdown",
-    "nvmlErrorString",
     "nvmlDeviceGetCount_v2",
     "nvmlDeviceGetCount",
     "nvmlDeviceGetHandleByIndex_v2",
@@ -112,6 +118,37 @@ _FUNCTIONS = (
 
 class GpuRecord(ctypes.Structure):
     """navarch_nvml_gpu from telemetry_nvml.h, field for field."""
+
+    # name and uuid are left out: NVML writes them at their offsets, and Python never reads them.
+    index: int
+    status: int
+    pci_bus_id: bytes
+    memory_total: int
+    memory_used: int
+    utilization_gpu: int
+    utilization_memory: int
+    temperature: int
+    temperature_slowdown: int
+    temperature_shutdown: int
+    power_usage: int
+    power_limit: int
+    ecc_corrected_volatile: int
+    ecc_uncorrected_volatile: int
+    ecc_corrected_aggregate: int
+    ecc_uncorrected_aggregate: int
+    retired_pages_sbe: int
+    retired_pages_dbe: int
+    retired_pages_pending: bool
+    remapped_rows_corrected: int
+    remapped_rows_uncorrected: int
+    remapped_rows_pending: bool
+    remapped_rows_failure: bool
+    pcie_replay_counter: int
+    clock_event_reasons: int
+    recovery_action: int
+    nvlink_count: int
+    nvlink_state: ctypes.Array[ctypes.c_byte]
+    rc: ctypes.Array[c_int]
 
     _fields_ = [
         ("index", c_uint),
@@ -171,17 +208,21 @@ def open_session(path: str | None) -> tuple[int, Session | None, str]:
         library = ctypes.CDLL(path or "libnvidia-ml.so.1", mode=ctypes.RTLD_LOCAL)
     except OSError as exc:
         return LIBRARY_NOT_FOUND, None, str(exc)
-    fn: dict[str, Any] = {}
+    fn: dict[str, _Function | None] = {}
     for name in _FUNCTIONS:
         try:
             fn[name] = getattr(library, name)
         except AttributeError:
             fn[name] = None
-    if fn["nvmlErrorString"] is not None:
-        fn["nvmlErrorString"].restype = ctypes.c_char_p
+    error_string: CFuncPtr | None
+    try:
+        error_string = library.nvmlErrorString
+        error_string.restype = ctypes.c_char_p
+    except AttributeError:
+        error_string = None
 
     def error_text(rc: int) -> str:
-        text = fn["nvmlErrorString"](rc) if fn["nvmlErrorString"] else b""
+        text: bytes | None = error_string(rc) if error_string else b""
         return (text or b"").decode(errors="replace")
 
     if fn["nvmlInitWithFlags"]:
@@ -210,13 +251,13 @@ def open_session(path: str | None) -> tuple[int, Session | None, str]:
 
 
 class Session:
-    def __init__(self, library: ctypes.CDLL, fn: dict[str, Any], count: int) -> None:
+    def __init__(self, library: ctypes.CDLL, fn: dict[str, _Function | None], count: int) -> None:
         self._library = library
         self._fn = fn
         self.count = count
         self._lock = threading.Lock()  # guards the handles, as the C session's mutex does
         # In the order of sample_one() in the C file, which decides what a lost GPU skips.
-        self._steps: tuple[tuple[int, Any, tuple[int, ...]], ...] = (
+        self._steps: tuple[tuple[int, Callable[..., int], tuple[int, ...]], ...] = (
             (F_NAME, self._read_name, ()),
             (F_UUID, self._read_uuid, ()),
             (F_PCI_BUS_ID, self._read_pci, ()),
@@ -281,7 +322,7 @@ class Session:
             else:
                 g.record(field, read(d, g, *args))
 
-    def _call_uint(self, name: str, d: c_void_p, *args: Any) -> tuple[int, int]:
+    def _call_uint(self, name: str, d: c_void_p, *args: c_int) -> tuple[int, int]:
         fn = self._fn[name]
         if fn is None:
             return FUNCTION_NOT_FOUND, 0
@@ -463,18 +504,22 @@ class Session:
         if rc != SUCCESS:
             return rc
         if value.nvmlReturn == SUCCESS:
-            read = VALUE_READERS.get(value.valueType, lambda v: v.ullVal)
-            g.recovery_action = read(value.value)
+            read = VALUE_READERS.get(value.valueType)
+            g.recovery_action = read(value.value) if read is not None else value.value.ullVal
         return value.nvmlReturn
 
     def events_create(self, mask: int) -> tuple[int, EventSet | None, list[int]]:
         fn = self._fn
         wait = fn["nvmlEventSetWait_v2"] or fn["nvmlEventSetWait"]
-        needed = (fn["nvmlEventSetCreate"], fn["nvmlDeviceRegisterEvents"], fn["nvmlEventSetFree"])
-        if wait is None or not all(needed):
+        create, register, free = (
+            fn["nvmlEventSetCreate"],
+            fn["nvmlDeviceRegisterEvents"],
+            fn["nvmlEventSetFree"],
+        )
+        if wait is None or create is None or register is None or free is None:
             return FUNCTION_NOT_FOUND, None, []
         handle = c_void_p()
-        rc = fn["nvmlEventSetCreate"](byref(handle))
+        rc = create(byref(handle))
         if rc != SUCCESS:
             return rc, None, []
         registered = []
@@ -482,10 +527,12 @@ class Session:
             with self._lock:
                 handle_rc = self._handle_rc[index]
                 device = self._handles[index]
-            registered.append(self._register(device, mask, handle) if handle_rc == SUCCESS else 0)
-        return SUCCESS, EventSet(self, handle, wait), registered
+            registered.append(
+                self._register(register, device, mask, handle) if handle_rc == SUCCESS else 0
+            )
+        return SUCCESS, EventSet(self, handle, wait, free), registered
 
-    def _register(self, d: c_void_p, mask: int, event_set: c_void_p) -> int:
+    def _register(self, register: _Function, d: c_void_p, mask: int, event_set: c_void_p) -> int:
         # Same fallbacks as register_device() in the C file.
         fn = self._fn
         want = mask
@@ -497,7 +544,6 @@ class Session:
             want &= supported.value
         if want == 0:
             return 0
-        register = fn["nvmlDeviceRegisterEvents"]
         if register(d, c_ulonglong(want), event_set) == SUCCESS:
             return want
         registered = 0
@@ -518,10 +564,13 @@ class Session:
 
 
 class EventSet:
-    def __init__(self, session: Session, handle: c_void_p, wait: Any) -> None:
+    def __init__(
+        self, session: Session, handle: c_void_p, wait: _Function, free: _Function
+    ) -> None:
         self._session = session
         self._handle = handle
         self._wait = wait
+        self._free = free
 
     def wait(self, timeout_ms: int) -> tuple[int, EventRecord]:
         data = EventData()
@@ -529,4 +578,4 @@ class EventSet:
         return rc, EventRecord(data, self._session.device_index(data.device))
 
     def free(self) -> None:
-        self._session._fn["nvmlEventSetFree"](self._handle)
+        self._free(self._handle)

@@ -17,7 +17,6 @@ import os
 import stat
 from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 import attrs
 import trio
@@ -127,7 +126,7 @@ class KmsgReader:
     ) -> None:
         self.path = os.fspath(path)
         self.boot_id = boot_id if boot_id is not None else read_boot_id()
-        self._engine: Any = _kmsg_engine.current()
+        self._engine = _kmsg_engine.current()
         fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             device = stat.S_ISCHR(os.fstat(fd).st_mode)
@@ -147,12 +146,11 @@ class KmsgReader:
 
     @property
     def backend(self) -> str:
-        return str(self._engine.BACKEND)
+        return self._engine.BACKEND
 
     @property
     def stats(self) -> KmsgStats:
-        stats: KmsgStats = self._drain.stats()
-        return stats
+        return self._drain.stats()
 
     @property
     def position(self) -> ResumePosition | None:
@@ -197,7 +195,7 @@ class KmsgReader:
         self._handed = self._drain.last_seq
         status, records = self._drain.drain(_BATCH, only_xid=only_xid)
         self._pending.extend(records)
-        return int(status)
+        return status
 
     async def _refill(self, *, only_xid: bool) -> bool:
         """Waits until records are pending; False once a file or pipe has ended."""
@@ -233,7 +231,7 @@ def scan_log(lines: Iterable[bytes]) -> Iterator[tuple[int, XidEvent]]:
     facility, as on a live system. The fallen-off-the-bus message that dmesg prints over two or
     three lines counts once, at its first line.
     """
-    engine: Any = _kmsg_engine.current()
+    engine = _kmsg_engine.current()
     opening: tuple[int, bytes] | None = None
     for number, raw in enumerate(lines, 1):
         line = raw.rstrip(b"\r\n")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Literal
+from typing import Literal, Protocol
 
 import attrs
 
@@ -45,7 +45,7 @@ from navarch.telemetry.nvml_codes import (
     Uninitialized,
     UnknownError,
 )
-from navarch.telemetry.nvml_events import EventWatcher, NvmlEvent
+from navarch.telemetry.nvml_events import EventSet, EventWatcher, NvmlEvent
 from navarch.telemetry.nvml_sample import FIELDS, Decoder, GpuSample
 
 __all__ = [
@@ -89,19 +89,30 @@ LIBRARY_ENV = "NAVARCH_NVML_LIBRARY"
 Backend = Literal["cffi", "python"]
 
 
+class _Session(Protocol):
+    """What Nvml needs of a backend's session: _CffiSession or _CtypesSession."""
+
+    @property
+    def count(self) -> int: ...
+    def samples(self) -> list[GpuSample]: ...
+    def close(self) -> None: ...
+    def events_create(self, mask: int) -> tuple[int, EventSet | None, list[int]]: ...
+
+
 class _CffiSession:
     """The extension's session, with the same surface as _nvml_ctypes.Session."""
 
-    def __init__(self, handle: Any) -> None:
-        self._handle = handle
-        self.count = _native.lib.navarch_nvml_device_count(handle)
+    def __init__(self, handle: object) -> None:
+        self._ffi, self._lib = _native.loaded()
+        self._handle = handle  # navarch_nvml *
+        self.count = self._lib.navarch_nvml_device_count(handle)
         self._lock = threading.Lock()  # one sample at a time uses the buffer and the decoder
-        self._buffer = _native.ffi.new("navarch_nvml_gpu[]", self.count)
+        self._buffer = self._ffi.new("navarch_nvml_gpu[]", self.count)
         self._decoder = Decoder()
 
     @staticmethod
     def open(path: str | None) -> tuple[int, _CffiSession | None, str]:
-        ffi, lib = _native.ffi, _native.lib
+        ffi, lib = _native.loaded()
         out = ffi.new("navarch_nvml **")
         error = ffi.new("char[]", 512)
         rc = lib.navarch_nvml_open(path.encode() if path else ffi.NULL, out, error, len(error))
@@ -110,16 +121,16 @@ class _CffiSession:
         return 0, _CffiSession(out[0]), ""
 
     def close(self) -> None:
-        _native.lib.navarch_nvml_close(self._handle)
+        self._lib.navarch_nvml_close(self._handle)
 
     def samples(self) -> list[GpuSample]:
         with self._lock:
-            n = _native.lib.navarch_nvml_sample(self._handle, self._buffer, self.count)
-            data = _native.ffi.buffer(self._buffer)[:]
+            n = self._lib.navarch_nvml_sample(self._handle, self._buffer, self.count)
+            data = self._ffi.buffer(self._buffer)[:]
             return self._decoder.samples(data, n)
 
     def events_create(self, mask: int) -> tuple[int, _CffiEventSet | None, list[int]]:
-        ffi, lib = _native.ffi, _native.lib
+        ffi, lib = self._ffi, self._lib
         out = ffi.new("navarch_nvml_events **")
         registered = ffi.new("unsigned long long[]", max(self.count, 1))
         rc = lib.navarch_nvml_events_create(self._handle, mask, out, registered, self.count)
@@ -129,16 +140,17 @@ class _CffiSession:
 
 
 class _CffiEventSet:
-    def __init__(self, handle: Any) -> None:
-        self._handle = handle
+    def __init__(self, handle: object) -> None:
+        self._ffi, self._lib = _native.loaded()
+        self._handle = handle  # navarch_nvml_events *
 
-    def wait(self, timeout_ms: int) -> tuple[int, Any]:
-        event = _native.ffi.new("navarch_nvml_event *")
-        rc = _native.lib.navarch_nvml_events_wait(self._handle, timeout_ms, event)
+    def wait(self, timeout_ms: int) -> tuple[int, _native.NvmlEvent]:
+        event = self._ffi.new("navarch_nvml_event *")
+        rc = self._lib.navarch_nvml_events_wait(self._handle, timeout_ms, event)
         return rc, event
 
     def free(self) -> None:
-        _native.lib.navarch_nvml_events_free(self._handle)
+        self._lib.navarch_nvml_events_free(self._handle)
 
 
 class _CtypesSession:
@@ -174,7 +186,7 @@ def open_nvml(library: str | None = None, *, backend: Backend | None = None) -> 
     """
     path = library or library_path()
     backend = backend or _native.BACKEND
-    session: Any
+    session: _Session | None
     if backend == "cffi":
         if not cffi_available():
             raise NavarchError(f"the cffi telemetry backend is not available: {_native.REASON}")
@@ -182,7 +194,7 @@ def open_nvml(library: str | None = None, *, backend: Backend | None = None) -> 
     else:
         rc, raw, detail = _nvml_ctypes.open_session(path)
         session = _CtypesSession(raw) if raw is not None else None
-    if rc != 0:
+    if session is None:
         raise NVMLError(rc, detail)
     return Nvml(session, backend, path)
 
@@ -190,7 +202,7 @@ def open_nvml(library: str | None = None, *, backend: Backend | None = None) -> 
 class Nvml:
     """An open NVML session. Close it (or use it as a context manager) to shut NVML down."""
 
-    def __init__(self, session: Any, backend: Backend, library: str) -> None:
+    def __init__(self, session: _Session, backend: Backend, library: str) -> None:
         self.backend: Backend = backend
         self.library = library
         self._session = session

@@ -8,7 +8,7 @@ compare numbers.
 from __future__ import annotations
 
 import enum
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from navarch.errors import NavarchError
 
@@ -77,7 +77,7 @@ class NVMLError(NavarchError):
     code: Return
     detail: str
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         if cls.return_code is not None:
             NVMLError._by_code[cls.return_code] = cls

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import collections
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 import trio
@@ -42,6 +42,28 @@ class NvmlEvent:
 _NO_INSTANCE = 0xFFFFFFFF
 
 
+class EventRecord(Protocol):
+    """One event as a backend reports it: navarch_nvml_event, or _nvml_ctypes.EventRecord."""
+
+    @property
+    def gpu_index(self) -> int: ...
+    @property
+    def event_type(self) -> int: ...
+    @property
+    def event_data(self) -> int: ...
+    @property
+    def gpu_instance_id(self) -> int: ...
+    @property
+    def compute_instance_id(self) -> int: ...
+
+
+class EventSet(Protocol):
+    """A backend's NVML event set."""
+
+    def wait(self, timeout_ms: int) -> tuple[int, EventRecord]: ...
+    def free(self) -> None: ...
+
+
 class EventWatcher:
     """NVML events as an async iterator.
 
@@ -55,9 +77,9 @@ class EventWatcher:
         self._nvml = nvml
         self._types = types
         self._timeout_ms = max(int(wait_timeout * 1000), 1)
-        self._event_set: Any = None
+        self._event_set: EventSet | None = None
         self._wait_lock = threading.Lock()
-        self._ready: collections.deque[tuple[int, Any]] = collections.deque()
+        self._ready: collections.deque[tuple[int, EventRecord]] = collections.deque()
         self._closed = False
         self._freed = False
         self._lost: set[int | None] = set()
@@ -100,6 +122,8 @@ class EventWatcher:
             try:
                 if self._closed or self._ready:
                     return
+                if self._event_set is None:
+                    raise RuntimeError("the NVML event watcher is not open")
                 rc, record = self._event_set.wait(self._timeout_ms)
                 if rc != Return.TIMEOUT:
                     self._ready.append((rc, record))
@@ -122,7 +146,7 @@ class EventWatcher:
                 raise StopAsyncIteration
             await trio.to_thread.run_sync(self._wait_once, abandon_on_cancel=True)
 
-    def _event(self, rc: int, record: Any) -> NvmlEvent | None:
+    def _event(self, rc: int, record: EventRecord) -> NvmlEvent | None:
         index = record.gpu_index if record.gpu_index >= 0 else None
         if rc == Return.GPU_IS_LOST:
             # Report a lost GPU once; a driver that keeps answering GPU_IS_LOST must not flood.

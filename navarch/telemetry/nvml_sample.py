@@ -10,8 +10,7 @@ from __future__ import annotations
 import ctypes
 import struct
 import types
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 import attrs
 
@@ -89,7 +88,7 @@ class GpuSample:
     nvlink_active: tuple[bool | None, ...]
     field_status: Mapping[str, Return]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         """A JSON-ready mapping: codes as their names."""
         out = attrs.asdict(self, recurse=False)
         out["status"] = self.status.name
@@ -107,7 +106,7 @@ def _record_struct() -> struct.Struct:
     codes = {ctypes.c_bool: "?", ctypes.c_int: "i", ctypes.c_uint: "I", ctypes.c_ulonglong: "Q"}
     record = _nvml_ctypes.GpuRecord
     fmt, end = "=", 0
-    for name, ctype in record._fields_:
+    for name, ctype, *_bits in record._fields_:
         field = getattr(record, name)
         fmt += f"{field.offset - end}x" if field.offset > end else ""
         fmt += f"{field.size}s" if issubclass(ctype, ctypes.Array) else codes[ctype]
@@ -145,7 +144,7 @@ _VALUES = (
 )
 _RECORD = _record_struct()
 _RC_FORMAT = struct.Struct(f"={len(FIELDS)}i")
-_FIRST_VALUE = [name for name, _ in _nvml_ctypes.GpuRecord._fields_].index(_VALUES[0][0])
+_FIRST_VALUE = [f[0] for f in _nvml_ctypes.GpuRecord._fields_].index(_VALUES[0][0])
 _END_VALUES = _FIRST_VALUE + len(_VALUES)
 _VALUE_FIELDS = tuple(FIELDS.index(query) for _, query in _VALUES)
 _NVLINK = FIELDS.index("nvlink")
@@ -183,22 +182,27 @@ class Decoder:
         for offset in range(0, count * size, size):
             t = _RECORD.unpack_from(data, offset)
             rc = rcs(t[-1]) or self._rc(t[-1])
-            values = t[_FIRST_VALUE:_END_VALUES]
+            values: Sequence[object] = t[_FIRST_VALUE:_END_VALUES]
             if rc.bad_values:
-                values = list(values)
+                blanked = list(values)
                 for i in rc.bad_values:
-                    values[i] = None
+                    blanked[i] = None
+                values = blanked
             nvlink = t[-2][: t[-3]]
+            # One star argument, the same call to Python: mypy cannot count the fields that
+            # `values` fills, so a star in the middle of the arguments reads as too many.
             out.append(
                 GpuSample(
-                    t[0],
-                    _SUCCESS if t[1] == 0 else as_return(t[1]),
-                    (texts(t[2]) or self._text(t[2])) if rc.name_ok else None,
-                    (texts(t[3]) or self._text(t[3])) if rc.uuid_ok else None,
-                    (texts(t[4]) or self._text(t[4])) if rc.pci_ok else None,
-                    *values,
-                    (links(nvlink) or self._nvlink(nvlink)) if rc.nvlink_ok else (),
-                    rc.field_status,
+                    *(
+                        t[0],
+                        _SUCCESS if t[1] == 0 else as_return(t[1]),
+                        (texts(t[2]) or self._text(t[2])) if rc.name_ok else None,
+                        (texts(t[3]) or self._text(t[3])) if rc.uuid_ok else None,
+                        (texts(t[4]) or self._text(t[4])) if rc.pci_ok else None,
+                        *values,
+                        (links(nvlink) or self._nvlink(nvlink)) if rc.nvlink_ok else (),
+                        rc.field_status,
+                    )
                 )
             )
         return out

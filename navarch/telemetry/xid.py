@@ -17,6 +17,9 @@ import attrs
 
 from navarch.telemetry import _kmsg_engine
 
+# Where an XID was read: a kmsg record, or a line of text (dmesg, the journal, a file).
+XidSource = Literal["kmsg", "text"]
+
 
 @attrs.frozen
 class RecoveryActionChange:
@@ -58,7 +61,7 @@ class XidEvent:
     inferred: bool = False  # a fallen-off-the-bus line without an XID number, reported as 79
     recovery_action: RecoveryActionChange | None = None
     nvlink5: NvLink5Error | None = None
-    source: Literal["kmsg", "text"] = "text"
+    source: XidSource = "text"
     seq: int | None = None  # the kmsg record's sequence number
     ts_usec: int | None = None  # the kmsg record's time, microseconds since boot
 
