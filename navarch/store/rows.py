@@ -11,6 +11,7 @@ rather than being guessed at.
 
 from __future__ import annotations
 
+import enum
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -39,12 +40,18 @@ from navarch.model import (
 from navarch.store.protocol import StoreError
 
 T = TypeVar("T")
+E = TypeVar("E", bound=enum.Enum)
+
+# A value as the store writes it into a column.
+SqlValue = str | int | float | None
+# A row as sqlite3 reads it back: untyped, each column's type is the schema's.
+Row = Sequence[Any]
 
 _converter = cattrs.Converter()
 _converter.register_unstructure_hook(datetime, format_timestamp)
 
 
-def _parse_time(value: Any, _type: type) -> datetime:
+def _parse_time(value: object, _type: type) -> datetime:
     if not isinstance(value, str):
         raise ValueError(f"expected a timestamp, got {value!r}")
     return datetime.fromisoformat(value).astimezone(UTC)
@@ -57,7 +64,7 @@ _converter.register_unstructure_hook_factory(
 )
 
 
-def to_json(value: Any) -> str:
+def to_json(value: object) -> str:
     """A domain value as the store's JSON text."""
     return json.dumps(_converter.unstructure(value), separators=(",", ":"))
 
@@ -66,7 +73,7 @@ def time(value: datetime | None) -> str | None:
     return None if value is None else format_timestamp(value)
 
 
-def node_row(node: Node) -> tuple[Any, ...]:
+def node_row(node: Node) -> tuple[SqlValue, ...]:
     return (
         node.node_id,
         node.status.value,
@@ -87,7 +94,7 @@ def node_row(node: Node) -> tuple[Any, ...]:
     )
 
 
-def command_row(command: Command) -> tuple[Any, ...]:
+def command_row(command: Command) -> tuple[SqlValue, ...]:
     return (
         command.command_id,
         command.node_id,
@@ -102,7 +109,7 @@ def command_row(command: Command) -> tuple[Any, ...]:
     )
 
 
-def instance_row(record: InstanceRecord) -> tuple[Any, ...]:
+def instance_row(record: InstanceRecord) -> tuple[SqlValue, ...]:
     return (
         record.instance_id,
         record.provider,
@@ -118,7 +125,7 @@ def instance_row(record: InstanceRecord) -> tuple[Any, ...]:
     )
 
 
-def event_row(event: Event) -> tuple[Any, ...]:
+def event_row(event: Event) -> tuple[SqlValue, ...]:
     return (
         event.event_id,
         time(event.time),
@@ -136,7 +143,7 @@ def event_row(event: Event) -> tuple[Any, ...]:
 _CLOSED_STEPS = (RemediationStep.DONE, RemediationStep.CANCELLED)
 
 
-def remediation_row(episode: Remediation) -> tuple[Any, ...]:
+def remediation_row(episode: Remediation) -> tuple[SqlValue, ...]:
     return (
         episode.episode_id,
         episode.node_id,
@@ -159,17 +166,18 @@ class RowReader:
     def _fail(self, what: str, problem: object) -> StoreError:
         return StoreError(f"{self._location}: unreadable stored value in {what}: {problem}")
 
-    def value(self, text: str | None, cls: Any, what: str) -> Any:
-        if text is None:
-            return None
+    def value(self, text: str, cls: type[T], what: str) -> T:
         try:
             return _converter.structure(json.loads(text), cls)
         except Exception as exc:
             raise self._fail(what, exc) from None
 
-    def enum(self, value: Any, cls: type[T], what: str) -> T:
+    def optional_value(self, text: str | None, cls: type[T], what: str) -> T | None:
+        return None if text is None else self.value(text, cls, what)
+
+    def enum(self, value: object, cls: type[E], what: str) -> E:
         try:
-            return cls(value)  # type: ignore[call-arg]
+            return cls(value)
         except ValueError:
             raise self._fail(what, f"{value!r} is not a {cls.__name__}") from None
 
@@ -187,7 +195,7 @@ class RowReader:
             raise self._fail(what, "no time")
         return value
 
-    def node(self, row: Sequence[Any]) -> Node:
+    def node(self, row: Row) -> Node:
         what = f"node {row[0]!r}"
         return Node(
             node_id=row[0],
@@ -204,11 +212,11 @@ class RowReader:
             gpus=self.value(row[11], tuple[GpuInfo, ...], what),
             registered_at=self.time(row[12], what),
             last_heartbeat_at=self.time(row[13], what),
-            metrics=self.value(row[14], NodeMetrics, what),
+            metrics=self.optional_value(row[14], NodeMetrics, what),
             last_health_events=self.value(row[15], tuple[HealthEvent, ...], what),
         )
 
-    def command(self, row: Sequence[Any]) -> Command:
+    def command(self, row: Row) -> Command:
         what = f"command {row[0]!r}"
         return Command(
             command_id=row[0],
@@ -223,7 +231,7 @@ class RowReader:
             result_message=row[9],
         )
 
-    def event(self, row: Sequence[Any]) -> Event:
+    def event(self, row: Row) -> Event:
         what = f"event {row[0]!r}"
         return Event(
             event_id=row[0],
@@ -237,7 +245,7 @@ class RowReader:
             details=self.value(row[8], dict[str, str], what),
         )
 
-    def remediation(self, row: Sequence[Any]) -> Remediation:
+    def remediation(self, row: Row) -> Remediation:
         what = f"remediation episode {row[0]!r}"
         return Remediation(
             episode_id=row[0],
@@ -250,7 +258,7 @@ class RowReader:
             updated_at=self.time(row[7], what),
         )
 
-    def instance(self, row: Sequence[Any]) -> InstanceRecord:
+    def instance(self, row: Row) -> InstanceRecord:
         what = f"instance {row[1]}/{row[0]}"
         return InstanceRecord(
             instance_id=row[0],

@@ -9,6 +9,7 @@ navarch, and opening it is refused rather than risking a write in a format this 
 
 from __future__ import annotations
 
+import functools
 import importlib
 import re
 import sqlite3
@@ -32,7 +33,7 @@ def migrations() -> list[tuple[int, str, Migration]]:
             continue
         if match.group(2) == "sql":
             script = entry.read_text(encoding="utf-8")
-            apply: Migration = lambda conn, script=script: _run_script(conn, script)  # noqa: E731
+            apply: Migration = functools.partial(_run_script, script=script)
         else:
             apply = importlib.import_module(f"{_PACKAGE}.{entry.name[:-3]}").migrate
         found.append((int(match.group(1)), entry.name, apply))

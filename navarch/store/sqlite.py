@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar, TypeVarTuple
 
 import trio
 
@@ -26,6 +26,7 @@ from navarch.store import rows, schema
 from navarch.store.protocol import Change, RemediationSwitch, StoredState, StoreError
 
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 # A batch this large is written even if more changes are waiting, to bound one transaction.
 _MAX_BATCH = 2000
@@ -128,7 +129,7 @@ class SQLiteStore:
         finally:
             await store._run(store._close)
 
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+    async def _run(self, fn: Callable[[*Ts], T], *args: *Ts) -> T:
         if self._threaded:
             return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
         await trio.lowlevel.checkpoint()
@@ -350,7 +351,7 @@ class SQLiteStore:
 
     def _list_remediations(self, pool: str, node_id: str, limit: int) -> list[Remediation]:
         where: list[str] = []
-        params: list[Any] = []
+        params: list[str] = []
         if pool:
             where.append("pool = ?")
             params.append(pool)
@@ -385,7 +386,7 @@ class SQLiteStore:
         self, node_id: str, kinds: tuple[str, ...], limit: int, before: str
     ) -> list[Event]:
         where: list[str] = []
-        params: list[Any] = []
+        params: list[str] = []
         if node_id:
             where.append("node_id = ?")
             params.append(node_id)
