@@ -170,7 +170,7 @@ class PoolConfig:
     )
 
     @max_nodes.validator
-    def _check_max(self, _attribute: attrs.Attribute, value: int) -> None:
+    def _check_max(self, _attribute: attrs.Attribute[int], value: int) -> None:
         if value < self.min_nodes:
             raise ConfigValueError(
                 f"max_nodes: expected at least min_nodes ({self.min_nodes}), got {value}"
@@ -252,7 +252,7 @@ _NAMED_SECTIONS = ("providers", "pools", "notifiers")
 def _structure_config(data: dict[str, Any], problems: list[str]) -> Config:
     """Structures each section (and each named table) on its own, so every problem is found."""
     known = [f.name for f in attrs.fields(Config) if f.name != "source"]
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {}  # each section's value, of that section's own type
     for key, value in data.items():
         if key not in known:
             problems.append(unknown_key(key, key, known))
@@ -313,7 +313,7 @@ def _default_plugin_types(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _structure_plugin_settings(config: Config, plugins: Any, problems: list[str]) -> Config:
+def _structure_plugin_settings(config: Config, plugins: Plugins, problems: list[str]) -> Config:
     def settle(table: PluginTable, kind: str, path: str, nested: bool = False) -> PluginTable:
         registration = plugins.registry(kind).get(table.type)
         if registration is None:
@@ -325,7 +325,7 @@ def _structure_plugin_settings(config: Config, plugins: Any, problems: list[str]
             return table
         settings = registration.structure_settings(table.settings or {}, path, problems)
         if settings is not None and attrs.has(type(settings)):
-            changes: dict[str, Any] = {}
+            changes: dict[str, object] = {}
             for f in attrs.fields(type(settings)):
                 value = getattr(settings, f.name)
                 if isinstance(value, PluginTable):
@@ -347,21 +347,18 @@ def _structure_plugin_settings(config: Config, plugins: Any, problems: list[str]
     }
     pools = {}
     for name, pool in config.pools.items():
-        changes: dict[str, Any] = {
-            "selector": settle(pool.selector, "selector", f"pools.{name}.selector")
-        }
-        if pool.autoscaler is not None:
-            changes["autoscaler"] = settle(
-                pool.autoscaler, "autoscaler", f"pools.{name}.autoscaler"
-            )
-        if pool.metrics is not None:
-            changes["metrics"] = settle(pool.metrics, "metrics_source", f"pools.{name}.metrics")
-        pools[name] = attrs.evolve(pool, **changes)
+        selector = settle(pool.selector, "selector", f"pools.{name}.selector")
+        autoscaler, metrics = pool.autoscaler, pool.metrics
+        if autoscaler is not None:
+            autoscaler = settle(autoscaler, "autoscaler", f"pools.{name}.autoscaler")
+        if metrics is not None:
+            metrics = settle(metrics, "metrics_source", f"pools.{name}.metrics")
+        pools[name] = attrs.evolve(pool, selector=selector, autoscaler=autoscaler, metrics=metrics)
     return attrs.evolve(config, providers=providers, notifiers=notifiers, pools=pools)
 
 
 def _check_references(
-    config: Config, provider_tables: set[str], plugins: Any, problems: list[str]
+    config: Config, provider_tables: set[str], plugins: Plugins, problems: list[str]
 ) -> None:
     def known(kind: str, name: str, path: str) -> None:
         names = sorted(plugins.registry(kind))
@@ -402,18 +399,18 @@ def _check_references(
 _SECRET_HINTS = ("token", "secret", "password", "api_key", "apikey", "credential")
 
 
-def effective_dict(config: Config) -> dict[str, Any]:
+def effective_dict(config: Config) -> dict[str, object]:
     """The configuration with defaults filled in and anything secret-looking redacted."""
-    raw = converter.unstructure(config)
+    raw: dict[str, Any] = converter.unstructure(config)  # the TOML document
     raw.pop("source", None)
     if raw["server"].get("heartbeat_timeout") is None:
         raw["server"]["heartbeat_timeout"] = format_duration(
             config.server.effective_heartbeat_timeout
         )
-    return _redact(_drop_none(raw))
+    return {key: _redact(_drop_none(value), key) for key, value in raw.items() if value is not None}
 
 
-def _drop_none(value: Any) -> Any:
+def _drop_none(value: object) -> object:
     if isinstance(value, Mapping):
         return {k: _drop_none(v) for k, v in value.items() if v is not None}
     if isinstance(value, (list, tuple)):
@@ -421,7 +418,7 @@ def _drop_none(value: Any) -> Any:
     return value
 
 
-def _redact(value: Any, key: str = "") -> Any:
+def _redact(value: object, key: str = "") -> object:
     if isinstance(value, Mapping):
         return {k: _redact(v, k) for k, v in value.items()}
     if isinstance(value, list):

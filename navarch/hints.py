@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 
 def did_you_mean(name: str, known: Iterable[str], *, cutoff: float = 0.6) -> str:
@@ -23,7 +22,7 @@ def unknown_key(path: str, key: str, known: Iterable[str]) -> str:
     return f"{path}: unknown key{did_you_mean(key, known)}"
 
 
-def show_toml(value: Any) -> str:
+def show_toml(value: object) -> str:
     """A value read from TOML, written as TOML would write it, or as the kind of thing it is."""
     if isinstance(value, Mapping):
         return "a table"
