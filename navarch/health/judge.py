@@ -20,7 +20,6 @@ from __future__ import annotations
 import collections
 from collections.abc import Iterable
 from datetime import timedelta
-from typing import Any
 
 import cel
 from attrs import frozen
@@ -172,6 +171,8 @@ class HealthJudge:
                 if rule.uses_history and not history_given:
                     context.add_variable("history", [event_map(s, now) for s in history])
                     history_given = True
+                if rule.program is None:
+                    raise ValueError("the rule's condition was not compiled")
                 value = rule.program.execute(context)
             except BaseException as exc:
                 if not _is_evaluation_error(exc):
@@ -219,6 +220,6 @@ def _describe(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def _show(value: Any) -> str:
+def _show(value: object) -> str:
     text = repr(value)
     return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"

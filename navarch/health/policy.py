@@ -22,7 +22,7 @@ import sys
 from collections.abc import Mapping
 from datetime import timedelta
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import cel
 from attrs import field, frozen
@@ -72,6 +72,7 @@ class Action(enum.Enum):
         return _ACTION_RANK[self]
 
 
+_Choice = TypeVar("_Choice", Result, Action)
 _RESULT_RANK = {r: i for i, r in enumerate(Result)}
 _ACTION_RANK = {a: i for i, a in enumerate(Action)}
 # A healthy node has nothing to remediate; asking to drain or replace it is a mistake in the file.
@@ -86,7 +87,7 @@ class Rule:
     action: Action = Action.NONE
     description: str = ""
     source: str = ""  # where the rule comes from (a catalog bucket, a DCGM threshold), for docs
-    program: Any = field(default=None, eq=False, repr=False)  # the compiled cel.Program
+    program: cel.Program | None = field(default=None, eq=False, repr=False)
     # Whether the condition reads `history`, which is costly to hand to CEL; see HealthJudge.
     uses_history: bool = field(default=False, eq=False, repr=False)
 
@@ -222,7 +223,15 @@ def _rule(
         problems.append(f"{label}: condition: expected a CEL expression, got {_show(condition)}")
     else:
         program = _compile(condition, label, location, problems)
-    if len(problems) > before or program is None or duplicated:
+    if (
+        len(problems) > before
+        or duplicated
+        or not isinstance(name, str)
+        or not isinstance(condition, str)
+        or program is None
+        or result is None
+        or action is None
+    ):
         return None
     return Rule(
         name=name,
@@ -247,11 +256,11 @@ def _string(data: Mapping[str, Any], key: str, label: str, problems: list[str]) 
 def _choice(
     raw: Mapping[str, Any],
     key: str,
-    kind: type[Result] | type[Action],
-    default: Any,
+    kind: type[_Choice],
+    default: _Choice | None,
     label: str,
     problems: list[str],
-) -> Any:
+) -> _Choice | None:
     allowed = ", ".join(m.value for m in kind)
     if key not in raw:
         if default is None:
@@ -271,7 +280,7 @@ def _unknown_key(where: str, key: str, known: tuple[str, ...]) -> str:
     return f"{where}: unknown key{hint}"
 
 
-def _show(value: Any) -> str:
+def _show(value: object) -> str:
     if isinstance(value, Mapping):
         return "a table"
     if isinstance(value, list):
@@ -289,7 +298,7 @@ _BINDING_MACRO = r"\.\s*(?:all|exists_one|exists|map|filter)\s*\(\s*([A-Za-z_]\w
 
 def _compile(
     condition: str, label: str, location: tuple[int, int] | None, problems: list[str]
-) -> Any:
+) -> cel.Program | None:
     def report(offset_or_pos: int | tuple[int, int], message: str) -> None:
         if isinstance(offset_or_pos, int):
             line = condition.count("\n", 0, offset_or_pos) + 1

@@ -22,7 +22,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
 
 import cel.stdlib
 from attrs import frozen
@@ -66,7 +65,7 @@ NATIVE_FUNCTIONS = frozenset(
         "getSeconds", "getMilliseconds",
     }
 )  # fmt: skip
-_STDLIB: dict[str, Callable[..., Any]] = {
+_STDLIB: dict[str, Callable[..., object]] = {
     name: fn for library in cel.stdlib.EXTENSIONS.values() for name, fn in library.items()
 }
 KNOWN_FUNCTIONS = (
@@ -151,7 +150,7 @@ def seen(event: HealthEvent, at: float) -> Seen:
     return Seen(at=at, event=event, pid=event_pid(event))
 
 
-def event_map(item: Seen, now: float) -> dict[str, Any]:
+def event_map(item: Seen, now: float) -> dict[str, object]:
     event = item.event
     entry = lookup(event.xid) if event.xid else None
     return {
@@ -176,7 +175,9 @@ def _timestamp(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-def helper_functions(history: Iterable[Seen], current: Seen, now: float) -> dict[str, Any]:
+def helper_functions(
+    history: Iterable[Seen], current: Seen, now: float
+) -> dict[str, Callable[..., object]]:
     """`repeats` and `repeat_pids` bound to one event and its node's history."""
     key = current.key
 
