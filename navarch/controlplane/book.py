@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import collections
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
 import attrs
@@ -103,7 +103,7 @@ class NodeBook:
         *,
         from_status: NodeStatus | None = None,
         to_status: NodeStatus | None = None,
-        **details: str,
+        details: Mapping[str, str] | None = None,
     ) -> Event:
         """An event stamped with the service's id and wall clock, to put in a `Change`."""
         return Event(
@@ -115,7 +115,7 @@ class NodeBook:
             reason=reason,
             from_status=from_status,
             to_status=to_status,
-            details=details,
+            details=dict(details or {}),
         )
 
     def status_event(self, before: Node, after: Node, actor: str, **details: str) -> Event:
@@ -126,7 +126,7 @@ class NodeBook:
             after.status_reason,
             from_status=before.status,
             to_status=after.status,
-            **details,
+            details=details,
         )
 
     async def commit(self, change: Change) -> None:

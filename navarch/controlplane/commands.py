@@ -124,9 +124,11 @@ class Commands:
                 node.node_id,
                 actor,
                 message,
-                commandId=command.command_id,
-                type=command.type.value,
-                result=result.value,
+                details={
+                    "commandId": command.command_id,
+                    "type": command.type.value,
+                    "result": result.value,
+                },
             )
         ]
         after = self._apply_ack(node, finished, succeeded)
@@ -210,8 +212,7 @@ class Commands:
             command.node_id,
             command.issued_by,
             command.reason,
-            commandId=command.command_id,
-            type=command.type.value,
+            details={"commandId": command.command_id, "type": command.type.value},
         )
 
     async def _apply_directly(

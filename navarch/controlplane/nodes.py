@@ -9,6 +9,7 @@ only the reason says that it is back.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 import attrs
@@ -87,12 +88,14 @@ class Nodes:
                 registered_at=book.clock.now(),
                 **fields,
             )
-            event = book.event("node.registered", node_id, actor, to_status=node.status, **details)
+            event = book.event(
+                "node.registered", node_id, actor, to_status=node.status, details=details
+            )
         else:
             # A restarted daemon keeps the status its node had: a restart must not revive a
             # cordoned or unhealthy node.
             node = attrs.evolve(existing, **fields)
-            event = book.event("node.reregistered", node_id, actor, **details)
+            event = book.event("node.reregistered", node_id, actor, details=details)
         change = Change(nodes=(node,), events=(event,))
         issued = ""
         if token:
@@ -160,7 +163,7 @@ class Nodes:
                         node_id,
                         "heartbeat-monitor",
                         HEARTBEAT_LOST,
-                        **{"from": node.health.value, "to": after.health.value},
+                        details={"from": node.health.value, "to": after.health.value},
                     )
                 )
         if nodes:
@@ -194,7 +197,8 @@ class Nodes:
         await trio.lowlevel.checkpoint()
         return nodes
 
-    async def get(self, node_id: str) -> tuple[Node, list[Command]]:
+    # `list` in this class body is the method above, hence builtins.list.
+    async def get(self, node_id: str) -> tuple[Node, builtins.list[Command]]:
         """The node with its latest heartbeat, and its open commands, oldest first."""
         node = self._book.require(node_id)
         await trio.lowlevel.checkpoint()

@@ -452,11 +452,13 @@ class Remediator:
             episode.node_id,
             actor,
             reason,
-            episode=episode.episode_id,
-            step=episode.step.value,
-            pool=episode.pool,
-            rule=episode.rule,
+            details={
+                "episode": episode.episode_id,
+                "step": episode.step.value,
+                "pool": episode.pool,
+                "rule": episode.rule,
+            },
         )
 
     def _pool_event(self, kind: str, pool: str, reason: str, actor: str = ACTOR) -> Event:
-        return self._book.event(kind, "", actor, reason, pool=pool)
+        return self._book.event(kind, "", actor, reason, details={"pool": pool})

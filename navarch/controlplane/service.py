@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
 
 import trio
 
@@ -40,7 +39,7 @@ from navarch.errors import NotFound
 from navarch.health import HealthJudge, load_policy
 from navarch.ids import IdFactory
 from navarch.model import HEARTBEAT_LOST, Event, Node, NodeStatus, Remediation
-from navarch.plugins import Notifier
+from navarch.plugins import Notifier, Provider
 from navarch.pools.context import MachineRunner
 from navarch.pools.manager import PoolManager
 from navarch.store import Change, Store
@@ -111,7 +110,7 @@ class ControlPlane:
         replacer: Replacer | None = None,
         notifiers: Sequence[Notifier] | None = None,
         pool_health: Mapping[str, PoolHealthConfig] | None = None,
-        providers: Mapping[str, Any] | None = None,
+        providers: Mapping[str, Provider] | None = None,
         machines: Callable[[ControlPlane, trio.Nursery], MachineRunner] | None = None,
     ) -> AsyncIterator[ControlPlane]:
         """Loads the state from `store` and runs the service until the block ends.
@@ -225,7 +224,7 @@ class ControlPlane:
         return await self.nodes.list(NodeFilter(pool=pool))
 
     def event(self, kind: str, node_id: str, actor: str, reason: str = "", **details: str) -> Event:
-        return self.book.event(kind, node_id, actor, reason, **details)
+        return self.book.event(kind, node_id, actor, reason, details=details)
 
     async def record(self, change: Change) -> None:
         await self.book.commit(change)

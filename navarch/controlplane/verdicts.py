@@ -90,8 +90,7 @@ class Verdicts:
                     "health.reported",
                     node_id,
                     actor,
-                    count=str(len(events)),
-                    types=",".join(types),
+                    details={"count": str(len(events)), "types": ",".join(types)},
                 )
             )
         if health is not node.health:
@@ -133,7 +132,7 @@ class Verdicts:
         details = {"from": node.health.value, "to": health.value}
         if verdict.rule:
             details["rule"] = verdict.rule
-        return self._book.event("node.health_changed", node.node_id, actor, **details)
+        return self._book.event("node.health_changed", node.node_id, actor, details=details)
 
     async def _take_action(self, node_id: str, verdict: Verdict) -> None:
         """Takes the verdict's action unless one as disruptive was taken for this verdict."""
@@ -150,7 +149,9 @@ class Verdicts:
         details = {"rule": verdict.rule, "action": action.value}
         try:
             if action is Action.ALERT:
-                event = book.event("health.alert", node_id, "health-policy", reason, **details)
+                event = book.event(
+                    "health.alert", node_id, "health-policy", reason, details=details
+                )
                 await book.commit(Change(events=(event,)))
                 return
             remediation = self._remediation
@@ -170,7 +171,7 @@ class Verdicts:
                     "health-policy",
                     f"the node needs {_NEEDS[action]} ({reason}); it is drained and held for an "
                     "operator",
-                    **details,
+                    details=details,
                 )
                 await book.commit(Change(events=(event,)))
         except DomainError as exc:
