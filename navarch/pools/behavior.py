@@ -21,11 +21,10 @@ from __future__ import annotations
 import math
 from collections import deque
 from datetime import timedelta
-from typing import Any
 
 from attrs import frozen
 
-from navarch.config import PoolScalingConfig
+from navarch.config import PoolScalingConfig, ScaleDownConfig, ScaleUpConfig
 from navarch.durations import format_duration
 from navarch.plugins import Recommendation, ScalingState
 
@@ -164,24 +163,24 @@ class ScalingBehavior:
 
     def _limit_rate(self, target: int, previous: int, now: float, reasons: list[str]) -> int:
         if target > previous:
-            rule = self.settings.scale_up
-            start = self._period_start(previous, rule.period, now)
-            by_nodes = start + rule.nodes
-            by_percent = math.ceil(start * (100 + rule.percent) / 100 - _EPSILON)
+            up = self.settings.scale_up
+            start = self._period_start(previous, up.period, now)
+            by_nodes = start + up.nodes
+            by_percent = math.ceil(start * (100 + up.percent) / 100 - _EPSILON)
             limit = max(by_nodes, by_percent, previous)
             if target > limit:
                 verb = "held at" if limit == previous else "limited to"
-                reasons.append(f"{verb} {limit} by the scale-up rate ({_rate(rule)})")
+                reasons.append(f"{verb} {limit} by the scale-up rate ({_rate(up)})")
                 return limit
         elif target < previous:
-            rule = self.settings.scale_down
-            start = self._period_start(previous, rule.period, now)
-            by_nodes = start - rule.nodes
-            by_percent = math.floor(start * (100 - rule.percent) / 100 + _EPSILON)
+            down = self.settings.scale_down
+            start = self._period_start(previous, down.period, now)
+            by_nodes = start - down.nodes
+            by_percent = math.floor(start * (100 - down.percent) / 100 + _EPSILON)
             limit = min(by_nodes, by_percent, previous)
             if target < limit:
                 verb = "held at" if limit == previous else "limited to"
-                reasons.append(f"{verb} {limit} by the scale-down rate ({_rate(rule)})")
+                reasons.append(f"{verb} {limit} by the scale-down rate ({_rate(down)})")
                 return limit
         return target
 
@@ -212,7 +211,7 @@ def _show(value: timedelta) -> str:
     return format_duration(value)
 
 
-def _rate(rule: Any) -> str:
+def _rate(rule: ScaleUpConfig | ScaleDownConfig) -> str:
     parts = []
     if rule.nodes:
         parts.append(f"{rule.nodes} node" + ("" if rule.nodes == 1 else "s"))

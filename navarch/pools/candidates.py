@@ -9,10 +9,9 @@ and synchronous.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from navarch.config import PoolConfig, PoolProviderEntry
-from navarch.plugins import Candidate, InstanceType, ProviderCatalog
+from navarch.plugins import Candidate, InstanceType, Provider, ProviderCatalog
 from navarch.pools.instance_types import resolve_instance_type
 
 
@@ -80,7 +79,7 @@ def _catalog_facts(
     return None, False
 
 
-async def fetch_catalogs(providers: Mapping[str, Any]) -> dict[str, list[InstanceType]]:
+async def fetch_catalogs(providers: Mapping[str, Provider]) -> dict[str, list[InstanceType]]:
     """The catalog of each provider that has one, by `[providers.NAME]` table.
 
     A provider whose catalog fails is left out, so its candidates are ordered as unknown rather

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 import trio
 
@@ -55,10 +55,12 @@ class ProviderContextImpl:
             raise ProviderError(f"{self._name}: this control plane runs no simulated machines")
         return self._machines.boot(self._name, instance, machine)
 
-    def start_soon(self, task: Callable[..., Awaitable[Any]], *args: Any) -> None:
+    def start_soon(self, task: Callable[..., Awaitable[object]], *args: object) -> None:
         self._nursery.start_soon(self._guarded, task, args)
 
-    async def _guarded(self, task: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
+    async def _guarded(
+        self, task: Callable[..., Awaitable[object]], args: tuple[object, ...]
+    ) -> None:
         try:
             await task(*args)
         except Exception:

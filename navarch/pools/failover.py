@@ -20,7 +20,6 @@ import enum
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 import attrs
 from attrs import frozen
@@ -31,10 +30,15 @@ from navarch.plugins import (
     Candidate,
     CapacityError,
     Instance,
+    Provider,
     ProvisionRequest,
     QuotaError,
+    Selector,
     TransientError,
 )
+
+# A region, zone and instance type; None stands for all of them.
+_Place = tuple[str | None, str | None, str | None]
 
 
 class BlockKind(enum.Enum):
@@ -99,12 +103,12 @@ class BlockList:
 
     def __init__(self, policy: FailoverPolicy | None = None) -> None:
         self.policy = policy or FailoverPolicy()
-        self._blocks: dict[tuple, Block] = {}
+        self._blocks: dict[tuple[str, *_Place], Block] = {}  # by provider and place
 
     def block(self, candidate: Candidate, error: BaseException, now: float) -> Block:
         """Blocks the part of the candidate's provider that `error` says is unusable."""
         c = candidate
-        place: tuple[str | None, ...] = (c.region, c.zone, c.instance_type)
+        place: _Place = (c.region, c.zone, c.instance_type)
         if isinstance(error, CapacityError):
             kind, seconds = BlockKind.CAPACITY, self.policy.capacity_block
         elif isinstance(error, QuotaError):
@@ -173,13 +177,13 @@ class ProvisioningFailed(NavarchError):
 
 async def provision_with_failover(
     candidates: Sequence[Candidate],
-    selector: Any,
-    providers: Mapping[str, Any],
+    selector: Selector,
+    providers: Mapping[str, Provider],
     request: ProvisionRequest,
     blocks: BlockList,
     *,
     clock: Callable[[], float] | None = None,
-    sleep: Callable[[float], Awaitable[Any]] | None = None,
+    sleep: Callable[[float], Awaitable[object]] | None = None,
 ) -> Provisioned:
     """Provisions one instance, trying unblocked candidates in the selector's order.
 

@@ -50,7 +50,7 @@ def choose_victims(
     return ScaleDown(victims=victims, drain=drain, shortfall=shortfall)
 
 
-def _victim_order(node: Node) -> tuple:
+def _victim_order(node: Node) -> tuple[int, float, float, str]:
     utilization = gpu_utilization(node)
     if is_unhealthy(node):
         rank = 0
