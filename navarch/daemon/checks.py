@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from navarch.daemon.config import DaemonConfig
 from navarch.errors import ConfigError
 from navarch.plugins.health_check import HealthCheck
+from navarch.plugins.manager import Plugins
 
 
 def load_health_checks(
-    plugins: Any, config: DaemonConfig, source: str = "navarch.toml"
+    plugins: Plugins, config: DaemonConfig, source: str = "navarch.toml"
 ) -> list[tuple[str, HealthCheck]]:
     """Builds one object per registered health check, with its `[daemon.health_checks.NAME]`.
 
-    `plugins` is a `navarch.plugins.Plugins`. Raises ConfigError naming every table that is wrong
-    or names a check no plugin registered.
+    Raises ConfigError naming every table that is wrong or names a check no plugin registered.
     """
     registry = plugins.registry("health_check")
     problems: list[str] = []

@@ -39,13 +39,17 @@ else:
 DEFAULT_CONTROL_PLANE = "http://127.0.0.1:50051"
 
 
-def _label_keys(_inst: Any, attribute: attrs.Attribute, value: dict[str, str]) -> None:
+def _label_keys(
+    _inst: object, attribute: attrs.Attribute[dict[str, str]], value: dict[str, str]
+) -> None:
     for key in value:
         if not key or "=" in key:
             raise ConfigValueError(f"{attribute.name}: label keys must be non-empty, without '='")
 
 
-def _tables(_inst: Any, attribute: attrs.Attribute, value: dict[str, Any]) -> None:
+def _tables(
+    _inst: object, attribute: attrs.Attribute[dict[str, Any]], value: dict[str, Any]
+) -> None:
     for name, table in value.items():
         if not isinstance(table, dict):
             raise ConfigValueError(f"{attribute.name}: {name}: expected a table, got {table!r}")
@@ -69,7 +73,7 @@ class DaemonConfig:
     # Where the daemon keeps its node token and the results of finished commands across restarts;
     # empty keeps them in memory only.
     state_dir: str = ""
-    # Settings of health-check plugins by name; each table is checked by its plugin.
+    # Settings of health-check plugins by name, as TOML tables; each is checked by its plugin.
     health_checks: dict[str, Any] = field(factory=dict, validator=_tables)
 
 

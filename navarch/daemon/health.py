@@ -11,7 +11,6 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import trio
 
@@ -23,7 +22,13 @@ from navarch.clock import WallClock
 from navarch.daemon.link import Link
 from navarch.daemon.nodelog import NodeLog
 from navarch.model import GpuInfo, HealthEvent, HealthEventType
-from navarch.plugins.health_check import GpuBackend, GpuEvent, HealthCheck, NodeWatch
+from navarch.plugins.health_check import (
+    GpuBackend,
+    GpuEvent,
+    HealthCheck,
+    NodeWatch,
+    WatchingHealthCheck,
+)
 
 # The most health events held while the control plane is away; the oldest go first.
 MAX_UNSENT_EVENTS = 1000
@@ -59,7 +64,7 @@ class HealthReporter:
     def start(self, nursery: trio.Nursery, inventory: Sequence[GpuInfo]) -> None:
         """Starts the watching checks (or the GPU event stream) and the periodic report."""
         self._inventory = tuple(inventory)
-        watchers = [(n, c) for n, c in self._checks if hasattr(c, "watch")]
+        watchers = [(n, c) for n, c in self._checks if isinstance(c, WatchingHealthCheck)]
         for name, check in watchers:
             nursery.start_soon(self._watch_loop, name, check)
         if not watchers:
@@ -86,7 +91,7 @@ class HealthReporter:
                 self._queue([self._check_failed("gpu-events", "GPU event stream failed", exc)])
             await trio.sleep(EVENTS_RETRY)
 
-    async def _watch_loop(self, name: str, check: Any) -> None:
+    async def _watch_loop(self, name: str, check: WatchingHealthCheck) -> None:
         node = NodeWatch(
             gpus=self._backend,
             inventory=self._inventory,

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import Any
 
 import trio
 
 from navarch.api.inprocess import InProcessClient
-from navarch.controlplane import Caller
+from navarch.controlplane import Caller, ControlPlane
 from navarch.daemon.agent import Daemon, DaemonError
 from navarch.daemon.config import DaemonConfig
 from navarch.daemon.gpu import SimulatedGpus
@@ -40,7 +39,7 @@ class LocalMachine:
 class LocalMachines:
     """Boots simulated machines whose daemons run in `nursery` and call `service` in process."""
 
-    def __init__(self, service: Any, nursery: trio.Nursery) -> None:
+    def __init__(self, service: ControlPlane, nursery: trio.Nursery) -> None:
         self._service = service
         self._nursery = nursery
 

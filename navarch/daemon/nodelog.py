@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 log = logging.getLogger("navarch.daemon")
 
@@ -14,11 +13,11 @@ class NodeLog:
     def __init__(self, node_id: str) -> None:
         self._prefix = f"node {node_id}: "
 
-    def info(self, message: str, *args: Any) -> None:
+    def info(self, message: str, *args: object) -> None:
         log.info(self._prefix + message, *args)
 
-    def warning(self, message: str, *args: Any) -> None:
+    def warning(self, message: str, *args: object) -> None:
         log.warning(self._prefix + message, *args)
 
-    def exception(self, message: str, *args: Any) -> None:
+    def exception(self, message: str, *args: object) -> None:
         log.exception(self._prefix + message, *args)
