@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import trio
@@ -30,9 +30,11 @@ from navarch.api.wire import SERVICE_PATH
 from navarch.controlplane import ControlPlane
 from navarch.store import StoreError
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+# ASGI scopes and messages, read as mappings. A sent message is Any: each server declares its own
+# type for it (hypercorn's TypedDicts, httpx's dicts), and the app must fit them all.
+Scope = Mapping[str, Any]
+Receive = Callable[[], Awaitable[Mapping[str, Any]]]
+Send = Callable[[Any], Awaitable[None]]
 
 log = logging.getLogger("navarch.api")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import errno
 import socket
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import httpx
 
@@ -107,7 +107,7 @@ class ControlPlaneClient(Protocol):
 class Methods:
     """The typed methods of `ControlPlaneClient`, written once over `_call`."""
 
-    async def _call(self, method: str, request: Any, response_cls: type[R]) -> R:
+    async def _call(self, method: str, request: object, response_cls: type[R]) -> R:
         raise NotImplementedError
 
     async def register_node(self, request: m.RegisterNodeRequest) -> m.RegisterNodeResponse:
@@ -230,7 +230,7 @@ class HttpClient(Methods):
         )
 
     async def _call(
-        self, method: str, request: Any, response_cls: type[R], *, timeout: float | None = None
+        self, method: str, request: object, response_cls: type[R], *, timeout: float | None = None
     ) -> R:
         headers = {"Content-Type": "application/json"}
         if self._token:

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import attrs
 import cattrs
+from cattrs.dispatch import StructureHook, UnstructureHook
 from cattrs.errors import (
     AttributeValidationNote,
     BaseValidationError,
@@ -36,6 +37,7 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 from navarch.errors import NavarchError
 
 T = TypeVar("T")
+A = TypeVar("A", bound=attrs.AttrsInstance)
 
 # Connect error codes and the HTTP status each one travels with (connect-go's table).
 HTTP_STATUS: dict[str, int] = {
@@ -122,7 +124,7 @@ class _FieldError(ValueError):
     """A value that does not fit its field; the message says what was expected and what came."""
 
 
-def _show(value: Any) -> str:
+def _show(value: object) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -137,19 +139,19 @@ def _show(value: Any) -> str:
     return json.dumps(value)
 
 
-def _structure_str(value: Any, _: type) -> str:
+def _structure_str(value: object, _: type) -> str:
     if not isinstance(value, str):
         raise _FieldError(f"expected a string, got {_show(value)}")
     return value
 
 
-def _structure_bool(value: Any, _: type) -> bool:
+def _structure_bool(value: object, _: type) -> bool:
     if not isinstance(value, bool):
         raise _FieldError(f"expected true or false, got {_show(value)}")
     return value
 
 
-def _structure_int(value: Any, _: type) -> int:
+def _structure_int(value: object, _: type) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise _FieldError(f"expected an integer, got {_show(value)}")
     if not -(2**63) <= value < 2**63:
@@ -157,13 +159,13 @@ def _structure_int(value: Any, _: type) -> int:
     return value
 
 
-def _structure_float(value: Any, _: type) -> float:
+def _structure_float(value: object, _: type) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _FieldError(f"expected a number, got {_show(value)}")
     return float(value)
 
 
-def _structure_datetime(value: Any, _: type) -> datetime:
+def _structure_datetime(value: object, _: type) -> datetime:
     if not isinstance(value, str):
         raise _FieldError(f"expected an RFC 3339 timestamp string, got {_show(value)}")
     try:
@@ -177,20 +179,21 @@ def _structure_datetime(value: Any, _: type) -> datetime:
         ) from None
 
 
-def _is_tuple(t: Any) -> bool:
+def _is_tuple(t: object) -> bool:
     return typing.get_origin(t) is tuple
 
 
-def _is_dict(t: Any) -> bool:
+def _is_dict(t: object) -> bool:
     return typing.get_origin(t) is dict
 
 
-def _is_enum(t: Any) -> bool:
+def _is_enum(t: object) -> bool:
     return isinstance(t, type) and issubclass(t, enum.Enum)
 
 
-def _is_optional(t: Any) -> bool:
-    return typing.get_origin(t) in (typing.Union, types.UnionType) and type(None) in t.__args__
+def _is_optional(t: object) -> bool:
+    union = typing.get_origin(t) in (typing.Union, types.UnionType)
+    return union and type(None) in typing.get_args(t)
 
 
 def _make_converter(*, ignore_unknown_fields: bool) -> cattrs.Converter:
@@ -202,10 +205,10 @@ def _make_converter(*, ignore_unknown_fields: bool) -> cattrs.Converter:
     conv.register_structure_hook(datetime, _structure_datetime)
     conv.register_unstructure_hook(datetime, format_timestamp)
 
-    def enum_hook(cls: type[enum.Enum]) -> Any:
+    def enum_hook(cls: type[enum.Enum]) -> StructureHook:
         members = {m.value: m for m in cls}
 
-        def structure(value: Any, _: type) -> enum.Enum:
+        def structure(value: object, _: type) -> enum.Enum:
             member = members.get(value) if isinstance(value, str) else None
             if member is None:
                 raise _FieldError(f"expected one of {', '.join(members)}, got {_show(value)}")
@@ -213,20 +216,22 @@ def _make_converter(*, ignore_unknown_fields: bool) -> cattrs.Converter:
 
         return structure
 
-    def optional_hook(t: Any) -> Any:
+    # These factories get a type as a model spells it (`int | None`, `tuple[str, ...]`), for which
+    # there is no static type but Any.
+    def optional_hook(t: Any) -> StructureHook:
         (inner,) = [a for a in t.__args__ if a is not type(None)]
         inner_hook = conv.get_structure_hook(inner)
 
-        def structure(value: Any, _: type) -> Any:
+        def structure(value: object, _: type) -> object:
             return None if value is None else inner_hook(value, inner)
 
         return structure
 
-    def tuple_hook(t: Any) -> Any:
+    def tuple_hook(t: Any) -> StructureHook:
         elem = t.__args__[0]
         elem_hook = conv.get_structure_hook(elem)
 
-        def structure(value: Any, _: type) -> tuple[Any, ...]:
+        def structure(value: object, _: type) -> tuple[object, ...]:
             if not isinstance(value, list):
                 raise _FieldError(f"expected an array, got {_show(value)}")
             out, errors = [], []
@@ -242,11 +247,11 @@ def _make_converter(*, ignore_unknown_fields: bool) -> cattrs.Converter:
 
         return structure
 
-    def dict_hook(t: Any) -> Any:
+    def dict_hook(t: Any) -> StructureHook:
         _, value_type = t.__args__
         value_hook = conv.get_structure_hook(value_type)
 
-        def structure(value: Any, _: type) -> dict[str, Any]:
+        def structure(value: object, _: type) -> dict[str, object]:
             if not isinstance(value, dict):
                 raise _FieldError(f"expected an object, got {_show(value)}")
             out, errors = {}, []
@@ -262,15 +267,20 @@ def _make_converter(*, ignore_unknown_fields: bool) -> cattrs.Converter:
 
         return structure
 
-    def attrs_structure_hook(cls: type) -> Any:
+    def attrs_structure_hook(cls: type[A]) -> StructureHook:
         fields = attrs.fields(cls)
         renames = {a.name: override(rename=camel(a.name)) for a in fields}
         generated = make_dict_structure_fn(
-            cls, conv, _cattrs_forbid_extra_keys=False, _cattrs_detailed_validation=True, **renames
+            cls,
+            conv,
+            _cattrs_forbid_extra_keys=False,
+            _cattrs_detailed_validation=True,
+            # The keys are field names, but mypy also matches them to the _cattrs_ flags.
+            **renames,  # type: ignore[arg-type]
         )
         known = frozenset(camel(a.name) for a in fields)
 
-        def structure(value: Any, _: type) -> Any:
+        def structure(value: object, _: type) -> A:
             if not isinstance(value, dict):
                 raise _FieldError(f"expected an object, got {_show(value)}")
             if not ignore_unknown_fields and not known.issuperset(value):
@@ -279,9 +289,15 @@ def _make_converter(*, ignore_unknown_fields: bool) -> cattrs.Converter:
 
         return structure
 
-    def attrs_unstructure_hook(cls: type) -> Any:
+    def attrs_unstructure_hook(cls: type) -> UnstructureHook:
         renames = {a.name: override(rename=camel(a.name)) for a in attrs.fields(cls)}
-        return make_dict_unstructure_fn(cls, conv, _cattrs_omit_if_default=True, **renames)
+        return make_dict_unstructure_fn(
+            cls,
+            conv,
+            _cattrs_omit_if_default=True,
+            # The keys are field names, but mypy also matches them to the _cattrs_ flags.
+            **renames,  # type: ignore[arg-type]
+        )
 
     conv.register_structure_hook_factory(_is_enum, enum_hook)
     conv.register_structure_hook_factory(_is_optional, optional_hook)
@@ -292,7 +308,7 @@ def _make_converter(*, ignore_unknown_fields: bool) -> cattrs.Converter:
     return conv
 
 
-def _reject_unknown(value: dict[str, Any], known: frozenset[str]) -> None:
+def _reject_unknown(value: dict[str, object], known: frozenset[str]) -> None:
     key = next(k for k in value if k not in known)
     names = sorted(known)
     hint = [k for k in names if k.lower() == key.lower().replace("_", "")]
@@ -373,16 +389,16 @@ def _reject_constant(name: str) -> float:
     raise _FieldError(f"{name} is not valid JSON")
 
 
-def unstructure(obj: Any) -> Any:
+def unstructure(obj: object) -> Any:
     """The JSON-ready value of a wire model (dicts, lists, strings, numbers)."""
     return _strict.unstructure(obj)
 
 
-def encode(obj: Any) -> bytes:
+def encode(obj: object) -> bytes:
     return json.dumps(_strict.unstructure(obj), separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def structure(value: Any, cls: type[T]) -> T:
+def structure(value: object, cls: type[T]) -> T:
     """Builds `cls` from an already parsed JSON value, with the same checks as `decode`."""
     try:
         return _strict.structure(value, cls)

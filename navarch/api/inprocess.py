@@ -7,7 +7,7 @@ authorized and answered exactly as it would be over HTTP.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from navarch.api.client import Methods
 from navarch.api.methods import METHODS, authenticate, call
@@ -31,7 +31,7 @@ class InProcessClient(Methods):
     def set_token(self, token: str) -> None:
         self._caller, self._token = None, token
 
-    async def _call(self, method: str, request: Any, response_cls: type[R]) -> R:
+    async def _call(self, method: str, request: object, response_cls: type[R]) -> R:
         caller = self._caller
         if caller is None:
             caller = authenticate(self._service, f"Bearer {self._token}" if self._token else None)

@@ -31,14 +31,14 @@ HEALTH_STATUS, HEALTH_STATUS_IN = _enum_pair(
     model.HealthStatus, wire.HealthStatus, "HEALTH_STATUS_"
 )
 COMMAND_TYPE, COMMAND_TYPE_IN = _enum_pair(model.CommandType, wire.CommandType, "COMMAND_TYPE_")
-COMMAND_STATUS, _ = _enum_pair(model.CommandStatus, wire.CommandStatus, "COMMAND_STATUS_")
+COMMAND_STATUS = _enum_pair(model.CommandStatus, wire.CommandStatus, "COMMAND_STATUS_")[0]
 COMMAND_RESULT, COMMAND_RESULT_IN = _enum_pair(
     model.CommandResult, wire.CommandResult, "COMMAND_RESULT_"
 )
 EVENT_TYPE, EVENT_TYPE_IN = _enum_pair(
     model.HealthEventType, wire.HealthEventType, "HEALTH_EVENT_TYPE_"
 )
-STEP, _ = _enum_pair(model.RemediationStep, wire.RemediationStep, "REMEDIATION_STEP_")
+STEP = _enum_pair(model.RemediationStep, wire.RemediationStep, "REMEDIATION_STEP_")[0]
 
 
 def gpu_info_to_wire(gpu: model.GpuInfo) -> wire.GpuInfo:

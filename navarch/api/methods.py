@@ -12,7 +12,7 @@ request's `node_id` (or the admin token); "register" (RegisterNode) also takes t
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from attrs import frozen
 
@@ -30,15 +30,17 @@ from navarch.errors import (
 )
 
 Access = Literal["admin", "node", "register"]
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
 
 
 @frozen
-class Method:
+class Method(Generic[Req, Resp]):
     name: str
-    request: type
-    response: type
+    request: type[Req]
+    response: type[Resp]
     access: Access
-    handler: Callable[[ControlPlane, Any, Caller], Awaitable[Any]]
+    handler: Callable[[ControlPlane, Req, Caller], Awaitable[Resp]]
 
     @property
     def python_name(self) -> str:
@@ -46,7 +48,8 @@ class Method:
         return "".join("_" + c.lower() if c.isupper() else c for c in self.name).lstrip("_")
 
 
-METHODS: dict[str, Method] = {
+# Each method's request and reply types differ; `Method(...)` checks that its handler fits them.
+METHODS: dict[str, Method[Any, Any]] = {
     method.name: method
     for method in (
         Method(
@@ -159,7 +162,7 @@ def authenticate(cp: ControlPlane, authorization: str | None) -> Caller:
         raise api_error(exc) from None
 
 
-async def call(cp: ControlPlane, method: Method, request: Any, caller: Caller) -> Any:
+async def call(cp: ControlPlane, method: Method[Req, Resp], request: Req, caller: Caller) -> Resp:
     """Authorizes `caller` for the method and runs it; domain errors become Connect errors."""
     try:
         cp.auth.authorize(caller, method.access, method.name, getattr(request, "node_id", ""))

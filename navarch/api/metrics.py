@@ -110,7 +110,8 @@ class ApiMetrics:
     """The registry behind `/metrics`, and the per-request measurements the app makes."""
 
     def __init__(self, control_plane: ControlPlane) -> None:
-        prometheus_client.disable_created_metrics()
+        # prometheus_client leaves this one function unannotated.
+        prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()
         latency = Histogram(
             "navarch_api_request_duration_seconds",

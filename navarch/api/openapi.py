@@ -10,7 +10,6 @@ from __future__ import annotations
 import enum
 import typing
 from datetime import datetime
-from typing import Any
 
 import attrs
 
@@ -22,7 +21,7 @@ from navarch.api.wire import SERVICE_PATH
 _ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,253}$"
 _DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"
 # Fields whose values the service checks beyond their JSON type.
-_FIELD_RULES: dict[str, dict[str, Any]] = {
+_FIELD_RULES: dict[str, dict[str, object]] = {
     "node_id": {"pattern": _ID_PATTERN},
     "command_id": {"pattern": _ID_PATTERN},
     "wait": {"pattern": _DURATION_PATTERN},
@@ -32,7 +31,7 @@ _FIELD_RULES: dict[str, dict[str, Any]] = {
 
 class _Schemas:
     def __init__(self) -> None:
-        self.components: dict[str, Any] = {
+        self.components: dict[str, object] = {
             "ConnectError": {
                 "type": "object",
                 "required": ["code", "message"],
@@ -43,24 +42,24 @@ class _Schemas:
             }
         }
 
-    def ref(self, cls: type) -> dict[str, Any]:
+    def ref(self, cls: type) -> dict[str, object]:
         name = cls.__name__
         if name not in self.components:
             self.components[name] = {}  # reserved first: models may refer to themselves
             self.components[name] = self._object(cls)
         return {"$ref": f"#/components/schemas/{name}"}
 
-    def _object(self, cls: type) -> dict[str, Any]:
+    def _object(self, cls: type) -> dict[str, object]:
         hints = typing.get_type_hints(cls)
         properties, required = {}, []
         for field in attrs.fields(cls):
-            schema = self.of(hints[field.name])
-            if field.name in _FIELD_RULES and schema.get("type") in ("string", "integer"):
-                schema = {**schema, **_FIELD_RULES[field.name]}
-            properties[camel(field.name)] = schema
+            field_schema = self.of(hints[field.name])
+            if field.name in _FIELD_RULES and field_schema.get("type") in ("string", "integer"):
+                field_schema = {**field_schema, **_FIELD_RULES[field.name]}
+            properties[camel(field.name)] = field_schema
             if field.default is attrs.NOTHING:
                 required.append(camel(field.name))
-        schema: dict[str, Any] = {"type": "object", "properties": properties}
+        schema: dict[str, object] = {"type": "object", "properties": properties}
         if required:
             schema["required"] = required
         if cls.__doc__ and not cls.__doc__.startswith(f"{cls.__name__}("):
@@ -68,7 +67,7 @@ class _Schemas:
         schema["additionalProperties"] = False
         return schema
 
-    def of(self, hint: Any) -> dict[str, Any]:
+    def of(self, hint: object) -> dict[str, object]:
         origin = typing.get_origin(hint)
         args = typing.get_args(hint)
         if hint is str:
@@ -90,19 +89,19 @@ class _Schemas:
         if type(None) in args:
             (inner,) = [a for a in args if a is not type(None)]
             return {"anyOf": [self.of(inner), {"type": "null"}]}
-        if attrs.has(hint):
+        if isinstance(hint, type) and attrs.has(hint):
             return self.ref(hint)
         raise TypeError(f"no JSON schema for {hint!r}")
 
 
-def openapi_document() -> dict[str, Any]:
+def openapi_document() -> dict[str, object]:
     """The description of every API method, and of the plain endpoints."""
     schemas = _Schemas()
     error = {
         "description": "A Connect error.",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ConnectError"}}},
     }
-    paths: dict[str, Any] = {}
+    paths: dict[str, object] = {}
     for method, entry in METHODS.items():
         request_cls, response_cls, access = entry.request, entry.response, entry.access
         who = {
