@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
@@ -20,6 +19,7 @@ from navarch.plugins import (
     ConfigValueError,
     PluginTable,
     Recommendation,
+    Register,
     ScalingState,
     ask,
     hookimpl,
@@ -42,7 +42,7 @@ class ReactiveSettings:
     step: int = field(default=1, validator=validators.at_least(1))
 
     @scale_down_at.validator
-    def _below_up(self, _attribute: attrs.Attribute, value: float) -> None:
+    def _below_up(self, _attribute: attrs.Attribute[float], value: float) -> None:
         if value >= self.scale_up_at:
             raise ConfigValueError(
                 f"scale_down_at: expected less than scale_up_at ({self.scale_up_at:g}), "
@@ -92,7 +92,7 @@ class TargetSettings:
     tolerance: float = field(default=0.1)
 
     @target_value.validator
-    def _check_target(self, _attribute: attrs.Attribute, value: float) -> None:
+    def _check_target(self, _attribute: attrs.Attribute[float], value: float) -> None:
         if self.metric == "utilization" and not 0 < value <= 100:
             raise ConfigValueError(
                 f"target_value: expected a percent above 0 and at most 100, got {value:g}"
@@ -101,7 +101,7 @@ class TargetSettings:
             raise ConfigValueError(f"target_value: expected a number above 0, got {value:g}")
 
     @tolerance.validator
-    def _check_tolerance(self, _attribute: attrs.Attribute, value: float) -> None:
+    def _check_tolerance(self, _attribute: attrs.Attribute[float], value: float) -> None:
         if not 0 <= value < 1:
             raise ConfigValueError(
                 f"tolerance: expected a fraction from 0 up to (not including) 1, got {value:g}"
@@ -177,7 +177,7 @@ class QueueAutoscaler:
         )
 
 
-def _check_zone(_inst: Any, attribute: attrs.Attribute, value: str) -> None:
+def _check_zone(_inst: object, attribute: attrs.Attribute[str], value: str) -> None:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
@@ -242,7 +242,7 @@ class PredictiveSettings:
     base: PluginTable | None = None
 
     @target_utilization.validator
-    def _check_target(self, _attribute: attrs.Attribute, value: float) -> None:
+    def _check_target(self, _attribute: attrs.Attribute[float], value: float) -> None:
         if not 0 < value <= 100:
             raise ConfigValueError(
                 f"target_utilization: expected a percent above 0 and at most 100, got {value:g}"
@@ -345,7 +345,7 @@ class CompositeAutoscaler:
 
 
 @hookimpl
-def navarch_autoscalers(register: Any) -> None:
+def navarch_autoscalers(register: Register) -> None:
     register("reactive", ReactiveAutoscaler)
     register("target", TargetAutoscaler)
     register("queue", QueueAutoscaler)

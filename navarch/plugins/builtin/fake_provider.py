@@ -12,7 +12,6 @@ import random
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import attrs
 from attrs import field, frozen
@@ -27,6 +26,7 @@ from navarch.plugins import (
     ProviderContext,
     ProviderError,
     ProvisionRequest,
+    Register,
     SimulatedMachine,
     TransientError,
     hookimpl,
@@ -191,5 +191,5 @@ class FakeProvider:
 
 
 @hookimpl
-def navarch_providers(register: Any) -> None:
+def navarch_providers(register: Register) -> None:
     register("fake", FakeProvider)

@@ -12,12 +12,11 @@ httpx is imported where it is used: every navarch command loads the built-in plu
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 import attrs
 from attrs import frozen
 
-from navarch.plugins import hookimpl, validators
+from navarch.plugins import Register, hookimpl, validators
 
 
 @frozen(kw_only=True)
@@ -30,7 +29,7 @@ class HttpJsonSettings:
     timeout: timedelta = attrs.field(default=timedelta(seconds=5), validator=validators.positive)
 
 
-def pick(document: Any, path: str) -> Any:
+def pick(document: object, path: str) -> object:
     """The value at the dotted `path` of a parsed JSON document."""
     value = document
     walked: list[str] = []
@@ -45,7 +44,7 @@ def pick(document: Any, path: str) -> Any:
     return value
 
 
-def as_depth(value: Any, path: str) -> int | None:
+def as_depth(value: object, path: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, float) and value.is_integer():
@@ -72,5 +71,5 @@ class HttpJsonSource:
 
 
 @hookimpl
-def navarch_metrics_sources(register: Any) -> None:
+def navarch_metrics_sources(register: Register) -> None:
     register("http-json", HttpJsonSource)

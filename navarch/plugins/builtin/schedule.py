@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, tzinfo
 
 import attrs
 from attrs import field, frozen
@@ -37,7 +36,9 @@ def clock_minutes(text: str) -> int:
     return hours * 60 + minutes
 
 
-def _check_days(_inst: Any, _attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
+def _check_days(
+    _inst: object, _attribute: attrs.Attribute[tuple[str, ...]], value: tuple[str, ...]
+) -> None:
     for day in value:
         if day.lower() not in DAYS:
             raise ConfigValueError(
@@ -45,7 +46,7 @@ def _check_days(_inst: Any, _attribute: attrs.Attribute, value: tuple[str, ...])
             )
 
 
-def _check_clock(_inst: Any, attribute: attrs.Attribute, value: str) -> None:
+def _check_clock(_inst: object, attribute: attrs.Attribute[str], value: str) -> None:
     last = "24:00" if attribute.name == "end" else "23:59"
     try:
         minutes = clock_minutes(value)
@@ -57,7 +58,7 @@ def _check_clock(_inst: Any, attribute: attrs.Attribute, value: str) -> None:
         )
 
 
-def _check_count(_inst: Any, attribute: attrs.Attribute, value: int | None) -> None:
+def _check_count(_inst: object, attribute: attrs.Attribute[int | None], value: int | None) -> None:
     if value is not None and value < 0:
         raise ConfigValueError(f"{attribute.name}: expected at least 0, got {value}")
 
@@ -73,7 +74,7 @@ class ScheduleWindow:
     max_nodes: int | None = field(default=None, validator=_check_count)
 
     @end.validator
-    def _not_start(self, _attribute: attrs.Attribute, value: str) -> None:
+    def _not_start(self, _attribute: attrs.Attribute[str], value: str) -> None:
         if clock_minutes(value) == clock_minutes(self.start):
             raise ConfigValueError(
                 f'end: expected a time other than start ("{self.start}"); '
@@ -81,7 +82,7 @@ class ScheduleWindow:
             )
 
     @max_nodes.validator
-    def _above_min(self, _attribute: attrs.Attribute, value: int | None) -> None:
+    def _above_min(self, _attribute: attrs.Attribute[int | None], value: int | None) -> None:
         if value is not None and self.min_nodes is not None and value < self.min_nodes:
             raise ConfigValueError(
                 f"max_nodes: expected at least min_nodes ({self.min_nodes}), got {value}"
@@ -103,9 +104,9 @@ class ScheduleWindow:
 
 
 def active_window(
-    windows: Sequence[ScheduleWindow], now: datetime, zone: Any
+    windows: Sequence[ScheduleWindow], now: datetime, zone: tzinfo
 ) -> ScheduleWindow | None:
-    """The first window active at `now` in `zone` (a tzinfo); a naive `now` is read as UTC."""
+    """The first window active at `now` in `zone`; a naive `now` is read as UTC."""
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     local = now.astimezone(zone)

@@ -8,9 +8,8 @@ blocked ones. Ties keep the configured order.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from navarch.plugins import Candidate, ProvisionRequest, hookimpl
+from navarch.plugins import Candidate, ProvisionRequest, Register, hookimpl
 
 
 class PrioritySelector:
@@ -80,7 +79,7 @@ class AvailabilitySelector:
 
 
 @hookimpl
-def navarch_selectors(register: Any) -> None:
+def navarch_selectors(register: Register) -> None:
     register("priority", PrioritySelector)
     register("round-robin", RoundRobinSelector)
     register("cost", CostSelector)

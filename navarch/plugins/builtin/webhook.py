@@ -19,11 +19,14 @@ import json
 import logging
 import os
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 from attrs import field, frozen
 
-from navarch.plugins import Event, NavarchError, event_document, hookimpl, validators
+from navarch.plugins import Event, NavarchError, Register, event_document, hookimpl, validators
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("navarch.notifiers.webhook")
 
@@ -97,7 +100,7 @@ class WebhookNotifier:
             async for body in self._receive:
                 await self._deliver(client, body)
 
-    async def _deliver(self, client: Any, body: bytes) -> None:
+    async def _deliver(self, client: httpx.AsyncClient, body: bytes) -> None:
         import trio
 
         headers = {"Content-Type": "application/json", "User-Agent": "navarch"}
@@ -132,5 +135,5 @@ class WebhookNotifier:
 
 
 @hookimpl
-def navarch_notifiers(register: Any) -> None:
+def navarch_notifiers(register: Register) -> None:
     register("webhook", WebhookNotifier)

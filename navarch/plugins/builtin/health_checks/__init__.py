@@ -14,9 +14,7 @@ plugin loads, so that `navarch --help` stays fast.
 
 from __future__ import annotations
 
-from typing import Any
-
-from navarch.plugins import hookimpl
+from navarch.plugins import Register, hookimpl
 from navarch.plugins.builtin.health_checks.boot import BootCheck, BootCheckSettings
 from navarch.plugins.builtin.health_checks.gpu import GpuCheck, GpuCheckSettings
 from navarch.plugins.builtin.health_checks.xid import KMSG_POSITION_FILE, XidCheck, XidCheckSettings
@@ -33,7 +31,7 @@ __all__ = [
 
 
 @hookimpl
-def navarch_health_checks(register: Any) -> None:
+def navarch_health_checks(register: Register) -> None:
     register("gpu", GpuCheck)
     register("boot", BootCheck)
     register("xid", XidCheck)

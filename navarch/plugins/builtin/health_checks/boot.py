@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 import attrs
 from attrs import field, frozen
 
 from navarch.plugins import HealthEvent, HealthEventType, WallClock, validators
 from navarch.plugins.builtin.health_checks.repeats import Repeats
+
+if TYPE_CHECKING:
+    from navarch.plugins.telemetry import GpuSample
 
 
 def _utc_now() -> datetime:
@@ -39,7 +42,7 @@ class BootCheck:
         self._repeats = Repeats(settings.repeat_every.total_seconds())
         self._wall_clock = wall_clock
 
-    def run(self, gpus: Sequence[Any]) -> list[HealthEvent]:
+    def run(self, gpus: Sequence[GpuSample]) -> list[HealthEvent]:
         count = len(gpus)
         if self._expected is None and count:
             self._expected = count

@@ -9,12 +9,15 @@ from __future__ import annotations
 import collections
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 from attrs import field, frozen
 
 from navarch.plugins import HealthEvent, HealthEventType, WallClock, validators
 from navarch.plugins.builtin.health_checks.repeats import Repeats
+
+if TYPE_CHECKING:
+    from navarch.plugins.telemetry import GpuSample
 
 T = HealthEventType
 
@@ -65,14 +68,14 @@ class GpuCheck:
         self._reset_required = Return.RESET_REQUIRED
         self._repeats = Repeats(settings.repeat_every.total_seconds())
         self._wall_clock = wall_clock
-        self._previous: dict[str, tuple[Any, float]] = {}  # key -> (sample, trio time)
+        self._previous: dict[str, tuple[GpuSample, float]] = {}  # key -> (sample, trio time)
         # key -> the sample that found nothing and left no condition to repeat. The same sample
         # again (a simulated GPU whose readings did not change) would find nothing again.
-        self._quiet: dict[str, Any] = {}
+        self._quiet: dict[str, GpuSample] = {}
         self._links_up: dict[str, set[int]] = collections.defaultdict(set)
         self._pci: dict[int, str] = {}
 
-    def run(self, gpus: Sequence[Any]) -> list[HealthEvent]:
+    def run(self, gpus: Sequence[GpuSample]) -> list[HealthEvent]:
         import trio
 
         now = trio.current_time()
@@ -116,13 +119,15 @@ class GpuCheck:
 class _Found:
     """The events of one GPU's sample."""
 
-    def __init__(self, check: GpuCheck, sample: Any, key: str) -> None:
+    def __init__(self, check: GpuCheck, sample: GpuSample, key: str) -> None:
         self.check = check
         self.sample = sample
         self.key = key
         self.events: list[HealthEvent] = []
 
-    def due(self, kind: str, *, ongoing: bool, news: bool = False, signature: Any = None) -> bool:
+    def due(
+        self, kind: str, *, ongoing: bool, news: bool = False, signature: object = None
+    ) -> bool:
         return self.check._repeats.due(
             (self.key, kind), ongoing=ongoing, news=news, signature=signature
         )
@@ -206,13 +211,13 @@ class _Found:
             metrics,
         )
 
-    def ecc(self, previous: Any) -> None:
+    def ecc(self, previous: GpuSample | None) -> None:
         s = self.sample
         sbe, dbe = s.ecc_corrected_volatile, s.ecc_uncorrected_volatile
         if sbe is None and dbe is None:
             return
-        sbe_delta = _increase(sbe, previous and previous.ecc_corrected_volatile)
-        dbe_delta = _increase(dbe, previous and previous.ecc_uncorrected_volatile)
+        sbe_delta = _increase(sbe, previous.ecc_corrected_volatile if previous else None)
+        dbe_delta = _increase(dbe, previous.ecc_uncorrected_volatile if previous else None)
         ongoing = bool(dbe)
         if not self.due(
             "ecc", ongoing=ongoing, news=bool(sbe_delta or dbe_delta), signature=(sbe, dbe)
@@ -232,7 +237,7 @@ class _Found:
             message = f"{sbe_delta} new correctable ECC errors"
         self.add(T.ECC, message, metrics)
 
-    def remapped_rows(self, previous: Any) -> None:
+    def remapped_rows(self, previous: GpuSample | None) -> None:
         s = self.sample
         if s.remapped_rows_failure is None:
             return
@@ -260,7 +265,7 @@ class _Found:
             message = f"{uncorrectable} rows remapped for uncorrectable errors"
         self.add(T.REMAPPED_ROWS, message, metrics)
 
-    def retired_pages(self, previous: Any) -> None:
+    def retired_pages(self, previous: GpuSample | None) -> None:
         s = self.sample
         if s.retired_pages_sbe is None and s.retired_pages_dbe is None:
             return
@@ -300,7 +305,7 @@ class _Found:
             {"links": listed},
         )
 
-    def pcie(self, previous: tuple[Any, float] | None, now: float) -> None:
+    def pcie(self, previous: tuple[GpuSample, float] | None, now: float) -> None:
         counter = self.sample.pcie_replay_counter
         if previous is None or counter is None:
             return

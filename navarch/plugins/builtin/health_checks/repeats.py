@@ -6,8 +6,6 @@ condition starts or changes, and often enough after that to keep its verdict.
 
 from __future__ import annotations
 
-from typing import Any
-
 
 class Repeats:
     """Decides when a condition is worth an event.
@@ -20,9 +18,9 @@ class Repeats:
 
     def __init__(self, every: float) -> None:
         self._every = every
-        self._last: dict[tuple[Any, ...], tuple[Any, float]] = {}
+        self._last: dict[tuple[str, ...], tuple[object, float]] = {}
 
-    def due(self, key: tuple[Any, ...], *, ongoing: bool, news: bool, signature: Any) -> bool:
+    def due(self, key: tuple[str, ...], *, ongoing: bool, news: bool, signature: object) -> bool:
         import trio
 
         if not (ongoing or news):
@@ -35,6 +33,6 @@ class Repeats:
             return True
         return False
 
-    def holds(self, first: Any) -> bool:
+    def holds(self, first: str) -> bool:
         """Whether any condition whose key starts with `first` may be reported again."""
         return any(key[0] == first for key in self._last)

@@ -12,11 +12,23 @@ import math
 import os
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 from attrs import field, frozen
 
-from navarch.plugins import GpuInfo, HealthEvent, HealthEventType, NavarchError, validators
+from navarch.plugins import (
+    GpuBackend,
+    GpuEvent,
+    GpuInfo,
+    HealthEvent,
+    HealthEventType,
+    NavarchError,
+    NodeWatch,
+    validators,
+)
+
+if TYPE_CHECKING:
+    from navarch.plugins.telemetry import XidEvent
 
 log = logging.getLogger("navarch.daemon")
 
@@ -54,7 +66,7 @@ class XidCheck:
     def __init__(self, settings: XidCheckSettings) -> None:
         self.settings = settings
 
-    async def watch(self, node: Any) -> None:
+    async def watch(self, node: NodeWatch) -> None:
         import trio
 
         merger = _Merger(node, self.settings.merge_window.total_seconds())
@@ -65,12 +77,12 @@ class XidCheck:
             nursery.start_soon(merger.flush_loop)
             await node.gpus.watch_events(merger.gpu_events)
 
-    def _reads_kmsg(self, gpus: Any) -> bool:
+    def _reads_kmsg(self, gpus: GpuBackend) -> bool:
         if self.settings.kmsg is not None:
             return self.settings.kmsg
         return bool(gpus.hardware)
 
-    async def _kmsg_loop(self, node: Any, merger: _Merger) -> None:
+    async def _kmsg_loop(self, node: NodeWatch, merger: _Merger) -> None:
         import trio
 
         reported = ""
@@ -100,7 +112,7 @@ class XidCheck:
                 )
             await trio.sleep(KMSG_RETRY)
 
-    async def _read_kmsg(self, node: Any, merger: _Merger) -> None:
+    async def _read_kmsg(self, node: NodeWatch, merger: _Merger) -> None:
         import trio
 
         from navarch.plugins.telemetry import KmsgReader, ResumePosition
@@ -137,7 +149,7 @@ class _Merger:
     reported.
     """
 
-    def __init__(self, node: Any, window: float) -> None:
+    def __init__(self, node: NodeWatch, window: float) -> None:
         import trio
 
         from navarch.plugins.telemetry import normalize_bus_id
@@ -171,7 +183,7 @@ class _Merger:
         if not active:
             self._changed.set()  # NVML events held for the kernel log go out now
 
-    def gpu_events(self, events: Sequence[Any]) -> None:
+    def gpu_events(self, events: Sequence[GpuEvent]) -> None:
         import trio
 
         now = trio.current_time()
@@ -206,7 +218,7 @@ class _Merger:
                 out.append(event)
         self._send(out)
 
-    def kmsg_xid(self, xid: Any) -> None:
+    def kmsg_xid(self, xid: XidEvent) -> None:
         import trio
 
         from navarch.plugins.telemetry import RecoveryAction
