@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from navarch.telemetry import _native, kmsg, xid
+from navarch.telemetry import _native, records
 
 ffi, lib = _native.loaded()
 
@@ -29,18 +29,18 @@ def _ascii(field: _native.CChars) -> str:
 
 
 def _event(
-    x: _native.Xid, text: bytes, source: xid.XidSource, seq: int | None, ts_usec: int | None
-) -> xid.XidEvent:
+    x: _native.Xid, text: bytes, source: records.XidSource, seq: int | None, ts_usec: int | None
+) -> records.XidEvent:
     action = nvlink5 = None
     if x.has_action:
-        action = xid.RecoveryActionChange(
+        action = records.RecoveryActionChange(
             old=x.action_old,
             old_name=_ascii(x.action_old_name),
             new=x.action_new,
             new_name=_ascii(x.action_new_name),
         )
     if x.has_nvlink:
-        nvlink5 = xid.NvLink5Error(
+        nvlink5 = records.NvLink5Error(
             unit=_ascii(x.nvl_unit),
             fatal=bool(x.nvl_fatal),
             containment=x.nvl_containment,
@@ -50,7 +50,7 @@ def _event(
         )
     name = ffi.string(x.name)
     off = x.detail_off
-    return xid.XidEvent(
+    return records.XidEvent(
         code=x.code,
         pci_bus_id=_ascii(x.pci_bus_id),
         pci_raw=_ascii(x.pci_raw),
@@ -66,18 +66,18 @@ def _event(
     )
 
 
-def parse_xid(text: bytes, *, source: xid.XidSource = "text") -> xid.XidEvent | None:
+def parse_xid(text: bytes, *, source: records.XidSource = "text") -> records.XidEvent | None:
     out = ffi.new("navarch_xid *")
     if not lib.navarch_xid_parse(text, len(text), out):
         return None
     return _event(out, text, source, None, None)
 
 
-def _record(rec: _native.KmsgRecord) -> kmsg.KmsgRecord:
+def _record(rec: _native.KmsgRecord) -> records.KmsgRecord:
     text = ffi.unpack(rec.text, rec.text_len)
     seq = rec.seq
     ts_usec = rec.ts_usec
-    return kmsg.KmsgRecord(
+    return records.KmsgRecord(
         seq=seq,
         ts_usec=ts_usec,
         facility=rec.facility,
@@ -89,7 +89,7 @@ def _record(rec: _native.KmsgRecord) -> kmsg.KmsgRecord:
     )
 
 
-def parse_record(rec: bytes, *, trust_user: bool = False) -> kmsg.KmsgRecord | None:
+def parse_record(rec: bytes, *, trust_user: bool = False) -> records.KmsgRecord | None:
     out = ffi.new("navarch_kmsg_record *")
     if not lib.navarch_kmsg_parse_record(rec, len(rec), int(trust_user), out):
         return None
@@ -125,10 +125,10 @@ class Drain:
         self._r.has_last = 1
         self._r.last_seq = seq
 
-    def stats(self) -> kmsg.KmsgStats:
-        return kmsg.KmsgStats.read_from(self._r)
+    def stats(self) -> records.KmsgStats:
+        return records.KmsgStats.read_from(self._r)
 
-    def drain(self, cap: int, *, only_xid: bool = False) -> tuple[int, list[kmsg.KmsgRecord]]:
+    def drain(self, cap: int, *, only_xid: bool = False) -> tuple[int, list[records.KmsgRecord]]:
         if cap > self._cap:
             self._out = ffi.new("navarch_kmsg_record[]", cap)
             self._cap = cap

@@ -6,8 +6,7 @@ import functools
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from navarch.telemetry.kmsg import KmsgRecord, KmsgStats
-    from navarch.telemetry.xid import XidEvent, XidSource
+    from navarch.telemetry.records import KmsgRecord, KmsgStats, XidEvent, XidSource
 
 
 class Drain(Protocol):

@@ -12,7 +12,7 @@ import os
 import re
 from typing import NamedTuple
 
-from navarch.telemetry import kmsg, xid
+from navarch.telemetry import records
 
 BACKEND = "python"
 TEXT_LEN = 1024  # NAVARCH_KMSG_TEXT_LEN
@@ -100,11 +100,11 @@ def _detail_end(text: bytes, start: int) -> int:
 def parse_xid(
     text: bytes,
     *,
-    source: xid.XidSource = "text",
+    source: records.XidSource = "text",
     seq: int | None = None,
     ts_usec: int | None = None,
     clip: int | None = None,
-) -> xid.XidEvent | None:
+) -> records.XidEvent | None:
     """The first XID line in `text`; `clip` bounds the message as a record's stored text does."""
     p = text.find(b"NVRM: ")
     while p >= 0:
@@ -136,22 +136,22 @@ def parse_xid(
 def _event(
     text: bytes,
     found: _Found,
-    source: xid.XidSource,
+    source: records.XidSource,
     seq: int | None,
     ts_usec: int | None,
     clip: int | None,
-) -> xid.XidEvent:
+) -> records.XidEvent:
     code, (raw, bus_id), detail, pid, name, end, inferred = found
     action = nvlink5 = None
     if code == 154 and (m := _ACTION.match(text, detail, end)):
-        action = xid.RecoveryActionChange(
+        action = records.RecoveryActionChange(
             old=int(m.group(1), 16),
             old_name=m.group(2).decode("ascii"),
             new=int(m.group(3), 16),
             new_name=m.group(4).decode("ascii"),
         )
     elif 144 <= code <= 150 and (m := _NVLINK5.match(text, detail, end)):
-        nvlink5 = xid.NvLink5Error(
+        nvlink5 = records.NvLink5Error(
             unit=m.group(1).decode("ascii"),
             fatal=m.group(2) == b"Fatal",
             containment=int(m.group(3)),
@@ -161,7 +161,7 @@ def _event(
         )
     if clip is not None:
         end = min(end, clip)
-    return xid.XidEvent(
+    return records.XidEvent(
         code=code,
         pci_bus_id=bus_id,
         pci_raw=raw,
@@ -207,9 +207,9 @@ def _header(rec: bytes) -> tuple[int, int, int, int, bytes] | None:
 
 
 def _record(
-    prio: int, seq: int, ts_usec: int, flag: int, msg: bytes, event: xid.XidEvent | None
-) -> kmsg.KmsgRecord:
-    return kmsg.KmsgRecord(
+    prio: int, seq: int, ts_usec: int, flag: int, msg: bytes, event: records.XidEvent | None
+) -> records.KmsgRecord:
+    return records.KmsgRecord(
         seq=seq,
         ts_usec=ts_usec,
         facility=prio >> 3,
@@ -221,13 +221,15 @@ def _record(
     )
 
 
-def _xid_of(prio: int, seq: int, ts_usec: int, msg: bytes, trust_user: bool) -> xid.XidEvent | None:
+def _xid_of(
+    prio: int, seq: int, ts_usec: int, msg: bytes, trust_user: bool
+) -> records.XidEvent | None:
     if (prio >> 3 == 0 or trust_user) and b"NVRM: " in msg:
         return parse_xid(msg, source="kmsg", seq=seq, ts_usec=ts_usec, clip=TEXT_LEN - 1)
     return None
 
 
-def parse_record(rec: bytes, *, trust_user: bool = False) -> kmsg.KmsgRecord | None:
+def parse_record(rec: bytes, *, trust_user: bool = False) -> records.KmsgRecord | None:
     """One kmsg record, or None when `rec` is not one."""
     parts = _header(rec)
     if parts is None:
@@ -255,19 +257,19 @@ class Drain:
         self._skip_through = seq
         self.last_seq = seq
 
-    def stats(self) -> kmsg.KmsgStats:
-        return kmsg.KmsgStats.read_from(self)
+    def stats(self) -> records.KmsgStats:
+        return records.KmsgStats.read_from(self)
 
-    def drain(self, cap: int, *, only_xid: bool = False) -> tuple[int, list[kmsg.KmsgRecord]]:
+    def drain(self, cap: int, *, only_xid: bool = False) -> tuple[int, list[records.KmsgRecord]]:
         """Reads until the source has nothing ready, `cap` records are kept, or a stream ends."""
-        out: list[kmsg.KmsgRecord] = []
+        out: list[records.KmsgRecord] = []
         if cap == 0:
             return FULL, out
         if self.mode == MODE_DEVICE:
             return self._drain_device(cap, only_xid, out)
         return self._drain_stream(cap, only_xid, out)
 
-    def _take(self, rec: bytes, only_xid: bool, out: list[kmsg.KmsgRecord]) -> None:
+    def _take(self, rec: bytes, only_xid: bool, out: list[records.KmsgRecord]) -> None:
         parts = _header(rec)
         if parts is None:
             self.malformed += 1
@@ -289,8 +291,8 @@ class Drain:
             out.append(_record(prio, seq, ts_usec, flag, msg, event))
 
     def _drain_device(
-        self, cap: int, only_xid: bool, out: list[kmsg.KmsgRecord]
-    ) -> tuple[int, list[kmsg.KmsgRecord]]:
+        self, cap: int, only_xid: bool, out: list[records.KmsgRecord]
+    ) -> tuple[int, list[records.KmsgRecord]]:
         size = min(self.read_size, BUF_LEN)
         while len(out) < cap:
             try:
@@ -313,14 +315,14 @@ class Drain:
             self._take(rec, only_xid, out)
         return FULL, out
 
-    def _line(self, line: bytes, only_xid: bool, out: list[kmsg.KmsgRecord]) -> None:
+    def _line(self, line: bytes, only_xid: bool, out: list[records.KmsgRecord]) -> None:
         # Blank lines and the " KEY=value" dictionary lines that follow a record are not records.
         if line and line[0] != 0x20:
             self._take(line, only_xid, out)
 
     def _drain_stream(
-        self, cap: int, only_xid: bool, out: list[kmsg.KmsgRecord]
-    ) -> tuple[int, list[kmsg.KmsgRecord]]:
+        self, cap: int, only_xid: bool, out: list[records.KmsgRecord]
+    ) -> tuple[int, list[records.KmsgRecord]]:
         buf = self._buf
         start = 0
         while True:

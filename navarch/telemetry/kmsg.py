@@ -23,7 +23,18 @@ import trio
 
 from navarch.errors import NavarchError
 from navarch.telemetry import _kmsg_engine
-from navarch.telemetry.xid import XidEvent
+from navarch.telemetry.records import KmsgRecord, KmsgStats, XidEvent
+
+__all__ = [
+    "BOOT_ID_PATH",
+    "DEVICE",
+    "KmsgReader",
+    "KmsgRecord",
+    "KmsgStats",
+    "ResumePosition",
+    "read_boot_id",
+    "scan_log",
+]
 
 DEVICE = "/dev/kmsg"
 BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
@@ -34,34 +45,6 @@ _MULTILINE_CLOSING = b"fallen off the bus and is not responding"
 
 def read_boot_id() -> str:
     return Path(BOOT_ID_PATH).read_text().strip()
-
-
-@attrs.frozen
-class KmsgRecord:
-    seq: int
-    ts_usec: int  # microseconds since boot
-    facility: int  # 0 is the kernel; userspace writes land in 1 (user) and above
-    level: int
-    flag: str  # "-", or "c" for a continuation fragment
-    text: str  # the message, escaped as the kernel escapes it (\xNN); at most 1023 bytes
-    truncated: bool
-    xid: XidEvent | None  # set only for kernel-facility records
-
-
-@attrs.frozen
-class KmsgStats:
-    records: int  # well-formed records after the resume point
-    xids: int
-    lost: int  # sequence numbers never read: overwritten by the kernel, or skipped as too large
-    overruns: int  # times the kernel overwrote the reader's position (EPIPE)
-    malformed: int  # lines or records that are not kmsg records
-    oversized: int  # records or lines too large to read, skipped
-    skipped: int  # records at or before the resume point
-
-    @classmethod
-    def read_from(cls, counters: object) -> KmsgStats:
-        """The counters of an engine (the C reader's struct or the Python reader) by name."""
-        return cls(**{f.name: int(getattr(counters, f.name)) for f in attrs.fields(cls)})
 
 
 @attrs.frozen

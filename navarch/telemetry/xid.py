@@ -11,59 +11,18 @@ the GPU index and UUID that NVML reports. Text that does not match in full yield
 from __future__ import annotations
 
 import re
-from typing import Literal
-
-import attrs
 
 from navarch.telemetry import _kmsg_engine
+from navarch.telemetry.records import NvLink5Error, RecoveryActionChange, XidEvent, XidSource
 
-# Where an XID was read: a kmsg record, or a line of text (dmesg, the journal, a file).
-XidSource = Literal["kmsg", "text"]
-
-
-@attrs.frozen
-class RecoveryActionChange:
-    """XID 154: the driver's recovery action for the GPU (NVML's GPU_RECOVERY_ACTION values)."""
-
-    old: int
-    old_name: str
-    new: int
-    new_name: str
-
-
-@attrs.frozen
-class NvLink5Error:
-    """The fields of an NVLink5 XID (144-150): `UNIT Fatal XC0 i0 Link 08 (0x... 0x... ...)`."""
-
-    unit: str
-    fatal: bool
-    containment: int  # the n of "XCn"
-    link: int
-    intrinfo: int  # the first hex value
-    error_status: int | None  # the second hex value
-
-    @property
-    def subcode(self) -> int:
-        """Bits 20-25 of intrinfo, the key into NVIDIA's NVLink5 decode table."""
-        return (self.intrinfo >> 20) & 0x3F
-
-
-@attrs.frozen
-class XidEvent:
-    """One XID the driver logged, from a kmsg record (`source="kmsg"`) or a line of text."""
-
-    code: int
-    pci_bus_id: str  # NVML's form: 00000000:3B:00.0
-    pci_raw: str  # as the line wrote it: PCI:0000:3b:00
-    message: str  # the text after the XID fields
-    pid: int = -1  # -1 when the line gives none or "<unknown>"
-    process_name: str | None = None
-    inferred: bool = False  # a fallen-off-the-bus line without an XID number, reported as 79
-    recovery_action: RecoveryActionChange | None = None
-    nvlink5: NvLink5Error | None = None
-    source: XidSource = "text"
-    seq: int | None = None  # the kmsg record's sequence number
-    ts_usec: int | None = None  # the kmsg record's time, microseconds since boot
+__all__ = [
+    "NvLink5Error",
+    "RecoveryActionChange",
+    "XidEvent",
+    "XidSource",
+    "normalize_bus_id",
+    "parse_line",
+]
 
 
 def parse_line(line: str | bytes) -> XidEvent | None:
