@@ -7,12 +7,17 @@ returns once the store has the change: an answer never reports a change that a c
 `commit` also counts each event, logs it and hands it to the notifiers.
 
 Heartbeat times and metrics are soft state, kept apart from the node records: they reach the store
-in batches about once a second, and `full` puts them back on a node for whoever reads it.
+in batches about once a second, and `full` puts them back on a node for whoever reads it. The book
+keeps each node's latest metrics as nested tuples of numbers, which the garbage collector stops
+tracking, rather than as objects it would track: 10,000 nodes' metrics would otherwise be 120,000
+long-lived objects, renewed every heartbeat, that each full collection walks while every request
+waits (see "Garbage collection pauses" in docs/performance.md).
 """
 
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -23,7 +28,7 @@ from navarch.clock import Clock
 from navarch.controlplane.heartbeat import HeartbeatMonitor
 from navarch.errors import NotFound
 from navarch.ids import IdFactory
-from navarch.model import Event, Node, NodeMetrics, NodeStatus
+from navarch.model import Event, GpuMetrics, Node, NodeMetrics, NodeStatus
 from navarch.plugins import Notifier
 from navarch.store import Change, Store
 
@@ -46,8 +51,9 @@ class NodeBook:
         self.monitor = HeartbeatMonitor(heartbeat_timeout)
         self.event_counts: collections.Counter[str] = collections.Counter()
         self._nodes: dict[str, Node] = {}
-        # node id -> (time of the last heartbeat, its metrics). A heartbeat replaces the pair.
-        self._beats: dict[str, tuple[datetime, NodeMetrics | None]] = {}
+        # node id -> the time of its last heartbeat, and its latest metrics.
+        self._beat_at: dict[str, datetime] = {}
+        self._metrics: dict[str, _Packed] = {}
         # Nodes marked unhealthy for silence that have not been heard from since.
         self.silent: set[str] = set()
 
@@ -73,20 +79,20 @@ class NodeBook:
 
     def beat(self, node_id: str, at: datetime, metrics: NodeMetrics | None) -> None:
         """Records a heartbeat; metrics None keeps the last ones the node sent."""
-        if metrics is None and node_id in self._beats:
-            metrics = self._beats[node_id][1]
-        self._beats[node_id] = (at, metrics)
+        self._beat_at[node_id] = at
+        if metrics is not None:
+            self._metrics[node_id] = _pack(metrics)
         self.monitor.seen(node_id)
         self.store.note_heartbeat(node_id, at, metrics)
 
     def full(self, node: Node) -> Node:
         """The node with its latest heartbeat time and metrics."""
-        beat = self._beats.get(node.node_id)
-        if beat is None:
+        at = self._beat_at.get(node.node_id)
+        if at is None:
             return node
-        at, metrics = beat
+        packed = self._metrics.get(node.node_id)
         return attrs.evolve(
-            node, last_heartbeat_at=at, metrics=node.metrics if metrics is None else metrics
+            node, last_heartbeat_at=at, metrics=node.metrics if packed is None else _unpack(packed)
         )
 
     def forget(self, node_id: str) -> None:
@@ -146,3 +152,42 @@ class NodeBook:
             )
             for notifier in self.notifiers:
                 notifier.notify(event)
+
+
+# Metrics as the book keeps them: one flat tuple of numbers, the collector's to untrack at its
+# next pass: cpu, memory, then index, utilization, memory used, temperature and power of each GPU.
+_Packed = tuple[float, ...]
+_GPU_FIELDS = 5
+
+
+def _pack(metrics: NodeMetrics) -> _Packed:
+    # Adding 0.0 turns -0.0 into 0.0, so that equal keys of `_unpack`'s cache give equal objects.
+    packed = [metrics.cpu_percent + 0.0, metrics.memory_percent + 0.0]
+    for g in metrics.gpus:
+        packed += (
+            g.index,
+            g.utilization_percent + 0.0,
+            g.memory_used_bytes,
+            g.temperature_c + 0.0,
+            g.power_watts + 0.0,
+        )
+    return tuple(packed)
+
+
+@functools.lru_cache(maxsize=1024)
+def _unpack(packed: _Packed) -> NodeMetrics:
+    """Packed metrics as the domain's object; nodes under the same load send the same readings."""
+    return NodeMetrics(
+        cpu_percent=packed[0],
+        memory_percent=packed[1],
+        gpus=tuple(
+            GpuMetrics(
+                index=int(packed[i]),
+                utilization_percent=packed[i + 1],
+                memory_used_bytes=int(packed[i + 2]),
+                temperature_c=packed[i + 3],
+                power_watts=packed[i + 4],
+            )
+            for i in range(2, len(packed), _GPU_FIELDS)
+        ),
+    )

@@ -21,6 +21,7 @@ from typing import TypeVar, TypeVarTuple
 
 import trio
 
+from navarch.clock import format_timestamp
 from navarch.model import LIVE, Command, Event, NodeMetrics, Remediation
 from navarch.store import rows, schema
 from navarch.store.protocol import Change, RemediationSwitch, StoredState, StoreError
@@ -90,7 +91,10 @@ _UPSERT_SWITCH = (
 )
 _DELETE_SWITCH = "DELETE FROM remediation_switches WHERE kind = ? AND pool = ?"
 
-Heartbeats = dict[str, tuple[datetime, NodeMetrics | None]]
+# node id -> (time of its last heartbeat, its metrics as the store's JSON text), until the flush.
+# Text rather than objects: the collector would otherwise walk a second's worth of every node's
+# metrics objects, promoted to its oldest generation by a busy server before they are written.
+Heartbeats = dict[str, tuple[str, str | None]]
 
 
 class SQLiteStore:
@@ -175,7 +179,10 @@ class SQLiteStore:
             pass
 
     def note_heartbeat(self, node_id: str, at: datetime, metrics: NodeMetrics | None) -> None:
-        self._heartbeats[node_id] = (at, metrics)
+        text = None if metrics is None else rows.to_json(metrics)
+        if text is None and node_id in self._heartbeats:
+            text = self._heartbeats[node_id][1]
+        self._heartbeats[node_id] = (format_timestamp(at), text)
 
     async def _write_loop(self) -> None:
         next_flush = trio.current_time() + self._flush_interval
@@ -239,10 +246,7 @@ class SQLiteStore:
             if heartbeats:
                 conn.executemany(
                     _UPDATE_HEARTBEAT,
-                    [
-                        (rows.time(at), None if metrics is None else rows.to_json(metrics), node_id)
-                        for node_id, (at, metrics) in heartbeats.items()
-                    ],
+                    [(at, metrics, node_id) for node_id, (at, metrics) in heartbeats.items()],
                 )
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
