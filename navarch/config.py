@@ -337,7 +337,7 @@ def _structure_plugin_settings(config: Config, plugins: Plugins, problems: list[
                     )
             if changes:
                 settings = attrs.evolve(settings, **changes)
-        return attrs.evolve(table, settings=settings, registration=registration)
+        return attrs.evolve(table, settings=settings, registration=registration, path=path)
 
     providers = {
         name: settle(t, "provider", f"providers.{name}") for name, t in config.providers.items()

@@ -12,4 +12,4 @@ from navarch.plugins import Notifier
 
 def build_notifiers(config: Config) -> list[Notifier]:
     """One notifier per `[notifiers.NAME]` table, built by its plugin."""
-    return [table.create(name=name) for name, table in config.notifiers.items()]
+    return [table.create(Notifier, name=name) for name, table in config.notifiers.items()]

@@ -33,7 +33,7 @@ from navarch.daemon.host import FixedHostStats, HostStats
 from navarch.daemon.link import DaemonError, Link
 from navarch.daemon.nodelog import NodeLog
 from navarch.daemon.state import DaemonState
-from navarch.plugins.health_check import GpuBackend, HealthCheck
+from navarch.plugins.health_check import GpuBackend, HealthCheck, WatchingHealthCheck
 
 __all__ = ["Daemon", "DaemonError"]
 
@@ -50,7 +50,7 @@ class Daemon:
         join_token: str = "",
         hostname: str = "",
         host_stats: HostStats | None = None,
-        health_checks: Sequence[tuple[str, HealthCheck]] = (),
+        health_checks: Sequence[tuple[str, HealthCheck | WatchingHealthCheck]] = (),
         drain: DrainAction | None = None,
         state: DaemonState | None = None,
         rng: random.Random | None = None,

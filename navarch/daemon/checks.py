@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from navarch.daemon.config import DaemonConfig
 from navarch.errors import ConfigError
-from navarch.plugins.health_check import HealthCheck
-from navarch.plugins.manager import Plugins
+from navarch.plugins.health_check import HealthCheck, WatchingHealthCheck
+from navarch.plugins.manager import PluginFailed, Plugins
+
+# A check runs every interval (`run`) or reports events as they happen (`watch`).
+_CONTRACTS: tuple[type[Any], ...] = (HealthCheck, WatchingHealthCheck)
 
 
 def load_health_checks(
     plugins: Plugins, config: DaemonConfig, source: str = "navarch.toml"
-) -> list[tuple[str, HealthCheck]]:
+) -> list[tuple[str, HealthCheck | WatchingHealthCheck]]:
     """Builds one object per registered health check, with its `[daemon.health_checks.NAME]`.
 
     Raises ConfigError naming every table that is wrong or names a check no plugin registered.
@@ -23,7 +28,7 @@ def load_health_checks(
             f'daemon.health_checks.{name}: no health check plugin named "{name}" '
             f"(registered: {listed})"
         )
-    checks: list[tuple[str, HealthCheck]] = []
+    checks: list[tuple[str, HealthCheck | WatchingHealthCheck]] = []
     for name, registration in sorted(registry.items()):
         path = f"daemon.health_checks.{name}"
         before = len(problems)
@@ -33,12 +38,11 @@ def load_health_checks(
         if len(problems) > before:
             continue
         try:
-            checks.append((name, registration.create(settings)))
-        except Exception as exc:  # a broken plugin is named, not a traceback
-            problems.append(
-                f"{path}: plugin {registration.plugin!r} could not create the check: "
-                f"{type(exc).__name__}: {exc}"
-            )
+            check = registration.create(_CONTRACTS, settings, path=path)
+        except PluginFailed as exc:  # a broken plugin is named, not a traceback
+            problems.append(str(exc))
+            continue
+        checks.append((name, cast(HealthCheck | WatchingHealthCheck, check)))
     if problems:
         raise ConfigError(source, problems)
     return checks

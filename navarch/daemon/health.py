@@ -44,7 +44,7 @@ class HealthReporter:
         client: ControlPlaneClient,
         link: Link,
         backend: GpuBackend,
-        checks: Sequence[tuple[str, HealthCheck]],
+        checks: Sequence[tuple[str, HealthCheck | WatchingHealthCheck]],
         log: NodeLog,
         *,
         state_dir: str,
@@ -156,7 +156,7 @@ class HealthReporter:
             return [self._check_failed("gpu-sample", "sampling the GPUs failed", exc)]
         events: list[HealthEvent] = []
         for name, check in self._checks:
-            if not hasattr(check, "run"):
+            if not isinstance(check, HealthCheck):
                 continue
             try:
                 found = check.run(samples)

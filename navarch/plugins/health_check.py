@@ -72,6 +72,7 @@ class NodeWatch:
     wall_clock: Callable[[], datetime]
 
 
+@runtime_checkable
 class HealthCheck(Protocol):
     """A check that the daemon runs every health-check interval."""
 

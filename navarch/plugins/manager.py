@@ -12,7 +12,7 @@ import importlib
 import importlib.metadata
 import os
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import attrs
 import pluggy
@@ -27,6 +27,7 @@ __all__ = [
     "BUILTIN_PLUGINS",
     "KINDS",
     "DuplicateRegistration",
+    "PluginFailed",
     "PluginInfo",
     "Plugins",
     "Registration",
@@ -36,6 +37,8 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "navarch"
+
+T = TypeVar("T")
 
 # kind -> the hook that fills its registry
 KINDS: dict[str, str] = {
@@ -85,12 +88,65 @@ class Registration:
             return None
         return structure(dict(raw), cls, problems, path)
 
-    def create(self, settings: Any = None, **context: Any) -> Any:
-        """Builds the plugin object; settings default to the plugin's own defaults."""
+    def create(
+        self,
+        contract: type[T] | tuple[type[T], ...],
+        settings: Any = None,
+        *,
+        path: str = "",
+        **context: Any,
+    ) -> T:
+        """Builds the plugin object; settings default to the plugin's own defaults.
+
+        The object must have every member of `contract` (of one of them, for a tuple). A factory
+        that raises anything but a `NavarchError`, or an object that lacks a member, is a
+        `PluginFailed` naming the table at `path`, the plugin and what went wrong, rather than a
+        traceback or a failure later on.
+        """
+        where = f"{path}: " if path else ""
+        what = f'{where}the {self.kind.replace("_", " ")} plugin "{self.name}"'
         cls = self.settings_class
-        if cls is None:
-            return self.factory(**context)
-        return self.factory(settings if settings is not None else cls(), **context)
+        try:
+            if cls is None:
+                made = self.factory(**context)
+            else:
+                made = self.factory(settings if settings is not None else cls(), **context)
+        except NavarchError:
+            raise  # the plugin's own message for the person who runs it, e.g. a missing secret
+        except Exception as exc:
+            raise PluginFailed(
+                f"{what} could not start: {type(exc).__name__}: {exc}", plugin=self.plugin
+            ) from exc
+        contracts = contract if isinstance(contract, tuple) else (contract,)
+        gaps = [(c, missing_members(made, c)) for c in contracts]
+        if all(missing for _, missing in gaps):
+            c, missing = gaps[0]
+            raise PluginFailed(
+                f"{what} made an object ({type(made).__name__}) without "
+                f"{', '.join(missing)}, which a {c.__name__} must have",
+                plugin=self.plugin,
+            )
+        return cast(T, made)
+
+
+class PluginFailed(NavarchError):
+    """A plugin could not make its object, or made one that breaks its contract."""
+
+    def __init__(self, message: str, *, plugin: str) -> None:
+        super().__init__(f"{message} (plugin {plugin!r}; fix or update it, or remove its table)")
+        self.plugin = plugin
+
+
+def missing_members(obj: object, contract: type) -> list[str]:
+    """The public methods and attributes `contract` (a Protocol) declares that `obj` lacks."""
+    members: dict[str, None] = {}
+    for base in reversed(contract.__mro__):
+        if base in (object, Protocol, Generic):
+            continue
+        for name in [*vars(base), *vars(base).get("__annotations__", {})]:
+            if not name.startswith("_"):
+                members[name] = None
+    return [name for name in members if not hasattr(obj, name)]
 
 
 @define

@@ -11,6 +11,7 @@ A table that names another plugin of the same kind (a composite autoscaler's mem
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any, Protocol, TypeVar
@@ -28,7 +29,14 @@ T = TypeVar("T")
 
 
 class _Creates(Protocol):
-    def create(self, settings: Any = None, **context: Any) -> Any: ...
+    def create(
+        self,
+        contract: type[T] | tuple[type[T], ...],
+        settings: Any = None,
+        *,
+        path: str = "",
+        **context: Any,
+    ) -> T: ...
 
 
 @frozen(kw_only=True)
@@ -40,15 +48,17 @@ class PluginTable:
     settings: Any = None
     # The registration the table was checked against; set when the configuration is read.
     registration: _Creates | None = field(default=None, eq=False, repr=False)
+    # Where the table is in its file (`pools.train.autoscaler`), for messages; set with it.
+    path: str = field(default="", eq=False, repr=False)
 
-    def create(self, **context: Any) -> Any:
-        """Builds the plugin object that this table configures."""
+    def create(self, contract: builtins.type[T], **context: Any) -> T:
+        """Builds the plugin object that this table configures, which must keep `contract`."""
         if self.registration is None:
             raise NavarchError(
                 f'the "{self.type}" plugin table was not checked against the loaded plugins; '
                 "read the configuration with load_config or parse_config"
             )
-        return self.registration.create(self.settings, **context)
+        return self.registration.create(contract, self.settings, path=self.path, **context)
 
 
 def _strict(kind: type, expected: str) -> Callable[[Any, type], Any]:

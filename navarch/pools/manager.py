@@ -63,7 +63,7 @@ class PoolManager:
         # `providers` stands in for the objects the configuration would create (the simulator's).
         made = providers or {}
         self.providers: dict[str, Provider] = {
-            name: made[name] if name in made else table.create()
+            name: made[name] if name in made else table.create(Provider)
             for name, table in config.providers.items()
         }
         provider_types = {name: table.type for name, table in config.providers.items()}

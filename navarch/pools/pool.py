@@ -26,11 +26,11 @@ class PoolState:
         self.name = name
         self.config = config
         self.autoscaler: Autoscaler | None = (
-            config.autoscaler.create() if config.autoscaler is not None else None
+            config.autoscaler.create(Autoscaler) if config.autoscaler is not None else None
         )
-        self.selector: Selector = config.selector.create()
+        self.selector: Selector = config.selector.create(Selector)
         self.metrics: MetricsSource | None = (
-            config.metrics.create() if config.metrics is not None else None
+            config.metrics.create(MetricsSource) if config.metrics is not None else None
         )
         # Why the last reading of the metrics source failed; empty once it answers again.
         self.metrics_error = ""

@@ -321,7 +321,7 @@ class SimProvider:
             )
         else:
             self.settings = None
-            self.inner = table.create()
+            self.inner = table.create(Provider)
         self.down_reason = ""
 
     def attach(self, context: ProviderContext) -> None:

@@ -10,6 +10,7 @@ import trio
 from navarch.api import wire as m
 from navarch.config import ConfigError, parse_config
 from navarch.errors import NavarchError
+from navarch.plugins import Notifier
 from navarch.plugins.builtin.webhook import (
     SIGNATURE_HEADER,
     WebhookNotifier,
@@ -147,4 +148,4 @@ def test_webhook_settings_are_checked_at_load(monkeypatch: pytest.MonkeyPatch) -
         '[notifiers.ops]\ntype = "webhook"\nurl = "http://127.0.0.1/"\nsecret_env = "HOOK_SECRET"\n'
     )
     with pytest.raises(NavarchError, match="HOOK_SECRET is not set"):
-        config.notifiers["ops"].create(name="ops")
+        config.notifiers["ops"].create(Notifier, name="ops")

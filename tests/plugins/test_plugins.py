@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from navarch.plugins import hookimpl
+from navarch.plugins import Autoscaler, hookimpl
 from navarch.plugins.manager import load_plugins
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "local-fleet.toml"
@@ -172,7 +172,7 @@ def test_plugin_settings_are_built_from_the_table():
     problems: list[str] = []
     settings = registration.structure_settings({"scale_up_at": 70}, "pools.p.autoscaler", problems)
     assert problems == []
-    scaler = registration.create(settings)
+    scaler = registration.create(Autoscaler, settings)
     assert scaler.settings.scale_up_at == 70
 
 
@@ -213,3 +213,70 @@ def test_a_command_loads_the_plugins_once(tmp_path, monkeypatch, capsys):
         manager.installed_plugins.cache_clear()
     assert len(loads) == 1
     assert "pools: p" in capsys.readouterr().out
+
+
+FAULTY_PLUGINS = """
+from navarch.plugins import NavarchError, hookimpl
+
+
+class NeedsToken:
+    def __init__(self):
+        raise NavarchError("providers.moon: set ACME_TOKEN to the account's API token")
+
+
+class Crashes:
+    def __init__(self):
+        raise KeyError("ACME_TOKEN")
+
+
+class Incomplete:
+    async def list(self):
+        return []
+
+
+@hookimpl
+def navarch_providers(register):
+    register("needs-token", NeedsToken)
+    register("crashes", Crashes)
+    register("incomplete", Incomplete)
+"""
+
+
+@pytest.mark.parametrize(
+    ("provider_type", "message"),
+    [
+        ("needs-token", "providers.moon: set ACME_TOKEN to the account's API token"),
+        (
+            "crashes",
+            'providers.moon: the provider plugin "crashes" could not start: KeyError: '
+            "'ACME_TOKEN' (plugin 'navarch_faulty'; fix or update it, or remove its table)",
+        ),
+        (
+            "incomplete",
+            'providers.moon: the provider plugin "incomplete" made an object (Incomplete) without '
+            "provision, terminate, which a Provider must have (plugin 'navarch_faulty'; fix or "
+            "update it, or remove its table)",
+        ),
+    ],
+)
+def test_a_plugin_that_cannot_make_its_object_stops_the_control_plane_with_one_line(
+    navarch, site, tmp_path, provider_type, message
+):
+    install_distribution(site, "navarch-faulty", "0.1", "navarch_faulty", FAULTY_PLUGINS)
+    config = tmp_path / "navarch.toml"
+    config.write_text(
+        f'[providers.moon]\ntype = "{provider_type}"\n'
+        '[pools.p]\ninstance_type = "h100-8x"\nproviders = [{ provider = "moon" }]\n'
+    )
+    result = navarch(
+        "control-plane",
+        "--config",
+        str(config),
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        str(tmp_path / "data"),
+        env={"PYTHONPATH": str(site)},
+    )
+    assert result.returncode != 0
+    assert result.stderr.splitlines() == [f"navarch: {message}"]

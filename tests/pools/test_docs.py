@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from navarch.config import parse_config
-from navarch.plugins import hookimpl
+from navarch.plugins import Autoscaler, MetricsSource, Selector, hookimpl
 from navarch.plugins.manager import load_plugins
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -92,7 +92,7 @@ def test_pool_examples_are_valid_configuration(block):
     config = parse_config(prelude + block, "pools.md", plugins)
     for pool in config.pools.values():
         if pool.autoscaler is not None:
-            pool.autoscaler.create()
+            pool.autoscaler.create(Autoscaler)
         if pool.metrics is not None:
-            pool.metrics.create()
-        pool.selector.create()
+            pool.metrics.create(MetricsSource)
+        pool.selector.create(Selector)

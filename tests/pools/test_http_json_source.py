@@ -12,6 +12,7 @@ from support.pool_config import pool_config
 
 from navarch.config import parse_config
 from navarch.errors import ConfigError
+from navarch.plugins import MetricsSource
 
 
 class Queue(BaseHTTPRequestHandler):
@@ -48,7 +49,7 @@ def server() -> Iterator[str]:
 
 def source(plugins, url: str, field: str = ""):
     table = f'[pools.p.metrics]\ntype = "http-json"\nurl = "{url}"\nfield = "{field}"\n'
-    return pool_config(plugins, table).metrics.create()
+    return pool_config(plugins, table).metrics.create(MetricsSource)
 
 
 def answer(path: str, document: object, status: int = 200) -> None:

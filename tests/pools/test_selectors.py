@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from support.pool_config import pool_config
 
-from navarch.plugins import Candidate, ProvisionRequest
+from navarch.plugins import Candidate, ProvisionRequest, Selector
 from navarch.plugins.builtin.selectors import (
     AvailabilitySelector,
     CostSelector,
@@ -57,7 +57,9 @@ def test_selectors_are_registered_and_built_from_config(plugins):
         ("cost", CostSelector),
         ("availability", AvailabilitySelector),
     ]:
-        selector = pool_config(plugins, f'[pools.p.selector]\ntype = "{name}"\n').selector.create()
+        selector = pool_config(plugins, f'[pools.p.selector]\ntype = "{name}"\n').selector.create(
+            Selector
+        )
         assert isinstance(selector, cls)
 
 

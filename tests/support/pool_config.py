@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 
 from navarch.config import parse_config
-from navarch.plugins import ScalingState
+from navarch.plugins import Autoscaler, ScalingState
 
 POOL = """
 [providers.fake]
@@ -28,7 +28,7 @@ def pool_config(plugins, tables: str = "", *, min_nodes: int = 0, max_nodes: int
 
 def autoscaler(plugins, table: str):
     """Builds the autoscaler configured by `[pools.p.autoscaler]` TOML."""
-    return pool_config(plugins, table).autoscaler.create()
+    return pool_config(plugins, table).autoscaler.create(Autoscaler)
 
 
 def state(**overrides) -> ScalingState:

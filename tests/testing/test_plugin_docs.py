@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import navarch.testing  # noqa: F401
-from navarch.plugins import Candidate, ProvisionRequest
+from navarch.plugins import Candidate, ProvisionRequest, Selector
 from navarch.plugins.manager import load_plugins
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "plugins.md"
@@ -93,7 +93,7 @@ def test_the_selector_example_tries_the_home_region_first():
     exec(compile(source, "plugins.md", "exec"), module.__dict__)
     plugins = load_plugins(entry_points=False, extra={"home-region": module})
     registration = plugins.get("selector", "home-region")
-    selector = registration.create(registration.settings_class(region="west"))
+    selector = registration.create(Selector, registration.settings_class(region="west"))
     candidates = [
         Candidate(provider="a", provider_type="fake", instance_type="x", region=r, priority=p)
         for r, p in [("east", 0), ("west", 2), ("east", 1), ("west", 1)]

@@ -16,6 +16,7 @@ import attrs
 from attrs import field, frozen
 
 from navarch.plugins import (
+    Autoscaler,
     ConfigValueError,
     PluginTable,
     Recommendation,
@@ -206,7 +207,7 @@ class ScheduledAutoscaler:
     def __init__(self, settings: ScheduledSettings) -> None:
         self.settings = settings
         self.zone = ZoneInfo(settings.timezone)
-        self.base = settings.base.create() if settings.base is not None else None
+        self.base = settings.base.create(Autoscaler) if settings.base is not None else None
 
     def recommend(self, state: ScalingState) -> Recommendation:
         window = active_window(self.settings.windows, state.now, self.zone) if state.now else None
@@ -261,7 +262,7 @@ class PredictiveAutoscaler:
 
     def __init__(self, settings: PredictiveSettings) -> None:
         self.settings = settings
-        self.base = settings.base.create() if settings.base is not None else None
+        self.base = settings.base.create(Autoscaler) if settings.base is not None else None
 
     def recommend(self, state: ScalingState) -> Recommendation:
         s = self.settings
@@ -320,7 +321,7 @@ class CompositeAutoscaler:
 
     def __init__(self, settings: CompositeSettings) -> None:
         self.settings = settings
-        self.members = [(table.type, table.create()) for table in settings.members]
+        self.members = [(table.type, table.create(Autoscaler)) for table in settings.members]
 
     def recommend(self, state: ScalingState) -> Recommendation:
         answers: list[tuple[str, Recommendation]] = []
