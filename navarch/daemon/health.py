@@ -54,6 +54,9 @@ class HealthReporter:
         self._link = link
         self._backend = backend
         self._checks = list(checks)
+        # Sorted once: isinstance against a Protocol costs microseconds, and checks run often.
+        self._runners = [(n, c) for n, c in checks if isinstance(c, HealthCheck)]
+        self._watchers = [(n, c) for n, c in checks if isinstance(c, WatchingHealthCheck)]
         self._log = log
         self._state_dir = state_dir
         self._wall_clock = wall_clock
@@ -64,10 +67,9 @@ class HealthReporter:
     def start(self, nursery: trio.Nursery, inventory: Sequence[GpuInfo]) -> None:
         """Starts the watching checks (or the GPU event stream) and the periodic report."""
         self._inventory = tuple(inventory)
-        watchers = [(n, c) for n, c in self._checks if isinstance(c, WatchingHealthCheck)]
-        for name, check in watchers:
+        for name, check in self._watchers:
             nursery.start_soon(self._watch_loop, name, check)
-        if not watchers:
+        if not self._watchers:
             nursery.start_soon(self._gpu_events_loop)
         nursery.start_soon(self._report_loop)
 
@@ -155,9 +157,7 @@ class HealthReporter:
             self._log.exception("sampling the GPUs failed")
             return [self._check_failed("gpu-sample", "sampling the GPUs failed", exc)]
         events: list[HealthEvent] = []
-        for name, check in self._checks:
-            if not isinstance(check, HealthCheck):
-                continue
+        for name, check in self._runners:
             try:
                 found = check.run(samples)
                 if inspect.isawaitable(found):
