@@ -9,7 +9,7 @@ everything it runs; the simulator gives it one whose wall clock follows virtual 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 WallClock = Callable[[], datetime]
 
@@ -23,15 +23,6 @@ class Clock:
 
     def __init__(self, wall: WallClock = utc_now) -> None:
         self._wall = wall
-
-    @classmethod
-    def following_trio(cls, epoch: datetime) -> Clock:
-        """A clock whose wall time is `epoch` plus the trio time passed since this call (inside
-        trio): virtual runs get timestamps that do not depend on the day they ran."""
-        import trio
-
-        start = trio.current_time()
-        return cls(lambda: epoch + timedelta(seconds=trio.current_time() - start))
 
     def now(self) -> datetime:
         """The wall-clock time, for timestamps people read."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any, cast
 
 from navarch.daemon.config import DaemonConfig
-from navarch.errors import ConfigError
+from navarch.errors import ConfigError, NavarchError
 from navarch.plugins.health_check import HealthCheck, WatchingHealthCheck
-from navarch.plugins.manager import PluginFailed, Plugins
+from navarch.plugins.manager import Plugins
 
 # A check runs every interval (`run`) or reports events as they happen (`watch`).
 _CONTRACTS: tuple[type[Any], ...] = (HealthCheck, WatchingHealthCheck)
@@ -39,7 +39,7 @@ def load_health_checks(
             continue
         try:
             check = registration.create(_CONTRACTS, settings, path=path)
-        except PluginFailed as exc:  # a broken plugin is named, not a traceback
+        except NavarchError as exc:  # a plugin's own error, or a broken plugin named: one line each
             problems.append(str(exc))
             continue
         checks.append((name, cast(HealthCheck | WatchingHealthCheck, check)))

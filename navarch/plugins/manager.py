@@ -158,9 +158,6 @@ class PluginInfo:
     error: str = ""
     registered: list[str] = field(factory=list)
 
-    def as_dict(self) -> dict[str, Any]:
-        return attrs.asdict(self)
-
 
 class Plugins:
     """The loaded plugins and everything they registered."""

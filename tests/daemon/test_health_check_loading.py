@@ -5,7 +5,7 @@ from attrs import frozen
 
 from navarch.daemon.checks import load_health_checks
 from navarch.daemon.config import parse_daemon_config
-from navarch.errors import ConfigError
+from navarch.errors import ConfigError, NavarchError
 from navarch.plugins import hookimpl
 from navarch.plugins.manager import load_plugins
 
@@ -68,3 +68,39 @@ def test_bad_tables_are_named(plugins):
     )
     assert any(p.startswith("daemon.health_checks.hot.limit: unknown key") for p in problems)
     assert any(p.startswith("daemon.health_checks.plain.y: unknown key") for p in problems)
+
+
+class NeedsKey:
+    def __init__(self):
+        raise NavarchError("daemon.health_checks.keyed: set NODE_KEY to the node's key")
+
+
+class Crashes:
+    def __init__(self):
+        raise OSError("no such device")
+
+
+class Neither:
+    pass
+
+
+class FaultyPlugin:
+    @hookimpl
+    def navarch_health_checks(self, register):
+        register("keyed", NeedsKey)
+        register("crashes", Crashes)
+        register("neither", Neither)
+
+
+def test_checks_that_cannot_be_made_are_named_together_one_line_each():
+    plugins = load_plugins(builtins=False, entry_points=False, extra={"faulty": FaultyPlugin()})
+    with pytest.raises(ConfigError) as info:
+        load_health_checks(plugins, parse_daemon_config(""), "node.toml")
+    assert info.value.problems == [
+        'daemon.health_checks.crashes: the health check plugin "crashes" could not start: '
+        "OSError: no such device (plugin 'faulty'; fix or update it, or remove its table)",
+        "daemon.health_checks.keyed: set NODE_KEY to the node's key",
+        'daemon.health_checks.neither: the health check plugin "neither" made an object '
+        "(Neither) without run, which a HealthCheck must have (plugin 'faulty'; fix or update "
+        "it, or remove its table)",
+    ]
