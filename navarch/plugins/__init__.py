@@ -16,7 +16,8 @@ module and its submodules, as a third party's would. docs/plugins.md is the refe
     def navarch_autoscalers(register):
         register("fixed", Fixed)
 
-Submodules: `navarch.plugins.validators` (attrs validators for settings classes) and
+Submodules: `navarch.plugins.instance_types` (navarch's abstract instance types),
+`navarch.plugins.validators` (attrs validators for settings classes) and
 `navarch.plugins.telemetry` (NVML readings and the kernel log, for health checks).
 """
 
@@ -33,6 +34,7 @@ from navarch.plugins.health_check import (
     WatchingHealthCheck,
 )
 from navarch.plugins.hookspecs import Register, hookimpl
+from navarch.plugins.instance_types import ABSTRACT_INSTANCE_TYPES, AbstractType, parse_abstract
 from navarch.plugins.metrics_source import MetricsSource
 from navarch.plugins.notifier import Notifier, event_document
 from navarch.plugins.provider import (
@@ -40,10 +42,12 @@ from navarch.plugins.provider import (
     AttachableProvider,
     AuthError,
     CapacityError,
+    CheckedProvider,
     Instance,
     InstanceNotFound,
     InstanceState,
     InstanceType,
+    InstanceTypeNames,
     Machine,
     Provider,
     ProviderCatalog,
@@ -58,12 +62,15 @@ from navarch.plugins.selector import Candidate, Selector
 from navarch.plugins.settings import PluginTable
 
 __all__ = [
+    "ABSTRACT_INSTANCE_TYPES",
     "POOL_LABEL",
+    "AbstractType",
     "AttachableProvider",
     "AuthError",
     "Autoscaler",
     "Candidate",
     "CapacityError",
+    "CheckedProvider",
     "ConfigValueError",
     "Event",
     "GpuBackend",
@@ -77,6 +84,7 @@ __all__ = [
     "InstanceNotFound",
     "InstanceState",
     "InstanceType",
+    "InstanceTypeNames",
     "Machine",
     "MetricsSource",
     "NavarchError",
@@ -102,4 +110,5 @@ __all__ = [
     "ask",
     "event_document",
     "hookimpl",
+    "parse_abstract",
 ]

@@ -6,6 +6,12 @@ table and calls it from trio tasks:
 - `provision(request) -> Instance`, `terminate(instance_id)` and `list() -> [Instance]`, always;
 - `instance_types() -> [InstanceType]` where the provider has a catalog (prices and capacity make
   the `cost` and `availability` selectors work);
+- `instance_type_for(name) -> str` where the provider maps navarch's abstract instance types
+  (`h100-8x`, see `ABSTRACT_INSTANCE_TYPES`) to its cloud's own names; the core names no cloud's
+  instance types;
+- `check() -> [str]` where the provider can tell, without calling its cloud, that it cannot work
+  (a credential missing): `navarch config check` prints each problem and the control plane logs
+  them at start;
 - `attach(context)` where the provider needs the control plane: the manager calls it once, before
   the first scaling round, with a narrow `ProviderContext` through which the provider starts tasks
   of its own (cancelled at shutdown) and boots simulated machines.
@@ -33,6 +39,10 @@ class InstanceState(enum.Enum):
     TERMINATING = "terminating"
     TERMINATED = "terminated"
     FAILED = "failed"
+    # The cloud took the machine back (a spot or preemptible instance, or a maintenance event
+    # that stops it). `list()` reports such an instance until navarch terminates it, so that
+    # reconcile replaces its node as preempted rather than as a machine that went missing.
+    PREEMPTED = "preempted"
 
 
 @frozen(kw_only=True)
@@ -41,7 +51,8 @@ class ProvisionRequest:
 
     # A name for the machine, for people (the pool's name).
     name: str
-    # The provider's own name for the instance type (the pool's abstract type, mapped).
+    # The provider's own name for the instance type (the pool's abstract type, mapped by the
+    # provider's `instance_type_for`).
     instance_type: str
     region: str = ""
     zone: str = ""
@@ -52,6 +63,12 @@ class ProvisionRequest:
     # Unique to this request and the same on its retries: a provider asked twice with one
     # request id returns the machine of the first call instead of making a second one.
     request_id: str = ""
+    # A spot (preemptible) machine instead of an on-demand one. The core asks for spot only of a
+    # provider class whose `supports_spot` is true.
+    spot: bool = False
+    # A cloud-init document the machine runs at first boot (it installs and starts the navarch
+    # daemon); empty when the control plane has none to hand. Never logged.
+    user_data: str = field(default="", repr=False)
 
 
 @frozen(kw_only=True)
@@ -67,6 +84,7 @@ class Instance:
     pool: str = ""
     labels: dict[str, str] = field(factory=dict)
     created_at: datetime | None = None
+    spot: bool = False
 
 
 @frozen(kw_only=True)
@@ -91,7 +109,13 @@ class CapacityError(ProviderError):
 
 
 class QuotaError(ProviderError):
-    """The account's quota is exhausted; the core blocks this provider's region for longer."""
+    """The account's quota is exhausted; the core blocks this provider's region for longer, or the
+    whole provider when `all_regions` says the quota spans every region (GCP's
+    `GPUS_ALL_REGIONS`)."""
+
+    def __init__(self, message: str = "", *, all_regions: bool = False) -> None:
+        super().__init__(message)
+        self.all_regions = all_regions
 
 
 class AuthError(ProviderError):
@@ -107,7 +131,11 @@ class InstanceNotFound(ProviderError):
 
 
 class Provider(Protocol):
-    """The methods every provider has."""
+    """The methods every provider has.
+
+    A provider class may set `supports_spot = True` when its cloud sells spot (preemptible)
+    machines; `navarch config check` refuses `spot = true` on a pool entry of any other.
+    """
 
     async def provision(self, request: ProvisionRequest) -> Instance:
         """Makes one machine; returns once the provider has accepted it (RUNNING or
@@ -129,6 +157,26 @@ class ProviderCatalog(Protocol):
     """A provider that can say what it offers."""
 
     async def instance_types(self) -> Sequence[InstanceType]: ...
+
+
+@runtime_checkable
+class InstanceTypeNames(Protocol):
+    """A provider that maps navarch's abstract instance types to its cloud's own names."""
+
+    def instance_type_for(self, name: str) -> str:
+        """The cloud's own name for a pool's `instance_type`: an abstract name (`h100-8x`) that
+        the cloud offers mapped to its type (`p5.48xlarge`), any other name returned as it is."""
+        ...
+
+
+@runtime_checkable
+class CheckedProvider(Protocol):
+    """A provider that can tell, without calling its cloud, what keeps it from working."""
+
+    def check(self) -> Sequence[str]:
+        """Problems, each one line that says what to do ("no Lambda API key: set
+        LAMBDA_API_KEY or api_key_file"); empty when nothing is wrong. Never shows a secret."""
+        ...
 
 
 @frozen(kw_only=True)

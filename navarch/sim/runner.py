@@ -263,8 +263,14 @@ class Runner:
                 fleet.nodes[event.node].stop()
             case "inject_failure":
                 assert event.failure is not None
+                target = self._target(event)
+                if target is None:
+                    self.recorder.line(
+                        self.elapsed(), "scenario.skipped", "", f"pool {event.pool} has no node"
+                    )
+                    return
                 self.inject(
-                    fleet.nodes[event.node],
+                    target,
                     event.failure,
                     source="event",
                     xid=event.xid,
@@ -290,6 +296,16 @@ class Runner:
             case "log":
                 if self.on_log is not None:
                     self.on_log(self.elapsed(), event.message)
+
+    def _target(self, event: Event) -> SimNode | None:
+        """The node an event acts on: its own, or the first running node of its pool."""
+        assert self.fleet is not None
+        if event.node:
+            return self.fleet.nodes[event.node]
+        members = sorted(
+            (n for n in self.fleet.running() if n.spec.pool == event.pool), key=lambda n: n.id
+        )
+        return members[0] if members else None
 
     async def _start_fleet(self, specs: list[NodeSpec]) -> None:
         startup = self.scenario.startup

@@ -45,7 +45,8 @@ class Event:
             case "inject_failure":
                 what = f"xid {self.xid}" if self.failure == "xid" else self.failure
                 gpu = f" gpu {self.gpu}" if self.gpu is not None else ""
-                return f"inject {what} on {self.node}{gpu}"
+                target = self.node or f"a node of pool {self.pool}"
+                return f"inject {what} on {target}{gpu}"
             case "recover_failure":
                 return f"recover {self.failure or 'all failures'} on {self.node}"
             case "issue_command":
@@ -70,9 +71,10 @@ ACTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "stop_fleet": ((), ()),
     "start_node": (("node",), ()),
     "stop_node": (("node",), ()),
+    # On `node`, or on the first running node (by id) of `pool`: one that a provider made.
     "inject_failure": (
-        ("node", "failure"),
-        ("xid", "gpu", "celsius", "corrected", "uncorrected", "link", "message"),
+        ("failure",),
+        ("node", "pool", "xid", "gpu", "celsius", "corrected", "uncorrected", "link", "message"),
     ),
     "recover_failure": (("node",), ("failure",)),
     "issue_command": (("node", "command"), ("args",)),

@@ -213,6 +213,8 @@ def _check_event(event: Event, path: str, problems: list[str]) -> None:
     if event.at < timedelta(0):
         problems.append(f"{path}.at: expected 0s or later")
     if event.action == "inject_failure":
+        if bool(event.node) == bool(event.pool):
+            problems.append(f"{path}: name either node or pool, the node to fail")
         if event.failure == "xid" and event.xid is None:
             problems.append(f"{path}.xid: required for an xid failure")
         elif event.xid is not None and event.failure != "xid":
