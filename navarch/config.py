@@ -98,6 +98,11 @@ class PoolProviderEntry:
     zones: tuple[str, ...] = ()
     # Overrides the provider's mapping of the pool's abstract instance type.
     instance_type: str = ""
+    # Spot (preemptible) machines; the provider's plugin must offer them.
+    spot: bool = False
+    # After this many spot capacity errors in a row, the entry asks for on-demand machines until
+    # a capacity block would have ended, then tries spot again; 0 never falls back.
+    spot_fallback_after: int = field(default=3, validator=validators.at_least(0))
 
 
 @frozen(kw_only=True)
@@ -357,6 +362,15 @@ def _structure_plugin_settings(config: Config, plugins: Plugins, problems: list[
     return attrs.evolve(config, providers=providers, notifiers=notifiers, pools=pools)
 
 
+# The distributions that bring the plugins navarch's documentation names, for the hint when one
+# is not installed.
+_PLUGIN_PACKAGES = {
+    ("provider", "lambda"): "navarch-lambda",
+    ("provider", "gcp"): "navarch-gcp",
+    ("provider", "aws"): "navarch-aws",
+}
+
+
 def _check_references(
     config: Config, provider_tables: set[str], plugins: Plugins, problems: list[str]
 ) -> None:
@@ -364,7 +378,11 @@ def _check_references(
         names = sorted(plugins.registry(kind))
         if name not in names:
             listed = ", ".join(names) or "none"
-            problems.append(f'{path}: no {kind} plugin named "{name}" (registered: {listed})')
+            package = _PLUGIN_PACKAGES.get((kind, name))
+            install = f"; install it with: pip install {package}" if package else ""
+            problems.append(
+                f'{path}: no {kind} plugin named "{name}" (registered: {listed}){install}'
+            )
 
     for name, table in config.providers.items():
         known("provider", table.type, f"providers.{name}.type")
@@ -384,6 +402,20 @@ def _check_references(
                 listed = ", ".join(sorted(provider_tables)) or "none"
                 problems.append(
                     f"{path}: no [providers.{entry.provider}] table (configured: {listed})"
+                )
+            kind = (
+                config.providers[entry.provider].type if entry.provider in config.providers else ""
+            )
+            registration = plugins.registry("provider").get(kind)
+            if (
+                entry.spot
+                and registration is not None
+                and not getattr(registration.factory, "supports_spot", False)
+            ):
+                problems.append(
+                    f'{base}.providers[{i}].spot: provider "{entry.provider}" (type {kind}) '
+                    "offers no spot machines; "
+                    "remove spot or use a provider that has them"
                 )
             key = (entry.provider, entry.regions, entry.zones)
             if key in seen:

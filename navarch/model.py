@@ -241,6 +241,11 @@ class RemediationControls:
 
 # The rule of the remediation episodes that the heartbeat monitor opens for silent nodes.
 HEARTBEAT_LOST_RULE = "heartbeat-lost"
+# The rules of the episodes for machines the cloud takes back: one it already took (the provider
+# lists it as preempted), and one whose daemon heard the cloud's notice that it will.
+PREEMPTED_RULE = "preempted"
+PREEMPTION_NOTICE_RULE = "preemption-notice"
+PREEMPTION_RULES = (PREEMPTED_RULE, PREEMPTION_NOTICE_RULE)
 # A node's status reason while it is silent.
 HEARTBEAT_LOST = "heartbeat lost"
 

@@ -63,6 +63,10 @@ class ControlPlaneClient(Protocol):
 
     async def report_health(self, request: m.ReportHealthRequest) -> m.ReportHealthResponse: ...
 
+    async def report_preemption(
+        self, request: m.ReportPreemptionRequest
+    ) -> m.ReportPreemptionResponse: ...
+
     async def list_nodes(self, request: m.ListNodesRequest) -> m.ListNodesResponse: ...
 
     async def get_node(self, request: m.GetNodeRequest) -> m.GetNodeResponse: ...
@@ -126,6 +130,11 @@ class Methods:
 
     async def report_health(self, request: m.ReportHealthRequest) -> m.ReportHealthResponse:
         return await self._call("ReportHealth", request, m.ReportHealthResponse)
+
+    async def report_preemption(
+        self, request: m.ReportPreemptionRequest
+    ) -> m.ReportPreemptionResponse:
+        return await self._call("ReportPreemption", request, m.ReportPreemptionResponse)
 
     async def list_nodes(self, request: m.ListNodesRequest) -> m.ListNodesResponse:
         return await self._call("ListNodes", request, m.ListNodesResponse)

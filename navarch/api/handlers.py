@@ -32,12 +32,14 @@ from navarch.api.mapping import (
 )
 from navarch.controlplane import Caller, ControlPlane
 from navarch.controlplane.nodes import NodeFilter
+from navarch.controlplane.preemption import NOTICE_KINDS
 from navarch.controlplane.service import MAX_PAGE
 from navarch.durations import format_duration, parse_duration
 from navarch.errors import InvalidArgument
 from navarch.model import Inventory
 
 _MAX_ID_LENGTH = 253
+_MAX_DETAIL = 1000
 _ID_CHARACTERS = frozenset(string.ascii_letters + string.digits + "-_.:")
 
 
@@ -140,6 +142,26 @@ async def report_health(
         node_actor(caller, request.node_id),
     )
     return w.ReportHealthResponse(status=NODE_STATUS[status], health=HEALTH_STATUS[health])
+
+
+async def report_preemption(
+    cp: ControlPlane, request: w.ReportPreemptionRequest, caller: Caller
+) -> w.ReportPreemptionResponse:
+    check_id("nodeId", request.node_id)
+    if request.kind not in NOTICE_KINDS:
+        raise InvalidArgument(
+            f"kind: expected one of {', '.join(NOTICE_KINDS)}, got {request.kind[:40]!r}"
+        )
+    if len(request.detail) > _MAX_DETAIL:
+        raise InvalidArgument(f"detail: expected at most {_MAX_DETAIL} characters")
+    episode_id = await cp.preemptions.notice(
+        request.node_id,
+        request.kind,
+        request.at,
+        request.detail,
+        node_actor(caller, request.node_id),
+    )
+    return w.ReportPreemptionResponse(episode_id=episode_id)
 
 
 async def list_nodes(

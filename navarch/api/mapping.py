@@ -230,6 +230,7 @@ def pool_to_wire(pool: PoolView) -> wire.Pool:
                 zone=b.zone,
                 instance_type=b.instance_type,
                 until=b.until,
+                spot=b.spot,
             )
             for b in pool.blocked
         ),

@@ -77,6 +77,13 @@ METHODS: dict[str, Method[Any, Any]] = {
         Method(
             "ReportHealth", w.ReportHealthRequest, w.ReportHealthResponse, "node", h.report_health
         ),
+        Method(
+            "ReportPreemption",
+            w.ReportPreemptionRequest,
+            w.ReportPreemptionResponse,
+            "node",
+            h.report_preemption,
+        ),
         Method("ListNodes", w.ListNodesRequest, w.ListNodesResponse, "admin", h.list_nodes),
         Method("GetNode", w.GetNodeRequest, w.GetNodeResponse, "admin", h.get_node),
         Method(

@@ -244,6 +244,23 @@ class ReportHealthResponse:
 
 
 @frozen(kw_only=True)
+class ReportPreemptionRequest:
+    node_id: str
+    # What the cloud will do: "spot" (a spot interruption), "preempted" (a preemptible machine)
+    # or "maintenance" (a host event that stops the machine).
+    kind: str
+    # When the cloud says it will act, where it says.
+    at: datetime | None = None
+    detail: str = ""
+
+
+@frozen(kw_only=True)
+class ReportPreemptionResponse:
+    # The node's remediation episode; empty when no pool replaces the node (it is drained).
+    episode_id: str = ""
+
+
+@frozen(kw_only=True)
 class ListNodesRequest:
     statuses: tuple[NodeStatus, ...] = ()
     healths: tuple[HealthStatus, ...] = ()
@@ -405,6 +422,8 @@ class ProviderBlock:
     zone: str = ""
     instance_type: str = ""
     until: datetime | None = None
+    # Only spot machines are blocked (a spot capacity error); on-demand ones are still tried.
+    spot: bool = False
 
 
 @frozen(kw_only=True)

@@ -38,6 +38,7 @@ def _load(path: str) -> Config:
 def check(file: str) -> None:
     """Check FILE and print a short summary; print every problem and exit 2 if it is wrong."""
     cfg = _load(file)
+    _check_providers(cfg)
     pools = ", ".join(
         f"{name} ({p.min_nodes}-{p.max_nodes} nodes)" for name, p in cfg.pools.items()
     )
@@ -51,6 +52,16 @@ def check(file: str) -> None:
     click.echo(f"  pools: {pools or 'none'}")
     if cfg.notifiers:
         click.echo(f"  notifiers: {', '.join(cfg.notifiers)}")
+
+
+def _check_providers(cfg: Config) -> None:
+    """Builds each provider and asks it what keeps it from working (a missing credential)."""
+    from navarch.errors import ConfigError
+    from navarch.pools.providers import build_providers, provider_problems
+
+    problems = provider_problems(build_providers(cfg))
+    if problems:
+        raise ConfigError(cfg.source, problems)
 
 
 @config.command()

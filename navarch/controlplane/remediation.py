@@ -12,6 +12,13 @@ PENDING ──▶ CORDON ──▶ DRAIN ──▶ TERMINATE ──▶ DONE
 TERMINATE hands the node to the `Replacer` (the pool manager), which terminates the node's
 instance through its provider and asks the node's pool for a successor.
 
+A machine the cloud takes back (spot, preemptible) gets an episode too. One whose daemon heard the
+cloud's notice (rule `preemption-notice`) asks its pool for a successor at once, then cordons and
+drains while the machine still runs; one the provider already lists as preempted (rule
+`preempted`) skips the drain, as does a noticed one whose machine goes before its drain ends.
+Preemptions neither count toward nor wait for the circuit breaker: a spot market taking back a
+zone's machines is the market, not a fault to investigate, and the machines go either way.
+
 A node of a pool with `auto_replace` that loses its heartbeat gets an episode with the rule
 `heartbeat-lost`. It skips the drain (a silent node cannot run one; the move from CORDON to
 TERMINATE records why) and its TERMINATE only terminates the instance (`Replacer.terminate`): the
@@ -49,6 +56,9 @@ from navarch.durations import format_duration
 from navarch.errors import Conflict, NotFound
 from navarch.model import (
     HEARTBEAT_LOST_RULE,
+    PREEMPTED_RULE,
+    PREEMPTION_NOTICE_RULE,
+    PREEMPTION_RULES,
     Event,
     Node,
     NodeStatus,
@@ -94,6 +104,10 @@ class Replacer(Protocol):
         pool's own rounds replace a node that went silent). Repeating it for the same node
         changes nothing; errors count as in `replace`."""
 
+    async def provision_successor(self, node_id: str, reason: str) -> None:
+        """Asks the node's pool for its successor now, before the node leaves (a preemption
+        notice); the later `replace` asks for no second one."""
+
 
 def may_move(current: RemediationStep, to: RemediationStep) -> bool:
     """Whether an episode at `current` may move to `to`: only forward, and a held one only to
@@ -129,6 +143,8 @@ class Remediator:
         self.open_breakers: dict[str, str] = {}
         # pool -> (trio time, node id) of the episodes started within the breaker window
         self._starts: dict[str, list[tuple[float, str]]] = {}
+        # Nodes in an episode whose machine the cloud has taken back: no drain can finish.
+        self._gone: set[str] = set()
         self._controls_changed = trio.Event()
         self._nursery: trio.Nursery | None = None
 
@@ -172,11 +188,7 @@ class Remediator:
         """Opens an episode for each node that went silent in a pool that replaces nodes; the
         episode skips the drain and asks for no successor (see the module's docstring)."""
         for node in nodes:
-            if (
-                self.replacer is not None
-                and node.pool in self._pools
-                and self.settings(node.pool).auto_replace
-            ):
+            if self.replaceable(node):
                 await self.start(node, HEARTBEAT_LOST_RULE)
 
     def open_episode(self, node_id: str) -> Remediation | None:
@@ -189,7 +201,7 @@ class Remediator:
             open_breakers=tuple(sorted(self.open_breakers)),
         )
 
-    async def start(self, node: Node, rule: str) -> Remediation:
+    async def start(self, node: Node, rule: str, detail: str = "") -> Remediation:
         """Opens an episode for `node` (or returns its open one) and starts carrying it out."""
         existing = self.open_episode(node.node_id)
         if existing is not None:
@@ -201,13 +213,15 @@ class Remediator:
             pool=node.pool,
             step=PENDING,
             rule=rule,
-            detail=f"judged for replacement by rule {rule}",
+            detail=detail or f"judged for replacement by rule {rule}",
             started_at=now,
             updated_at=now,
         )
         events = [self._event("remediation.started", episode, episode.detail)]
         switches: list[RemediationSwitch] = []
-        if node.pool and node.pool in self.open_breakers:
+        if rule in PREEMPTION_RULES:
+            pass  # the machine goes whatever the breaker says (see the module's docstring)
+        elif node.pool and node.pool in self.open_breakers:
             episode = attrs.evolve(
                 episode, step=HELD, detail=f"the circuit breaker of pool {node.pool} is open"
             )
@@ -230,6 +244,22 @@ class Remediator:
         if episode.step is not HELD and self._nursery is not None:
             self._nursery.start_soon(self._drive, episode.episode_id)
         return episode
+
+    def replaceable(self, node: Node) -> bool:
+        """Whether remediation can replace the node: it is in a pool that replaces nodes."""
+        return (
+            self.replacer is not None
+            and node.pool in self._pools
+            and self.settings(node.pool).auto_replace
+        )
+
+    def machine_gone(self, node_id: str) -> bool:
+        """Records that the cloud took the node's machine back while its episode is open, so a
+        drain stops waiting; False when the node has no open episode or was already known."""
+        if self.open_episode(node_id) is None or node_id in self._gone:
+            return False
+        self._gone.add(node_id)
+        return True
 
     def _trips_breaker(self, node: Node) -> bool:
         """Counts `node` as entering remediation; True when that crosses the pool's line."""
@@ -341,12 +371,24 @@ class Remediator:
             await self._move(episode, CORDON, "cordoning the node")
         elif episode.step is CORDON:
             await self._commands.cordon(node_id, self._reason(episode))
+            if episode.rule == PREEMPTION_NOTICE_RULE and self.replacer is not None:
+                try:
+                    await self.replacer.provision_successor(node_id, self._reason(episode))
+                except Exception as exc:  # TERMINATE asks again
+                    log.warning("node=%s cannot ask for a successor early: %s", node_id, exc)
             if episode.rule == HEARTBEAT_LOST_RULE:
                 await self._move(
                     episode,
                     TERMINATE,
                     "cordoned; drain skipped: the node lost its heartbeat and cannot run a drain; "
                     "terminating the node",
+                )
+            elif episode.rule == PREEMPTED_RULE or node_id in self._gone:
+                await self._move(
+                    episode,
+                    TERMINATE,
+                    "cordoned; drain skipped: the cloud took the machine back; terminating the "
+                    "node",
                 )
             else:
                 await self._move(episode, DRAIN, "cordoned; draining the node")
@@ -384,6 +426,13 @@ class Remediator:
                 NodeStatus.DRAINED,
                 NodeStatus.TERMINATED,
             ):
+                if episode.node_id in self._gone:
+                    await self._move(
+                        episode,
+                        TERMINATE,
+                        "the cloud took the machine back during the drain; terminating the node",
+                    )
+                    return
                 await trio.sleep(DRAIN_POLL)
             await self._move(episode, TERMINATE, "drained; terminating the node")
             return
@@ -435,6 +484,7 @@ class Remediator:
         moved = attrs.evolve(current, step=to, detail=detail, updated_at=self._now())
         if to in ENDED:
             self._episodes.pop(moved.episode_id, None)
+            self._gone.discard(moved.node_id)
         else:
             self._episodes[moved.episode_id] = moved
         kind = {

@@ -32,6 +32,7 @@ from navarch.controlplane.book import NodeBook
 from navarch.controlplane.commands import Commands
 from navarch.controlplane.nodes import NodeFilter, Nodes
 from navarch.controlplane.notifiers import build_notifiers
+from navarch.controlplane.preemption import Preemptions, Taken
 from navarch.controlplane.queue import CommandQueue
 from navarch.controlplane.remediation import Remediator, Replacer
 from navarch.controlplane.verdicts import Verdicts
@@ -85,6 +86,7 @@ class ControlPlane:
             self.book, self.commands, self.nodes.mark_terminated, pool_health or {}, replacer
         )
         self.nodes.on_silent = self.remediation.silent
+        self.preemptions = Preemptions(self.book, self.commands, self.remediation)
         # A bad policy file stops the service here, with the ConfigError that lists its problems.
         self.verdicts = Verdicts(
             self.book,
@@ -240,6 +242,9 @@ class ControlPlane:
 
     def open_episodes(self) -> Iterable[Remediation]:
         return self.remediation.open_episodes()
+
+    async def preempted(self, node_id: str, detail: str, actor: str) -> bool:
+        return await self.preemptions.taken(node_id, detail, actor) is not Taken.UNHANDLED
 
     def heartbeat_ages(self) -> list[float]:
         """Seconds since each watched node was last heard from."""

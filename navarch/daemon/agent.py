@@ -9,9 +9,9 @@ simulator run hundreds in one trio program, each with an in-process client and s
     daemon.stop()                      # the process dies without a word, as a crashed node would
 
 The daemon owns its parts and the nursery they run in: the `Link` (registration, and recovery
-after a failed call), `Heartbeats` (heartbeats and the command long poll), the `CommandRunner`
-and the `HealthReporter`. Everything they do is driven by `trio.current_time()`, so a daemon runs
-on a `MockClock`.
+after a failed call), `Heartbeats` (heartbeats and the command long poll), the `CommandRunner`,
+the `HealthReporter`, and the `PreemptionWatcher` where the machine can be preempted. Everything
+they do is driven by `trio.current_time()`, so a daemon runs on a `MockClock`.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from navarch.daemon.heartbeat import Heartbeats
 from navarch.daemon.host import FixedHostStats, HostStats
 from navarch.daemon.link import DaemonError, Link
 from navarch.daemon.nodelog import NodeLog
+from navarch.daemon.preemption import NoticeSource, PreemptionWatcher, notice_source
 from navarch.daemon.state import DaemonState
 from navarch.plugins.health_check import GpuBackend, HealthCheck, WatchingHealthCheck
 
@@ -56,6 +57,7 @@ class Daemon:
         rng: random.Random | None = None,
         wall_clock: WallClock = utc_now,
         backoff_cap: float = 30.0,
+        notices: NoticeSource | None = None,
     ) -> None:
         if not config.node_id:
             raise ValueError("config.node_id is required")
@@ -92,6 +94,15 @@ class Daemon:
         )
         self._heartbeats = Heartbeats(
             client, self._link, backend, host_stats or FixedHostStats(), self._commands.offer
+        )
+        # Where preemption notices come from: `notices`, or the metadata service the config names.
+        source = notices or notice_source(config.metadata, config.metadata_url)
+        self._preemption = (
+            PreemptionWatcher(
+                client, self._link, source, self._log, config.metadata_poll.total_seconds()
+            )
+            if source is not None
+            else None
         )
         self._cancel_scope: trio.CancelScope | None = None
         self._stop_requested = False
@@ -143,6 +154,8 @@ class Daemon:
                 nursery.start_soon(self._until_terminated, self._heartbeats.beat, all_loops)
                 nursery.start_soon(self._heartbeats.poll)
                 nursery.start_soon(self._until_terminated, self._commands.run, all_loops)
+                if self._preemption is not None:
+                    nursery.start_soon(self._preemption.run)
                 self._health.start(nursery, inventory)
         if self.terminated:
             self._log.info("stopped: the node was terminated")

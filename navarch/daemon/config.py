@@ -75,6 +75,11 @@ class DaemonConfig:
     state_dir: str = ""
     # Settings of health-check plugins by name, as TOML tables; each is checked by its plugin.
     health_checks: dict[str, Any] = field(factory=dict, validator=_tables)
+    # The cloud metadata service to watch for a preemption notice: "aws", "gcp" or "none".
+    metadata: str = field(default="none", validator=validators.one_of("none", "aws", "gcp"))
+    # The metadata service's address; empty means the cloud's own.
+    metadata_url: str = field(default="", validator=validators.optional_url)
+    metadata_poll: timedelta = field(default=timedelta(seconds=5), validator=validators.positive)
 
 
 def load_daemon_config(path: str | os.PathLike[str]) -> DaemonConfig:

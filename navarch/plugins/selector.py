@@ -35,10 +35,13 @@ class Candidate:
     price_per_hour: float | None = None
     # Whether the catalog reports free capacity for this type here; None when unknown.
     available: bool | None = None
+    # Whether this candidate asks for a spot (preemptible) machine.
+    spot: bool = False
 
     def describe(self) -> str:
         place = "/".join(p for p in (self.region, self.zone) if p)
-        return " ".join(p for p in (self.provider, place, self.instance_type) if p)
+        market = "spot" if self.spot else ""
+        return " ".join(p for p in (self.provider, place, self.instance_type, market) if p)
 
 
 class Selector(Protocol):

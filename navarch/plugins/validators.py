@@ -95,6 +95,12 @@ def url(_inst: object, attribute: attrs.Attribute[Any], value: str) -> None:
         )
 
 
+def optional_url(inst: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    """Empty, or an http:// or https:// URL with a host."""
+    if value:
+        url(inst, attribute, value)
+
+
 def not_empty(what: str) -> Validator:
     """A list or table with at least one `what` in it."""
 

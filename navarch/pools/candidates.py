@@ -3,35 +3,49 @@
 Each provider entry of a pool yields one `Candidate` per region, or per zone when it lists zones,
 so that failover can move from a region without capacity to the next one. What the providers'
 catalogs say (price, free capacity) is copied onto each candidate here, so selectors stay pure
-and synchronous.
+and synchronous. A pool's abstract instance type (`h100-8x`) is mapped by the provider itself
+(`instance_type_for`): the core names no cloud's instance types.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from navarch.config import PoolConfig, PoolProviderEntry
-from navarch.plugins import Candidate, InstanceType, Provider, ProviderCatalog
-from navarch.pools.instance_types import resolve_instance_type
+from navarch.plugins import (
+    Candidate,
+    InstanceType,
+    InstanceTypeNames,
+    Provider,
+    ProviderCatalog,
+)
 
 
 def candidates_for(
     pool: PoolConfig,
     provider_types: Mapping[str, str],
     catalogs: Mapping[str, Sequence[InstanceType]] | None = None,
+    *,
+    providers: Mapping[str, object] | None = None,
+    on_demand: Collection[int] = (),
 ) -> list[Candidate]:
     """The pool's candidates in configured order.
 
     `provider_types` maps each `[providers.NAME]` table to its plugin type; `catalogs` maps a
-    table name to what its provider's `instance_types()` returned, where it has one.
+    table name to what its provider's `instance_types()` returned, where it has one; `providers`
+    maps it to the provider object, which names the instance type. The candidates of a `spot`
+    entry ask for spot machines, unless the entry's index is in `on_demand` (its spot capacity
+    kept failing).
     """
     catalogs = catalogs or {}
+    providers = providers or {}
     out = []
     for index, entry in enumerate(pool.providers):
         provider_type = provider_types.get(entry.provider, entry.provider)
-        instance_type = resolve_instance_type(
-            pool.instance_type, provider_type, entry.instance_type
+        instance_type = entry.instance_type or _provider_name(
+            providers.get(entry.provider), pool.instance_type
         )
+        spot = entry.spot and index not in on_demand
         catalog = catalogs.get(entry.provider)
         for region, zone in _places(entry):
             price, available = _catalog_facts(catalog, instance_type, region)
@@ -47,9 +61,18 @@ def candidates_for(
                     zone=zone,
                     price_per_hour=price,
                     available=available,
+                    spot=spot,
                 )
             )
     return out
+
+
+def _provider_name(provider: object, name: str) -> str:
+    """The provider's own name for the pool's instance type; a provider that maps none (the fake
+    provider) takes the pool's name as it is."""
+    if isinstance(provider, InstanceTypeNames):
+        return provider.instance_type_for(name)
+    return name
 
 
 def _places(entry: PoolProviderEntry) -> list[tuple[str, str]]:

@@ -2,9 +2,10 @@
 
 A failure blocks a part of a provider for a while, by the kind of error:
 
-- `CapacityError`: that provider, region, zone and instance type, briefly; the next candidate
-  is tried at once.
-- `QuotaError`: the provider's region, for longer (quotas are per account and region).
+- `CapacityError`: that provider, region, zone and instance type, in that market (spot or
+  on-demand), briefly; the next candidate is tried at once.
+- `QuotaError`: the provider's region, for longer (quotas are per account and region); the whole
+  provider when the quota spans every region (`all_regions`).
 - `AuthError`: the whole provider, longest (every call with those credentials fails).
 - `TransientError`: the same candidate is tried again with exponential backoff; when every try
   fails, that candidate is blocked briefly and the next one is tried.
@@ -37,8 +38,8 @@ from navarch.plugins import (
     TransientError,
 )
 
-# A region, zone and instance type; None stands for all of them.
-_Place = tuple[str | None, str | None, str | None]
+# A region, zone, instance type and market (True for spot); None stands for all of them.
+_Place = tuple[str | None, str | None, str | None, bool | None]
 
 
 class BlockKind(enum.Enum):
@@ -75,6 +76,8 @@ class Block:
     reason: str
     since: float
     until: float
+    # True blocks only spot machines, False only on-demand ones, None both.
+    spot: bool | None = None
 
     def covers(self, candidate: Candidate) -> bool:
         return (
@@ -82,10 +85,12 @@ class Block:
             and self.region in (None, candidate.region)
             and self.zone in (None, candidate.zone)
             and self.instance_type in (None, candidate.instance_type)
+            and self.spot in (None, candidate.spot)
         )
 
     def describe(self) -> str:
-        parts = [p for p in (self.region, self.zone, self.instance_type) if p]
+        market = "spot" if self.spot else ""
+        parts = [p for p in (self.region, self.zone, self.instance_type, market) if p]
         scope = f"{self.provider} ({', '.join(parts)})" if parts else self.provider
         return f"{scope}: {self.kind.value}: {self.reason}"
 
@@ -108,16 +113,18 @@ class BlockList:
     def block(self, candidate: Candidate, error: BaseException, now: float) -> Block:
         """Blocks the part of the candidate's provider that `error` says is unusable."""
         c = candidate
-        place: _Place = (c.region, c.zone, c.instance_type)
+        place: _Place = (c.region, c.zone, c.instance_type, None)
         if isinstance(error, CapacityError):
             kind, seconds = BlockKind.CAPACITY, self.policy.capacity_block
+            place = (c.region, c.zone, c.instance_type, c.spot)
         elif isinstance(error, QuotaError):
-            kind, seconds, place = BlockKind.QUOTA, self.policy.quota_block, (c.region, None, None)
+            kind, seconds = BlockKind.QUOTA, self.policy.quota_block
+            place = (None, None, None, None) if error.all_regions else (c.region, None, None, None)
         elif isinstance(error, AuthError):
-            kind, seconds, place = BlockKind.AUTH, self.policy.auth_block, (None, None, None)
+            kind, seconds, place = BlockKind.AUTH, self.policy.auth_block, (None, None, None, None)
         else:
             kind, seconds = BlockKind.ERROR, self.policy.error_block
-        region, zone, instance_type = place
+        region, zone, instance_type, spot = place
         block = Block(
             provider=c.provider,
             region=region,
@@ -127,6 +134,7 @@ class BlockList:
             reason=str(error) or type(error).__name__,
             since=now,
             until=now + seconds,
+            spot=spot,
         )
         self._blocks[(c.provider, *place)] = block
         return block
@@ -220,6 +228,7 @@ async def provision_with_failover(
             region=candidate.region,
             zone=candidate.zone,
             request_id=str(uuid.uuid4()),
+            spot=candidate.spot,
         )
         backoff = policy.first_backoff
         for retry in range(policy.transient_retries + 1):

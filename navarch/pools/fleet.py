@@ -52,3 +52,8 @@ class FleetView(Protocol):
     def open_episodes(self) -> Iterable[Remediation]:
         """Remediation episodes that have not ended."""
         ...
+
+    async def preempted(self, node_id: str, detail: str, actor: str) -> bool:
+        """The node's provider lists its machine as preempted: remediation replaces the node
+        (True), or cannot (False: no pool replaces it) and the caller ends its instance."""
+        ...

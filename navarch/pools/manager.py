@@ -32,6 +32,7 @@ from navarch.pools.fleet import FleetView
 from navarch.pools.instances import ACTOR, Instances
 from navarch.pools.nodes import counts_toward_size, is_healthy, scaling_state
 from navarch.pools.pool import PoolState
+from navarch.pools.providers import build_providers, provider_problems
 from navarch.pools.provisioning import Provisioner
 from navarch.pools.reconcile import reconcile
 from navarch.pools.scale_down import ScaleDown
@@ -61,11 +62,9 @@ class PoolManager:
         self.fleet = fleet
         self._machines = machines
         # `providers` stands in for the objects the configuration would create (the simulator's).
-        made = providers or {}
-        self.providers: dict[str, Provider] = {
-            name: made[name] if name in made else table.create(Provider)
-            for name, table in config.providers.items()
-        }
+        self.providers: dict[str, Provider] = build_providers(config, providers)
+        for problem in provider_problems(self.providers):
+            log.warning("%s", problem)
         provider_types = {name: table.type for name, table in config.providers.items()}
         self.pools = {name: PoolState(name, pool) for name, pool in config.pools.items()}
         # Shared by every pool: an account's quota and credentials are shared too.
@@ -265,6 +264,10 @@ class PoolManager:
             return
         await self.instances.terminate_node(node_id, f"replaced: {reason}")
 
+    async def provision_successor(self, node_id: str, reason: str) -> None:
+        """Asks the node's pool for a successor before the node leaves (a preemption notice)."""
+        await self.request_replacement(node_id, "prefer_same", reason)
+
     async def request_replacement(
         self, node_id: str, strategy: str, reason: str = "remediation"
     ) -> None:
@@ -340,6 +343,7 @@ class PoolManager:
                 zone=b.zone or "",
                 instance_type=b.instance_type or "",
                 until=b.until_wall(now, wall),
+                spot=bool(b.spot),
             )
             for b in self.blocks.active(now)
             if b.provider in entries

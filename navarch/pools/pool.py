@@ -48,6 +48,10 @@ class PoolState:
         # (reason shape, previous, target) of the last pool.scaled event.
         self.last_scaled: tuple[str, int, int] | None = None
         self.last_failure = ""
+        # Spot entries (by index): capacity errors in a row, and until when (trio time) the entry
+        # asks for on-demand machines instead.
+        self.spot_failures: dict[int, int] = {}
+        self.on_demand_until: dict[int, float] = {}
         self.state: ScalingState | None = None
         self.wake = trio.Event()
 

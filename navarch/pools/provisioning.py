@@ -19,6 +19,7 @@ from navarch.pools.failover import BlockList, ProvisioningFailed, provision_with
 from navarch.pools.fleet import FleetView
 from navarch.pools.instances import ACTOR, Instances
 from navarch.pools.pool import PoolState, PreferProvider
+from navarch.pools.spot import SpotMarket
 from navarch.store import Change
 
 log = logging.getLogger("navarch.pools")
@@ -38,6 +39,7 @@ class Provisioner:
         self._provider_types = provider_types
         self._instances = instances
         self._blocks = blocks
+        self._spot = SpotMarket(fleet, blocks)
         self.nursery: trio.Nursery | None = None
 
     def start(
@@ -56,7 +58,16 @@ class Provisioner:
             entries = {e.provider for e in pool.config.providers}
             providers = {n: p for n, p in self._providers.items() if n in entries}
             catalogs = await fetch_catalogs(providers)
-            candidates = candidates_for(pool.config, self._provider_types, catalogs)
+            candidates = await self._spot.before(
+                pool,
+                lambda: candidates_for(
+                    pool.config,
+                    self._provider_types,
+                    catalogs,
+                    providers=providers,
+                    on_demand=self._spot.on_demand(pool),
+                ),
+            )
             selector: Selector = pool.selector
             if prefer and strategy != "any":
                 selector = PreferProvider(selector, prefer, only=strategy == "same")
@@ -71,6 +82,7 @@ class Provisioner:
             )
         except ProvisioningFailed as exc:
             pool.pending -= 1
+            await self._spot.after(pool, exc.attempts)
             await self._failed(pool, str(exc))
             return
         except Exception as exc:
@@ -79,6 +91,7 @@ class Provisioner:
             return
         pool.pending -= 1
         pool.last_failure = ""
+        await self._spot.after(pool, result.attempts)
         instance = result.instance
         now = self._fleet.clock.now()
         record = InstanceRecord(
@@ -103,6 +116,7 @@ class Provisioner:
             provider=record.provider,
             instanceId=record.instance_id,
             attempts=str(len(result.attempts)),
+            spot=str(result.candidate.spot).lower(),
         )
         await self._instances.save(record, event)
 

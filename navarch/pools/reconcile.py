@@ -3,6 +3,9 @@
 - An instance whose daemon registered becomes RUNNING; one that never registers within
   `registration_timeout` is terminated and replaced.
 - One the provider no longer lists is marked FAILED (lost), its node terminated, and replaced.
+- One the provider lists as preempted (the cloud took it back) is remediation's: its node gets a
+  `preempted` episode that replaces it. One whose node never registered, or that no pool
+  replaces, is terminated and replaced here.
 - One whose node was terminated through the API has its machine ended.
 - One the provider lists with the pool's name that navarch has no record of is adopted (a control
   plane that stopped before it could record it made it) and must register like any other.
@@ -18,7 +21,7 @@ import trio
 
 from navarch.durations import format_duration
 from navarch.model import InstanceRecord, InstanceStatus, NodeStatus
-from navarch.plugins import Provider
+from navarch.plugins import InstanceState, Provider
 from navarch.pools.fleet import FleetView
 from navarch.pools.instances import ACTOR, Instances
 from navarch.pools.pool import PoolState
@@ -64,6 +67,13 @@ async def reconcile(
             elif status is NodeStatus.TERMINATED:
                 # Terminated through the API (the daemon acknowledged it): end the machine.
                 await instances.terminate(record, "its node was terminated")
+            elif listed[record.instance_id].state is InstanceState.PREEMPTED:
+                detail = f"{provider_name} took back instance {record.instance_id}"
+                if not await fleet.preempted(record.node_id, detail, ACTOR):
+                    await instances.terminate(record, f"preempted: {detail}", InstanceStatus.FAILED)
+                    provisioner.start(
+                        pool, f"replacing preempted instance {record.instance_id}", provider_name
+                    )
             elif (
                 status in (NodeStatus.DRAINING, NodeStatus.DRAINED)
                 and node is not None
@@ -86,7 +96,11 @@ async def reconcile(
         known = {r.instance_id for r in instances.records.values() if r.provider == provider_name}
         now = fleet.clock.now()
         for instance in listed.values():
-            if instance.instance_id in known or instance.pool != pool.name:
+            if (
+                instance.instance_id in known
+                or instance.pool != pool.name
+                or instance.state is InstanceState.PREEMPTED
+            ):
                 continue
             await instances.save(
                 InstanceRecord(

@@ -23,6 +23,8 @@ class ProviderBlockView:
     zone: str = ""
     instance_type: str = ""
     until: datetime | None = None
+    # Only spot machines (a spot capacity error); on-demand ones are still tried.
+    spot: bool = False
 
 
 @frozen(kw_only=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 import attrs
@@ -26,12 +26,15 @@ from navarch.api.client import HttpClient, Methods, Unreachable
 from navarch.api.inprocess import InProcessClient
 from navarch.controlplane import Caller, ControlPlane
 from navarch.daemon import Daemon, DaemonConfig, DaemonError, SimulatedGpus
+from navarch.daemon.preemption import Notice, SimulatedNotices
 from navarch.plugins import (
     AttachableProvider,
+    CheckedProvider,
     HealthCheck,
     Instance,
     InstanceState,
     InstanceType,
+    InstanceTypeNames,
     PluginTable,
     Provider,
     ProviderCatalog,
@@ -110,6 +113,8 @@ class Failure:
     uncorrected: int = 1
     link: int = 0
     message: str = ""
+    # A preemption's warning to the daemon, in seconds.
+    notice: float = 120.0
     unhealthy_at: float | None = None
     degraded_at: float | None = None
     recovered_at: float | None = None
@@ -135,6 +140,9 @@ class SimNode:
         self._faults = _Faults()
         # Active failures, oldest first.
         self.failures: list[Failure] = []
+        # What the machine's cloud metadata service would say of a coming preemption; watched
+        # only in a run that preempts machines.
+        self.notices = SimulatedNotices()
 
     @property
     def id(self) -> str:
@@ -181,6 +189,7 @@ class SimNode:
             health_checks=checks,
             rng=random.Random(f"{fleet.seed}/{spec.id}/{self.boots}"),
             wall_clock=fleet.wall_clock,
+            notices=self.notices if fleet.preemptible else None,
         )
         self.gpus = gpus
         self.running = True
@@ -227,6 +236,8 @@ class SimNode:
                 self._faults.partitioned = True
             case "heartbeat_stop":
                 self._faults.heartbeats = trio.Event()
+            case "preemption":
+                self._fleet.preempt(self, failure.notice)
             case _:
                 if self.running:
                     self._apply(failure)
@@ -368,6 +379,22 @@ class SimProvider:
             gpu_count=gpus, gpu_type=kind, utilization=self._fleet.utilization, seed=self.name
         )
 
+    def instance_type_for(self, name: str) -> str:
+        if isinstance(self.inner, InstanceTypeNames):
+            return self.inner.instance_type_for(name)
+        return name
+
+    def check(self) -> Sequence[str]:
+        return list(self.inner.check()) if isinstance(self.inner, CheckedProvider) else []
+
+    def preempt(self, instance_id: str) -> bool:
+        """Takes the machine back as the cloud would; False where the provider cannot say so
+        (a plugin's own provider: its machine only goes away)."""
+        if isinstance(self.inner, FakeProvider):
+            self.inner.preempt(instance_id)
+            return True
+        return False
+
     async def terminate(self, instance_id: str) -> None:
         await self.inner.terminate(instance_id)
         if not isinstance(self.inner, FakeProvider):
@@ -390,6 +417,7 @@ class Fleet:
         *,
         seed: int,
         wall_clock: Callable[[], datetime],
+        preemptible: bool = False,
         on_note: Callable[[str], None] = lambda _message: None,
         on_machine: Callable[[SimNode, bool], None] = lambda _node, _provisioned: None,
     ) -> None:
@@ -400,6 +428,8 @@ class Fleet:
         self.url = ""
         self.seed = seed
         self.wall_clock = wall_clock
+        # Whether daemons watch for preemption notices (the scenario preempts machines).
+        self.preemptible = preemptible
         self.nodes: dict[str, SimNode] = {}
         self.providers: dict[str, SimProvider] = {}
         # Set by set_utilization for every node; until then each provider's `utilization`.
@@ -466,6 +496,25 @@ class Fleet:
 
     def zone_for(self, provider: str, region: str) -> str:
         return self._zones.get((provider, region)) or f"{region}-a"
+
+    def preempt(self, node: SimNode, notice: float) -> None:
+        """Warns the node's daemon, then after `notice` seconds its provider takes it back."""
+        if notice > 0:
+            node.notices.give(
+                Notice(
+                    kind="spot",
+                    at=self.wall_clock() + timedelta(seconds=notice),
+                    detail="simulated spot interruption",
+                )
+            )
+
+        async def take_back() -> None:
+            await trio.sleep(notice)
+            provider = self.providers.get(node.spec.provider)
+            if provider is None or not provider.preempt(node.id):
+                self.terminated(node.id)
+
+        self.machines().start_soon(take_back)
 
     def terminated(self, node_id: str) -> None:
         node = self.nodes.get(node_id)

@@ -145,6 +145,7 @@ class Runner:
             ):
                 fleet = Fleet(
                     seed=self.seed,
+                    preemptible=scenario.preemptible,
                     wall_clock=self._wall_clock,
                     on_note=lambda message: self.recorder.line(self.elapsed(), "note", "", message),
                     on_machine=self._machine_added,
@@ -412,6 +413,7 @@ class Runner:
                 params.message,
             )
             failure.corrected, failure.uncorrected = params.corrected, params.uncorrected
+            failure.notice = params.notice.total_seconds()
         self.recorder.failure(failure)
         node.inject(failure)
         return failure

@@ -47,6 +47,22 @@ async def test_the_auth_matrix(tmp_path: Path, caplog: pytest.LogCaptureFixture)
             ("GetNode", {"nodeId": "n1"}, n1_token, 403, "permission_denied", "GetNode needs"),
             ("SendHeartbeat", {"nodeId": "n1"}, JOIN_TOKEN, 403, "permission_denied", "Send"),
             ("ListEvents", {}, JOIN_TOKEN, 403, "permission_denied", "ListEvents needs"),
+            (
+                "ReportPreemption",
+                {"nodeId": "n2", "kind": "spot"},
+                n1_token,
+                403,
+                "permission_denied",
+                "the token of node n1 cannot act for node n2",
+            ),
+            (
+                "ReportPreemption",
+                {"nodeId": "n1", "kind": "spot"},
+                JOIN_TOKEN,
+                403,
+                "permission_denied",
+                "Report",
+            ),
         ]
         for method, body, token, status, code, message in refused:
             response = await post(client, method, body, token=token)
@@ -66,6 +82,7 @@ async def test_the_auth_matrix(tmp_path: Path, caplog: pytest.LogCaptureFixture)
             ("SendHeartbeat", {"nodeId": "n1"}, n1_token),
             ("GetNodeCommands", {"nodeId": "n1"}, n1_token),
             ("ReportHealth", {"nodeId": "n1"}, n1_token),
+            ("ReportPreemption", {"nodeId": "n1", "kind": "spot"}, n1_token),
             ("SendHeartbeat", {"nodeId": "n2"}, ADMIN_TOKEN),
             ("ListNodes", {}, ADMIN_TOKEN),
             ("IssueCommand", ISSUE, ADMIN_TOKEN),

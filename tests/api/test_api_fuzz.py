@@ -38,6 +38,12 @@ VALID: dict[str, dict[str, Any]] = {
             {"type": "HEALTH_EVENT_TYPE_XID", "time": "2026-01-01T00:00:00Z", "xid": 79},
         ],
     },
+    "ReportPreemption": {
+        "nodeId": "n1",
+        "kind": "spot",
+        "at": "2026-01-01T00:02:00Z",
+        "detail": "spot instance-action terminate",
+    },
     "ListNodes": {"statuses": ["NODE_STATUS_ACTIVE"], "labels": {"a": "b"}},
     "GetNode": {"nodeId": "n1"},
     "IssueCommand": {"nodeId": "n1", "type": "COMMAND_TYPE_CORDON", "parameters": {"k": "v"}},

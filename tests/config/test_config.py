@@ -8,6 +8,9 @@ import pytest
 
 from navarch.config import effective_dict, load_config, parse_config
 from navarch.errors import ConfigError
+from navarch.plugins import hookimpl
+from navarch.plugins.manager import load_plugins
+from navarch.pools.providers import build_providers, provider_problems
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "local-fleet.toml"
 
@@ -240,3 +243,82 @@ def test_health_policy_is_resolved_next_to_the_file_and_checked(plugins, tmp_pat
         '[[rules]]\nname = "any"\ncondition = "true"\nresult = "healthy"\n'
     )
     assert load_config(path, plugins).health.policy == str(tmp_path / "rules.toml")
+
+
+class _OnDemandOnly:
+    """A provider plugin whose cloud sells no spot machines."""
+
+    class Provider:
+        def __init__(self, settings=None):
+            pass
+
+    @hookimpl
+    def navarch_providers(self, register):
+        register("ondemand", self.Provider)
+
+
+def test_spot_on_a_provider_without_spot_machines_is_refused():
+    plugins = load_plugins(entry_points=False, extra={"ondemand": _OnDemandOnly()})
+    text = VALID.replace(
+        "[providers.fake]\n", '[providers.od]\ntype = "ondemand"\n\n[providers.fake]\n'
+    )
+    text += '\n[[pools.train.providers]]\nprovider = "od"\nspot = true\n'
+    assert problems_of(text, plugins) == [
+        'pools.train.providers[1].spot: provider "od" (type ondemand) offers no spot machines; '
+        "remove spot or use a provider that has them"
+    ]
+    # The fake provider has them.
+    parse_config(VALID.replace('provider = "fake"', 'provider = "fake"\nspot = true'), "x", plugins)
+
+
+def test_a_cloud_whose_plugin_is_missing_names_the_package_to_install():
+    plugins = load_plugins(entry_points=False)
+    text = VALID.replace("[providers.fake]\ngpu_count = 4", '[providers.fake]\ntype = "lambda"')
+    [problem] = problems_of(text, plugins)
+    assert problem.startswith('providers.fake.type: no provider plugin named "lambda" (registered:')
+    assert problem.endswith("; install it with: pip install navarch-lambda")
+
+
+class _Checked:
+    """A provider that can tell that its credentials are missing."""
+
+    class Provider:
+        def __init__(self, settings=None):
+            pass
+
+        async def provision(self, request): ...
+
+        async def terminate(self, instance_id): ...
+
+        async def list(self):
+            return []
+
+        def check(self):
+            return ["no Moon API key: set MOON_API_KEY"]
+
+    @hookimpl
+    def navarch_providers(self, register):
+        register("moon", self.Provider)
+
+
+def test_provider_problems_name_the_table():
+    plugins = load_plugins(entry_points=False, extra={"moon": _Checked()})
+    config = parse_config('[providers.home]\ntype = "moon"\n', "navarch.toml", plugins)
+    assert provider_problems(build_providers(config)) == [
+        "providers.home: no Moon API key: set MOON_API_KEY"
+    ]
+
+
+def test_check_names_the_package_of_a_cloud_plugin_that_is_not_installed(navarch, tmp_path):
+    path = tmp_path / "navarch.toml"
+    path.write_text(
+        '[providers.lambda]\ntype = "lambda"\n\n[pools.train]\ninstance_type = "h100-8x"\n'
+        'max_nodes = 2\n[[pools.train.providers]]\nprovider = "lambda"\n'
+    )
+    # As on a machine where only navarch is installed.
+    result = navarch("config", "check", str(path), env={"NAVARCH_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f'navarch: {path}: providers.lambda.type: no provider plugin named "lambda" '
+        "(registered: fake); install it with: pip install navarch-lambda"
+    ]

@@ -1,59 +1,61 @@
 from __future__ import annotations
 
-import pytest
-
 from navarch.config import PoolConfig, PoolProviderEntry
-from navarch.plugins import InstanceType
+from navarch.plugins import ABSTRACT_INSTANCE_TYPES, InstanceType, parse_abstract
 from navarch.plugins.builtin.fake_provider import FakeProvider, FakeProviderSettings
 from navarch.pools.candidates import candidates_for, fetch_catalogs
-from navarch.pools.instance_types import INSTANCE_TYPES, resolve_instance_type
 
 
-@pytest.mark.parametrize(
-    ("name", "provider_type", "expected"),
-    [
-        ("h100-8x", "lambda", "gpu_8x_h100_sxm5"),
-        ("h100-8x", "gcp", "a3-highgpu-8g"),
-        ("h100-8x", "aws", "p5.48xlarge"),
-        ("a100-8x", "aws", "p4d.24xlarge"),
-        ("a10-1x", "aws", "g5.xlarge"),
-        ("l4-1x", "gcp", "g2-standard-4"),
-        ("h100-8x", "fake", "h100-8x"),  # the fake provider takes abstract names as they are
-        ("l4-1x", "lambda", "l4-1x"),  # not offered there: passed through, not guessed
-        ("gpu_8x_h100_sxm5", "lambda", "gpu_8x_h100_sxm5"),  # already concrete
-        ("b200-8x", "gcp", "b200-8x"),  # unknown abstract name
-    ],
-)
-def test_instance_types_map_by_provider_type(name, provider_type, expected):
-    assert resolve_instance_type(name, provider_type) == expected
+class Cloud:
+    """A provider that names the abstract types its own way, as a cloud's plugin does."""
 
+    supports_spot = True
 
-def test_entry_override_wins():
-    assert resolve_instance_type("h100-8x", "gcp", "a3-megagpu-8g") == "a3-megagpu-8g"
+    def __init__(self, names: dict[str, str]) -> None:
+        self.names = names
 
-
-def test_every_abstract_type_is_named_like_its_gpus():
-    for name in INSTANCE_TYPES:
-        _gpu, count = name.split("-")
-        assert count.endswith("x") and count[:-1].isdigit(), name
+    def instance_type_for(self, name: str) -> str:
+        return self.names.get(name, name)
 
 
 def pool(*entries: PoolProviderEntry, instance_type: str = "h100-8x") -> PoolConfig:
     return PoolConfig(instance_type=instance_type, providers=entries, max_nodes=4)
 
 
-def test_mapping_uses_the_provider_type_not_the_table_name():
-    # A table called gcp-us of type gcp maps like any GCP account (the Go version looked up
-    # "gcp-us" and found nothing).
+def test_the_provider_names_the_instance_type_and_an_entry_override_wins():
     p = pool(
         PoolProviderEntry(provider="gcp-us"),
         PoolProviderEntry(provider="lambda-main", instance_type="gpu_8x_h100_sxm5_custom"),
+        PoolProviderEntry(provider="local"),
     )
-    candidates = candidates_for(p, {"gcp-us": "gcp", "lambda-main": "lambda"})
+    providers = {
+        "gcp-us": Cloud({"h100-8x": "a3-highgpu-8g"}),
+        "lambda-main": Cloud({"h100-8x": "gpu_8x_h100_sxm5"}),
+        # The fake provider maps nothing: it takes the abstract name as it is.
+        "local": FakeProvider(FakeProviderSettings()),
+    }
+    candidates = candidates_for(
+        p, {"gcp-us": "gcp", "lambda-main": "lambda", "local": "fake"}, providers=providers
+    )
     assert [(c.provider, c.provider_type, c.instance_type) for c in candidates] == [
         ("gcp-us", "gcp", "a3-highgpu-8g"),
         ("lambda-main", "lambda", "gpu_8x_h100_sxm5_custom"),
+        ("local", "fake", "h100-8x"),
     ]
+
+
+def test_a_spot_entry_asks_for_spot_until_it_falls_back_to_on_demand():
+    p = pool(PoolProviderEntry(provider="a", spot=True), PoolProviderEntry(provider="b"))
+    assert [c.spot for c in candidates_for(p, {})] == [True, False]
+    assert [c.spot for c in candidates_for(p, {}, on_demand=[0])] == [False, False]
+    assert candidates_for(p, {})[0].describe() == "a h100-8x spot"
+
+
+def test_every_listed_abstract_type_parses_as_its_gpus():
+    for name, kind in ABSTRACT_INSTANCE_TYPES.items():
+        assert parse_abstract(name) == kind
+    assert parse_abstract("p5.48xlarge") is None
+    assert parse_abstract("h100-0x") is None
 
 
 def test_each_region_and_zone_is_a_candidate():

@@ -62,13 +62,18 @@ def test_write_your_own_autoscaler_example_works(navarch, tmp_path, monkeypatch)
     exec(compile(check, "plugins.md", "exec"), {})
 
 
+class _SpotCloud:
+    supports_spot = True
+
+
 class DocProviders:
     """Stand-ins for the cloud provider plugins that the examples name."""
 
     @hookimpl
     def navarch_providers(self, register):
         register("lambda", object)
-        register("gcp", object)
+        register("gcp", _SpotCloud)
+        register("aws", _SpotCloud)
 
 
 def pool_examples() -> list[str]:
@@ -81,7 +86,7 @@ def test_pool_examples_are_valid_configuration(block):
     plugins = load_plugins(entry_points=False, extra={"doc-providers": DocProviders()})
     prelude = "".join(
         f'[providers.{name}]\ntype = "{name}"\n'
-        for name in ("fake", "lambda", "gcp")
+        for name in ("fake", "lambda", "gcp", "aws")
         if f"[providers.{name}]" not in block
     )
     named = set(re.findall(r"\[\[?pools\.([a-z]+)", block))

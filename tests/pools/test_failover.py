@@ -123,6 +123,40 @@ async def test_quota_error_blocks_the_region_for_longer(autojump_clock):
     assert block.until - start == 1800
 
 
+async def test_a_quota_of_all_regions_blocks_the_whole_provider(autojump_clock):
+    cands = candidates_for(
+        pool(
+            PoolProviderEntry(provider="a", regions=("r1", "r2")),
+            PoolProviderEntry(provider="b", priority=1),
+        ),
+        provider_types("a", "b"),
+    )
+    a = Scripted("a", QuotaError("GPUS_ALL_REGIONS: 8 of 8 used", all_regions=True))
+    b = Scripted("b")
+    blocks = BlockList()
+    result = await provision(cands, {"a": a, "b": b}, blocks)
+    assert result.candidate.provider == "b"
+    assert a.places() == ["r1"]  # r2 shares the quota
+    [block] = blocks.active(trio.current_time())
+    assert (block.provider, block.region, block.kind) == ("a", None, BlockKind.QUOTA)
+
+
+async def test_a_spot_capacity_error_blocks_spot_machines_only(autojump_clock):
+    spot = pool(PoolProviderEntry(provider="a", regions=("r1",), spot=True))
+    a = Scripted("a", CapacityError("no spot h100 in r1"))
+    blocks = BlockList()
+    with pytest.raises(ProvisioningFailed):
+        await provision(candidates_for(spot, provider_types("a")), {"a": a}, blocks)
+    [block] = blocks.active(trio.current_time())
+    assert (block.kind, block.spot) == (BlockKind.CAPACITY, True)
+    assert block.describe() == "a (r1, h100-8x, spot): capacity: no spot h100 in r1"
+    assert a.calls[0][1].spot
+    # The same place on demand is still tried.
+    on_demand = candidates_for(spot, provider_types("a"), on_demand=[0])
+    result = await provision(on_demand, {"a": a}, blocks)
+    assert not result.candidate.spot and not a.calls[-1][1].spot
+
+
 async def test_auth_error_blocks_the_whole_provider_longest(autojump_clock):
     cands = candidates_for(
         pool(

@@ -160,8 +160,8 @@ target = "us-west1-a"
         (
             'failure = "melt"',
             'events[1] (inject_failure).failure: expected "xid", "thermal", "ecc", '
-            '"remap_failure", "nvlink_down", "gpu_lost", "boot_failure", "network_partition" '
-            'or "heartbeat_stop", got "melt"',
+            '"remap_failure", "nvlink_down", "gpu_lost", "boot_failure", "network_partition", '
+            '"heartbeat_stop" or "preemption", got "melt"',
         ),
         (
             'failure = "xid"\nxid = 1000',
@@ -174,11 +174,11 @@ def test_inject_failure_checks_what_each_failure_needs(event: str, problem: str)
     assert problems(text) == [problem]
 
 
-def test_only_simulated_providers_run_in_a_scenario() -> None:
-    text = MINIMAL + '[config.providers.gcp]\ntype = "gcp"\n'
+def test_a_provider_type_that_no_plugin_registers_is_refused() -> None:
+    text = MINIMAL + '[config.providers.moon]\ntype = "moon"\n'
     found = problems(text)
     assert any(
-        p.startswith('config.providers.gcp.type: no provider plugin named "gcp"') for p in found
+        p.startswith('config.providers.moon.type: no provider plugin named "moon"') for p in found
     )
 
 

@@ -43,6 +43,8 @@ class PoolManagerStandIn:
         self.replaced: list[str] = []
         # Nodes terminated without a successor (the heartbeat-lost episodes).
         self.terminated: list[str] = []
+        # Nodes whose successor was asked for before they left (preemption notices).
+        self.early: list[str] = []
         self.failures = 0
 
     async def replace(self, node_id: str, reason: str) -> None:
@@ -64,6 +66,11 @@ class PoolManagerStandIn:
         if node_id not in self.terminated:
             self.terminated.append(node_id)
         await self.service.mark_terminated(node_id, f"terminated: {reason}", "pools")
+
+    async def provision_successor(self, node_id: str, reason: str) -> None:
+        await trio.lowlevel.checkpoint()
+        if node_id not in self.early:
+            self.early.append(node_id)
 
 
 @asynccontextmanager

@@ -44,6 +44,8 @@ class FakeProviderSettings:
     failure_rate: float = field(default=0.0, validator=validators.fraction)
     # Most instances alive at once; provisioning beyond it is a capacity error.
     capacity: int | None = None
+    # Most spot instances alive at once; asking for spot beyond it is a capacity error.
+    spot_capacity: int | None = None
     # Price per hour by instance type, reported through instance_types().
     prices: dict[str, float] = field(factory=dict)
     seed: int | None = None
@@ -54,6 +56,7 @@ class FakeProviderSettings:
 
 class FakeProvider:
     Settings = FakeProviderSettings
+    supports_spot = True
 
     def __init__(
         self,
@@ -102,12 +105,24 @@ class FakeProvider:
         if machine is not None:
             self._machines[instance.instance_id] = machine
 
-    def _alive(self) -> int:
+    def _alive(self, spot: bool | None = None) -> int:
         return sum(
             1
             for i in self._instances.values()
             if i.state in (InstanceState.PROVISIONING, InstanceState.RUNNING)
+            and spot in (None, i.spot)
         )
+
+    def preempt(self, instance_id: str) -> None:
+        """Takes a machine back as a cloud takes back a spot machine: it switches off, and the
+        instance is listed as PREEMPTED until it is terminated."""
+        instance = self._instances.get(instance_id)
+        if instance is None or instance.state is InstanceState.TERMINATED:
+            return
+        self._instances[instance_id] = attrs.evolve(instance, state=InstanceState.PREEMPTED)
+        machine = self._machines.pop(instance_id, None)
+        if machine is not None:
+            machine.power_off()
 
     async def provision(self, request: ProvisionRequest) -> Instance:
         import trio  # imported here so that `navarch --help` stays fast
@@ -119,6 +134,10 @@ class FakeProvider:
             return self._instances[earlier]
         if s.capacity is not None and self._alive() >= s.capacity:
             raise CapacityError(f"{self.name}: capacity of {s.capacity} instances reached")
+        if request.spot and s.spot_capacity is not None and self._alive(True) >= s.spot_capacity:
+            raise CapacityError(
+                f"{self.name}: spot capacity of {s.spot_capacity} instances reached"
+            )
         if s.failure_rate and self._random.random() < s.failure_rate:
             raise TransientError(f"{self.name}: simulated provisioning failure")
         instance_id = f"{self.name}-{self._run}-{next(self._ids)}"
@@ -132,6 +151,7 @@ class FakeProvider:
             pool=request.pool,
             labels=dict(request.labels),
             created_at=self.now(),
+            spot=request.spot,
         )
         self._instances[instance_id] = instance
         if request.request_id:

@@ -12,7 +12,8 @@ from navarch.sim.scenario.conditions import Condition
 COMMANDS = ("cordon", "uncordon", "drain", "terminate", "run_diagnostic")
 # What inject_failure can do to a node. The first group acts on one GPU.
 GPU_FAILURES = ("xid", "thermal", "ecc", "remap_failure", "nvlink_down", "gpu_lost")
-NODE_FAILURES = ("boot_failure", "network_partition", "heartbeat_stop")
+# A preemption: the provider takes the machine back, after `notice` of warning to its daemon.
+NODE_FAILURES = ("boot_failure", "network_partition", "heartbeat_stop", "preemption")
 FAILURES = GPU_FAILURES + NODE_FAILURES
 
 
@@ -33,6 +34,8 @@ class Event:
     uncorrected: int = 1
     link: int = 0
     message: str = ""
+    # A preemption's warning: how long before the machine goes its daemon hears of it (0: none).
+    notice: timedelta = field(default=timedelta(minutes=2), validator=validators.not_negative)
     command: str | None = field(default=None, validator=validators.one_of(COMMANDS))
     args: dict[str, str] = field(factory=dict)
     utilization: float | None = None
@@ -74,7 +77,10 @@ ACTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # On `node`, or on the first running node (by id) of `pool`: one that a provider made.
     "inject_failure": (
         ("failure",),
-        ("node", "pool", "xid", "gpu", "celsius", "corrected", "uncorrected", "link", "message"),
+        (
+            *("node", "pool", "xid", "gpu", "celsius", "corrected", "uncorrected", "link"),
+            *("message", "notice"),
+        ),
     ),
     "recover_failure": (("node",), ("failure",)),
     "issue_command": (("node", "command"), ("args",)),

@@ -40,6 +40,13 @@ class Scenario:
     def node(self, node_id: str) -> NodeSpec | None:
         return next((n for n in self.fleet if n.id == node_id), None)
 
+    @property
+    def preemptible(self) -> bool:
+        """Whether the run preempts machines (an event or chaos), so daemons watch for notices."""
+        if any(e.failure == "preemption" for e in self.events):
+            return True
+        return self.chaos is not None and self.chaos.failure_types.get("preemption", 0) > 0
+
 
 def summarize(scenario: Scenario) -> list[str]:
     """Lines that describe a valid scenario, for `navarch sim validate`."""

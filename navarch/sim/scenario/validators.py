@@ -16,6 +16,7 @@ from navarch.plugins import validators
 from navarch.plugins.validators import Validator
 
 fraction = validators.fraction
+not_negative = validators.not_negative
 
 
 def at_least(low: float) -> Validator:
