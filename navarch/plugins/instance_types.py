@@ -1,8 +1,8 @@
 """navarch's abstract instance types: one name for the same machine on every cloud.
 
 A pool names `instance_type = "h100-8x"`; each provider maps that name to its cloud's own type
-in `instance_type_for` (Lambda `gpu_8x_h100_sxm5`, GCP `a3-highgpu-8g`, AWS `p5.48xlarge`), so
-the core never names a cloud's types. A cloud that has no such machine leaves the name unmapped
+in `instance_type_for` (the plugins' READMEs and docs/providers.md list them), so the core never
+names a cloud's types. A cloud that has no such machine leaves the name unmapped
 rather than choosing a near match: an L4 is not an A10.
 """
 

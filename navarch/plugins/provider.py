@@ -165,7 +165,7 @@ class InstanceTypeNames(Protocol):
 
     def instance_type_for(self, name: str) -> str:
         """The cloud's own name for a pool's `instance_type`: an abstract name (`h100-8x`) that
-        the cloud offers mapped to its type (`p5.48xlarge`), any other name returned as it is."""
+        the cloud offers mapped to the cloud's own type, any other name returned as it is."""
         ...
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from aws_cloud import ACCESS_KEY, REGION, SECRET_KEY, moto_client, moto_url, register_image
 
+from navarch.testing import pool_lifecycle_scenario, run_scenario
+
 __all__ = ["moto_url"]
 
 # A region no other test uses: `no_lost_instances` counts every instance the provider lists.
@@ -74,119 +76,20 @@ def test_navarch_loads_the_plugin_and_checks_its_table(env, tmp_path):
     assert "providers.ec2: no AWS credentials: set AWS_ACCESS_KEY_ID" in missing.stderr
 
 
-SCENARIO = """
-name = "aws-queue"
-description = "A queue-sized pool on EC2 grows to two nodes, replaces a failed one, and empties."
-
-[config.server]
-heartbeat_interval = "1s"
-health_check_interval = "1s"
-
-[config.providers.ec2]
-type = "aws"
-endpoint_url = "{url}"
-image_id = "{image}"
-regions = ["{region}"]
-request_timeout = "10s"
-
-[config.pools.awsq]
-instance_type = "a10-1x"
-min_nodes = 0
-max_nodes = 2
-scale_interval = "1s"
-[config.pools.awsq.autoscaler]
-type = "queue"
-jobs_per_node = 1
-[config.pools.awsq.scaling.scale_down]
-window = "0s"
-delay_after_scale_up = "0s"
-drain = false
-[config.pools.awsq.health]
-breaker_percent = 100
-[[config.pools.awsq.providers]]
-provider = "ec2"
-regions = ["{region}"]
-
-[[events]]
-at = "0s"
-action = "set_queue_depth"
-pool = "awsq"
-depth = 2
-
-[[events]]
-at = "0s"
-action = "wait_for"
-check = "count"
-pool = "awsq"
-status = "active"
-equals = 2
-timeout = "30s"
-
-[[events]]
-at = "0s"
-action = "inject_failure"
-pool = "awsq"
-failure = "xid"
-xid = 79
-
-[[events]]
-at = "0s"
-action = "wait_for"
-check = "event"
-kind = "remediation.completed"
-min = 1
-timeout = "30s"
-
-[[events]]
-at = "0s"
-action = "wait_for"
-check = "count"
-pool = "awsq"
-status = "active"
-equals = 2
-timeout = "30s"
-
-[[events]]
-at = "0s"
-action = "set_queue_depth"
-pool = "awsq"
-depth = 0
-
-[[events]]
-at = "0s"
-action = "wait_for"
-check = "count"
-pool = "awsq"
-status = "active"
-equals = 0
-timeout = "30s"
-
-[[events]]
-at = "0s"
-action = "wait_for"
-check = "count"
-pool = "awsq"
-status = "terminated"
-equals = 3
-timeout = "30s"
-
-[[assertions]]
-check = "no_lost_instances"
-"""
-
-
 @pytest.mark.slow
 def test_a_pool_on_ec2_scales_up_replaces_a_failed_node_and_scales_down(env, tmp_path, moto_url):
-    scenario = tmp_path / "aws-queue.toml"
-    image = register_image(moto_url, SIM_REGION)
-    scenario.write_text(SCENARIO.format(url=moto_url, image=image, region=SIM_REGION))
-    # In real time: the provider waits on moto over HTTP, which virtual time would skip.
-    ran = run(
-        *("-m", "navarch", "sim", "run", str(scenario), "--real-time"),
-        *("--report", str(tmp_path)),
-        env=env,
-        timeout=120,
+    provider = {
+        "type": "aws",
+        "endpoint_url": moto_url,
+        "image_id": register_image(moto_url, SIM_REGION),
+        "regions": [SIM_REGION],
+        "request_timeout": "10s",
+    }
+    # a10-1x: navarch's abstract name, which the plugin maps to EC2's g5.xlarge.
+    scenario = pool_lifecycle_scenario(
+        provider, instance_type="a10-1x", entry={"regions": [SIM_REGION]}
     )
+    report = run_scenario(scenario, tmp_path, env=env)
     pages = moto_client(moto_url, region=SIM_REGION).get_paginator("describe_instances")
     described = [
         i
@@ -194,13 +97,9 @@ def test_a_pool_on_ec2_scales_up_replaces_a_failed_node_and_scales_down(env, tmp
         for reservation in page["Reservations"]
         for i in reservation["Instances"]
     ]
-    states = [i["State"]["Name"] for i in described]
-    assert ran.returncode == 0, ran.stdout + ran.stderr
-    report = json.loads((tmp_path / "report.json").read_text())
     assert report["passed"]
     # Two for the queue and one replacement, each ended by navarch.
-    assert sorted(states) == ["terminated"] * 3
-    # The pool's a10-1x, as EC2 names it.
+    assert sorted(i["State"]["Name"] for i in described) == ["terminated"] * 3
     assert {i["InstanceType"] for i in described} == {"g5.xlarge"}
 
 

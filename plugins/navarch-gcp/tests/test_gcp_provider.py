@@ -3,7 +3,6 @@
 import json
 
 import pytest
-from fake_gce import FakeGce
 from navarch_gcp import GcpProvider, GcpSettings
 
 from navarch.plugins import (
@@ -13,12 +12,6 @@ from navarch.plugins import (
     ProvisionRequest,
     TransientError,
 )
-
-
-@pytest.fixture
-def gce():
-    with FakeGce() as fake:
-        yield fake
 
 
 @pytest.fixture
