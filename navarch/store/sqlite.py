@@ -24,6 +24,7 @@ import trio
 from navarch.clock import format_timestamp
 from navarch.model import LIVE, Command, Event, NodeMetrics, Remediation
 from navarch.store import rows, schema
+from navarch.store.lock import StoreLock
 from navarch.store.protocol import Change, RemediationSwitch, StoredState, StoreError
 
 T = TypeVar("T")
@@ -115,14 +116,31 @@ class SQLiteStore:
     @classmethod
     @asynccontextmanager
     async def open(
-        cls, path: str | Path, *, threaded: bool = True, flush_interval: float = 1.0
+        cls,
+        path: str | Path,
+        *,
+        threaded: bool = True,
+        flush_interval: float = 1.0,
+        exclusive: bool = True,
     ) -> AsyncIterator[SQLiteStore]:
         """Opens (creating and migrating if needed) the database, and runs its writer.
 
-        Leaving the block writes everything still queued, heartbeats included.
+        Leaving the block writes everything still queued, heartbeats included. `exclusive` takes
+        the store's lock, so a second owner stops at once (`StoreInUse`); a test that only looks
+        at a store another one owns passes False.
         """
         store = cls(str(path), threaded=threaded, flush_interval=flush_interval)
-        await store._run(store._connect)
+        # One owner per store (navarch.store.lock): a second process stops here, with one line.
+        lock = StoreLock(store.location) if exclusive and store.location != ":memory:" else None
+        if lock is not None:
+            Path(store.location).parent.mkdir(parents=True, exist_ok=True)
+            lock.acquire()
+        try:
+            await store._run(store._connect)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(store._write_loop)
@@ -132,6 +150,8 @@ class SQLiteStore:
                     store._send.close()
         finally:
             await store._run(store._close)
+            if lock is not None:
+                lock.release()
 
     async def _run(self, fn: Callable[[*Ts], T], *args: *Ts) -> T:
         if self._threaded:

@@ -74,7 +74,7 @@ async def test_heartbeat_times_reach_the_store_in_batches(
         beat = (await node(service, "gpu-1")).last_heartbeat_at
         assert beat is not None
         await trio.sleep(1.5)
-        async with SQLiteStore.open(path, threaded=False) as reader:
+        async with SQLiteStore.open(path, threaded=False, exclusive=False) as reader:
             [stored] = (await reader.load()).nodes
         assert stored.last_heartbeat_at == beat
         assert stored.metrics == metrics_from_wire(metrics)
