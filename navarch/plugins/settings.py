@@ -12,6 +12,7 @@ A table that names another plugin of the same kind (a composite autoscaler's mem
 from __future__ import annotations
 
 import builtins
+import re
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any, Protocol, TypeVar
@@ -142,6 +143,10 @@ def structure(data: Any, cls: type[T], problems: list[str], path: str = "") -> T
         return None
 
 
+# An attribute's name, then perhaps `.KEY` or `[INDEX]` parts, with no spaces.
+_ATTRIBUTE_HEAD = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)((?:[.\[][^\s]*)?)$")
+
+
 def _explain(exc: BaseException, path: str) -> list[str]:
     if isinstance(exc, ForbiddenExtraKeysError):
         known = [f.name for f in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
@@ -169,10 +174,12 @@ def _explain(exc: BaseException, path: str) -> list[str]:
         return [f"{path}: required key is missing"]
     if isinstance(exc, ConfigValueError):
         message = str(exc)
-        # Validators name their own attribute; fold it into the path.
+        # Validators name their own attribute, or a key or index under it (`images.us-east-1`,
+        # `zones[2]`); fold it into the path.
         head, sep, rest = message.partition(": ")
-        if sep and head.isidentifier() and not message.startswith("expected"):
-            return [f"{join(path, head)}: {rest}"]
+        attribute = _ATTRIBUTE_HEAD.match(head)
+        if sep and attribute is not None and not message.startswith("expected"):
+            return [f"{join(path, attribute.group(1))}{attribute.group(2)}: {rest}"]
         return [f"{path or '(top level)'}: {message}"]
     if isinstance(exc, TypeError | ValueError):
         return [f"{path or '(top level)'}: {exc}"]

@@ -66,8 +66,8 @@ def test_navarch_loads_the_plugin_and_checks_its_table(env, tmp_path):
     refused = run("-m", "navarch", "config", "check", str(config), env=env)
     assert refused.returncode == 2
     assert (
-        f'{config}: providers.ec2.images: expected an id such as "ami-0123456789abcdef0", '
-        f'got "img-0123456789abcdef0" for us-east-1' in refused.stderr
+        f"{config}: providers.ec2.images.us-east-1: expected an id such as "
+        f'"ami-0123456789abcdef0", got "img-0123456789abcdef0"' in refused.stderr
     )
 
     no_keys = {k: v for k, v in env.items() if k not in ("AWS_ACCESS_KEY_ID",)}

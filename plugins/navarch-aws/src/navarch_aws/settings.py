@@ -18,31 +18,30 @@ def _ids(prefix: str, example: str) -> validators.Validator:
 
     def check(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
         if isinstance(value, str):
-            found: Iterable[tuple[str, str]] = [("", value)] if value else []
+            found: Iterable[tuple[str, str]] = [(attribute.name, value)] if value else []
         elif isinstance(value, Mapping):
-            found = [(f" for {key}", item) for key, item in value.items()]
+            found = [(_key_path(attribute.name, key), item) for key, item in value.items()]
         else:
-            found = [(f" (item {i + 1})", item) for i, item in enumerate(value)]
+            found = [(f"{attribute.name}[{i}]", item) for i, item in enumerate(value)]
         for where, item in found:
             if not item.startswith(prefix):
-                raise ConfigValueError(
-                    f'{attribute.name}: expected an id such as "{example}", got "{item}"{where}'
-                )
+                raise ConfigValueError(f'{where}: expected an id such as "{example}", got "{item}"')
 
     return check
 
 
-def _endpoint(inst: object, attribute: attrs.Attribute[Any], value: str) -> None:
-    if value:
-        validators.url(inst, attribute, value)
+def _key_path(name: str, key: str) -> str:
+    """`name.key`, the key quoted where TOML would quote it (`prices."p5.48xlarge"`)."""
+    bare = key.replace("_", "").replace("-", "").isalnum()
+    return f"{name}.{key}" if bare else f'{name}."{key}"'
 
 
 def _prices(_inst: object, attribute: attrs.Attribute[Any], value: Mapping[str, float]) -> None:
     for name, price in value.items():
         if not math.isfinite(price) or price < 0:
             raise ConfigValueError(
-                f"{attribute.name}: expected a price per hour of 0 or more, "
-                f"got {price:g} for {name}"
+                f"{_key_path(attribute.name, name)}: expected a price per hour of 0 or more, "
+                f"got {price:g}"
             )
 
 
@@ -52,7 +51,7 @@ class AwsSettings:
     # environment, AWS_PROFILE or the default profile, then the instance role.
     profile: str = ""
     # Another EC2 endpoint, such as a VPC endpoint or a fake of EC2 in tests; empty uses AWS's.
-    endpoint_url: str = field(default="", validator=_endpoint)
+    endpoint_url: str = field(default="", validator=validators.optional_url)
     # The AMI that machines boot, in every region that `images` does not name.
     image_id: str = field(default="", validator=_ids("ami-", "ami-0123456789abcdef0"))
     # The AMI by region; AMI ids differ between regions.
