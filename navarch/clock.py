@@ -39,7 +39,8 @@ class Clock:
 def format_timestamp(value: datetime) -> str:
     """RFC 3339 in UTC with a `Z`, fractions of a second only where there are any."""
     value = value.astimezone(UTC)
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    # strftime's %Y does not pad years before 1000 to four digits, which RFC 3339 requires.
+    text = f"{value.year:04d}-{value:%m-%dT%H:%M:%S}"
     if value.microsecond:
         text += f".{value.microsecond:06d}".rstrip("0")
     return text + "Z"

@@ -24,6 +24,7 @@ from navarch.hints import show_toml, unknown_key
 from navarch.plugins import validators
 from navarch.plugins.manager import Plugins, installed_plugins
 from navarch.plugins.settings import PluginTable, converter, join, structure
+from navarch.redaction import redact_url
 
 if sys.version_info >= (3, 15):
     import tomllib
@@ -48,6 +49,7 @@ __all__ = [
     "effective_dict",
     "load_config",
     "parse_config",
+    "read_config",
 ]
 
 
@@ -68,6 +70,12 @@ class ServerConfig:
         default=timedelta(seconds=20), validator=validators.positive
     )
     max_body_bytes: int = field(default=1_048_576, validator=validators.at_least(1024))
+    # A client must send a request's headers within this long of its first byte (of opening the
+    # connection, for the first request), and its body within this long of the headers.
+    header_timeout: timedelta = field(default=timedelta(seconds=10), validator=validators.positive)
+    body_timeout: timedelta = field(default=timedelta(seconds=30), validator=validators.positive)
+    # Connections served at once; more wait in the listen backlog until one closes.
+    max_connections: int = field(default=30_000, validator=validators.at_least(1))
 
     @property
     def effective_heartbeat_timeout(self) -> timedelta:
@@ -212,9 +220,23 @@ def load_config(path: str | os.PathLike[str], plugins: Plugins | None = None) ->
 
     `plugins` is a `navarch.plugins.Plugins`; when omitted, the installed plugins are loaded.
     """
+    config, problems = read_config(path, plugins)
+    if problems:
+        raise ConfigError(config.source, problems)
+    return config
+
+
+def read_config(
+    path: str | os.PathLike[str], plugins: Plugins | None = None
+) -> tuple[Config, list[str]]:
+    """A configuration file as far as it is valid, with every problem found in it.
+
+    Only a file that cannot be read or is not TOML raises ConfigError; `navarch config check`
+    goes on to check the providers of the valid part.
+    """
     source = str(path)
-    text = read_config_file(path)
-    return parse_config(text, source, plugins, base_dir=Path(path).parent)
+    data = _parse_toml(read_config_file(path), source)
+    return _checked(data, source, plugins, Path(path).parent)
 
 
 def parse_config(
@@ -224,11 +246,14 @@ def parse_config(
     base_dir: str | os.PathLike[str] | None = None,
 ) -> Config:
     """Parses configuration text. Relative file names in it are relative to `base_dir`."""
+    return config_from_data(_parse_toml(text, source), source, plugins, base_dir)
+
+
+def _parse_toml(text: str, source: str) -> dict[str, Any]:
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [f"TOML syntax error: {exc}"]) from None
-    return config_from_data(data, source, plugins, base_dir)
 
 
 def config_from_data(
@@ -238,17 +263,30 @@ def config_from_data(
     base_dir: str | os.PathLike[str] | None = None,
 ) -> Config:
     """Checks configuration already read from TOML (the simulator's `[config]` table, say)."""
+    config, problems = _checked(data, source, plugins, base_dir)
+    if problems:
+        raise ConfigError(source, problems)
+    return config
+
+
+def _checked(
+    data: dict[str, Any],
+    source: str,
+    plugins: Plugins | None,
+    base_dir: str | os.PathLike[str] | None,
+) -> tuple[Config, list[str]]:
+    """Every check in one pass: a table that fails one check is still given the others."""
     if plugins is None:
         plugins = installed_plugins()
     problems: list[str] = []
     data = _default_plugin_types(data)
     config = _structure_config(data, problems)
     config = _structure_plugin_settings(config, plugins, problems)
-    _check_references(config, set(data.get("providers") or {}), plugins, problems)
+    provider_tables = set(data.get("providers") or {})
+    _check_references(config, provider_tables, plugins, problems)
+    _check_failed_pools(data, config, provider_tables, plugins, problems)
     config = _check_policy(config, base_dir, problems)
-    if problems:
-        raise ConfigError(source, problems)
-    return attrs.evolve(config, source=source)
+    return attrs.evolve(config, source=source), list(dict.fromkeys(problems))
 
 
 _NAMED_SECTIONS = ("providers", "pools", "notifiers")
@@ -318,48 +356,100 @@ def _default_plugin_types(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _structure_plugin_settings(config: Config, plugins: Plugins, problems: list[str]) -> Config:
-    def settle(table: PluginTable, kind: str, path: str, nested: bool = False) -> PluginTable:
-        registration = plugins.registry(kind).get(table.type)
-        if registration is None:
-            if nested:  # top-level tables are reported by _check_references
-                names = ", ".join(sorted(plugins.registry(kind))) or "none"
-                problems.append(
-                    f'{path}.type: no {kind} plugin named "{table.type}" (registered: {names})'
+def _settle(
+    table: PluginTable,
+    kind: str,
+    path: str,
+    plugins: Plugins,
+    problems: list[str],
+    nested: bool = False,
+) -> PluginTable:
+    """Structures a plugin table's settings with the class its plugin registered."""
+    registration = plugins.registry(kind).get(table.type)
+    if registration is None:
+        if nested:  # top-level tables are reported by _check_references
+            names = ", ".join(sorted(plugins.registry(kind))) or "none"
+            problems.append(
+                f'{path}.type: no {kind} plugin named "{table.type}" (registered: {names})'
+            )
+        return table
+    settings = registration.structure_settings(table.settings or {}, path, problems)
+    if settings is not None and attrs.has(type(settings)):
+        changes: dict[str, object] = {}
+        for f in attrs.fields(type(settings)):
+            value = getattr(settings, f.name)
+            if isinstance(value, PluginTable):
+                changes[f.name] = _settle(
+                    value, kind, f"{path}.{f.name}", plugins, problems, nested=True
                 )
-            return table
-        settings = registration.structure_settings(table.settings or {}, path, problems)
-        if settings is not None and attrs.has(type(settings)):
-            changes: dict[str, object] = {}
-            for f in attrs.fields(type(settings)):
-                value = getattr(settings, f.name)
-                if isinstance(value, PluginTable):
-                    changes[f.name] = settle(value, kind, f"{path}.{f.name}", nested=True)
-                elif isinstance(value, tuple) and any(isinstance(v, PluginTable) for v in value):
-                    changes[f.name] = tuple(
-                        settle(v, kind, f"{path}.{f.name}[{i}]", nested=True)
-                        for i, v in enumerate(value)
-                    )
-            if changes:
-                settings = attrs.evolve(settings, **changes)
-        return attrs.evolve(table, settings=settings, registration=registration, path=path)
+            elif isinstance(value, tuple) and any(isinstance(v, PluginTable) for v in value):
+                changes[f.name] = tuple(
+                    _settle(v, kind, f"{path}.{f.name}[{i}]", plugins, problems, nested=True)
+                    for i, v in enumerate(value)
+                )
+        if changes:
+            settings = attrs.evolve(settings, **changes)
+    return attrs.evolve(table, settings=settings, registration=registration, path=path)
 
+
+# The plugin tables of a pool: its key, and the kind of plugin that key names.
+_POOL_PLUGINS = (
+    ("autoscaler", "autoscaler"),
+    ("selector", "selector"),
+    ("metrics", "metrics_source"),
+)
+
+
+def _structure_plugin_settings(config: Config, plugins: Plugins, problems: list[str]) -> Config:
     providers = {
-        name: settle(t, "provider", f"providers.{name}") for name, t in config.providers.items()
+        name: _settle(t, "provider", f"providers.{name}", plugins, problems)
+        for name, t in config.providers.items()
     }
     notifiers = {
-        name: settle(t, "notifier", f"notifiers.{name}") for name, t in config.notifiers.items()
+        name: _settle(t, "notifier", f"notifiers.{name}", plugins, problems)
+        for name, t in config.notifiers.items()
     }
     pools = {}
     for name, pool in config.pools.items():
-        selector = settle(pool.selector, "selector", f"pools.{name}.selector")
-        autoscaler, metrics = pool.autoscaler, pool.metrics
-        if autoscaler is not None:
-            autoscaler = settle(autoscaler, "autoscaler", f"pools.{name}.autoscaler")
-        if metrics is not None:
-            metrics = settle(metrics, "metrics_source", f"pools.{name}.metrics")
-        pools[name] = attrs.evolve(pool, selector=selector, autoscaler=autoscaler, metrics=metrics)
+        changes: dict[str, Any] = {
+            key: _settle(table, kind, f"pools.{name}.{key}", plugins, problems)
+            for key, kind in _POOL_PLUGINS
+            if (table := getattr(pool, key)) is not None
+        }
+        pools[name] = attrs.evolve(pool, **changes)
     return attrs.evolve(config, providers=providers, notifiers=notifiers, pools=pools)
+
+
+def _check_failed_pools(
+    data: Mapping[str, Any],
+    config: Config,
+    provider_tables: set[str],
+    plugins: Plugins,
+    problems: list[str],
+) -> None:
+    """Checks the parts of each pool table that did not structure as a whole (a `max_nodes`
+    below `min_nodes`, say): its plugin tables and provider entries, as for a sound pool."""
+    pools = data.get("pools")
+    if not isinstance(pools, Mapping):
+        return
+    for name, table in pools.items():
+        if name in config.pools or not isinstance(table, Mapping):
+            continue
+        base = f"pools.{name}"
+        # The pool's own structuring already reported these parts' problems.
+        scratch: list[str] = []
+        tables: dict[str, tuple[str, PluginTable]] = {}
+        for key, kind in _POOL_PLUGINS:
+            if key in table:
+                part = structure(table[key], PluginTable, scratch, f"{base}.{key}")
+                if part is not None:
+                    tables[key] = (kind, _settle(part, kind, f"{base}.{key}", plugins, problems))
+        raw_entries = table.get("providers")
+        entries = [
+            structure(entry, PoolProviderEntry, scratch, f"{base}.providers[{i}]")
+            for i, entry in enumerate(raw_entries if isinstance(raw_entries, list) else [])
+        ]
+        _check_pool_references(base, tables, entries, config, provider_tables, plugins, problems)
 
 
 # The distributions that bring the plugins navarch's documentation names, for the hint when one
@@ -371,59 +461,80 @@ _PLUGIN_PACKAGES = {
 }
 
 
+def _check_plugin_named(
+    kind: str, name: str, path: str, plugins: Plugins, problems: list[str]
+) -> None:
+    names = sorted(plugins.registry(kind))
+    if name not in names:
+        listed = ", ".join(names) or "none"
+        package = _PLUGIN_PACKAGES.get((kind, name))
+        install = f"; install it with: pip install {package}" if package else ""
+        problems.append(f'{path}: no {kind} plugin named "{name}" (registered: {listed}){install}')
+
+
 def _check_references(
     config: Config, provider_tables: set[str], plugins: Plugins, problems: list[str]
 ) -> None:
-    def known(kind: str, name: str, path: str) -> None:
-        names = sorted(plugins.registry(kind))
-        if name not in names:
-            listed = ", ".join(names) or "none"
-            package = _PLUGIN_PACKAGES.get((kind, name))
-            install = f"; install it with: pip install {package}" if package else ""
-            problems.append(
-                f'{path}: no {kind} plugin named "{name}" (registered: {listed}){install}'
-            )
-
     for name, table in config.providers.items():
-        known("provider", table.type, f"providers.{name}.type")
+        _check_plugin_named("provider", table.type, f"providers.{name}.type", plugins, problems)
     for name, table in config.notifiers.items():
-        known("notifier", table.type, f"notifiers.{name}.type")
+        _check_plugin_named("notifier", table.type, f"notifiers.{name}.type", plugins, problems)
     for pool_name, pool in config.pools.items():
-        base = f"pools.{pool_name}"
-        if pool.autoscaler is not None:
-            known("autoscaler", pool.autoscaler.type, f"{base}.autoscaler.type")
-        known("selector", pool.selector.type, f"{base}.selector.type")
-        if pool.metrics is not None:
-            known("metrics_source", pool.metrics.type, f"{base}.metrics.type")
-        seen: set[tuple[str, tuple[str, ...], tuple[str, ...]]] = set()
-        for i, entry in enumerate(pool.providers):
-            path = f"{base}.providers[{i}].provider"
-            if entry.provider not in provider_tables:
-                listed = ", ".join(sorted(provider_tables)) or "none"
-                problems.append(
-                    f"{path}: no [providers.{entry.provider}] table (configured: {listed})"
-                )
-            kind = (
-                config.providers[entry.provider].type if entry.provider in config.providers else ""
+        tables = {
+            key: (kind, table)
+            for key, kind in _POOL_PLUGINS
+            if (table := getattr(pool, key)) is not None
+        }
+        _check_pool_references(
+            f"pools.{pool_name}",
+            tables,
+            list(pool.providers),
+            config,
+            provider_tables,
+            plugins,
+            problems,
+        )
+
+
+def _check_pool_references(
+    base: str,
+    tables: Mapping[str, tuple[str, PluginTable]],
+    entries: list[PoolProviderEntry | None],
+    config: Config,
+    provider_tables: set[str],
+    plugins: Plugins,
+    problems: list[str],
+) -> None:
+    """The plugins a pool names exist, and its provider entries name provider tables once."""
+    for key, (kind, table) in tables.items():
+        _check_plugin_named(kind, table.type, f"{base}.{key}.type", plugins, problems)
+    seen: set[tuple[str, tuple[str, ...], tuple[str, ...]]] = set()
+    for i, entry in enumerate(entries):
+        if entry is None:
+            continue
+        path = f"{base}.providers[{i}].provider"
+        if entry.provider not in provider_tables:
+            listed = ", ".join(sorted(provider_tables)) or "none"
+            problems.append(f"{path}: no [providers.{entry.provider}] table (configured: {listed})")
+        kind = config.providers[entry.provider].type if entry.provider in config.providers else ""
+        registration = plugins.registry("provider").get(kind)
+        if (
+            entry.spot
+            and registration is not None
+            and not getattr(registration.factory, "supports_spot", False)
+        ):
+            problems.append(
+                f'{base}.providers[{i}].spot: provider "{entry.provider}" (type {kind}) '
+                "offers no spot machines; "
+                "remove spot or use a provider that has them"
             )
-            registration = plugins.registry("provider").get(kind)
-            if (
-                entry.spot
-                and registration is not None
-                and not getattr(registration.factory, "supports_spot", False)
-            ):
-                problems.append(
-                    f'{base}.providers[{i}].spot: provider "{entry.provider}" (type {kind}) '
-                    "offers no spot machines; "
-                    "remove spot or use a provider that has them"
-                )
-            key = (entry.provider, entry.regions, entry.zones)
-            if key in seen:
-                problems.append(
-                    f'{path}: duplicate entry for provider "{entry.provider}" with the same '
-                    "regions and zones"
-                )
-            seen.add(key)
+        place = (entry.provider, entry.regions, entry.zones)
+        if place in seen:
+            problems.append(
+                f'{path}: duplicate entry for provider "{entry.provider}" with the same '
+                "regions and zones"
+            )
+        seen.add(place)
 
 
 # Showing the effective configuration.
@@ -459,4 +570,6 @@ def _redact(value: object, key: str = "") -> object:
     # A key ending in `_env` names a variable, which is not itself a secret.
     if value and not lowered.endswith("_env") and any(h in lowered for h in _SECRET_HINTS):
         return "<redacted>"
+    if isinstance(value, str):
+        return redact_url(value)
     return value

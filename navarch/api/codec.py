@@ -34,6 +34,7 @@ from cattrs.errors import (
 )
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from navarch.clock import format_timestamp
 from navarch.errors import NavarchError
 
 T = TypeVar("T")
@@ -110,14 +111,6 @@ class ApiError(NavarchError):
 def camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.capitalize() for part in rest)
-
-
-def format_timestamp(value: datetime) -> str:
-    value = value.astimezone(UTC)
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
-    if value.microsecond:
-        text += f".{value.microsecond:06d}".rstrip("0")
-    return text + "Z"
 
 
 class _FieldError(ValueError):
@@ -395,7 +388,9 @@ def unstructure(obj: object) -> Any:
 
 
 def encode(obj: object) -> bytes:
-    return json.dumps(_strict.unstructure(obj), separators=(",", ":"), ensure_ascii=False).encode()
+    """The JSON of a wire model; a value JSON cannot carry (infinity, a lone surrogate) raises."""
+    value = _strict.unstructure(obj)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 def structure(value: object, cls: type[T]) -> T:

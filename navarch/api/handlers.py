@@ -2,12 +2,14 @@
 
 Each handler checks what the wire may carry but the domain never sees (ids, page sizes, duration
 strings), names a bad field by its wire name (`nodeId`), and maps the domain's answer back. The
-caller is already authorized for the method (`navarch.api.methods.call`).
+caller is already authorized for the method, and every field is within its limits
+(`navarch.api.methods.call`, `navarch.api.limits`).
 """
 
 from __future__ import annotations
 
 import string
+from datetime import timedelta
 
 import trio
 
@@ -39,7 +41,7 @@ from navarch.errors import InvalidArgument
 from navarch.model import Inventory
 
 _MAX_ID_LENGTH = 253
-_MAX_DETAIL = 1000
+_MAX_DURATION = timedelta(days=1)
 _ID_CHARACTERS = frozenset(string.ascii_letters + string.digits + "-_.:")
 
 
@@ -52,6 +54,20 @@ def check_id(field: str, value: str) -> None:
             f"{field}: expected at most {_MAX_ID_LENGTH} letters, digits and '-_.:', "
             f"got {value[:40]!r}"
         )
+
+
+def _duration(field: str, text: str) -> timedelta:
+    """A duration from the wire, at most a day: the control plane cuts a long poll far sooner."""
+    value: timedelta | None
+    try:
+        value = parse_duration(text)
+    except ValueError as exc:
+        raise InvalidArgument(f"{field}: {exc}") from None
+    except OverflowError:
+        value = None
+    if value is None or value > _MAX_DURATION:
+        raise InvalidArgument(f"{field}: expected at most 1d, got {text!r}")
+    return value
 
 
 def _check_limit(limit: int) -> None:
@@ -84,6 +100,7 @@ async def register_node(
         actor=node_actor(caller, request.node_id),
         agent_version=request.agent_version,
         token=cp.auth.enabled and caller.role in ("join", "admin"),
+        take_over=request.take_over,
     )
     server = cp.server
     config = w.NodeConfig(
@@ -108,10 +125,7 @@ async def get_node_commands(
 ) -> w.GetNodeCommandsResponse:
     check_id("nodeId", request.node_id)
     cp.book.require(request.node_id)
-    try:
-        wait = parse_duration(request.wait)
-    except ValueError as exc:
-        raise InvalidArgument(f"wait: {exc}") from None
+    wait = _duration("wait", request.wait)
     commands = await cp.commands.poll(request.node_id, wait)
     return w.GetNodeCommandsResponse(commands=commands_to_wire(commands))
 
@@ -152,8 +166,6 @@ async def report_preemption(
         raise InvalidArgument(
             f"kind: expected one of {', '.join(NOTICE_KINDS)}, got {request.kind[:40]!r}"
         )
-    if len(request.detail) > _MAX_DETAIL:
-        raise InvalidArgument(f"detail: expected at most {_MAX_DETAIL} characters")
     episode_id = await cp.preemptions.notice(
         request.node_id,
         request.kind,

@@ -17,6 +17,7 @@ from typing import Any, Generic, Literal, TypeVar
 from attrs import frozen
 
 from navarch.api import handlers as h
+from navarch.api import limits
 from navarch.api import wire as w
 from navarch.api.codec import ApiError
 from navarch.controlplane import Caller, ControlPlane
@@ -170,9 +171,11 @@ def authenticate(cp: ControlPlane, authorization: str | None) -> Caller:
 
 
 async def call(cp: ControlPlane, method: Method[Req, Resp], request: Req, caller: Caller) -> Resp:
-    """Authorizes `caller` for the method and runs it; domain errors become Connect errors."""
+    """Authorizes `caller` for the method, checks the request against its limits and runs it;
+    domain errors become Connect errors."""
     try:
         cp.auth.authorize(caller, method.access, method.name, getattr(request, "node_id", ""))
+        limits.check(request)
         return await method.handler(cp, request, caller)
     except DomainError as exc:
         raise api_error(exc) from None

@@ -79,6 +79,17 @@ class _FleetCollector(Collector):
         for kind, count in sorted(self._control_plane.book.event_counts.items()):
             events.add_metric([kind], count)
         yield events
+        store = self._control_plane.store
+        yield CounterMetricFamily(
+            "navarch_store_failed_changes",
+            "Changes the store could not write; their calls failed.",
+            value=store.failed_changes,
+        )
+        yield CounterMetricFamily(
+            "navarch_store_unreadable_rows",
+            "Stored rows that did not read back: set aside at start or left out of an answer.",
+            value=store.unreadable_rows,
+        )
         yield from _remediation_metrics(self._control_plane)
 
 

@@ -14,6 +14,7 @@ from datetime import datetime
 import attrs
 
 from navarch import __version__
+from navarch.api import limits
 from navarch.api.codec import HTTP_STATUS, camel
 from navarch.api.methods import METHODS
 from navarch.api.wire import SERVICE_PATH
@@ -30,7 +31,9 @@ _FIELD_RULES: dict[str, dict[str, object]] = {
 
 
 class _Schemas:
-    def __init__(self) -> None:
+    def __init__(self, requests: frozenset[type] = frozenset()) -> None:
+        # The models a request may hold, whose fields carry their limits (navarch.api.limits).
+        self.requests = requests
         self.components: dict[str, object] = {
             "ConnectError": {
                 "type": "object",
@@ -54,6 +57,8 @@ class _Schemas:
         properties, required = {}, []
         for field in attrs.fields(cls):
             field_schema = self.of(hints[field.name])
+            if cls in self.requests:
+                field_schema = limits.json_schema(field.name, field_schema)
             if field.name in _FIELD_RULES and field_schema.get("type") in ("string", "integer"):
                 field_schema = {**field_schema, **_FIELD_RULES[field.name]}
             properties[camel(field.name)] = field_schema
@@ -94,9 +99,24 @@ class _Schemas:
         raise TypeError(f"no JSON schema for {hint!r}")
 
 
+def _reachable(roots: typing.Iterable[type]) -> frozenset[type]:
+    """The attrs classes `roots` are made of, themselves included."""
+    found: set[type] = set()
+    todo = list(roots)
+    while todo:
+        cls = todo.pop()
+        if cls in found:
+            continue
+        found.add(cls)
+        for hint in typing.get_type_hints(cls).values():
+            parts = [hint, *typing.get_args(hint)]
+            todo.extend(p for p in parts if isinstance(p, type) and attrs.has(p))
+    return frozenset(found)
+
+
 def openapi_document() -> dict[str, object]:
     """The description of every API method, and of the plain endpoints."""
-    schemas = _Schemas()
+    schemas = _Schemas(_reachable(m.request for m in METHODS.values()))
     error = {
         "description": "A Connect error.",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ConnectError"}}},

@@ -183,6 +183,8 @@ class RegisterNodeRequest:
     labels: dict[str, str] = field(factory=dict)
     gpus: tuple[GpuInfo, ...] = ()
     agent_version: str = ""
+    # Take the node id over from a daemon that still holds it (with the join or admin token).
+    take_over: bool = False
 
 
 @frozen(kw_only=True)

@@ -128,3 +128,21 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+    except BaseExceptionGroup as group:
+        # A failure inside a trio nursery arrives wrapped, once per nursery it left.
+        leaves = _leaves(group)
+        if any(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):
+            sys.exit(130)
+        if not all(isinstance(leaf, NavarchError) for leaf in leaves):
+            raise
+        first = leaves[0]
+        assert isinstance(first, NavarchError)
+        print(f"navarch: {first}", file=sys.stderr)
+        sys.exit(first.exit_code)
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    leaves: list[BaseException] = []
+    for exc in group.exceptions:
+        leaves += _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
+    return leaves

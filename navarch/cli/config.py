@@ -19,8 +19,8 @@ def config() -> None:
     """Check configuration files and show the effective configuration."""
 
 
-def _load(path: str) -> Config:
-    from navarch.config import load_config
+def _read(path: str) -> tuple[Config, list[str]]:
+    from navarch.config import read_config
     from navarch.plugins.manager import installed_plugins
 
     plugins = installed_plugins()
@@ -30,15 +30,28 @@ def _load(path: str) -> Config:
             f"{info.error}",
             file=sys.stderr,
         )
-    return load_config(path, plugins)
+    return read_config(path, plugins)
+
+
+def _load(path: str) -> Config:
+    from navarch.errors import ConfigError
+
+    cfg, problems = _read(path)
+    if problems:
+        raise ConfigError(path, problems)
+    return cfg
 
 
 @config.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 def check(file: str) -> None:
     """Check FILE and print a short summary; print every problem and exit 2 if it is wrong."""
-    cfg = _load(file)
-    _check_providers(cfg)
+    from navarch.errors import ConfigError
+
+    cfg, problems = _read(file)
+    problems += _provider_problems(cfg, problems)
+    if problems:
+        raise ConfigError(file, problems)
     pools = ", ".join(
         f"{name} ({p.min_nodes}-{p.max_nodes} nodes)" for name, p in cfg.pools.items()
     )
@@ -54,14 +67,27 @@ def check(file: str) -> None:
         click.echo(f"  notifiers: {', '.join(cfg.notifiers)}")
 
 
-def _check_providers(cfg: Config) -> None:
-    """Builds each provider and asks it what keeps it from working (a missing credential)."""
-    from navarch.errors import ConfigError
-    from navarch.pools.providers import build_providers, provider_problems
+def _provider_problems(cfg: Config, problems: list[str]) -> list[str]:
+    """Builds each provider whose table is sound and asks it what keeps it from working (a
+    missing credential)."""
+    from navarch.errors import NavarchError
+    from navarch.plugins import Provider
+    from navarch.pools.providers import provider_problems
 
-    problems = provider_problems(build_providers(cfg))
-    if problems:
-        raise ConfigError(cfg.source, problems)
+    found: list[str] = []
+    for name, table in cfg.providers.items():
+        path = f"providers.{name}"
+        if table.registration is None or any(
+            p.startswith((f"{path}.", f"{path}:")) for p in problems
+        ):
+            continue
+        try:
+            provider = table.create(Provider)
+        except NavarchError as exc:
+            found.append(str(exc))
+            continue
+        found += provider_problems({name: provider})
+    return found
 
 
 @config.command()

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from navarch.daemon.gpu import NvmlGpus, SimulatedGpus
 
 from navarch.cli.nodes import parse_label
-from navarch.errors import UsageError
+from navarch.errors import NavarchError, UsageError
 
 
 @click.command()
@@ -61,6 +61,11 @@ from navarch.errors import UsageError
 @click.option("--region", default=None, help="Region of this machine.")
 @click.option("--zone", default=None, help="Zone of this machine.")
 @click.option("--instance-type", default=None, help="Instance type of this machine.")
+@click.option(
+    "--take-over",
+    is_flag=True,
+    help="Take the node id over from another daemon that still holds it.",
+)
 def daemon(
     control_plane: str | None,
     join_token: str,
@@ -73,6 +78,7 @@ def daemon(
     region: str | None,
     zone: str | None,
     instance_type: str | None,
+    take_over: bool,
 ) -> None:
     """Run the node agent of this machine.
 
@@ -106,11 +112,16 @@ def daemon(
         config = attrs.evolve(config, **changes)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    _run(config, config_file or "navarch.toml", join_token, hostname, simulated_gpus)
+    _run(config, config_file or "navarch.toml", join_token, hostname, simulated_gpus, take_over)
 
 
 def _run(
-    config: DaemonConfig, source: str, join_token: str, hostname: str, simulated_gpus: int | None
+    config: DaemonConfig,
+    source: str,
+    join_token: str,
+    hostname: str,
+    simulated_gpus: int | None,
+    take_over: bool,
 ) -> None:
     import logging
 
@@ -148,6 +159,7 @@ def _run(
                 host_stats=ProcHostStats(),
                 health_checks=checks,
                 state=DaemonState(config.state_dir or None),
+                take_over=take_over,
             )
             log.info(
                 "node %s: starting; control plane %s, %d GPUs%s, %d health checks",
@@ -164,6 +176,14 @@ def _run(
 
     try:
         trio.run(main)
+    except BaseExceptionGroup as group:
+        # The control plane refused the node (a DaemonError): one line, not a traceback.
+        leaf: BaseException = group
+        while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+            leaf = leaf.exceptions[0]
+        if isinstance(leaf, NavarchError):
+            raise leaf from None
+        raise
     finally:
         close = getattr(backend, "close", None)
         if close is not None:

@@ -51,6 +51,9 @@ class NodeBook:
         self.monitor = HeartbeatMonitor(heartbeat_timeout)
         self.event_counts: collections.Counter[str] = collections.Counter()
         self._nodes: dict[str, Node] = {}
+        # Each node as the store has it: a commit that fails puts its nodes back to these, so a
+        # failed call changes nothing here either.
+        self._committed: dict[str, Node] = {}
         # node id -> the time of its last heartbeat, and its latest metrics.
         self._beat_at: dict[str, datetime] = {}
         self._metrics: dict[str, _Packed] = {}
@@ -74,8 +77,11 @@ class NodeBook:
         node = self._nodes.get(node_id)
         return None if node is None else node.status
 
-    def put(self, node: Node) -> None:
+    def put(self, node: Node, *, stored: bool = False) -> None:
+        """Keeps the node as it is now; `stored` says the store has it so (a loaded node)."""
         self._nodes[node.node_id] = node
+        if stored:
+            self._committed[node.node_id] = node
 
     def beat(self, node_id: str, at: datetime, metrics: NodeMetrics | None) -> None:
         """Records a heartbeat; metrics None keeps the last ones the node sent."""
@@ -137,9 +143,16 @@ class NodeBook:
 
     async def commit(self, change: Change) -> None:
         """Writes `change`; returns once it is durable, then tells the notifiers its events."""
-        if change.nodes:
-            change = attrs.evolve(change, nodes=tuple(self.full(n) for n in change.nodes))
-        await self.store.commit(change)
+        nodes = change.nodes
+        if nodes:
+            change = attrs.evolve(change, nodes=tuple(self.full(n) for n in nodes))
+        try:
+            await self.store.commit(change)
+        except BaseException:
+            self._put_back(nodes)
+            raise
+        for node in nodes:
+            self._committed[node.node_id] = node
         for event in change.events:
             self.event_counts[event.kind] += 1
             log.info(
@@ -152,6 +165,15 @@ class NodeBook:
             )
             for notifier in self.notifiers:
                 notifier.notify(event)
+
+    def _put_back(self, nodes: Sequence[Node]) -> None:
+        """Returns nodes whose commit failed to what the store has of them."""
+        for node in nodes:
+            committed = self._committed.get(node.node_id)
+            if committed is None:
+                self._nodes.pop(node.node_id, None)
+            else:
+                self._nodes[node.node_id] = committed
 
 
 # Metrics as the book keeps them: one flat tuple of numbers, the collector's to untrack at its

@@ -5,12 +5,22 @@ its status, so a restart cannot revive a cordoned or unhealthy node. Each heartb
 as seen and hands it the commands that are due. A node silent past the heartbeat timeout becomes
 UNHEALTHY with health UNKNOWN (`heartbeats_lost`); when it speaks again it stays unhealthy, and
 only the reason says that it is back.
+
+A node id is held by the daemon that keeps in touch with it. While the node has been heard from
+within the heartbeat timeout, registering it with the join or admin token (which would issue a
+new node token and revoke the holder's) is refused: two daemons with one node id would otherwise
+take the token from each other for ever. The holder itself registers again with its node token.
+A registration that asks to take the node over is let through, revokes the holder's token and
+records `node.taken_over`; a refusal is logged and handed to the notifiers as the event
+`node.registration_refused`, and changes nothing in the store. Without tokens, nothing tells two
+daemons apart, and none is refused.
 """
 
 from __future__ import annotations
 
 import builtins
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
 
 import attrs
 import trio
@@ -18,8 +28,9 @@ from attrs import frozen
 
 from navarch.controlplane import lifecycle
 from navarch.controlplane.auth import Authenticator, new_node_token, token_hash
-from navarch.controlplane.book import NodeBook
+from navarch.controlplane.book import NodeBook, log
 from navarch.controlplane.commands import Commands
+from navarch.durations import format_duration
 from navarch.errors import Conflict
 from navarch.model import (
     HEARTBEAT_LOST,
@@ -64,13 +75,24 @@ class Nodes:
         # Called with the nodes that just went silent, once their status is committed
         # (remediation replaces them).
         self.on_silent: Callable[[Sequence[Node]], Awaitable[None]] = _nothing
+        # node id -> trio time it last registered or sent a heartbeat, to tell whether a daemon
+        # holds it; a restarted control plane has heard from none yet.
+        self._heard_at: dict[str, float] = {}
 
     async def register(
-        self, node_id: str, inventory: Inventory, *, actor: str, agent_version: str, token: bool
+        self,
+        node_id: str,
+        inventory: Inventory,
+        *,
+        actor: str,
+        agent_version: str,
+        token: bool,
+        take_over: bool = False,
     ) -> tuple[Node, str]:
         """Registers the node, or registers it again; with `token`, issues it a node token.
 
-        Returns the node and its new token ("" when none was issued).
+        A new token for a node that a daemon holds is refused, unless `take_over`. Returns the
+        node and its new token ("" when none was issued).
         """
         book = self._book
         existing = book.get(node_id)
@@ -80,6 +102,9 @@ class Nodes:
             )
         fields = attrs.asdict(inventory, recurse=False)
         details = {"agentVersion": agent_version} if agent_version else {}
+        held_for = self._held_for(node_id) if existing is not None and token else None
+        if held_for is not None and not take_over:
+            await self._refuse(node_id, held_for, actor, details)
         if existing is None:
             node = Node(
                 node_id=node_id,
@@ -95,13 +120,21 @@ class Nodes:
             # A restarted daemon keeps the status its node had: a restart must not revive a
             # cordoned or unhealthy node.
             node = attrs.evolve(existing, **fields)
-            event = book.event("node.reregistered", node_id, actor, details=details)
+            if held_for is not None:
+                event = book.event(
+                    "node.taken_over",
+                    node_id,
+                    actor,
+                    "taken over by a new daemon; the previous daemon's token is revoked",
+                    details={**details, "heardAgo": held_for},
+                )
+            else:
+                event = book.event("node.reregistered", node_id, actor, details=details)
         change = Change(nodes=(node,), events=(event,))
         issued = ""
         if token:
             issued = new_node_token()
             hashed = token_hash(issued)
-            self._auth.set_node_token(node_id, hashed)
             change = attrs.evolve(
                 change,
                 node_tokens=(
@@ -109,9 +142,49 @@ class Nodes:
                 ),
             )
         book.put(node)
-        book.monitor.seen(node_id)
         await book.commit(change)
+        # Only once the store has them: a failed call changes nothing.
+        if issued:
+            self._auth.set_node_token(node_id, token_hash(issued))
+        book.monitor.seen(node_id)
+        self._heard_at[node_id] = trio.current_time()
         return book.full(node), issued
+
+    def _held_for(self, node_id: str) -> str | None:
+        """How long ago the node was heard from, when that is within the heartbeat timeout."""
+        heard_at = self._heard_at.get(node_id)
+        if heard_at is None:
+            return None
+        ago = trio.current_time() - heard_at
+        if ago > self._book.monitor.timeout:
+            return None
+        return format_duration(timedelta(seconds=max(1, round(ago))))
+
+    async def _refuse(
+        self, node_id: str, held_for: str, actor: str, details: Mapping[str, str]
+    ) -> None:
+        book = self._book
+        timeout = format_duration(timedelta(seconds=book.monitor.timeout))
+        why = (
+            f"node {node_id} is held by a daemon that was heard from {held_for} ago; stop that "
+            f"daemon and wait {timeout}, give this one another node id, or take the id over "
+            "with takeOver (navarch daemon --take-over)"
+        )
+        event = book.event(
+            "node.registration_refused",
+            node_id,
+            actor,
+            why,
+            details={**details, "heardAgo": held_for},
+        )
+        # A refused call changes nothing in the store; the refusal is logged, counted and handed
+        # to the notifiers as `commit` does with the events it writes.
+        book.event_counts[event.kind] += 1
+        log.warning("event=%s node=%s actor=%s reason=%r", event.kind, node_id, actor, why)
+        for notifier in book.notifiers:
+            notifier.notify(event)
+        await trio.lowlevel.checkpoint()
+        raise Conflict(why)
 
     async def heartbeat(
         self, node_id: str, metrics: NodeMetrics | None
@@ -122,6 +195,7 @@ class Nodes:
         if node.status is lifecycle.TERMINATED:
             return node.status, []
         book.beat(node_id, book.clock.now(), metrics)
+        self._heard_at[node_id] = trio.current_time()
         if node_id in book.silent:
             await self._resumed(node)
         queue = self._commands.queue
@@ -179,6 +253,7 @@ class Nodes:
         after = attrs.evolve(node, status=lifecycle.TERMINATED, status_reason=reason)
         cancelled = self._commands.cancel_open(node_id, "node terminated")
         book.forget(node_id)
+        self._heard_at.pop(node_id, None)
         book.put(after)
         await book.commit(
             Change(

@@ -167,7 +167,7 @@ class ControlPlane:
         state = await self.store.load()
         book = self.book
         for node in state.nodes:
-            book.put(node)
+            book.put(node, stored=True)
             if node.status is lifecycle.TERMINATED or node.status is lifecycle.UNHEALTHY:
                 if node.status_reason == HEARTBEAT_LOST:
                     book.silent.add(node.node_id)

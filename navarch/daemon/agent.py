@@ -10,7 +10,8 @@ simulator run hundreds in one trio program, each with an in-process client and s
 
 The daemon owns its parts and the nursery they run in: the `Link` (registration, and recovery
 after a failed call), `Heartbeats` (heartbeats and the command long poll), the `CommandRunner`,
-the `HealthReporter`, and the `PreemptionWatcher` where the machine can be preempted. Everything
+the `HealthReporter`, the `PreemptionWatcher` where the machine can be preempted, and the
+`CommandProcesses` that commands run. Everything
 they do is driven by `trio.current_time()`, so a daemon runs on a `MockClock`.
 """
 
@@ -33,6 +34,7 @@ from navarch.daemon.host import FixedHostStats, HostStats
 from navarch.daemon.link import DaemonError, Link
 from navarch.daemon.nodelog import NodeLog
 from navarch.daemon.preemption import NoticeSource, PreemptionWatcher, notice_source
+from navarch.daemon.processes import CommandProcesses
 from navarch.daemon.state import DaemonState
 from navarch.plugins.health_check import GpuBackend, HealthCheck, WatchingHealthCheck
 
@@ -58,6 +60,7 @@ class Daemon:
         wall_clock: WallClock = utc_now,
         backoff_cap: float = 30.0,
         notices: NoticeSource | None = None,
+        take_over: bool = False,
     ) -> None:
         if not config.node_id:
             raise ValueError("config.node_id is required")
@@ -67,9 +70,14 @@ class Daemon:
         self._client = client
         self._backend = backend
         self._state = state or DaemonState()
-        if drain is None:
-            drain = ShellDrain(config.drain_command) if config.drain_command else NothingToDrain()
         self._log = NodeLog(self.node_id)
+        self._processes = CommandProcesses(self._state, self._log)
+        if drain is None:
+            drain = (
+                ShellDrain(config.drain_command, self._processes)
+                if config.drain_command
+                else NothingToDrain()
+            )
         self._link = Link(
             client,
             config,
@@ -79,6 +87,7 @@ class Daemon:
             hostname=hostname,
             rng=rng or random.Random(),
             backoff_cap=backoff_cap,
+            take_over=take_over,
         )
         self._health = HealthReporter(
             client,
@@ -90,7 +99,7 @@ class Daemon:
             wall_clock=wall_clock,
         )
         self._commands = CommandRunner(
-            client, self._link, config, self._state, drain, self._health, self._log
+            client, self._link, config, self._state, drain, self._health, self._processes, self._log
         )
         self._heartbeats = Heartbeats(
             client, self._link, backend, host_stats or FixedHostStats(), self._commands.offer
@@ -137,26 +146,33 @@ class Daemon:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Registers (retrying while the control plane is away), then runs until stopped.
 
-        Raises `DaemonError` when the control plane refuses the node for good (a bad join token).
+        Raises `DaemonError` when the control plane refuses the node for good: a bad join token,
+        or another daemon holds the node id.
         """
+        refused: DaemonError | None = None
         with trio.CancelScope() as scope:
             self._cancel_scope = scope
             if self._stop_requested:
                 scope.cancel()
             self._state.load()
-            if self._state.node_id == self.node_id and self._state.node_token:
-                self._client.set_token(self._state.node_token)
+            await self._commands.recover()
             inventory = tuple(self._backend.inventory())
             await self._link.register(inventory)
             task_status.started()
-            async with trio.open_nursery() as nursery:
-                all_loops = nursery.cancel_scope
-                nursery.start_soon(self._until_terminated, self._heartbeats.beat, all_loops)
-                nursery.start_soon(self._heartbeats.poll)
-                nursery.start_soon(self._until_terminated, self._commands.run, all_loops)
-                if self._preemption is not None:
-                    nursery.start_soon(self._preemption.run)
-                self._health.start(nursery, inventory)
+            try:
+                async with trio.open_nursery() as nursery:
+                    all_loops = nursery.cancel_scope
+                    nursery.start_soon(self._until_terminated, self._heartbeats.beat, all_loops)
+                    nursery.start_soon(self._heartbeats.poll)
+                    nursery.start_soon(self._until_terminated, self._commands.run, all_loops)
+                    if self._preemption is not None:
+                        nursery.start_soon(self._preemption.run)
+                    self._health.start(nursery, inventory)
+            except* DaemonError as group:
+                # Registering again was refused (another daemon took the node id over).
+                refused = _first(group)
+        if refused is not None:
+            raise refused
         if self.terminated:
             self._log.info("stopped: the node was terminated")
 
@@ -173,3 +189,11 @@ class Daemon:
         await loop()
         self.terminated = True
         scope.cancel()
+
+
+def _first(group: BaseExceptionGroup[DaemonError]) -> DaemonError:
+    leaf: BaseException = group
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    assert isinstance(leaf, DaemonError)
+    return leaf

@@ -4,6 +4,10 @@ A command can arrive from a heartbeat and from the long poll, and again after th
 restarts; the daemon state records each outcome, so a command that arrives again is acknowledged
 with the outcome it had, not run twice. An acknowledgement is retried until the control plane
 hears it.
+
+A command the daemon was running when it stopped is not run again: the restarted daemon ends what
+is left of its processes and reports it failed (`recover`). A parameter out of range fails the
+command with a message that names it.
 """
 
 from __future__ import annotations
@@ -22,11 +26,19 @@ from navarch.daemon.drain import DrainAction
 from navarch.daemon.health import HealthReporter
 from navarch.daemon.link import Link
 from navarch.daemon.nodelog import NodeLog
+from navarch.daemon.processes import CommandProcesses
 from navarch.daemon.state import DaemonState, Outcome
-from navarch.durations import parse_duration
+from navarch.durations import format_duration, parse_duration
 
 _SUCCEEDED = m.CommandResult.COMMAND_RESULT_SUCCEEDED
 _FAILED = m.CommandResult.COMMAND_RESULT_FAILED
+INTERRUPTED = "interrupted by a daemon restart"
+# The longest a drain command's `timeout` parameter may ask for.
+MAX_DRAIN_TIMEOUT = timedelta(days=7)
+
+
+class BadParameter(Exception):
+    """A command's parameter that the daemon cannot follow; the message names it."""
 
 
 class CommandRunner:
@@ -40,6 +52,7 @@ class CommandRunner:
         state: DaemonState,
         drain: DrainAction,
         health: HealthReporter,
+        processes: CommandProcesses,
         log: NodeLog,
     ) -> None:
         self._client = client
@@ -48,8 +61,11 @@ class CommandRunner:
         self._state = state
         self._drain = drain
         self._health = health
+        self._processes = processes
         self._log = log
         self._queued: set[str] = set()
+        # A command this daemon found interrupted at start, to acknowledge once registered.
+        self._interrupted: tuple[str, Outcome] | None = None
         self._send_command, self._receive_command = trio.open_memory_channel[m.NodeCommand](
             math.inf
         )
@@ -62,11 +78,31 @@ class CommandRunner:
             self._queued.add(command.command_id)
             self._send_command.send_nowait(command)
 
+    async def recover(self) -> None:
+        """Settles the command an earlier daemon was running when it stopped, if any.
+
+        Ends what is left of the command's processes and records the command failed; `run`
+        acknowledges it. Call it after loading the state and before running commands.
+        """
+        running = self._state.running
+        if running is None:
+            return
+        left = await self._processes.end_leftover(running)
+        message = INTERRUPTED + ("; the processes it left running were ended" if left else "")
+        outcome = Outcome(_FAILED, message)
+        self._log.warning("command %s was %s", running.command_id, message)
+        await self._state.record(running.command_id, outcome)
+        self._interrupted = (running.command_id, outcome)
+
     async def run(self) -> None:
         """Runs commands as they are offered; returns once a terminate command succeeded."""
+        if self._interrupted is not None:
+            await self._ack(*self._interrupted)
+            self._interrupted = None
         async for command in self._receive_command:
             outcome = self._state.outcome(command.command_id)
             if outcome is None:
+                await self._state.begin(command.command_id)
                 outcome = await self._execute(command)
                 await self._state.record(command.command_id, outcome)
             else:
@@ -74,7 +110,7 @@ class CommandRunner:
                     "command %s arrived again; acknowledging its recorded result",
                     command.command_id,
                 )
-            await self._ack(command, outcome)
+            await self._ack(command.command_id, outcome)
             self._queued.discard(command.command_id)
             if (
                 command.type is m.CommandType.COMMAND_TYPE_TERMINATE
@@ -87,6 +123,8 @@ class CommandRunner:
         self._log.info("running %s command %s", kind, command.command_id)
         try:
             outcome = await self._run_command(command)
+        except BadParameter as exc:
+            outcome = Outcome(_FAILED, f"{kind}: {exc}")
         except Exception as exc:
             self._log.exception("%s command %s failed", kind, command.command_id)
             outcome = Outcome(_FAILED, f"{kind} failed: {type(exc).__name__}: {exc}")
@@ -114,12 +152,7 @@ class CommandRunner:
     async def _run_drain(self, command: m.NodeCommand) -> Outcome:
         timeout = self._config.drain_timeout
         if "timeout" in command.parameters:
-            try:
-                timeout = parse_duration(command.parameters["timeout"])
-            except ValueError:
-                return Outcome(
-                    _FAILED, f"drain: bad timeout parameter {command.parameters['timeout']!r}"
-                )
+            timeout = _drain_timeout(command.parameters["timeout"])
         env = {
             "NAVARCH_NODE_ID": self._link.node_id,
             "NAVARCH_COMMAND_ID": command.command_id,
@@ -128,12 +161,12 @@ class CommandRunner:
         done = await self._drain(timeout / timedelta(seconds=1), env)
         return Outcome(_SUCCEEDED if done.ok else _FAILED, done.message)
 
-    async def _ack(self, command: m.NodeCommand, outcome: Outcome) -> None:
+    async def _ack(self, command_id: str, outcome: Outcome) -> None:
         """Delivers the outcome, retrying while the control plane is away."""
         link = self._link
         request = m.AckCommandRequest(
             node_id=link.node_id,
-            command_id=command.command_id,
+            command_id=command_id,
             result=outcome.result,
             message=outcome.message,
         )
@@ -149,7 +182,7 @@ class CommandRunner:
                     # The command is gone or already settled; there is no one left to tell.
                     self._log.warning(
                         "acknowledging command %s: %s (%s)",
-                        command.command_id,
+                        command_id,
                         exc.message,
                         exc.code,
                     )
@@ -158,3 +191,19 @@ class CommandRunner:
             except Unreachable as exc:
                 delay = await link.recover(exc, generation, backoff)
             await trio.sleep(delay)
+
+
+def _drain_timeout(text: str) -> timedelta:
+    """A drain's `timeout` parameter, more than nothing and at most `MAX_DRAIN_TIMEOUT`."""
+    try:
+        timeout = parse_duration(text)
+    except ValueError as exc:
+        raise BadParameter(f"parameters.timeout: {exc}") from None
+    except OverflowError:
+        timeout = None
+    if timeout is None or not timedelta(0) < timeout <= MAX_DRAIN_TIMEOUT:
+        raise BadParameter(
+            "parameters.timeout: expected a duration more than 0s and at most "
+            f"{format_duration(MAX_DRAIN_TIMEOUT)}, got {text[:40]!r}"
+        )
+    return timeout

@@ -8,7 +8,6 @@ in the `[daemon]` table); embedders (the fake provider, the simulator) pass any 
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Protocol
@@ -16,6 +15,9 @@ from typing import Protocol
 import trio
 from attrs import frozen
 
+from navarch.daemon.nodelog import NodeLog
+from navarch.daemon.processes import CommandProcesses, Finished
+from navarch.daemon.state import DaemonState
 from navarch.durations import format_duration
 
 # Enough of a failing command's output to say why, short enough for a table cell and an event.
@@ -42,26 +44,23 @@ class NothingToDrain:
 
 
 class ShellDrain:
-    """Runs `/bin/sh -c COMMAND`, killed when the timeout passes; exit status 0 is success.
+    """Runs `/bin/sh -c COMMAND`, ended when the timeout passes; exit status 0 is success.
 
     The command sees NAVARCH_NODE_ID, NAVARCH_COMMAND_ID and NAVARCH_DRAIN_REASON in its
-    environment. A failure's message is the tail of its stderr (or stdout when stderr is empty).
+    environment. It runs in a process group of its own, which ends with it (`processes`). A
+    failure's message is the tail of its stderr (or stdout when stderr is empty).
     """
 
-    def __init__(self, command: str) -> None:
+    def __init__(self, command: str, processes: CommandProcesses | None = None) -> None:
         self.command = command
+        self._processes = processes or CommandProcesses(DaemonState(), NodeLog(""))
 
     async def __call__(self, timeout: float, env: Mapping[str, str]) -> DrainOutcome:
-        result: subprocess.CompletedProcess[bytes] | None = None
+        result: Finished | None = None
         with trio.move_on_after(timeout):
             try:
-                result = await trio.run_process(
-                    ["/bin/sh", "-c", self.command],
-                    check=False,
-                    capture_stdout=True,
-                    capture_stderr=True,
-                    stdin=subprocess.DEVNULL,
-                    env={**os.environ, **env},
+                result = await self._processes.run(
+                    ["/bin/sh", "-c", self.command], {**os.environ, **env}
                 )
             except OSError as exc:
                 return DrainOutcome(False, f"drain command could not start: {exc.strerror}")

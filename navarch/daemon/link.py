@@ -5,6 +5,11 @@ secret), or stop answering for a while. Every loop of the daemon hands its faile
 `Link`, so the node registers again once, whichever loop noticed first, and otherwise backs off.
 The link also keeps what the control plane last said: the settings it handed out at registration
 and the node's status and health.
+
+The link registers with the node token it holds, and with the join token only when it holds none
+or the control plane no longer accepts it. The control plane refuses the join token for a node
+that another daemon keeps in touch with; the daemon that was refused stops (`DaemonError`), unless
+it was started to take the node id over, which only its first registration asks for.
 """
 
 from __future__ import annotations
@@ -30,10 +35,21 @@ from navarch.model import GpuInfo
 # Codes after which the node must register again: the control plane forgot the node, or no
 # longer accepts its token (a new control plane, a rotated secret).
 _REREGISTER = frozenset({"not_found", "unauthenticated", "permission_denied"})
+# Codes that say the node token is no longer good; the join token may still register the node.
+_TOKEN_REFUSED = frozenset({"unauthenticated", "permission_denied"})
 # Codes that registration cannot get past by retrying.
 _FATAL_AT_REGISTRATION = frozenset(
     {"unauthenticated", "permission_denied", "invalid_argument", "failed_precondition"}
 )
+
+
+# What a refusal asks of the operator, where the control plane's message does not say it.
+_WHAT_TO_DO = {
+    "unauthenticated": "; pass the control plane's join token with --join-token or "
+    "NAVARCH_JOIN_TOKEN",
+    "permission_denied": "; pass the control plane's join token with --join-token or "
+    "NAVARCH_JOIN_TOKEN",
+}
 
 
 class DaemonError(NavarchError):
@@ -54,6 +70,7 @@ class Link:
         hostname: str,
         rng: random.Random,
         backoff_cap: float,
+        take_over: bool = False,
     ) -> None:
         self.node_id = config.node_id
         self._client = client
@@ -64,6 +81,8 @@ class Link:
         self._hostname = hostname
         self._rng = rng
         self._backoff_cap = backoff_cap
+        # Asked of the first registration only: a daemon that loses the node later stops.
+        self._take_over = take_over
 
         self.status: m.NodeStatus | None = None
         self.health = m.HealthStatus.HEALTH_STATUS_UNKNOWN
@@ -153,25 +172,34 @@ class Link:
             labels=dict(config.labels),
             gpus=tuple(gpu_info_to_wire(g) for g in self._inventory),
             agent_version=__version__,
+            take_over=self._take_over,
         )
+        state = self._state
+        with_node_token = state.node_id == self.node_id and bool(state.node_token)
         backoff = self.new_backoff()
         while True:
-            if self._join_token:
+            if with_node_token:
+                self._client.set_token(state.node_token)
+            elif self._join_token:
                 self._client.set_token(self._join_token)
             try:
                 reply = await self._client.register_node(request)
             except Unreachable as exc:
                 self.failed(exc)
             except ApiError as exc:
+                if with_node_token and exc.code in _TOKEN_REFUSED and self._join_token:
+                    with_node_token = False
+                    continue
                 if exc.code in _FATAL_AT_REGISTRATION:
                     raise DaemonError(
                         f"the control plane refused to register node {self.node_id}: "
-                        f"{exc.message} ({exc.code})"
+                        f"{exc.message} ({exc.code}){_WHAT_TO_DO.get(exc.code, '')}"
                     ) from None
                 self.failed(exc)
             else:
                 break
             await trio.sleep(backoff.next_delay())
+        self._take_over = False
         self.ok()
         if reply.node_token:
             self._client.set_token(reply.node_token)

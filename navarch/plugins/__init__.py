@@ -60,6 +60,7 @@ from navarch.plugins.provider import (
 )
 from navarch.plugins.selector import Candidate, Selector
 from navarch.plugins.settings import PluginTable
+from navarch.redaction import redact_url
 
 __all__ = [
     "ABSTRACT_INSTANCE_TYPES",
@@ -111,4 +112,5 @@ __all__ = [
     "event_document",
     "hookimpl",
     "parse_abstract",
+    "redact_url",
 ]

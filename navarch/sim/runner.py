@@ -27,7 +27,7 @@ from navarch.clock import Clock
 from navarch.controlplane import ControlPlane
 from navarch.controlplane.notifiers import build_notifiers
 from navarch.durations import format_duration
-from navarch.errors import DomainError, NavarchError
+from navarch.errors import DomainError
 from navarch.ids import IdFactory
 from navarch.model import CommandType
 from navarch.sim.chaos import ChaosEngine
@@ -197,20 +197,15 @@ class Runner:
         self, service: ControlPlane, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Serves the API on a free loopback port; starts with the URL the daemons use."""
-        import hypercorn.trio
-
         from navarch.api.app import ControlPlaneApp
-        from navarch.api.server import http_config
+        from navarch.api.server import bind, http_config, serve_app
 
-        http = http_config(self.scenario.config.server, self.listen)
-        app = ControlPlaneApp(service, max_body_bytes=self.scenario.config.server.max_body_bytes)
+        server = self.scenario.config.server
+        http = http_config(server, self.listen)
+        sockets = bind(http, self.listen)
+        app = ControlPlaneApp(service, max_body_bytes=server.max_body_bytes)
         async with trio.open_nursery() as nursery:
-            try:
-                binds = await nursery.start(hypercorn.trio.serve, app, http)
-            except OSError as exc:
-                raise NavarchError(
-                    f"cannot listen on {self.listen}: {exc.strerror or exc}"
-                ) from None
+            binds = await nursery.start(serve_app, app, server, http, sockets)
             task_status.started(binds[0])
 
     def _machine_added(self, node: SimNode, provisioned: bool) -> None:

@@ -88,6 +88,12 @@ class StoredState:
 class Store(Protocol):
     # The database, as shown to people ("/var/lib/navarch/navarch.db").
     location: str
+    # Changes that could not be written; their callers got a StoreError.
+    failed_changes: int
+
+    @property
+    def unreadable_rows(self) -> int:
+        """Rows that did not read back: set aside at load, or left out of an answer."""
 
     async def load(self) -> StoredState: ...
 

@@ -5,8 +5,11 @@ and collections (labels, GPUs, metrics, health events, details) as JSON with the
 names. The format belongs to the store alone: the API's wire format may change without a
 migration, and this one changes only with one (`navarch/store/migrations/`).
 
-A row that does not read back is reported as a `StoreError` that names the database and the row,
-rather than being guessed at.
+The writer refuses what would not read back: infinities and NaN (`json.dumps` would write
+`Infinity`, which is not JSON), text that is not Unicode scalar values (sqlite3 cannot encode a
+lone surrogate), and times before the year 1000. A row that does not read back all the same (a
+file from an older navarch, or one changed by hand) is reported as a `StoreError` that names the
+database and the row, rather than being guessed at.
 """
 
 from __future__ import annotations
@@ -65,12 +68,26 @@ _converter.register_unstructure_hook_factory(
 
 
 def to_json(value: object) -> str:
-    """A domain value as the store's JSON text."""
-    return json.dumps(_converter.unstructure(value), separators=(",", ":"))
+    """A domain value as the store's JSON text; ValueError for a number JSON has no form for.
+
+    Text is kept as it is rather than escaped, so that a lone surrogate fails when it is written
+    instead of when it is read back.
+    """
+    return json.dumps(
+        _converter.unstructure(value), separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
+# RFC 3339 years have four digits, and `format_timestamp` does not pad earlier ones.
+_EARLIEST_YEAR = 1000
 
 
 def time(value: datetime | None) -> str | None:
-    return None if value is None else format_timestamp(value)
+    if value is None:
+        return None
+    if value.astimezone(UTC).year < _EARLIEST_YEAR:
+        raise ValueError(f"{value.isoformat()}: the store keeps times from the year 1000 on")
+    return format_timestamp(value)
 
 
 def node_row(node: Node) -> tuple[SqlValue, ...]:
@@ -157,6 +174,26 @@ def remediation_row(episode: Remediation) -> tuple[SqlValue, ...]:
     )
 
 
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a number the store keeps")
+
+
+def _check_text(value: object) -> None:
+    """Raises UnicodeEncodeError for a lone surrogate anywhere in a parsed JSON value.
+
+    Older versions escaped them (`"\\ud800"`), so such JSON parses, and only fails when shown.
+    """
+    if isinstance(value, str):
+        value.encode()
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            key.encode()
+            _check_text(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_text(item)
+
+
 class RowReader:
     """Turns rows back into domain objects; a row that does not read means a damaged file."""
 
@@ -168,7 +205,9 @@ class RowReader:
 
     def value(self, text: str, cls: type[T], what: str) -> T:
         try:
-            return _converter.structure(json.loads(text), cls)
+            parsed = json.loads(text, parse_constant=_refuse_constant)
+            _check_text(parsed)
+            return _converter.structure(parsed, cls)
         except Exception as exc:
             raise self._fail(what, exc) from None
 

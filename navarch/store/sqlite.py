@@ -8,13 +8,20 @@ In virtual time (`trio.testing.MockClock` with autojump, as the simulator and th
 a task waiting for a thread looks idle, so the clock would jump while a write is in flight. For
 that case `threaded=False` runs SQLite on the trio thread itself; each call then blocks the loop
 for the few hundred microseconds the write takes.
+
+A change that cannot be written (a value the store's format refuses, a constraint, a full disk)
+fails its own callers alone: when a batch fails, its changes are written again each in a savepoint
+of their own, the good ones still in one commit, and the caller of a failed one gets a
+`StoreError`. The writer itself never stops for one change. Rows that do not read back at load are
+set aside (`navarch.store.quarantine`), so the control plane still starts.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TypeVar, TypeVarTuple
@@ -26,9 +33,12 @@ from navarch.model import LIVE, Command, Event, NodeMetrics, Remediation
 from navarch.store import rows, schema
 from navarch.store.lock import StoreLock
 from navarch.store.protocol import Change, RemediationSwitch, StoredState, StoreError
+from navarch.store.quarantine import Quarantine, Salvage
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
+
+log = logging.getLogger("navarch.store")
 
 # A batch this large is written even if more changes are waiting, to bound one transaction.
 _MAX_BATCH = 2000
@@ -92,6 +102,24 @@ _UPSERT_SWITCH = (
 )
 _DELETE_SWITCH = "DELETE FROM remediation_switches WHERE kind = ? AND pool = ?"
 
+# A node whose last metrics or last health report do not read keeps its place without them.
+_NODE_SALVAGE = Salvage(
+    row=lambda row: (*row[:14], None, "[]"),
+    sql="UPDATE nodes SET metrics = NULL, last_health_events = '[]' WHERE rowid = ?",
+)
+
+
+class _Outcome:
+    """How the write of a change ended, for the caller that waits for it."""
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.error: StoreError | None = None
+
+
+# A queued change, and its outcome when a caller waits for it.
+_Queued = tuple[Change, _Outcome | None]
+
 # node id -> (time of its last heartbeat, its metrics as the store's JSON text), until the flush.
 # Text rather than objects: the collector would otherwise walk a second's worth of every node's
 # metrics objects, promoted to its oldest generation by a busy server before they are written.
@@ -108,10 +136,10 @@ class SQLiteStore:
         self._limiter = trio.CapacityLimiter(1)
         self._conn: sqlite3.Connection | None = None
         self._rows = rows.RowReader(path)
-        self._send, self._receive = trio.open_memory_channel[tuple[Change, trio.Event | None]](
-            10_000
-        )
+        self._send, self._receive = trio.open_memory_channel[_Queued](10_000)
         self._heartbeats: Heartbeats = {}
+        self.quarantine = Quarantine(path)
+        self.failed_changes = 0
 
     @classmethod
     @asynccontextmanager
@@ -186,10 +214,16 @@ class SQLiteStore:
             raise StoreError(f"{self.location}: the store is closed")
         return self._conn
 
+    @property
+    def unreadable_rows(self) -> int:
+        return self.quarantine.count
+
     async def commit(self, change: Change) -> None:
-        done = trio.Event()
-        await self._send.send((change, done))
-        await done.wait()
+        outcome = _Outcome()
+        await self._send.send((change, outcome))
+        await outcome.done.wait()
+        if outcome.error is not None:
+            raise outcome.error
 
     def commit_soon(self, change: Change) -> None:
         try:
@@ -208,7 +242,7 @@ class SQLiteStore:
         next_flush = trio.current_time() + self._flush_interval
         try:
             while True:
-                batch: list[tuple[Change, trio.Event | None]] = []
+                batch: list[_Queued] = []
                 with trio.move_on_at(next_flush):
                     try:
                         batch.append(await self._receive.receive())
@@ -227,7 +261,7 @@ class SQLiteStore:
             raise
         await self._write_everything_left()
 
-    def _take_queued(self, batch: list[tuple[Change, trio.Event | None]]) -> None:
+    def _take_queued(self, batch: list[_Queued]) -> None:
         while len(batch) < _MAX_BATCH:
             try:
                 batch.append(self._receive.receive_nowait())
@@ -236,7 +270,7 @@ class SQLiteStore:
 
     async def _write_everything_left(self) -> None:
         while True:
-            batch: list[tuple[Change, trio.Event | None]] = []
+            batch: list[_Queued] = []
             self._take_queued(batch)
             heartbeats, self._heartbeats = self._heartbeats, {}
             if not batch and not heartbeats:
@@ -245,34 +279,46 @@ class SQLiteStore:
 
     async def _write_batch(
         self,
-        batch: list[tuple[Change, trio.Event | None]],
+        batch: list[_Queued],
         heartbeats: Heartbeats,
     ) -> None:
-        await self._run(self._write, batch, heartbeats)
-        for _, done in batch:
-            if done is not None:
-                done.set()
+        changes = [change for change, _ in batch]
+        try:
+            errors = await self._run(self._write, changes, heartbeats)
+        except Exception as exc:
+            log.error("store=%s write failed: %r", self.location, exc)
+            errors = [exc] * len(changes)
+        for (_, outcome), error in zip(batch, errors, strict=True):
+            if error is not None:
+                self.failed_changes += 1
+                # repr, because the problem may hold the very text that could not be encoded.
+                log.error("store=%s change not written: %r", self.location, error)
+            if outcome is not None:
+                if error is not None:
+                    outcome.error = StoreError(f"{self.location}: write failed: {error!r}")
+                outcome.done.set()
 
-    def _write(
-        self,
-        batch: list[tuple[Change, trio.Event | None]],
-        heartbeats: Heartbeats,
-    ) -> None:
+    def _write(self, changes: list[Change], heartbeats: Heartbeats) -> list[Exception | None]:
+        """Writes the changes and heartbeats in one transaction; returns each change's error."""
         conn = self._db()
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            for change, _ in batch:
-                self._apply(conn, change)
-            if heartbeats:
-                conn.executemany(
-                    _UPDATE_HEARTBEAT,
-                    [(at, metrics, node_id) for node_id, (at, metrics) in heartbeats.items()],
-                )
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise StoreError(f"{self.location}: write failed: {exc}") from None
+            with _transaction(conn):
+                for change in changes:
+                    self._apply(conn, change)
+                conn.executemany(_UPDATE_HEARTBEAT, _heartbeat_rows(heartbeats))
+            return [None] * len(changes)
+        except Exception:
+            pass
+        # One change may be at fault: each goes in a savepoint of its own, in one commit still.
+        errors: list[Exception | None] = []
+        with _transaction(conn):
+            for change in changes:
+                errors.append(_in_savepoint(conn, self._apply, conn, change))
+            for row in _heartbeat_rows(heartbeats):
+                error = _in_savepoint(conn, conn.execute, _UPDATE_HEARTBEAT, row)
+                if error is not None:
+                    log.error("store=%s heartbeat not written: %r", self.location, error)
+        return errors
 
     @staticmethod
     def _apply(conn: sqlite3.Connection, change: Change) -> None:
@@ -320,54 +366,67 @@ class SQLiteStore:
             )
 
     async def load(self) -> StoredState:
+        """The state to start from; rows that do not read are set aside and logged first."""
         return await self._run(self._load)
 
     def _load(self) -> StoredState:
         conn = self._db()
-        nodes = tuple(
-            self._rows.node(r)
-            for r in conn.execute(f"SELECT {_NODE_COLUMNS} FROM nodes ORDER BY node_id")
+        read = self.quarantine.read
+        nodes = read(
+            conn,
+            "nodes",
+            f"SELECT rowid, {_NODE_COLUMNS} FROM nodes ORDER BY node_id",
+            (),
+            self._rows.node,
+            _NODE_SALVAGE,
         )
-        commands = tuple(
-            self._rows.command(r)
-            for r in conn.execute(
-                f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE status IN (?, ?) "
-                "ORDER BY command_id",
-                _OPEN_STATUSES,
-            )
+        commands = read(
+            conn,
+            "commands",
+            f"SELECT rowid, {_COMMAND_COLUMNS} FROM commands WHERE status IN (?, ?) "
+            "ORDER BY command_id",
+            _OPEN_STATUSES,
+            self._rows.command,
         )
         tokens = dict(conn.execute("SELECT node_id, token_hash FROM node_tokens").fetchall())
         live = sorted(status.value for status in LIVE)
-        instances = tuple(
-            self._rows.instance(r)
-            for r in conn.execute(
-                f"SELECT {_INSTANCE_COLUMNS} FROM instances "
-                f"WHERE status IN ({', '.join('?' for _ in live)}) ORDER BY provider, instance_id",
-                live,
-            )
+        instances = read(
+            conn,
+            "instances",
+            f"SELECT rowid, {_INSTANCE_COLUMNS} FROM instances "
+            f"WHERE status IN ({', '.join('?' for _ in live)}) ORDER BY provider, instance_id",
+            live,
+            self._rows.instance,
         )
-        remediations = tuple(
-            self._rows.remediation(r)
-            for r in conn.execute(
-                f"SELECT {_REMEDIATION_COLUMNS} FROM remediations WHERE open = 1 "
-                "ORDER BY episode_id"
-            )
+        remediations = read(
+            conn,
+            "remediations",
+            f"SELECT rowid, {_REMEDIATION_COLUMNS} FROM remediations WHERE open = 1 "
+            "ORDER BY episode_id",
+            (),
+            self._rows.remediation,
         )
-        switches = tuple(
-            RemediationSwitch(
-                kind=kind, pool=pool, reason=reason, since=self._rows.instant(since, "switches")
-            )
-            for kind, pool, reason, since in conn.execute(
-                "SELECT kind, pool, reason, since FROM remediation_switches ORDER BY kind, pool"
-            )
+        switches = read(
+            conn,
+            "remediation_switches",
+            "SELECT rowid, kind, pool, reason, since FROM remediation_switches ORDER BY kind, pool",
+            (),
+            self._switch,
         )
+        self.quarantine.move_aside(conn)
         return StoredState(
-            nodes=nodes,
-            open_commands=commands,
+            nodes=tuple(nodes),
+            open_commands=tuple(commands),
             node_tokens=tokens,
-            instances=instances,
-            open_remediations=remediations,
-            remediation_switches=switches,
+            instances=tuple(instances),
+            open_remediations=tuple(remediations),
+            remediation_switches=tuple(switches),
+        )
+
+    def _switch(self, row: rows.Row) -> RemediationSwitch:
+        kind, pool, reason, since = row
+        return RemediationSwitch(
+            kind=kind, pool=pool, reason=reason, since=self._rows.instant(since, "switches")
         )
 
     async def list_remediations(self, *, pool: str, node_id: str, limit: int) -> list[Remediation]:
@@ -388,7 +447,7 @@ class SQLiteStore:
             "ORDER BY episode_id DESC LIMIT ?",
             (*params, limit),
         )
-        return [self._rows.remediation(r) for r in rows]
+        return self.quarantine.skip(rows, self._rows.remediation)
 
     async def get_command(self, command_id: str) -> Command | None:
         return await self._run(self._get_command, command_id)
@@ -399,7 +458,8 @@ class SQLiteStore:
             .execute(f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE command_id = ?", (command_id,))
             .fetchone()
         )
-        return None if row is None else self._rows.command(row)
+        found = [] if row is None else self.quarantine.skip([row], self._rows.command)
+        return found[0] if found else None
 
     async def list_events(
         self, *, node_id: str, kinds: Sequence[str], limit: int, before: str
@@ -425,7 +485,7 @@ class SQLiteStore:
             f"SELECT {_EVENT_COLUMNS} FROM events {clause}ORDER BY event_id DESC LIMIT ?",
             (*params, limit),
         )
-        return [self._rows.event(r) for r in rows]
+        return self.quarantine.skip(rows, self._rows.event)
 
     async def ping(self) -> None:
         await self._run(self._ping)
@@ -435,3 +495,34 @@ class SQLiteStore:
             self._db().execute("SELECT MAX(version) FROM schema_version").fetchone()
         except sqlite3.Error as exc:
             raise StoreError(f"{self.location}: {exc}") from None
+
+
+def _heartbeat_rows(heartbeats: Heartbeats) -> list[tuple[str, str | None, str]]:
+    return [(at, metrics, node_id) for node_id, (at, metrics) in heartbeats.items()]
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _in_savepoint(
+    conn: sqlite3.Connection, fn: Callable[[*Ts], object], *args: *Ts
+) -> Exception | None:
+    """Runs `fn` in a savepoint; on any error undoes what it wrote and returns the error."""
+    conn.execute("SAVEPOINT change")
+    try:
+        fn(*args)
+    except Exception as exc:
+        conn.execute("ROLLBACK TO change")
+        conn.execute("RELEASE change")
+        return exc
+    conn.execute("RELEASE change")
+    return None

@@ -322,3 +322,49 @@ def test_check_names_the_package_of_a_cloud_plugin_that_is_not_installed(navarch
         f'navarch: {path}: providers.lambda.type: no provider plugin named "lambda" '
         "(registered: fake); install it with: pip install navarch-lambda"
     ]
+
+
+def test_one_pass_reports_the_problems_of_every_phase(navarch, tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        """
+[server]
+heartbeat_intervl = "5s"
+[providers.fake]
+gpu_count = 99
+[providers.lambda]
+type = "lambda"
+[pools.dev]
+instance_type = "h100-8x"
+max_nodes = 0
+[[pools.dev.providers]]
+provider = "nope"
+[pools.dev.autoscaler]
+type = "reactive"
+scale_up_at = "high"
+[health]
+policy = "missing.yaml"
+"""
+    )
+    result = navarch("config", "check", str(path), env={"LAMBDA_API_KEY": ""})
+    assert result.returncode == 2
+    for problem in (
+        "server.heartbeat_intervl: unknown key",
+        "providers.fake.gpu_count: expected a number from 1 to 16, got 99",
+        "pools.dev.max_nodes: expected at least 1, got 0",
+        "pools.dev.providers[0].provider: no [providers.nope] table",
+        "pools.dev.autoscaler.scale_up_at: expected a number",
+        "health.policy:",
+        "providers.lambda: no Lambda API key",
+    ):
+        assert f"{path}: {problem}" in result.stderr, problem
+    assert "providers.fake:" not in result.stderr.replace("providers.fake.gpu_count", "")
+
+
+def test_server_limits_are_checked(plugins):
+    assert problems_of("[server]\nmax_connections = 0\n", plugins) == [
+        "server.max_connections: expected at least 1, got 0"
+    ]
+    assert problems_of('[server]\nbody_timeout = "0s"\n', plugins) == [
+        'server.body_timeout: expected a positive duration, got "0s"'
+    ]

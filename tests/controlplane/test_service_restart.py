@@ -102,10 +102,10 @@ async def test_node_tokens_survive_a_restart(tmp_path: Path) -> None:
         caller = service.auth.authenticate(f"Bearer {node_token}")
         assert caller == Caller.node("gpu-1")
         await rpc(service, m.SendHeartbeatRequest(node_id="gpu-1"), caller)
-        # A new registration with the join token replaces the old node token.
+        # Taking the node over with the join token replaces the old node token.
         again = await rpc(
             service,
-            m.RegisterNodeRequest(node_id="gpu-1"),
+            m.RegisterNodeRequest(node_id="gpu-1", take_over=True),
             service.auth.authenticate("Bearer join-secret"),
         )
         assert again.node_token not in ("", node_token)

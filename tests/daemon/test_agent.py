@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -329,7 +330,12 @@ async def test_a_restarted_daemon_keeps_its_token_and_does_not_redo_commands(
             await nursery.start(first.run)
             client.fail_methods.add("AckCommand")
             issued = await issue(service, m.CommandType.COMMAND_TYPE_DRAIN)
-            await trio.sleep(10)
+            # The state is written in a thread, while the mock clock jumps: wait, in real time,
+            # for the first try to acknowledge, which comes once the outcome is saved.
+            deadline = time.monotonic() + 20
+            while not client.attempts["AckCommand"]:
+                assert time.monotonic() < deadline, "the drain's outcome was never saved"
+                await trio.sleep(0.5)
             assert len(drain.runs) == 1
             first.stop()  # the process dies before its acknowledgement got through
         assert (await command(service, issued.command_id)).status is (

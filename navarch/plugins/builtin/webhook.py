@@ -23,7 +23,15 @@ from typing import TYPE_CHECKING
 
 from attrs import field, frozen
 
-from navarch.plugins import Event, NavarchError, Register, event_document, hookimpl, validators
+from navarch.plugins import (
+    Event,
+    NavarchError,
+    Register,
+    event_document,
+    hookimpl,
+    redact_url,
+    validators,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -124,7 +132,7 @@ class WebhookNotifier:
             log.warning(
                 "notifier=%s post to %s failed (attempt %d): %s",
                 self.name,
-                self.settings.url,
+                redact_url(self.settings.url),
                 attempt + 1,
                 problem,
             )
