@@ -37,6 +37,12 @@ _TIMELINE_KINDS = (
     "health.action_required",
 )
 _REPLACING = "replacing "
+_OUT_OF_SERVICE = (
+    NodeStatus.UNHEALTHY,
+    NodeStatus.CORDONED,
+    NodeStatus.DRAINING,
+    NodeStatus.DRAINED,
+)
 
 
 @attrs.define
@@ -142,13 +148,21 @@ class Recorder:
             return
         self.timeline.append({"t": t, "kind": kind, "node": node, "detail": detail})
 
-    def sample(self, nodes: Iterable[Node], open_remediations: int, pools: dict[str, int]) -> None:
+    def sample(
+        self, nodes: Iterable[Node], episodes: Sequence[Remediation], pools: dict[str, int]
+    ) -> None:
         by_status = dict.fromkeys((s.value for s in NodeStatus), 0)
         by_health = dict.fromkeys((h.value for h in HealthStatus), 0)
+        in_episodes = {e.node_id for e in episodes}
+        # Out of service and in no episode: held for an operator by a verdict (a GPU reset or
+        # reboot to carry out by hand), or taken out by one.
+        outside = 0
         for node in nodes:
             by_status[node.status.value] += 1
             if node.status is not NodeStatus.TERMINATED:
                 by_health[node.health.value] += 1
+                if node.status in _OUT_OF_SERVICE and node.node_id not in in_episodes:
+                    outside += 1
         alive = sum(by_status.values()) - by_status["terminated"]
         self.nodes_peak = max(self.nodes_peak, alive)
         self.samples.append(
@@ -158,7 +172,9 @@ class Recorder:
                 "by_health": by_health,
                 "failures_total": len(self.failures),
                 "recoveries_total": self.recoveries,
-                "remediations_open": open_remediations,
+                "remediations_open": len(episodes),
+                "remediations_held": sum(e.step is RemediationStep.HELD for e in episodes),
+                "out_of_service_outside_episodes": outside,
                 "pools": dict(sorted(pools.items())),
             }
         )

@@ -454,7 +454,7 @@ class Runner:
         manager = self.service.pools
         if manager is not None:
             pools = {name: len(manager.members(name)) for name in manager.pools}
-        self.recorder.sample(nodes, len(self.service.remediation.open_episodes()), pools)
+        self.recorder.sample(nodes, self.service.remediation.open_episodes(), pools)
 
     def _progress(self) -> None:
         assert self.on_progress is not None

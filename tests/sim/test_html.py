@@ -123,3 +123,75 @@ def test_large_report_charts_are_downsampled(large_report):
     polylines = re.findall(r'<polyline[^>]*points="([^"]*)"', page)
     assert polylines
     assert max(len(points.split()) for points in polylines) <= 300
+
+
+def test_the_remediation_chart_counts_episodes_and_nodes_held_outside_them():
+    report = sample_report(nodes=50, minutes=10, failures=5)
+    for sample in report["samples"]:
+        sample["remediations_open"], sample["remediations_held"] = 3, 1
+        # Drained for a GPU reset by a verdict: out of service, in no episode.
+        sample["out_of_service_outside_episodes"] = 30
+    page = render_html(report)
+    chart = page.split("<h3>Nodes in remediation</h3>", 1)[1].split("</figure>", 1)[0]
+    for label in ("In an episode", "Held for an operator", "Out of service, no episode"):
+        assert label in chart
+    for key in ("in_episodes", "remediations_held", "out_of_service_outside_episodes"):
+        assert f"<title>{key}</title>" in chart
+
+
+def test_a_run_with_no_episode_and_no_node_out_of_service_has_no_remediation_chart():
+    report = sample_report(nodes=50, minutes=10, failures=5)
+    for sample in report["samples"]:
+        sample["remediations_open"] = sample["remediations_held"] = 0
+        sample["out_of_service_outside_episodes"] = 0
+    assert "<h3>Nodes in remediation</h3>" not in render_html(report)
+
+
+def test_pools_of_one_size_are_drawn_with_their_own_dashes():
+    report = sample_report(nodes=50, minutes=10, failures=5)
+    for sample in report["samples"]:
+        sample["pools"] = {"a": 4, "b": 4}
+    page = render_html(report)
+    chart = page.split("<h3>Pool size</h3>", 1)[1].split("</figure>", 1)[0]
+    lines = re.findall(r"<polyline [^>]*>", chart)
+    assert len(lines) == 2
+    assert "stroke-dasharray" not in lines[0] and 'stroke-dasharray="8 4"' in lines[1]
+    assert chart.count('<svg width="22"') == 2  # a line sample per pool in the legend
+
+
+def test_detection_latencies_that_are_all_one_value_are_said_not_drawn():
+    report = sample_report(nodes=50, minutes=10, failures=5)
+    for failure in report["failures"]:
+        failure["detection_latency_s"] = 0.0
+    page = render_html(report)
+    chart = page.split("<h3>Detection latency</h3>", 1)[1].split("</figure>", 1)[0]
+    assert "<rect" not in chart
+    assert "The detection latency of all 5 failures was 0 s." in chart
+
+
+def test_one_hidden_xid_code_is_one_code():
+    report = sample_report(nodes=50, minutes=10, failures=5)
+    report["failures_by_xid"] = {str(code): 20 - code for code in range(1, 14)}
+    page = render_html(report)
+    assert "1 less frequent XID code is not shown." in page
+    report["failures_by_xid"]["99"] = 1
+    assert "2 less frequent XID codes are not shown." in render_html(report)
+
+
+def test_the_timeline_folds_its_routine_start_into_one_row():
+    report = sample_report(nodes=50, minutes=10, failures=5)
+    startup = [{"t": 0.0, "kind": "scenario.start_fleet", "node": "", "detail": "start_fleet"}]
+    startup += [
+        {"t": 0.0, "kind": "instance.adopted", "node": f"n{i}", "detail": "listed"}
+        for i in range(40)
+    ]
+    startup += [
+        {"t": 5.0, "kind": "node.health_changed", "node": f"n{i}", "detail": "health healthy"}
+        for i in range(40)
+    ]
+    report["timeline"] = startup + report["timeline"]
+    page = render_html(report)
+    rows = re.findall(r"<tr[^>]*>.*?</tr>", page.split('id="timeline"', 1)[1], re.S)
+    assert 'class="folded"' in rows[1]  # after the header row
+    assert "1 fleet start, 40 instances adopted, 40 nodes healthy (81 entries" in rows[1]
+    assert "instance.adopted" not in page.split('id="timeline"', 1)[1].split("</table>")[0]

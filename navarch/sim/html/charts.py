@@ -40,8 +40,17 @@ STATUS_COLOURS = {
     "unhealthy": "#dc2626",
     "terminated": "#a8a29e",
 }
-_REMEDIATION_STATUSES = ("unhealthy", "cordoned", "draining", "drained")
+# The remediation chart's series: a sample's key, its label and its colour. Nodes in an episode that
+# goes on, held for an operator, and out of service in no episode at all (a verdict's GPU reset or
+# reboot, which remediation leaves to an operator).
+_REMEDIATION_SERIES = (
+    ("in_episodes", "In an episode", "#ea580c"),
+    ("remediations_held", "Held for an operator", "#dc2626"),
+    ("out_of_service_outside_episodes", "Out of service, no episode", "#64748b"),
+)
 SERIES_COLOURS = ["#2563eb", "#9333ea", "#0d9488", "#db2777", "#ca8a04", "#4f46e5", "#65a30d"]
+# Each pool's line has its own dash too, so that pools of one size stay apart where they overlap.
+SERIES_DASHES = ["", "8 4", "2 3", "12 3 2 3"]
 FAILURE_COLOUR = "#dc2626"
 RECOVERY_COLOUR = "#16a34a"
 BAR_COLOUR = "#2563eb"
@@ -70,14 +79,17 @@ def charts_section(report: dict[str, Any]) -> str:
             )
         )
         # Next to thousands of active nodes the few in remediation are a sliver, so they get
-        # their own scale.
-        remediating = {k: STATUS_COLOURS[k] for k in _REMEDIATION_STATUSES}
-        if any(s["by_status"].get(k, 0) for s in shown for k in remediating):
+        # their own scale; counted from episodes, as the summary counts them.
+        remediating = [_remediation_counts(s) for s in shown]
+        colours = {key: colour for key, _, colour in _REMEDIATION_SERIES}
+        if any(v for s in remediating for v in s["by_status"].values()):
             wide.append(
                 _figure(
                     "Nodes in remediation",
-                    _status_chart(WIDE, shown, span, report["outages"], remediating),
-                    _legend([(s.capitalize(), c) for s, c in remediating.items()] + outage_key),
+                    _status_chart(WIDE, remediating, span, report["outages"], colours),
+                    _legend(
+                        [(label, colour) for _, label, colour in _REMEDIATION_SERIES] + outage_key
+                    ),
                     wide=True,
                 )
             )
@@ -96,13 +108,18 @@ def charts_section(report: dict[str, Any]) -> str:
     pools = sorted({name for s in samples for name in s["pools"]})
     if pools:
         colours = {p: SERIES_COLOURS[i % len(SERIES_COLOURS)] for i, p in enumerate(pools)}
-        legend = [(p, colours[p]) for p in pools]
+        dashes = {p: SERIES_DASHES[i % len(SERIES_DASHES)] for i, p in enumerate(pools)}
+        legend: list[tuple[str, str] | tuple[str, str, str]] = [
+            (p, colours[p], dashes[p]) for p in pools
+        ]
         if report["scaling"]:
             legend.append(("\u25b2 scale up  \u25bc scale down  \u25cf other decision", ""))
         half.append(
             (
                 "Pool size",
-                lambda w: _pool_chart(w, shown, samples, report["scaling"], pools, colours, span),
+                lambda w: _pool_chart(
+                    w, shown, samples, report["scaling"], pools, (colours, dashes), span
+                ),
                 _legend(legend),
             )
         )
@@ -124,14 +141,36 @@ def _figure(title: str, body: str, legend: str = "", *, wide: bool = False) -> s
     return f'<figure class="{cls}"><h3>{escape(title)}</h3>{body}{legend}</figure>'
 
 
-def _legend(items: Iterable[tuple[str, str]]) -> str:
-    spans = "".join(
-        f'<span><i style="background:{colour}"></i>{escape(label)}</span>'
-        if colour
-        else f'<span class="hint">{escape(label)}</span>'
-        for label, colour in items
-    )
-    return f'<div class="legend">{spans}</div>'
+def _legend(items: Iterable[tuple[str, str] | tuple[str, str, str]]) -> str:
+    """The legend: (label, colour) for a swatch, (label, colour, dash) for a line sample, and
+    (label, "") for a hint."""
+    spans = []
+    for label, colour, *dash in items:
+        if not colour:
+            spans.append(f'<span class="hint">{escape(label)}</span>')
+        elif dash:
+            sample = (
+                f'<svg width="22" height="8" aria-hidden="true"><line x1="0" y1="4" x2="22" '
+                f'y2="4" stroke="{colour}" stroke-width="2" stroke-dasharray="{dash[0]}"/></svg>'
+            )
+            spans.append(f"<span>{sample}{escape(label)}</span>")
+        else:
+            spans.append(f'<span><i style="background:{colour}"></i>{escape(label)}</span>')
+    return f'<div class="legend">{"".join(spans)}</div>'
+
+
+def _remediation_counts(sample: dict[str, Any]) -> dict[str, Any]:
+    """A sample as the remediation chart stacks it; a report from before these keys counts the
+    open episodes as in progress."""
+    held = sample.get("remediations_held", 0)
+    return {
+        "t": sample["t"],
+        "by_status": {
+            "in_episodes": sample["remediations_open"] - held,
+            "remediations_held": held,
+            "out_of_service_outside_episodes": sample.get("out_of_service_outside_episodes", 0),
+        },
+    }
 
 
 def _status_chart(
@@ -182,9 +221,10 @@ def _pool_chart(
     samples: list[dict[str, Any]],
     scaling: list[dict[str, Any]],
     pools: list[str],
-    colours: dict[str, str],
+    styles: tuple[dict[str, str], dict[str, str]],
     span: tuple[float, float],
 ) -> str:
+    colours, dashes = styles
     peak = max(
         [v for s in shown for v in s["pools"].values()]
         + [d["to"] for d in scaling if d["to"] is not None]
@@ -192,7 +232,9 @@ def _pool_chart(
     )
     plot = Plot(width, 260, span, peak, "nodes")
     shapes = [
-        plot.line([(s["t"], s["pools"][p]) for s in shown if p in s["pools"]], colours[p])
+        plot.line(
+            [(s["t"], s["pools"][p]) for s in shown if p in s["pools"]], colours[p], dashes[p]
+        )
         for p in pools
     ]
     for decision in _downsample(scaling, MAX_MARKERS):
@@ -225,21 +267,23 @@ def _type_chart(width: int, by_type: dict[str, int]) -> str:
     if not by_type:
         return note("No failures were injected.")
     rows = sorted(by_type.items(), key=lambda kv: (-kv[1], kv[0]))
-    return _bar_chart(width, rows[:TOP_TYPES], len(rows) - TOP_TYPES, "types")
+    return _bar_chart(width, rows[:TOP_TYPES], len(rows) - TOP_TYPES, ("type", "types"))
 
 
 def _xid_chart(width: int, by_xid: dict[str, int]) -> str:
     if not by_xid:
         return note("No failure carried an XID code.")
     rows = sorted(by_xid.items(), key=lambda kv: (-kv[1], _xid_order(kv[0])))
-    return _bar_chart(width, rows[:TOP_XIDS], len(rows) - TOP_XIDS, "XID codes")
+    return _bar_chart(width, rows[:TOP_XIDS], len(rows) - TOP_XIDS, ("XID code", "XID codes"))
 
 
 def _xid_order(code: str) -> tuple[int, str]:
     return (int(code), "") if code.isdigit() else (1 << 30, code)
 
 
-def _bar_chart(width: int, rows: Sequence[tuple[str, int]], hidden: int, noun: str) -> str:
+def _bar_chart(
+    width: int, rows: Sequence[tuple[str, int]], hidden: int, nouns: tuple[str, str]
+) -> str:
     label_width, row_height = 150, 24
     height = TOP + row_height * len(rows) + BOTTOM
     vmax, ticks = value_ticks(max(v for _, v in rows))
@@ -269,8 +313,10 @@ def _bar_chart(width: int, rows: Sequence[tuple[str, int]], hidden: int, noun: s
         'text-anchor="middle">failures</text>'
     )
     svg = svg_element(width, height, "".join(parts))
-    if hidden > 0:
-        svg += note(f"{hidden:,} less frequent {noun} are not shown.")
+    if hidden == 1:
+        svg += note(f"1 less frequent {nouns[0]} is not shown.")
+    elif hidden > 1:
+        svg += note(f"{hidden:,} less frequent {nouns[1]} are not shown.")
     return svg
 
 
@@ -279,8 +325,14 @@ def _latency_chart(width: int, failures: list[dict[str, Any]]) -> str:
     if not latencies:
         return note("No failure was detected, so there is no detection latency to show.")
     top = max(latencies)
-    step = pick_step(top / 20 if top > 0 else 1.0)
-    bins = [0] * (int(top // step) + 1)
+    if top == min(latencies):
+        # One value: a bar as wide as the chart would say nothing a sentence does not.
+        count = len(latencies)
+        every = "the one failure" if count == 1 else f"all {count:,} failures"
+        return note(f"The detection latency of {every} was {secs(top)}.")
+    step = pick_step(top / 20)
+    # At least ten bins, so that a narrow spread is drawn as narrow bars, not one block.
+    bins = [0] * max(int(top // step) + 1, 10)
     for value in latencies:
         bins[int(value // step)] += 1
     span = (0.0, step * len(bins))

@@ -44,10 +44,11 @@ class Plot:
     def y(self, v: float) -> float:
         return TOP + self.height - v / self.ymax * self.height
 
-    def line(self, points: list[tuple[float, float]], colour: str) -> str:
+    def line(self, points: list[tuple[float, float]], colour: str, dash: str = "") -> str:
         coords = point_list([(self.x(t), self.y(v)) for t, v in points])
+        dashes = f' stroke-dasharray="{dash}"' if dash else ""
         return (
-            f'<polyline fill="none" stroke="{colour}" stroke-width="2" '
+            f'<polyline fill="none" stroke="{colour}" stroke-width="2"{dashes} '
             f'stroke-linejoin="round" points="{coords}"/>'
         )
 

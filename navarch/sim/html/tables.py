@@ -7,6 +7,7 @@ still opens.
 
 from __future__ import annotations
 
+from collections import Counter
 from html import escape
 from typing import Any
 
@@ -83,13 +84,30 @@ def outages_table(outages: list[dict[str, Any]]) -> str:
     return _table_section("Outages", "outages", head, rows, len(outages), "outages")
 
 
+# What a fleet does as it comes up, which the timeline folds into one row where it opens.
+_ROUTINE = {
+    "scenario.start_fleet": ("fleet start", "fleet starts"),
+    "instance.adopted": ("instance adopted", "instances adopted"),
+    "instance.provisioned": ("instance provisioned", "instances provisioned"),
+    "node.health_changed": ("node healthy", "nodes healthy"),
+}
+
+
 def timeline_table(timeline: list[dict[str, Any]], dropped: int) -> str:
     if not timeline:
         return f"<section><h2>Timeline</h2>{note('The timeline is empty.')}</section>"
-    rows = [
+    startup = 0
+    while startup < len(timeline) and _routine(timeline[startup]):
+        startup += 1
+    rows = []
+    if startup >= 3:
+        rows.append(_startup_row(timeline[:startup]))
+    else:
+        startup = 0
+    rows += [
         f"<tr><td class=num>{clock(e['t'])}</td><td>{escape(e['kind'])}</td>"
         f"<td>{escape(e['node'])}</td><td>{escape(e['detail'])}</td></tr>"
-        for e in timeline[:MAX_TABLE_ROWS]
+        for e in timeline[startup : startup + MAX_TABLE_ROWS - len(rows)]
     ]
     head = _thead(["t", "kind", "node", "detail"])
     extra = (
@@ -98,6 +116,27 @@ def timeline_table(timeline: list[dict[str, Any]], dropped: int) -> str:
         else ""
     )
     return _table_section("Timeline", "timeline", head, rows, len(timeline), "entries", extra)
+
+
+def _routine(entry: dict[str, Any]) -> bool:
+    if entry["kind"] == "node.health_changed":
+        return bool(entry["detail"] == "health healthy")
+    return entry["kind"] in _ROUTINE
+
+
+def _startup_row(entries: list[dict[str, Any]]) -> str:
+    """One row for the routine entries that open a run: how many of each, and over what time."""
+    counts = Counter(e["kind"] for e in entries)
+    parts = []
+    for kind, (one, many) in _ROUTINE.items():
+        if counts[kind]:
+            parts.append(f"{counts[kind]:,} {one if counts[kind] == 1 else many}")
+    first, last = entries[0]["t"], entries[-1]["t"]
+    when = clock(first) if first == last else f"{clock(first)}\u2013{clock(last)}"
+    return (
+        f'<tr class="folded"><td class=num>{when}</td><td>startup</td><td></td>'
+        f"<td>{escape(', '.join(parts))} ({len(entries):,} entries, in report.json)</td></tr>"
+    )
 
 
 def _table_section(
