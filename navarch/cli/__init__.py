@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "sim": "navarch.cli.sim:sim",
     "terminate": "navarch.cli.nodes:terminate",
     "uncordon": "navarch.cli.nodes:uncordon",
+    "version": "navarch.cli.version:version",
     "xid": "navarch.cli.xid:xid",
 }
 
@@ -53,6 +54,7 @@ SUMMARIES: dict[str, str] = {
     "sim": "Run fleet scenarios against the real control plane and simulated nodes.",
     "terminate": "Terminate a node.",
     "uncordon": "Return a node to service.",
+    "version": "Show the versions of navarch, its telemetry, the NVIDIA driver and the plugins.",
     "xid": "Parse kernel logs into XID events and explain XID codes.",
 }
 

@@ -5,6 +5,7 @@ Nothing here imports trio or httpx at module level, so `navarch --help` stays fa
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -19,17 +20,20 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 DEFAULT_SERVER = "http://127.0.0.1:50051"
+TOKEN_ENV = "NAVARCH_ADMIN_TOKEN"  # the control plane's name for the same token
+DEPRECATED_TOKEN_ENV = "NAVARCH_TOKEN"
 
 
 def server_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Adds `--server` (env NAVARCH_SERVER) and `--token` (env NAVARCH_TOKEN) to a command."""
+    """Adds `--server` (env NAVARCH_SERVER) and `--token` (env NAVARCH_ADMIN_TOKEN) to a command."""
     fn = click.option(
         "--token",
-        envvar="NAVARCH_TOKEN",
+        envvar=TOKEN_ENV,
         default="",
         show_default=False,
         show_envvar=True,
-        help="Admin token of the control plane.",
+        callback=_deprecated_token_env,
+        help=f"Admin token of the control plane. {DEPRECATED_TOKEN_ENV} is still read, deprecated.",
     )(fn)
     fn = click.option(
         "--server",
@@ -40,6 +44,19 @@ def server_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         help="URL of the control plane.",
     )(fn)
     return fn
+
+
+def _deprecated_token_env(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """NAVARCH_TOKEN, the old name, when neither --token nor NAVARCH_ADMIN_TOKEN gives a token."""
+    if value:
+        return value
+    legacy = os.environ.get(DEPRECATED_TOKEN_ENV, "")
+    if legacy:
+        click.echo(
+            f"navarch: {DEPRECATED_TOKEN_ENV} is deprecated; set {TOKEN_ENV} instead",
+            err=True,
+        )
+    return legacy
 
 
 def run_client(server: str, token: str, fn: Callable[[HttpClient], Awaitable[T]]) -> T:
@@ -67,11 +84,11 @@ def explain(exc: ApiError, server: str, token: str) -> NavarchError:
     if exc.code == "unauthenticated":
         if not token:
             return NavarchError(
-                f"the control plane at {server} requires a token; pass --token or set NAVARCH_TOKEN"
+                f"the control plane at {server} requires a token; pass --token or set {TOKEN_ENV}"
             )
         return NavarchError(
             f"the control plane at {server} did not accept the token ({exc.message}); check "
-            "--token or NAVARCH_TOKEN"
+            f"--token or {TOKEN_ENV}"
         )
     if exc.code == "permission_denied":
         return NavarchError(f"the token is not allowed to do this: {exc.message}")

@@ -74,6 +74,6 @@ def control_plane(
             join_token=join_token,
             on_ready=ready,
             config=config,
-            machines=LocalMachines,
+            machines=LocalMachines.lifelike,
         )
     )

@@ -133,6 +133,7 @@ def _run(
     from navarch.daemon.host import ProcHostStats
     from navarch.daemon.state import DaemonState
     from navarch.plugins.manager import installed_plugins
+    from navarch.telemetry.versions import fallback_reason
 
     logging.basicConfig(
         level=logging.INFO,
@@ -147,6 +148,9 @@ def _run(
         log.warning("plugin %s (%s) is not loaded: %s", info.name, info.distribution, info.error)
     checks = load_health_checks(plugins, config, source)
     backend = _backend(simulated_gpus, config.node_id)
+    reason = fallback_reason()
+    if reason is not None:
+        log.warning("telemetry: the pure-Python fallback is in use (%s)", reason)
 
     async def main() -> None:
         async with HttpClient(config.control_plane) as client:

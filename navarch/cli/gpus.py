@@ -6,8 +6,10 @@ from typing import Any
 
 import click
 
-from navarch.cli.output import emit, output_option, print_json, wants_json
+from navarch.cli.output import camel_case, emit, output_option, print_json, wants_json
+from navarch.cli.version import echo_rows, telemetry_rows
 from navarch.telemetry.nvml import GpuSample, RecoveryAction, inventory
+from navarch.telemetry.versions import telemetry_versions
 
 COLUMNS = [
     ("index", "GPU"),
@@ -27,7 +29,9 @@ COLUMNS = [
 def gpus(output: str, as_json: bool) -> None:
     """Show this machine's NVIDIA GPUs as NVML reports them.
 
-    The library is libnvidia-ml.so.1, or the file named by NAVARCH_NVML_LIBRARY.
+    The library is libnvidia-ml.so.1, or the file named by NAVARCH_NVML_LIBRARY. Below the
+    table come the telemetry backend and the driver and NVML versions, as `navarch version`
+    shows them.
     """
     found = inventory()
     as_json = wants_json(output, as_json)
@@ -38,8 +42,11 @@ def gpus(output: str, as_json: bool) -> None:
             click.echo(message, err=True)
         else:
             click.echo(message)
+            _echo_telemetry()
         return
-    rows = [g.to_json() for g in found.gpus] if as_json else [_row(g) for g in found.gpus]
+    rows = (
+        [camel_case(g.to_json()) for g in found.gpus] if as_json else [_row(g) for g in found.gpus]
+    )
     emit(
         rows,
         COLUMNS,
@@ -47,6 +54,13 @@ def gpus(output: str, as_json: bool) -> None:
         as_json=as_json,
         empty="no NVIDIA GPUs found (NVML reports 0 devices)",
     )
+    if not as_json:
+        _echo_telemetry()
+
+
+def _echo_telemetry() -> None:
+    click.echo()
+    echo_rows(telemetry_rows(telemetry_versions()))
 
 
 def _row(g: GpuSample) -> dict[str, Any]:

@@ -11,7 +11,16 @@ import click
 
 from navarch.api import wire as m
 from navarch.cli.connection import run_client, server_options
-from navarch.cli.output import output_option, print_json, print_table, wants_json
+from navarch.cli.output import (
+    Column,
+    console,
+    make_table,
+    output_option,
+    print_json,
+    print_table,
+    wants_json,
+    wide_option,
+)
 from navarch.errors import NavarchError, UsageError
 
 if TYPE_CHECKING:
@@ -112,18 +121,16 @@ async def _node_call(node: str, call: Awaitable[R]) -> R:
 
 # list
 
-# (row key, heading, rich column options): the columns that say what matters most never shrink,
-# so a narrow terminal squeezes the others.
-NODE_COLUMNS: list[tuple[str, str, dict[str, Any]]] = [
-    ("node", "NODE", {"no_wrap": True}),
-    ("status", "STATUS", {"no_wrap": True, "min_width": 10}),
-    ("health", "HEALTH", {"no_wrap": True, "min_width": 9}),
-    ("pool", "POOL", {}),
-    ("provider", "PROVIDER", {}),
-    ("region", "REGION", {}),
-    ("instance_type", "INSTANCE TYPE", {}),
-    ("gpus", "GPUS", {"justify": "right"}),
-    ("heartbeat", "HEARTBEAT", {"no_wrap": True, "min_width": 9}),
+NODE_COLUMNS = [
+    Column("node", "NODE"),
+    Column("status", "STATUS"),
+    Column("health", "HEALTH", priority=1),
+    Column("pool", "POOL", priority=2),
+    Column("provider", "PROVIDER", priority=5),
+    Column("region", "REGION", priority=4),
+    Column("instance_type", "INSTANCE TYPE", priority=6, short="TYPE"),
+    Column("gpus", "GPUS", priority=3, justify="right"),
+    Column("heartbeat", "HEARTBEAT", priority=1, short="SEEN"),
 ]
 
 
@@ -157,6 +164,7 @@ def node_row(node: m.Node, now: datetime | None = None) -> dict[str, Any]:
     metavar="KEY=VALUE",
     help="Only nodes with this label; repeat to require several.",
 )
+@click.option("--all", "show_all", is_flag=True, help="Also list terminated nodes.")
 @click.option("--watch", "-w", is_flag=True, help="Redraw the table every --interval until Ctrl-C.")
 @click.option(
     "--interval",
@@ -164,6 +172,7 @@ def node_row(node: m.Node, now: datetime | None = None) -> dict[str, Any]:
     show_default=True,
     help="How often --watch redraws, as a duration.",
 )
+@wide_option
 @output_option
 @server_options
 def list_nodes(
@@ -173,14 +182,19 @@ def list_nodes(
     provider: str,
     region: str,
     labels: dict[str, str],
+    show_all: bool,
     watch: bool,
     interval: str,
+    wide: bool,
     output: str,
     as_json: bool,
     server: str,
     token: str,
 ) -> None:
-    """List nodes, their status, health and last heartbeat."""
+    """List nodes, their status, health and last heartbeat.
+
+    Terminated nodes are left out unless --all or --status terminated asks for them.
+    """
     request = m.ListNodesRequest(
         statuses=statuses,
         healths=healths,
@@ -189,6 +203,7 @@ def list_nodes(
         region=region,
         labels=labels,
     )
+    hide = not show_all and not statuses
     if watch:
         if wants_json(output, as_json):
             raise UsageError("--watch draws a table; it cannot be combined with JSON output")
@@ -198,39 +213,52 @@ def list_nodes(
             seconds = parse_duration(interval).total_seconds()
         except ValueError as exc:
             raise UsageError(f"--interval: {exc}") from None
-        _watch(server, token, request, max(seconds, 0.2))
+        _watch(server, token, request, max(seconds, 0.2), hide, wide)
         return
 
     async def fetch(client: HttpClient) -> m.ListNodesResponse:
         return await client.list_nodes(request)
 
-    reply = run_client(server, token, fetch)
+    nodes, hidden = _hide_terminated(run_client(server, token, fetch).nodes, hide)
     if wants_json(output, as_json):
-        print_json([_wire(node) for node in reply.nodes])
-    elif not reply.nodes:
+        print_json([_wire(node) for node in nodes])
+        return
+    if not nodes:
         click.echo("no nodes")
     else:
-        from rich.console import Console
+        table, width = node_table(nodes, wide)
+        console(width).print(table)
+    if hidden:
+        click.echo(_hidden_note(hidden))
 
-        Console().print(node_table(reply.nodes))
+
+def _hide_terminated(nodes: Sequence[m.Node], hide: bool) -> tuple[Sequence[m.Node], int]:
+    """The nodes to show, and how many terminated ones were left out."""
+    if not hide:
+        return nodes, 0
+    shown = [n for n in nodes if n.status is not m.NodeStatus.NODE_STATUS_TERMINATED]
+    return shown, len(nodes) - len(shown)
 
 
-def node_table(nodes: Sequence[m.Node]) -> Table:
-    """A rich table of nodes, one row each."""
-    from rich.table import Table
+def _hidden_note(hidden: int) -> str:
+    return f"{hidden} terminated node{'' if hidden == 1 else 's'} hidden; --all shows them"
 
+
+def node_table(nodes: Sequence[m.Node], wide: bool = False) -> tuple[Table, int]:
+    """A rich table of nodes, one row each, and the width it needs."""
     now = datetime.now(UTC)
-    table = Table(show_edge=False, header_style="bold")
-    for _, heading, options in NODE_COLUMNS:
-        table.add_column(heading, **options)
-    for node in nodes:
-        row = node_row(node, now)
-        table.add_row(*(str(row[key]) for key, _, _ in NODE_COLUMNS))
-    return table
+    return make_table([node_row(node, now) for node in nodes], NODE_COLUMNS, wide=wide)
 
 
-def _watch(server: str, token: str, request: m.ListNodesRequest, interval: float) -> None:
-    from rich.console import Console, Group
+def _watch(
+    server: str,
+    token: str,
+    request: m.ListNodesRequest,
+    interval: float,
+    hide: bool,
+    wide: bool,
+) -> None:
+    from rich.console import Group
     from rich.live import Live
     from rich.text import Text
 
@@ -238,30 +266,37 @@ def _watch(server: str, token: str, request: m.ListNodesRequest, interval: float
     from navarch.api.codec import ApiError
     from navarch.cli.connection import explain
 
-    def render(nodes: Sequence[m.Node], problem: str) -> Group:
+    screen = console(0)
+
+    def render(nodes: Sequence[m.Node], hidden: int, problem: str) -> Group:
         stamp = datetime.now().strftime("%H:%M:%S")
         count = f"{len(nodes)} node" + ("" if len(nodes) == 1 else "s")
-        footer = Text(f"{count} at {stamp}; Ctrl-C to stop", style="dim")
+        note = f" ({_hidden_note(hidden)})" if hidden else ""
+        footer = Text(f"{count} at {stamp}{note}; Ctrl-C to stop", style="dim")
         if problem:
             footer = Text(f"navarch: {problem} (showing the last answer)", style="red")
-        return Group(node_table(nodes), footer)
+        table, width = node_table(nodes, wide)
+        screen.width = max(width, screen.width)
+        return Group(table, footer)
 
     async def loop(client: HttpClient) -> None:
         import trio
 
         nodes: Sequence[m.Node] = ()
-        with Live(render(nodes, ""), console=Console(), auto_refresh=False) as live:
+        hidden = 0
+        with Live(render(nodes, 0, ""), console=screen, auto_refresh=False) as live:
             while True:
                 problem = ""
                 try:
-                    nodes = (await client.list_nodes(request)).nodes
+                    answer = (await client.list_nodes(request)).nodes
+                    nodes, hidden = _hide_terminated(answer, hide)
                 except Unreachable as exc:
                     problem = str(exc)
                 except ApiError as exc:
                     if exc.code in ("unauthenticated", "permission_denied", "invalid_argument"):
                         raise
                     problem = str(explain(exc, server, token))
-                live.update(render(nodes, problem), refresh=True)
+                live.update(render(nodes, hidden, problem), refresh=True)
                 await trio.sleep(interval)
 
     try:
@@ -514,12 +549,12 @@ def terminate(node: str, reason: str, output: str, as_json: bool, server: str, t
 # events
 
 EVENT_COLUMNS = [
-    ("time", "TIME"),
-    ("kind", "KIND"),
-    ("node", "NODE"),
-    ("actor", "ACTOR"),
-    ("change", "CHANGE"),
-    ("reason", "REASON"),
+    Column("time", "TIME"),
+    Column("kind", "KIND"),
+    Column("node", "NODE"),
+    Column("actor", "ACTOR", priority=3),
+    Column("change", "CHANGE", priority=2),
+    Column("reason", "REASON", priority=1, squeeze_to=20),
 ]
 
 
@@ -527,12 +562,14 @@ EVENT_COLUMNS = [
 @click.option("--node", default="", help="Only events of this node.")
 @click.option("--kind", "kinds", multiple=True, help="Only events of this kind; repeatable.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+@wide_option
 @output_option
 @server_options
 def events(
     node: str,
     kinds: tuple[str, ...],
     limit: int,
+    wide: bool,
     output: str,
     as_json: bool,
     server: str,
@@ -564,4 +601,4 @@ def events(
                 "reason": event.reason or "-",
             }
         )
-    print_table(rows, EVENT_COLUMNS, empty="no events")
+    print_table(rows, EVENT_COLUMNS, empty="no events", wide=wide)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import click
 
-from navarch.cli.output import emit, output_option
+from navarch.cli.output import Column, emit, output_option, wide_option
 
 
 @click.command()
+@wide_option
 @output_option
-def plugins(output: str, as_json: bool) -> None:
+def plugins(wide: bool, output: str, as_json: bool) -> None:
     """List plugins, their distribution and version, and what they registered."""
     from navarch.plugins.manager import installed_plugins
 
@@ -28,13 +29,14 @@ def plugins(output: str, as_json: bool) -> None:
     emit(
         rows,
         [
-            ("name", "Plugin"),
-            ("distribution", "Distribution"),
-            ("version", "Version"),
-            ("registered", "Registered"),
-            ("error", "Error"),
+            Column("name", "Plugin"),
+            Column("distribution", "Distribution", priority=3),
+            Column("version", "Version", priority=2),
+            Column("registered", "Registered", priority=1, squeeze_to=20),
+            Column("error", "Error", squeeze_to=20),
         ],
         output=output,
         as_json=as_json,
         empty="no plugins loaded",
+        wide=wide,
     )

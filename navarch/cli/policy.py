@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from navarch.cli.output import output_option, print_json, print_table, wants_json
+from navarch.cli.output import output_option, print_json, print_table, wants_json, wide_option
 from navarch.errors import ConfigError, UsageError
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -79,9 +79,15 @@ def check(file: str | None, use_default: bool) -> None:
     show_default=True,
     help="A node's health is the worst result over this window ([health] window).",
 )
+@wide_option
 @output_option
 def test(
-    paths: tuple[str, ...], use_default: bool, window: str, output: str, as_json: bool
+    paths: tuple[str, ...],
+    use_default: bool,
+    window: str,
+    wide: bool,
+    output: str,
+    as_json: bool,
 ) -> None:
     """Show the rule that matches each event, and each node's verdict.
 
@@ -123,6 +129,7 @@ def test(
             ("action", "ACTION"),
         ],
         empty=f"{events_path}: no events",
+        wide=wide,
     )
     # Rule failures are long sentences, so they follow the table instead of squeezing it.
     for row in rows:

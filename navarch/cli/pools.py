@@ -8,21 +8,29 @@ import click
 
 from navarch.api import wire as m
 from navarch.cli.connection import run_client, server_options
-from navarch.cli.output import emit, output_option, print_json, print_table, wants_json
+from navarch.cli.output import (
+    Column,
+    emit,
+    output_option,
+    print_json,
+    print_table,
+    wants_json,
+    wide_option,
+)
 
 if TYPE_CHECKING:
     from navarch.api.client import HttpClient
 
 _COLUMNS = [
-    ("name", "POOL"),
-    ("size", "SIZE"),
-    ("target", "TARGET"),
-    ("inFlight", "IN FLIGHT"),
-    ("healthy", "HEALTHY"),
-    ("bounds", "MIN-MAX"),
-    ("utilization", "GPU UTIL"),
-    ("autoscaler", "AUTOSCALER"),
-    ("lastDecision", "LAST DECISION"),
+    Column("name", "POOL"),
+    Column("size", "SIZE", justify="right"),
+    Column("target", "TARGET", justify="right"),
+    Column("inFlight", "IN FLIGHT", priority=3, short="FLIGHT", justify="right"),
+    Column("healthy", "HEALTHY", priority=1, justify="right"),
+    Column("bounds", "MIN-MAX", priority=4),
+    Column("utilization", "GPU UTIL", priority=2, short="UTIL", justify="right"),
+    Column("autoscaler", "AUTOSCALER", priority=5),
+    Column("lastDecision", "LAST DECISION", priority=1, short="DECISION", squeeze_to=24),
 ]
 
 
@@ -45,10 +53,13 @@ def _row(pool: m.Pool) -> dict[str, Any]:
 
 
 @click.group("pools", invoke_without_command=True)
+@wide_option
 @output_option
 @server_options
 @click.pass_context
-def pools(ctx: click.Context, output: str, as_json: bool, server: str, token: str) -> None:
+def pools(
+    ctx: click.Context, wide: bool, output: str, as_json: bool, server: str, token: str
+) -> None:
     """List pools: size, target, instances in flight and the last scaling decision."""
     if ctx.invoked_subcommand is not None:
         return
@@ -66,6 +77,7 @@ def pools(ctx: click.Context, output: str, as_json: bool, server: str, token: st
         output=output,
         as_json=as_json,
         empty="no pools are configured",
+        wide=wide,
     )
 
 
@@ -90,9 +102,10 @@ def pool() -> None:
 
 @pool.command("get")
 @click.argument("name")
+@wide_option
 @output_option
 @server_options
-def get_pool(name: str, output: str, as_json: bool, server: str, token: str) -> None:
+def get_pool(name: str, wide: bool, output: str, as_json: bool, server: str, token: str) -> None:
     """Show one pool: its size, target, blocked providers and instances."""
 
     async def fetch(client: HttpClient) -> m.GetPoolResponse:
@@ -131,6 +144,7 @@ def get_pool(name: str, output: str, as_json: bool, server: str, token: str) -> 
                 ("until", "UNTIL"),
                 ("reason", "REASON"),
             ],
+            wide=wide,
         )
     if p.instances:
         click.echo()
@@ -143,6 +157,7 @@ def get_pool(name: str, output: str, as_json: bool, server: str, token: str) -> 
                 ("status", "STATUS"),
                 ("reason", "REASON"),
             ],
+            wide=wide,
         )
 
 

@@ -9,19 +9,26 @@ import click
 from navarch.api import wire as m
 from navarch.cli.connection import run_client, server_options
 from navarch.cli.nodes import local_time
-from navarch.cli.output import output_option, print_json, print_table, wants_json
+from navarch.cli.output import (
+    Column,
+    output_option,
+    print_json,
+    print_table,
+    wants_json,
+    wide_option,
+)
 
 if TYPE_CHECKING:
     from navarch.api.client import HttpClient
 
 COLUMNS = [
-    ("episode", "EPISODE"),
-    ("node", "NODE"),
-    ("pool", "POOL"),
-    ("step", "STEP"),
-    ("rule", "RULE"),
-    ("updated", "UPDATED"),
-    ("detail", "DETAIL"),
+    Column("episode", "EPISODE"),
+    Column("node", "NODE"),
+    Column("pool", "POOL", priority=3),
+    Column("step", "STEP"),
+    Column("rule", "RULE", priority=2),
+    Column("updated", "UPDATED", priority=4),
+    Column("detail", "DETAIL", priority=1, squeeze_to=20),
 ]
 
 
@@ -46,10 +53,18 @@ def remediation() -> None:
 @click.option("--pool", default="", help="Only episodes of this pool.")
 @click.option("--node", default="", help="Only episodes of this node.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+@wide_option
 @output_option
 @server_options
 def list_remediations(
-    pool: str, node: str, limit: int, output: str, as_json: bool, server: str, token: str
+    pool: str,
+    node: str,
+    limit: int,
+    wide: bool,
+    output: str,
+    as_json: bool,
+    server: str,
+    token: str,
 ) -> None:
     """Show remediation episodes, newest first, and the pauses and open breakers."""
     request = m.ListRemediationsRequest(pool=pool, node_id=node, limit=limit)
@@ -73,7 +88,7 @@ def list_remediations(
         }
         for e in reply.remediations
     ]
-    print_table(rows, COLUMNS, empty="no remediations")
+    print_table(rows, COLUMNS, empty="no remediations", wide=wide)
     _show_controls(reply.controls)
 
 

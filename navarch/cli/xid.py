@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
-from navarch.cli.output import Column, output_option, print_json, print_table, wants_json
+from navarch.cli.output import (
+    Column,
+    camel_case,
+    output_option,
+    print_json,
+    print_table,
+    wants_json,
+    wide_option,
+)
 from navarch.errors import NavarchError, UsageError
 
 _MAX_LINE = 65536  # a longer line is scanned in pieces rather than held whole
@@ -34,8 +42,11 @@ def xid() -> None:
 )
 @click.option("--kmsg", "live", is_flag=True, help="Read the live kernel log, /dev/kmsg.")
 @click.option("--follow", is_flag=True, help="With --kmsg, keep printing new XIDs until stopped.")
+@wide_option
 @output_option
-def scan(path: str | None, live: bool, follow: bool, output: str, as_json: bool) -> None:
+def scan(
+    path: str | None, live: bool, follow: bool, wide: bool, output: str, as_json: bool
+) -> None:
     """List the XID errors in a kernel log with what NVIDIA's catalog says about each.
 
     JSON output has one object per line, so it streams with --follow.
@@ -48,7 +59,7 @@ def scan(path: str | None, live: bool, follow: bool, output: str, as_json: bool)
     if path is not None:
         with _open(path) as f:
             lines = iter(functools.partial(f.readline, _MAX_LINE), b"")
-            _print(_file_rows(lines), "line", as_json)
+            _print(_file_rows(lines), "line", as_json, wide)
     elif follow:
         import trio
 
@@ -56,7 +67,7 @@ def scan(path: str | None, live: bool, follow: bool, output: str, as_json: bool)
     else:
         with _open_kmsg() as reader:
             rows = [_row(e, "seq", e.seq) for e in _events(reader.read_available(only_xid=True))]
-        _print(iter(rows), "seq", as_json)
+        _print(iter(rows), "seq", as_json, wide)
 
 
 @xid.command()
@@ -125,7 +136,7 @@ async def _follow(as_json: bool) -> None:
             if as_json:
                 _print_json_line(row)
             else:
-                click.echo("  ".join(_cell(row.get(key)) for key, _ in _columns("seq")))
+                click.echo("  ".join(_cell(row.get(c.key)) for c in _columns("seq")))
             sys.stdout.flush()
 
 
@@ -138,6 +149,7 @@ def _row(event: Any, where: str, at: int | None) -> dict[str, Any]:
     row: dict[str, Any] = {where: at, **attrs.asdict(event)}
     if event.nvlink5 is not None:
         row["nvlink5"]["subcode"] = event.nvlink5.subcode
+    row = camel_case(row)
     row.update(
         name=entry.name if entry else None,
         mnemonic=entry.mnemonic if entry else None,
@@ -149,14 +161,14 @@ def _row(event: Any, where: str, at: int | None) -> dict[str, Any]:
 
 def _columns(where: str) -> list[Column]:
     return [
-        (where, where.capitalize()),
-        ("code", "XID"),
-        ("name", "Name"),
-        ("pci_bus_id", "PCI bus ID"),
-        ("pid", "PID"),
-        ("process_name", "Process"),
-        ("immediate", "Immediate"),
-        ("message", "Message"),
+        Column(where, where.capitalize(), priority=5),
+        Column("code", "XID", justify="right"),
+        Column("name", "Name", priority=1, squeeze_to=24),
+        Column("pciBusId", "PCI bus ID"),
+        Column("pid", "PID", priority=4),
+        Column("processName", "Process", priority=3),
+        Column("immediate", "Immediate", priority=2),
+        Column("message", "Message", priority=1, squeeze_to=20),
     ]
 
 
@@ -168,13 +180,10 @@ def _print_json_line(row: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(row) + "\n")
 
 
-def _print(rows: Iterator[dict[str, Any]], where: str, as_json: bool) -> None:
+def _print(rows: Iterator[dict[str, Any]], where: str, as_json: bool, wide: bool) -> None:
     if as_json:
         for row in rows:
             _print_json_line(row)
         return
-    from rich.markup import escape
-
-    # Log text can hold "[...]", which rich would read as markup, and multi-line messages.
-    table = [{k: escape(" ".join(_cell(v).split())) for k, v in row.items()} for row in rows]
-    print_table(table, _columns(where), empty="no XID errors found")
+    table = [{k: " ".join(_cell(v).split()) for k, v in row.items()} for row in rows]
+    print_table(table, _columns(where), empty="no XID errors found", wide=wide)

@@ -10,6 +10,7 @@ provider or the simulator injects.
 
 from __future__ import annotations
 
+import random
 import types
 import uuid
 from collections.abc import Mapping
@@ -149,6 +150,10 @@ class SimulatedGpus:
     Readings depend only on the load and the injected failures, never on a clock, so two runs
     with the same script see the same values. Safe to build outside trio and to share with the
     code that injects failures while a daemon runs.
+
+    With `varying=True` (the local fleet's machines) each sample moves a little, as a busy
+    machine's readings do: utilization wanders around the load, temperature follows it with a
+    lag, power follows it. The wander is seeded by `seed`, so it repeats sample for sample.
     """
 
     hardware = False
@@ -161,6 +166,7 @@ class SimulatedGpus:
         name: str = "NVIDIA H100 80GB HBM3",
         memory_total_bytes: int = 80 * GIB,
         power_limit_watts: float = 700.0,
+        varying: bool = False,
     ) -> None:
         if count < 0:
             raise ValueError(f"count must be at least 0, got {count}")
@@ -181,6 +187,7 @@ class SimulatedGpus:
         self._arrived = trio.Event()
         # The readings change only when the load or a failure does: each change clears this.
         self._samples: tuple[GpuSample, ...] | None = None
+        self._wander = _Wander(random.Random(f"{seed}/varying"), count) if varying else None
 
     def inventory(self) -> tuple[GpuInfo, ...]:
         return tuple(gpu.info for gpu in self._gpus)
@@ -188,6 +195,8 @@ class SimulatedGpus:
     def sample(self) -> tuple[GpuSample, ...]:
         if self._samples is None:
             self._samples = tuple(self._sample(gpu) for gpu in self._gpus)
+        if self._wander is not None:
+            return self._wander.step(self._samples, self._gpus, self._power_limit_mw)
         return self._samples
 
     async def watch_events(self, report: ReportEvents) -> None:
@@ -197,6 +206,11 @@ class SimulatedGpus:
                 self._arrived = trio.Event()
             events, self._events = self._events, []
             report(events)
+
+    @property
+    def load(self) -> float:
+        """The mean utilization (0-100) set with `set_load`."""
+        return sum(g.utilization for g in self._gpus) / len(self._gpus) if self._gpus else 0.0
 
     # Load and failures, for tests, the fake provider and the simulator.
 
@@ -363,6 +377,46 @@ class SimulatedGpus:
             if gpu.links_down
             else _LINKS_UP,
             field_status=_ALL_OK,
+        )
+
+
+class _Wander:
+    """Slow, mean-reverting noise over the load-driven readings of `SimulatedGpus`."""
+
+    def __init__(self, rng: random.Random, count: int) -> None:
+        self._rng = rng
+        self._offsets = [0.0] * count  # utilization points above or below the load
+        self._temperatures: list[float | None] = [None] * count
+
+    def step(
+        self,
+        samples: tuple[GpuSample, ...],
+        gpus: list[_SimulatedGpu],
+        power_limit_mw: int,
+    ) -> tuple[GpuSample, ...]:
+        return tuple(self._one(s, g, power_limit_mw) for s, g in zip(samples, gpus, strict=True))
+
+    def _one(self, sample: GpuSample, gpu: _SimulatedGpu, power_limit_mw: int) -> GpuSample:
+        i = sample.index
+        if sample.status != Return.SUCCESS:
+            return sample
+        offset = self._offsets[i] = 0.8 * self._offsets[i] + self._rng.gauss(0.0, 1.5)
+        spread = min(gpu.utilization, 100 - gpu.utilization, 5.0)  # an idle GPU stays idle
+        load = min(max(gpu.utilization + max(-spread, min(spread, offset)), 0.0), 100.0) / 100
+        target = 35 + 40 * load + 0.5 * i
+        last = self._temperatures[i]
+        # The board warms and cools over a few samples, not at once.
+        temperature = target if last is None else last + 0.3 * (target - last)
+        self._temperatures[i] = temperature = temperature + self._rng.gauss(0.0, 0.2)
+        if gpu.temperature_override is not None:
+            temperature = gpu.temperature_override
+        power = 70_000 + (power_limit_mw - 70_000) * load * 0.9 + self._rng.gauss(0.0, 2_000.0)
+        return attrs.evolve(
+            sample,
+            utilization_gpu_pct=round(load * 100),
+            utilization_memory_pct=round(load * 60),
+            temperature_c=round(temperature),
+            power_usage_mw=min(max(round(power), 0), power_limit_mw),
         )
 
 

@@ -9,6 +9,7 @@ from navarch.cli import main
 def run(capsys, monkeypatch):
     """Runs `navarch ARGS` in process; returns (exit status, stdout, stderr)."""
     monkeypatch.delenv("NAVARCH_TOKEN", raising=False)
+    monkeypatch.delenv("NAVARCH_ADMIN_TOKEN", raising=False)
     monkeypatch.setenv("NAVARCH_DISABLE_PLUGIN_AUTOLOAD", "1")
     monkeypatch.setenv("COLUMNS", "200")
 

@@ -164,7 +164,7 @@ def test_tokens(tmp_path, run, monkeypatch):
         assert code == 1
         assert err == (
             f"navarch: the control plane at {live.url} requires a token; pass --token or set "
-            "NAVARCH_TOKEN\n"
+            "NAVARCH_ADMIN_TOKEN\n"
         )
         code, _, err = run("list", "--token", "join-secret")
         assert code == 1
@@ -174,7 +174,7 @@ def test_tokens(tmp_path, run, monkeypatch):
         code, _, err = run("list", "--token", "nope")
         assert code == 1 and "did not accept the token (invalid token)" in err
         assert "nope" not in err
-        monkeypatch.setenv("NAVARCH_TOKEN", "admin-secret")
+        monkeypatch.setenv("NAVARCH_ADMIN_TOKEN", "admin-secret")
         assert run("list") == (0, "no nodes\n", "")
 
 

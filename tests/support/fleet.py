@@ -154,7 +154,9 @@ class Fleet:
 
     def cli(self, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
         env = self.env(NAVARCH_SERVER=self.server)
-        env["NAVARCH_TOKEN"] = token if token is not None else (ADMIN_TOKEN if self.auth else "")
+        env["NAVARCH_ADMIN_TOKEN"] = (
+            token if token is not None else (ADMIN_TOKEN if self.auth else "")
+        )
         return subprocess.run(
             [sys.executable, "-m", "navarch", *args],
             capture_output=True,
@@ -166,7 +168,7 @@ class Fleet:
         )
 
     def nodes(self) -> dict[str, dict[str, Any]]:
-        result = self.cli("list", "-o", "json")
+        result = self.cli("list", "--all", "-o", "json")
         if result.returncode != 0:
             return {}
         return {node["nodeId"]: node for node in json.loads(result.stdout)}

@@ -36,8 +36,8 @@ def test_json_holds_the_whole_samples(fake_nvml: FakeNvml) -> None:
     rows = json.loads(result.output)
     assert [r["index"] for r in rows] == [0, 1]
     assert rows[0]["uuid"] == "GPU-fa4e0000-fake-4000-8000-000000000000"
-    assert rows[0]["memory_total_bytes"] == 81559 << 20
-    assert rows[0]["field_status"]["memory"] == "SUCCESS"
+    assert rows[0]["memoryTotalBytes"] == 81559 << 20
+    assert rows[0]["fieldStatus"]["memory"] == "SUCCESS"
     assert rows[1]["status"] == "GPU_IS_LOST"
     assert rows[1]["name"] is None
 

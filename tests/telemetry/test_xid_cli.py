@@ -82,18 +82,18 @@ def test_scan_file_json_lines(run: Run, log: Path) -> None:
     first, nvlink, fallen, action, last = rows
     assert first["immediate"] == "RESTART_APP"
     assert first["investigatory"] == "WORKFLOW_XID_13"
-    assert first["pci_bus_id"] == "00000000:CB:00.0"
+    assert first["pciBusId"] == "00000000:CB:00.0"
     assert nvlink["nvlink5"]["subcode"] == 4
     assert nvlink["nvlink5"]["fatal"] is True
-    assert (fallen["inferred"], fallen["pci_bus_id"]) == (True, "00000000:B3:00.0")
+    assert (fallen["inferred"], fallen["pciBusId"]) == (True, "00000000:B3:00.0")
     assert action["source"] == "kmsg" and action["seq"] == 88
-    assert action["recovery_action"] == {
+    assert action["recoveryAction"] == {
         "old": 4,
-        "old_name": "Drain and Reset",
+        "oldName": "Drain and Reset",
         "new": 1,
-        "new_name": "GPU Reset Required",
+        "newName": "GPU Reset Required",
     }
-    assert (last["pid"], last["process_name"], last["name"]) == (
+    assert (last["pid"], last["processName"], last["name"]) == (
         42,
         "trainer",
         "GPU memory page fault",
