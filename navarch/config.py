@@ -76,6 +76,11 @@ class ServerConfig:
     body_timeout: timedelta = field(default=timedelta(seconds=30), validator=validators.positive)
     # Connections served at once; more wait in the listen backlog until one closes.
     max_connections: int = field(default=30_000, validator=validators.at_least(1))
+    # How long a terminated node is kept after it was last heard from; then it is pruned from the
+    # store, and its events once they are as old.
+    terminated_retention: timedelta = field(
+        default=timedelta(days=7), validator=validators.positive
+    )
 
     @property
     def effective_heartbeat_timeout(self) -> timedelta:

@@ -81,6 +81,12 @@ class Authenticator:
         self._hash_of_node[node_id] = hashed
         self._node_of_hash[hashed] = node_id
 
+    def forget_node(self, node_id: str) -> None:
+        """Revokes the node's token (the node is gone from the store)."""
+        old = self._hash_of_node.pop(node_id, None)
+        if old is not None:
+            self._node_of_hash.pop(old, None)
+
     def authenticate(self, authorization: str | None) -> Caller:
         """The caller behind an `Authorization` header value; `unauthenticated` if none."""
         if not self.enabled:

@@ -83,6 +83,13 @@ class NodeBook:
         if stored:
             self._committed[node.node_id] = node
 
+    def drop(self, node_id: str) -> None:
+        """Drops a node the store no longer has (a terminated node past its retention)."""
+        for kept in (self._nodes, self._committed, self._beat_at, self._metrics):
+            kept.pop(node_id, None)
+        self.silent.discard(node_id)
+        self.monitor.forget(node_id)
+
     def beat(self, node_id: str, at: datetime, metrics: NodeMetrics | None) -> None:
         """Records a heartbeat; metrics None keeps the last ones the node sent."""
         self._beat_at[node_id] = at

@@ -18,6 +18,7 @@ every part uses, so the simulator makes a whole run repeatable by injecting seed
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -43,10 +44,14 @@ from navarch.model import HEARTBEAT_LOST, Event, Node, NodeStatus, Remediation
 from navarch.plugins import Notifier, Provider
 from navarch.pools.context import MachineRunner
 from navarch.pools.manager import PoolManager
-from navarch.store import Change, Store
+from navarch.store import Change, Store, StoreError
 
 # The most events or episodes one listing returns.
 MAX_PAGE = 1000
+# How often terminated nodes past their retention are pruned, in seconds.
+PRUNE_INTERVAL = 3600.0
+
+log = logging.getLogger("navarch.controlplane")
 
 
 class ControlPlane:
@@ -146,6 +151,7 @@ class ControlPlane:
                 nursery.start_soon(notifier.run)
             nursery.start_soon(service.book.monitor.run, service.nodes.heartbeats_lost)
             nursery.start_soon(service.verdicts.recheck_forever)
+            nursery.start_soon(service.prune_forever)
             if config is not None and config.pools:
                 service.pools = PoolManager(
                     service,
@@ -245,6 +251,35 @@ class ControlPlane:
 
     async def preempted(self, node_id: str, detail: str, actor: str) -> bool:
         return await self.preemptions.taken(node_id, detail, actor) is not Taken.UNHANDLED
+
+    async def prune_forever(self) -> None:
+        """Prunes terminated nodes past `server.terminated_retention`, at start and hourly."""
+        retention = self.server.terminated_retention
+        while True:
+            try:
+                await self.prune(self.clock.now() - retention)
+            except StoreError as exc:  # a store that refuses now may not refuse in an hour
+                log.warning("%s", exc)
+            await trio.sleep(min(retention.total_seconds(), PRUNE_INTERVAL))
+
+    async def prune(self, cutoff: datetime) -> list[str]:
+        """Forgets the terminated nodes last heard from before `cutoff`, and the events older
+        than it of nodes that are gone; returns the pruned node ids."""
+        book = self.book
+        gone = []
+        for node in list(book.nodes()):
+            if node.status is not lifecycle.TERMINATED:
+                continue
+            last = book.full(node).last_heartbeat_at or node.registered_at
+            if last is None or last < cutoff:
+                gone.append(node.node_id)
+        await self.store.prune_nodes(gone, cutoff)
+        for node_id in gone:
+            book.drop(node_id)
+            self.auth.forget_node(node_id)
+        if gone:
+            log.info("pruned %d terminated nodes last heard from before %s", len(gone), cutoff)
+        return gone
 
     def heartbeat_ages(self) -> list[float]:
         """Seconds since each watched node was last heard from."""

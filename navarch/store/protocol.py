@@ -119,5 +119,11 @@ class Store(Protocol):
     ) -> list[Event]:
         """Events newest first, optionally only one node's or some kinds, older than `before`."""
 
+    async def prune_nodes(self, node_ids: Sequence[str], events_before: datetime) -> None:
+        """Deletes the nodes (terminated ones, past their retention) with their tokens, commands
+        and health reports, and the events older than `events_before` of nodes the store no
+        longer has."""
+        ...
+
     async def ping(self) -> None:
         """Raises StoreError when the database cannot answer a query."""

@@ -487,6 +487,26 @@ class SQLiteStore:
         )
         return self.quarantine.skip(rows, self._rows.event)
 
+    async def prune_nodes(self, node_ids: Sequence[str], events_before: datetime) -> None:
+        await self._run(self._prune_nodes, tuple(node_ids), format_timestamp(events_before))
+
+    def _prune_nodes(self, node_ids: tuple[str, ...], events_before: str) -> None:
+        db = self._db()
+        try:
+            db.execute("BEGIN")
+            for table in ("nodes", "node_tokens", "commands", "health_events"):
+                db.executemany(f"DELETE FROM {table} WHERE node_id = ?", [(n,) for n in node_ids])
+            # Events of nodes gone from the store, once they are as old as the retention.
+            db.execute(
+                "DELETE FROM events WHERE time < ? AND node_id != '' "
+                "AND node_id NOT IN (SELECT node_id FROM nodes)",
+                (events_before,),
+            )
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            db.execute("ROLLBACK")
+            raise StoreError(f"{self.location}: pruning terminated nodes failed: {exc}") from None
+
     async def ping(self) -> None:
         await self._run(self._ping)
 
