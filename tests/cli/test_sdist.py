@@ -7,15 +7,13 @@ from an unpacked sdist that command works as it does from a clone.
 from __future__ import annotations
 
 import os
-import selectors
 import subprocess
 import sys
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
-from support.control_plane_process import READY
+from support.control_plane_process import control_plane_process
 from support.fleet import free_port
 from support.navarch_process import REPO
 
@@ -80,29 +78,14 @@ def test_the_readme_local_fleet_starts_from_the_unpacked_sdist(
         "XDG_DATA_HOME": str(tmp_path),
     }
     listen = f"127.0.0.1:{free_port()}"
-    process = subprocess.Popen(
-        [
-            str(NAVARCH),
-            "control-plane",
-            "--config",
-            "examples/local-fleet.toml",
-            "--listen",
-            listen,
-        ],
-        cwd=unpacked,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        line = _first_line(process, timeout=30)
-        assert READY.match(line), (line, process.stderr)
-        assert f"http://{listen}" in line
-    finally:
-        process.terminate()
-        _, err = process.communicate(timeout=30)
-    assert process.returncode == 0, err
+    args = ("--config", "examples/local-fleet.toml", "--listen", listen)
+    with control_plane_process(*args, env=env, cwd=unpacked, program=(str(NAVARCH),)) as (
+        process,
+        url,
+        _,
+    ):
+        assert url == f"http://{listen}"
+    assert process.returncode == 0
 
 
 def test_a_build_without_a_compiler_warns_that_the_fallback_is_in_use(unpacked: Path) -> None:
@@ -113,14 +96,3 @@ def test_a_build_without_a_compiler_warns_that_the_fallback_is_in_use(unpacked: 
     assert "uses the pure-Python telemetry fallback" in output
     (wheel,) = (unpacked / "dist").glob("navarch-*.whl")
     assert wheel.stat().st_size > 0
-
-
-def _first_line(process: subprocess.Popen[str], timeout: float) -> str:
-    assert process.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if selector.select(timeout=deadline - time.monotonic()):
-                return process.stdout.readline().rstrip("\n")
-    raise AssertionError(f"the control plane printed nothing in {timeout}s")

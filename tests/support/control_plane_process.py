@@ -8,7 +8,7 @@ import selectors
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,18 +18,23 @@ READY = re.compile(r"^navarch control plane listening on (http://\S+) \(store: (
 
 @contextmanager
 def control_plane_process(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 30
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 30,
+    cwd: Path = REPO,
+    program: Sequence[str] = (sys.executable, "-m", "navarch"),
 ) -> Iterator[tuple[subprocess.Popen[str], str, str]]:
-    """Starts the control plane, waits for its ready line; yields (process, url, store path).
+    """Starts the control plane (`program control-plane ARGS` in `cwd`), waits for its ready
+    line; yields (process, url, store path).
 
     The process is stopped with SIGTERM at the end if it still runs.
     """
     process = subprocess.Popen(
-        [sys.executable, "-m", "navarch", "control-plane", *args],
+        [*program, "control-plane", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        cwd=REPO,
+        cwd=cwd,
         env={**os.environ, **(env or {})},
     )
     try:

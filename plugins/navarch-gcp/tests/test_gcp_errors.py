@@ -3,7 +3,6 @@
 import json
 
 import pytest
-from navarch_gcp import GcpProvider, GcpSettings
 
 from navarch.plugins import (
     POOL_LABEL,
@@ -190,15 +189,6 @@ RECORDED = [
         None,
     ),
 ]
-
-
-@pytest.fixture
-def provider(gce, tmp_path, monkeypatch):
-    monkeypatch.setattr("navarch_gcp.compute.BACKOFF", (0.0, 0.0))
-    key = gce.service_account_key(tmp_path / "key.json")
-    return GcpProvider(
-        GcpSettings(project=gce.project, compute_url=gce.compute_url, credentials_file=str(key))
-    )
 
 
 def request(**changes):

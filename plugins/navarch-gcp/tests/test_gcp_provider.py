@@ -14,18 +14,6 @@ from navarch.plugins import (
 )
 
 
-@pytest.fixture
-def key(gce, tmp_path):
-    return gce.service_account_key(tmp_path / "key.json")
-
-
-@pytest.fixture
-def provider(gce, key):
-    return GcpProvider(
-        GcpSettings(project=gce.project, compute_url=gce.compute_url, credentials_file=str(key))
-    )
-
-
 def request(**changes):
     fields = {
         "name": "train",
