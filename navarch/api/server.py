@@ -382,25 +382,18 @@ async def serve(
     `machines` builds what runs the simulated machines of providers that have them (the fake
     provider's local fleet).
     """
-    try:
-        await _serve(
-            server,
-            listen=listen,
-            store_path=store_path,
-            admin_token=admin_token,
-            join_token=join_token,
-            on_ready=on_ready,
-            config=config,
-            machines=machines,
-        )
-    except BaseExceptionGroup as group:
-        # A failure inside a nursery arrives wrapped; a single error for people is shown as is.
-        leaf: BaseException = group
-        while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
-            leaf = leaf.exceptions[0]
-        if isinstance(leaf, NavarchError):
-            raise leaf from None
-        raise
+    # A failure inside a nursery arrives wrapped in exception groups; `navarch.cli.main` prints
+    # a NavarchError among them as one line.
+    await _serve(
+        server,
+        listen=listen,
+        store_path=store_path,
+        admin_token=admin_token,
+        join_token=join_token,
+        on_ready=on_ready,
+        config=config,
+        machines=machines,
+    )
 
 
 async def _serve(

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from navarch.daemon.gpu import NvmlGpus, SimulatedGpus
 
 from navarch.cli.nodes import parse_label
-from navarch.errors import NavarchError, UsageError
+from navarch.errors import UsageError
 
 
 @click.command()
@@ -179,15 +179,9 @@ def _run(
                 nursery.cancel_scope.cancel()
 
     try:
+        # A refusal (DaemonError) leaves the nurseries wrapped in exception groups, which
+        # `navarch.cli.main` prints as one line.
         trio.run(main)
-    except BaseExceptionGroup as group:
-        # The control plane refused the node (a DaemonError): one line, not a traceback.
-        leaf: BaseException = group
-        while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
-            leaf = leaf.exceptions[0]
-        if isinstance(leaf, NavarchError):
-            raise leaf from None
-        raise
     finally:
         close = getattr(backend, "close", None)
         if close is not None:

@@ -3,13 +3,12 @@
 import json
 
 import pytest
+from gcp_requests import request
 
 from navarch.plugins import (
-    POOL_LABEL,
     AuthError,
     CapacityError,
     ProviderError,
-    ProvisionRequest,
     QuotaError,
     TransientError,
 )
@@ -189,18 +188,6 @@ RECORDED = [
         None,
     ),
 ]
-
-
-def request(**changes):
-    fields = {
-        "name": "train",
-        "instance_type": "a3-highgpu-8g",
-        "zone": "us-central1-a",
-        "pool": "train",
-        "labels": {POOL_LABEL: "train"},
-        "request_id": "2f1c5a0e-8d4b-4c3a-9e7f-1a2b3c4d5e6f",
-    }
-    return ProvisionRequest(**{**fields, **changes})
 
 
 @pytest.mark.parametrize(

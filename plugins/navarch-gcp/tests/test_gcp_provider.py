@@ -3,27 +3,15 @@
 import json
 
 import pytest
+from gcp_requests import request
 from navarch_gcp import GcpProvider, GcpSettings
 
 from navarch.plugins import (
     POOL_LABEL,
     InstanceState,
     ProviderError,
-    ProvisionRequest,
     TransientError,
 )
-
-
-def request(**changes):
-    fields = {
-        "name": "train",
-        "instance_type": "a3-highgpu-8g",
-        "zone": "us-central1-a",
-        "pool": "train",
-        "labels": {POOL_LABEL: "train", "navarch.io/team": "Vision"},
-        "request_id": "2f1c5a0e-8d4b-4c3a-9e7f-1a2b3c4d5e6f",
-    }
-    return ProvisionRequest(**{**fields, **changes})
 
 
 async def test_an_on_demand_machine_asks_for_what_gpu_machines_need(gce, provider):
