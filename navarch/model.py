@@ -54,6 +54,10 @@ class CommandType(enum.Enum):
     DRAIN = "drain"
     TERMINATE = "terminate"
     RUN_DIAGNOSTIC = "run_diagnostic"
+    # Resets one GPU (parameters["gpu"], its index) of a drained node, then runs the health checks.
+    RESET_GPU = "reset_gpu"
+    # Runs the daemon's configured reboot command (where the provider cannot reboot the machine).
+    REBOOT = "reboot"
 
 
 class CommandStatus(enum.Enum):
@@ -208,6 +212,12 @@ class RemediationStep(enum.Enum):
     PENDING = "pending"
     CORDON = "cordon"
     DRAIN = "drain"
+    # A reset_gpu episode: the GPU is being reset through the daemon.
+    RESET_GPU = "reset_gpu"
+    # A reboot episode: the machine is being rebooted, by its provider or its daemon.
+    REBOOT = "reboot"
+    # After a reset or reboot: waiting for the node to come back with healthy checks.
+    RECOVER = "recover"
     TERMINATE = "terminate"
     DONE = "done"
     # Stopped for an operator: the node stays out of service until the operator cancels it.
@@ -215,15 +225,27 @@ class RemediationStep(enum.Enum):
     CANCELLED = "cancelled"
 
 
+class RemediationAction(enum.Enum):
+    """What an episode sets out to do; a reset or reboot that fails escalates to replacement."""
+
+    REPLACE = "replace"
+    RESET_GPU = "reset_gpu"
+    REBOOT = "reboot"
+
+
 @frozen(kw_only=True)
 class Remediation:
-    """One remediation episode: a node judged for replacement, taken out and replaced."""
+    """One remediation episode: a node judged for replacement, a GPU reset or a reboot, carried
+    out step by step."""
 
     episode_id: str
     node_id: str
     pool: str = ""
     step: RemediationStep
-    rule: str = ""  # the health rule that asked for the replacement
+    rule: str = ""  # the health rule that asked for the episode
+    action: RemediationAction = RemediationAction.REPLACE
+    # The GPU a reset_gpu episode resets; -1 when the episode is about the whole node.
+    gpu_index: int = -1
     # Why the episode is at its step: the last thing done, or why it is held.
     detail: str = ""
     started_at: datetime | None = None
@@ -285,6 +307,41 @@ LIVE = frozenset(
 )
 
 
+class BootstrapState(enum.Enum):
+    """How far the installation of navarch's daemon on a new instance got."""
+
+    # The instance was asked for with a bootstrap; nothing has run yet.
+    PENDING = "pending"
+    # The instance reported that its bootstrap started, or its setup commands are running.
+    RUNNING = "running"
+    # Its daemon registered with the instance's one-time join token.
+    SUCCEEDED = "succeeded"
+    # A setup step failed or the bootstrap timed out; the pool replaces the instance.
+    FAILED = "failed"
+
+
+@frozen(kw_only=True)
+class Bootstrap:
+    """The bootstrap of one instance: how it installs the daemon and how far it got."""
+
+    # "cloud-init" (the provider hands the rendered document to the cloud) or "ssh" (the control
+    # plane runs the setup over SSH).
+    method: str
+    state: BootstrapState = BootstrapState.PENDING
+    # SHA-256 of the instance's one-time join token; the token itself is never stored.
+    token_hash: str = ""
+    # The token registered a node once; a second use is refused.
+    token_used: bool = False
+    # Why the bootstrap has its state, one line.
+    detail: str = ""
+    # The last lines of the bootstrap's output (a failing setup's log).
+    log_tail: str = ""
+    # The machine's SSH host keys, recorded on first use ("ssh-ed25519 AAAA..." lines).
+    host_keys: tuple[str, ...] = ()
+    started_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
 @frozen(kw_only=True)
 class InstanceRecord:
     """An instance a pool asked a provider for. The records live in the store, so a restarted
@@ -303,6 +360,9 @@ class InstanceRecord:
     node_id: str = ""
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    # Where the machine can be reached (an IP address or host name), as its provider reported.
+    address: str = ""
+    bootstrap: Bootstrap | None = None
 
     @property
     def key(self) -> tuple[str, str]:

@@ -39,6 +39,9 @@ EVENT_TYPE, EVENT_TYPE_IN = _enum_pair(
     model.HealthEventType, wire.HealthEventType, "HEALTH_EVENT_TYPE_"
 )
 STEP = _enum_pair(model.RemediationStep, wire.RemediationStep, "REMEDIATION_STEP_")[0]
+REMEDIATION_ACTION = _enum_pair(
+    model.RemediationAction, wire.RemediationAction, "REMEDIATION_ACTION_"
+)[0]
 
 
 def gpu_info_to_wire(gpu: model.GpuInfo) -> wire.GpuInfo:
@@ -190,6 +193,8 @@ def remediation_to_wire(episode: model.Remediation) -> wire.Remediation:
         pool=episode.pool,
         step=STEP[episode.step],
         rule=episode.rule,
+        action=REMEDIATION_ACTION[episode.action],
+        gpu_index=episode.gpu_index,
         detail=episode.detail,
         started_at=episode.started_at,
         updated_at=episode.updated_at,

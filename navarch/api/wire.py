@@ -40,6 +40,8 @@ class CommandType(enum.Enum):
     COMMAND_TYPE_DRAIN = "COMMAND_TYPE_DRAIN"
     COMMAND_TYPE_TERMINATE = "COMMAND_TYPE_TERMINATE"
     COMMAND_TYPE_RUN_DIAGNOSTIC = "COMMAND_TYPE_RUN_DIAGNOSTIC"
+    COMMAND_TYPE_RESET_GPU = "COMMAND_TYPE_RESET_GPU"
+    COMMAND_TYPE_REBOOT = "COMMAND_TYPE_REBOOT"
 
 
 class CommandStatus(enum.Enum):
@@ -335,6 +337,9 @@ class RemediationStep(enum.Enum):
     REMEDIATION_STEP_PENDING = "REMEDIATION_STEP_PENDING"
     REMEDIATION_STEP_CORDON = "REMEDIATION_STEP_CORDON"
     REMEDIATION_STEP_DRAIN = "REMEDIATION_STEP_DRAIN"
+    REMEDIATION_STEP_RESET_GPU = "REMEDIATION_STEP_RESET_GPU"
+    REMEDIATION_STEP_REBOOT = "REMEDIATION_STEP_REBOOT"
+    REMEDIATION_STEP_RECOVER = "REMEDIATION_STEP_RECOVER"
     REMEDIATION_STEP_TERMINATE = "REMEDIATION_STEP_TERMINATE"
     REMEDIATION_STEP_DONE = "REMEDIATION_STEP_DONE"
     # Stopped for an operator: the node stays out of service until the operator cancels it.
@@ -342,15 +347,26 @@ class RemediationStep(enum.Enum):
     REMEDIATION_STEP_CANCELLED = "REMEDIATION_STEP_CANCELLED"
 
 
+class RemediationAction(enum.Enum):
+    """What an episode sets out to do; a reset or reboot that fails escalates to replacement."""
+
+    REMEDIATION_ACTION_REPLACE = "REMEDIATION_ACTION_REPLACE"
+    REMEDIATION_ACTION_RESET_GPU = "REMEDIATION_ACTION_RESET_GPU"
+    REMEDIATION_ACTION_REBOOT = "REMEDIATION_ACTION_REBOOT"
+
+
 @frozen(kw_only=True)
 class Remediation:
-    """One remediation episode: a node judged for replacement, taken out and replaced."""
+    """One remediation episode: a node judged for replacement, a GPU reset or a reboot."""
 
     episode_id: str
     node_id: str
     pool: str = ""
     step: RemediationStep
-    rule: str = ""  # the health rule that asked for the replacement
+    rule: str = ""  # the health rule that asked for the episode
+    action: RemediationAction = RemediationAction.REMEDIATION_ACTION_REPLACE
+    # The GPU a reset_gpu episode resets; -1 when the episode is about the whole node.
+    gpu_index: int = -1
     # Why the episode is at its step: the last thing done, or why it is held.
     detail: str = ""
     started_at: datetime | None = None

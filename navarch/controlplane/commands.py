@@ -25,6 +25,8 @@ _QUEUED_ACTION = {
     CommandType.DRAIN: "drain",
     CommandType.TERMINATE: "terminate",
     CommandType.RUN_DIAGNOSTIC: "run_diagnostic",
+    CommandType.RESET_GPU: "reset_gpu",
+    CommandType.REBOOT: "reboot",
 }
 
 

@@ -53,6 +53,10 @@ TRANSITIONS: dict[str, dict[NodeStatus, NodeStatus]] = {
     "terminate": {s: s for s in _LIVE},
     "terminate_succeeded": dict.fromkeys(_LIVE, TERMINATED),
     "run_diagnostic": {s: s for s in _LIVE},
+    # A GPU is reset only on a node with no work left on it.
+    "reset_gpu": {DRAINED: DRAINED},
+    # A reboot takes a node out of service first: never an active one.
+    "reboot": {CORDONED: CORDONED, DRAINED: DRAINED, UNHEALTHY: UNHEALTHY},
     # The health policy judged the node unhealthy; a node already draining finishes its drain.
     "health_failed": {
         ACTIVE: UNHEALTHY,

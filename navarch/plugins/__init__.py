@@ -55,6 +55,7 @@ from navarch.plugins.provider import (
     ProviderError,
     ProvisionRequest,
     QuotaError,
+    RebootingProvider,
     SimulatedMachine,
     TransientError,
 )
@@ -99,6 +100,7 @@ __all__ = [
     "ProviderError",
     "ProvisionRequest",
     "QuotaError",
+    "RebootingProvider",
     "Recommendation",
     "Register",
     "ReportEvents",

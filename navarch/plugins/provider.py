@@ -85,6 +85,12 @@ class Instance:
     labels: dict[str, str] = field(factory=dict)
     created_at: datetime | None = None
     spot: bool = False
+    # Where navarch can reach the machine over SSH (its public address, or the private one where
+    # the control plane runs inside the network); empty while the cloud has not assigned one.
+    address: str = ""
+    # The machine's SSH host keys as the cloud reports them ("ssh-ed25519 AAAA..."), so setup
+    # over SSH can check them; empty means navarch trusts the key it sees first and records it.
+    host_keys: tuple[str, ...] = ()
 
 
 @frozen(kw_only=True)
@@ -166,6 +172,18 @@ class InstanceTypeNames(Protocol):
     def instance_type_for(self, name: str) -> str:
         """The cloud's own name for a pool's `instance_type`: an abstract name (`h100-8x`) that
         the cloud offers mapped to the cloud's own type, any other name returned as it is."""
+        ...
+
+
+@runtime_checkable
+class RebootingProvider(Protocol):
+    """A provider that can reboot a machine it made (remediation's `reboot` action asks it before
+    it falls back to the daemon's reboot command)."""
+
+    async def reboot(self, instance_id: str) -> None:
+        """Restarts the machine, keeping its disk and identity; returns once the cloud accepted
+        the request. Raises `InstanceNotFound` for one the provider does not know, and other
+        `ProviderError`s as `provision` does."""
         ...
 
 

@@ -25,6 +25,7 @@ import cattrs
 
 from navarch.clock import format_timestamp
 from navarch.model import (
+    Bootstrap,
     Command,
     CommandStatus,
     CommandType,
@@ -38,6 +39,7 @@ from navarch.model import (
     NodeMetrics,
     NodeStatus,
     Remediation,
+    RemediationAction,
     RemediationStep,
 )
 from navarch.store.protocol import StoreError
@@ -139,6 +141,8 @@ def instance_row(record: InstanceRecord) -> tuple[SqlValue, ...]:
         record.node_id,
         time(record.created_at),
         time(record.updated_at),
+        record.address,
+        "" if record.bootstrap is None else to_json(record.bootstrap),
     )
 
 
@@ -170,6 +174,8 @@ def remediation_row(episode: Remediation) -> tuple[SqlValue, ...]:
         episode.detail,
         time(episode.started_at),
         time(episode.updated_at),
+        episode.action.value,
+        episode.gpu_index,
         int(episode.step not in _CLOSED_STEPS),
     )
 
@@ -213,6 +219,11 @@ class RowReader:
 
     def optional_value(self, text: str | None, cls: type[T], what: str) -> T | None:
         return None if text is None else self.value(text, cls, what)
+
+    def integer(self, value: object, what: str) -> int:
+        if type(value) is not int:
+            raise self._fail(what, f"{value!r} is not an integer")
+        return value
 
     def enum(self, value: object, cls: type[E], what: str) -> E:
         try:
@@ -295,6 +306,8 @@ class RowReader:
             detail=row[5],
             started_at=self.time(row[6], what),
             updated_at=self.time(row[7], what),
+            action=self.enum(row[8], RemediationAction, what),
+            gpu_index=self.integer(row[9], what),
         )
 
     def instance(self, row: Row) -> InstanceRecord:
@@ -311,4 +324,6 @@ class RowReader:
             node_id=row[8],
             created_at=self.time(row[9], what),
             updated_at=self.time(row[10], what),
+            address=row[11],
+            bootstrap=None if not row[12] else self.value(row[12], Bootstrap, what),
         )

@@ -56,7 +56,7 @@ CASES: list[tuple[str, Any, int, str, str]] = [
     ),
     (
         "IssueCommand",
-        {"nodeId": "n1", "type": "COMMAND_TYPE_REBOOT"},
+        {"nodeId": "n1", "type": "COMMAND_TYPE_EXPLODE"},
         400,
         "invalid_argument",
         "type: expected one of COMMAND_TYPE_CORDON",
