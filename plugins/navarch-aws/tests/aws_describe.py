@@ -13,6 +13,9 @@ class Described:
     reason: str = ""
     pool: str = "train"
     spot: bool = True
+    # The public IP; empty for an instance without one.
+    public_ip: str = ""
+    private_ip: str = "172.31.16.5"
 
 
 _STATE_CODES = {
@@ -41,6 +44,7 @@ def _item(instance: Described) -> str:
             f"<stateReason><code>{instance.reason}</code><message>{message}</message></stateReason>"
         )
     lifecycle = "<instanceLifecycle>spot</instanceLifecycle>" if instance.spot else ""
+    public_ip = f"<ipAddress>{instance.public_ip}</ipAddress>" if instance.public_ip else ""
     return f"""
                 <item>
                     <instanceId>{instance.instance_id}</instanceId>
@@ -59,6 +63,8 @@ def _item(instance: Described) -> str:
                         <tenancy>default</tenancy>
                     </placement>
                     <monitoring><state>disabled</state></monitoring>
+                    <privateIpAddress>{instance.private_ip}</privateIpAddress>
+                    {public_ip}
                     {lifecycle}
                     {reason}
                     <tagSet>

@@ -58,6 +58,11 @@ def request(**changes):
     return ProvisionRequest(**{**fields, **changes})
 
 
+def in_pool(pool):
+    """A request in a pool of its own: moto's instances outlive the test that made them."""
+    return request(name=pool, pool=pool, labels={"navarch.io/pool": pool}, request_id=pool)
+
+
 @pytest.fixture
 def provider(aws_env, ec2_proxy, image_id):
     return AwsProvider(AwsSettings(endpoint_url=ec2_proxy.url, image_id=image_id))
@@ -145,3 +150,36 @@ async def test_a_region_without_an_image_is_refused_before_calling_ec2(aws_env, 
     with pytest.raises(ProviderError, match="no image for us-east-1"):
         await provider.provision(request())
     assert ec2_proxy.calls == []
+
+
+async def test_rebooting_an_instance_ec2_does_not_know_raises_instance_not_found(provider):
+    with pytest.raises(InstanceNotFound, match="no instance i-0fffffffffffffff0 in us-east-1"):
+        await provider.reboot("i-0fffffffffffffff0")
+
+
+async def test_rebooting_an_instance_navarch_terminated_raises_instance_not_found(
+    provider, ec2_proxy
+):
+    # EC2 ignores a reboot of a terminated instance; the provider says it is gone.
+    instance = await provider.provision(in_pool("reboot-terminated"))
+    await provider.terminate(instance.instance_id)
+    with pytest.raises(InstanceNotFound, match="was terminated"):
+        await provider.reboot(instance.instance_id)
+    assert ec2_proxy.of("RebootInstances") == []
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "kind"),
+    [
+        ("UnauthorizedOperation", 403, AuthError),
+        ("RequestLimitExceeded", 503, TransientError),
+        ("IncorrectState", 400, ProviderError),
+    ],
+)
+async def test_a_refused_reboot_raises_its_kind(provider, ec2_proxy, code, status, kind):
+    instance = await provider.provision(in_pool(f"reboot-{code}"))
+    ec2_proxy.answers["RebootInstances"] = (status, ec2_error(code, f"the cloud says {code}"))
+    with pytest.raises(ProviderError) as raised:
+        await provider.reboot(instance.instance_id)
+    assert type(raised.value) is kind
+    assert str(raised.value) == f"aws: RebootInstances in {REGION}: {code}: the cloud says {code}"

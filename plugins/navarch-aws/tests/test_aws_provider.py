@@ -7,7 +7,13 @@ from aws_cloud import REGION, aws_env, ec2_proxy, image_id, moto_client, moto_ur
 from aws_describe import Described, describe_instances, terminate_instances
 from navarch_aws import AwsProvider, AwsSettings
 
-from navarch.plugins import POOL_LABEL, InstanceNotFound, InstanceState, ProvisionRequest
+from navarch.plugins import (
+    POOL_LABEL,
+    InstanceNotFound,
+    InstanceState,
+    ProvisionRequest,
+    RebootingProvider,
+)
 
 __all__ = ["aws_env", "ec2_proxy", "image_id", "moto_url"]
 
@@ -144,7 +150,7 @@ async def test_list_pages_through_every_instance_and_reports_what_the_cloud_took
         "": describe_instances(
             [
                 Described("i-0000000000000000a", "pending", spot=False),
-                Described("i-0000000000000000b", "running"),
+                Described("i-0000000000000000b", "running", public_ip="203.0.113.7"),
                 Described("i-0000000000000000c", "terminated", "Server.SpotInstanceTermination"),
                 Described("i-0000000000000000d", "terminated", "Client.UserInitiatedShutdown"),
             ],
@@ -177,6 +183,9 @@ async def test_list_pages_through_every_instance_and_reports_what_the_cloud_took
         "i-00000000000000010": InstanceState.FAILED,
         "i-00000000000000011": InstanceState.PREEMPTED,
     }
+    assert listed["i-0000000000000000b"].address == "203.0.113.7"
+    # Without a public IP, the instance is reached at its private one.
+    assert listed["i-0000000000000000a"].address == "172.31.16.5"
     preempted = listed["i-0000000000000000c"]
     assert (preempted.pool, preempted.zone, preempted.spot) == ("train", "us-east-1b", True)
     assert preempted.labels == {POOL_LABEL: "train"}
@@ -220,3 +229,36 @@ def test_abstract_instance_types_map_to_ec2_types():
         "a100-4x": "a100-4x",
         "p5e.48xlarge": "p5e.48xlarge",
     }
+
+
+async def test_an_instance_is_reachable_at_its_public_ip(provider, moto):
+    instance = await provider.provision(request("reached"))
+    (made,) = moto.describe_instances(InstanceIds=[instance.instance_id])["Reservations"][0][
+        "Instances"
+    ]
+    assert instance.address == made["PublicIpAddress"]
+    (listed,) = [i for i in await provider.list() if i.pool == "reached"]
+    assert listed.address == made["PublicIpAddress"]
+    # EC2's descriptions carry no SSH host keys.
+    assert listed.host_keys == ()
+
+
+async def test_reboot_asks_ec2_to_reboot_the_instance_and_keeps_it(provider, ec2_proxy):
+    assert isinstance(provider, RebootingProvider)
+    instance = await provider.provision(request("rebooted"))
+    await provider.reboot(instance.instance_id)
+    (form,) = ec2_proxy.of("RebootInstances")
+    assert form["InstanceId.1"] == instance.instance_id
+    (listed,) = [i for i in await provider.list() if i.pool == "rebooted"]
+    assert (listed.instance_id, listed.state) == (instance.instance_id, InstanceState.RUNNING)
+
+
+async def test_reboot_finds_the_region_of_an_instance_another_provider_made(
+    aws_env, ec2_proxy, image_id
+):
+    settings = AwsSettings(endpoint_url=ec2_proxy.url, images={"eu-west-1": image_id})
+    made = await AwsProvider(settings).provision(request("reboot-abroad", region="eu-west-1"))
+    await AwsProvider(settings).reboot(made.instance_id)
+    assert ec2_proxy.of("RebootInstances")[-1]["InstanceId.1"] == made.instance_id
+    with pytest.raises(InstanceNotFound, match="in us-east-1, eu-west-1"):
+        await AwsProvider(settings).reboot("i-0123456789abcdef0")

@@ -2,9 +2,10 @@
 HTTP on 127.0.0.1, written from the public API reference.
 
 It serves what the provider calls: the service-account JWT exchange at the key's `token_uri`,
-the metadata server's token, instances insert/get/delete (with requestId), zone operations
-wait, and the aggregated lists of instances and machine types (filter, pageToken). Its switches
-put it in the states a real project gets into: no capacity, no quota, revoked keys, failing.
+the metadata server's token, instances insert/get/delete (with requestId) and reset, zone
+operations wait, and the aggregated lists of instances and machine types (filter, pageToken).
+Its switches put it in the states a real project gets into: no capacity, no quota, revoked keys,
+failing.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ class FakeGce:
         self.instances: dict[str, dict[str, Any]] = {}
         self.operations: dict[str, dict[str, Any]] = {}
         self.inserted: list[dict[str, Any]] = []
+        # The name of each instance reset, once per finished reset operation.
+        self.resets: list[str] = []
         self.token_grants = 0
         self._by_request: dict[str, str] = {}
         self._polls: dict[str, int] = {}
@@ -195,6 +198,8 @@ class FakeGce:
                 return 200, found
             case "DELETE", ["zones", zone, "instances", name]:
                 return self._delete(zone, name)
+            case "POST", ["zones", zone, "instances", name, "reset"]:
+                return self._reset(zone, name)
             case "POST", ["zones", zone, "operations", name, "wait"]:
                 return self._wait(name)
             case "GET", ["aggregated", "instances"]:
@@ -254,6 +259,23 @@ class FakeGce:
             )
         if self.capacity is not None:
             self.capacity -= 1
+        host = next(self._ids) % 250 + 2
+        interface = {
+            "kind": "compute#networkInterface",
+            "name": "nic0",
+            "network": f"{self.compute_url}/projects/{self.project}/global/networks/default",
+            "networkIP": f"10.128.0.{host}",
+        }
+        if body["networkInterfaces"][0].get("accessConfigs"):
+            interface["accessConfigs"] = [
+                {
+                    "kind": "compute#accessConfig",
+                    "type": "ONE_TO_ONE_NAT",
+                    "name": "External NAT",
+                    "natIP": f"203.0.113.{host}",
+                    "networkTier": "PREMIUM",
+                }
+            ]
         self.instances[name] = {
             "kind": "compute#instance",
             "id": str(next(self._ids)),
@@ -266,6 +288,7 @@ class FakeGce:
             "labels": body.get("labels", {}),
             "metadata": {"kind": "compute#metadata", **body.get("metadata", {})},
             "scheduling": body.get("scheduling", {}),
+            "networkInterfaces": [interface],
             "selfLink": target,
         }
         return 200, operation
@@ -277,6 +300,12 @@ class FakeGce:
         found["status"] = "STOPPING"
         return 200, self._operation("delete", zone, found["selfLink"])
 
+    def _reset(self, zone: str, name: str) -> tuple[int, Any]:
+        found = self.instances.get(name)
+        if found is None or not found["zone"].endswith(f"/{zone}"):
+            return self._not_found(zone, name)
+        return 200, self._operation("reset", zone, found["selfLink"])
+
     def _wait(self, name: str) -> tuple[int, Any]:
         operation = self.operations.get(name)
         if operation is None:
@@ -287,6 +316,8 @@ class FakeGce:
             target = operation["targetLink"].rsplit("/", 1)[-1]
             if operation["operationType"] == "insert" and target in self.instances:
                 self.instances[target]["status"] = "RUNNING"
+            elif operation["operationType"] == "reset":
+                self.resets.append(target)
             elif operation["operationType"] == "delete":
                 self.instances.pop(target, None)
                 if self.capacity is not None:

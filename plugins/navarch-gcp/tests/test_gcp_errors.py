@@ -8,6 +8,7 @@ from gcp_requests import request
 from navarch.plugins import (
     AuthError,
     CapacityError,
+    InstanceNotFound,
     ProviderError,
     QuotaError,
     TransientError,
@@ -246,3 +247,65 @@ async def test_an_error_never_shows_the_token(gce, provider):
         await provider.provision(request())
     assert "ya29" not in str(raised.value)
     assert json.dumps(gce.inserted).count("ya29") == 0
+
+
+async def test_rebooting_an_unknown_machine_raises_instance_not_found(gce, provider):
+    with pytest.raises(InstanceNotFound, match="no instance train-0123456789 in navarch-test"):
+        await provider.reboot("train-0123456789")
+    assert gce.resets == []
+
+
+async def test_rebooting_a_machine_deleted_behind_navarchs_back_raises_instance_not_found(
+    gce, provider
+):
+    instance = await provider.provision(request())
+    del gce.instances[instance.instance_id]
+    with pytest.raises(InstanceNotFound, match=r"reset us-central1-a/train-.*not found"):
+        await provider.reboot(instance.instance_id)
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        (
+            (403, sync_error(403, "forbidden", "Required 'compute.instances.reset' permission")),
+            AuthError,
+        ),
+        (
+            (503, sync_error(503, "backendError", "Internal error. Please try again.")),
+            TransientError,
+        ),
+        (
+            (
+                200,
+                {
+                    **failed_operation(
+                        403,
+                        "RESOURCE_OPERATION_RATE_EXCEEDED",
+                        "Operation rate exceeded for resource "
+                        "'projects/navarch-test/zones/us-central1-a'.",
+                    ),
+                    "operationType": "reset",
+                },
+            ),
+            TransientError,
+        ),
+    ],
+    ids=["missing permission", "server error", "operation rate"],
+)
+async def test_a_refused_reset_becomes_its_kind(gce, provider, reply, error):
+    instance = await provider.provision(request())
+    # Three replies: the plugin retries what fails in passing before it gives up.
+    gce.scripted = [reply] * 3
+    with pytest.raises(ProviderError) as raised:
+        await provider.reboot(instance.instance_id)
+    assert type(raised.value) is error
+    assert str(raised.value).startswith(f"gcp: reset us-central1-a/{instance.instance_id}: ")
+    assert gce.resets == []
+
+
+async def test_a_reboot_with_revoked_credentials_raises_auth_error(gce, provider):
+    instance = await provider.provision(request())
+    gce.revoke_keys()
+    with pytest.raises(AuthError):
+        await provider.reboot(instance.instance_id)

@@ -10,6 +10,7 @@ from navarch.plugins import (
     POOL_LABEL,
     InstanceState,
     ProviderError,
+    RebootingProvider,
     TransientError,
 )
 
@@ -192,3 +193,53 @@ async def test_the_metadata_server_gives_the_token_when_no_file_is_found(
     await provider.provision(request())
     assert [i.pool for i in await provider.list()] == ["train"]
     assert gce.token_grants == 0
+
+
+async def test_a_machine_is_reachable_at_its_external_ip(gce, provider):
+    instance = await provider.provision(request())
+    [interface] = gce.instances[instance.instance_id]["networkInterfaces"]
+    assert instance.address == interface["accessConfigs"][0]["natIP"]
+    [listed] = await provider.list()
+    assert listed.address == instance.address
+    # Compute Engine's instance resource carries no SSH host keys.
+    assert listed.host_keys == ()
+
+
+async def test_a_machine_without_an_external_ip_is_reached_at_its_internal_one(gce, key):
+    provider = GcpProvider(
+        GcpSettings(
+            project=gce.project,
+            compute_url=gce.compute_url,
+            credentials_file=str(key),
+            external_ip=False,
+        )
+    )
+    instance = await provider.provision(request())
+    [interface] = gce.instances[instance.instance_id]["networkInterfaces"]
+    assert "accessConfigs" not in interface
+    assert instance.address == interface["networkIP"]
+
+
+async def test_reboot_resets_the_machine_and_follows_the_operation(gce, provider):
+    assert isinstance(provider, RebootingProvider)
+    instance = await provider.provision(request())
+    await provider.reboot(instance.instance_id)
+    assert gce.resets == [instance.instance_id]
+    [listed] = await provider.list()
+    assert (listed.instance_id, listed.state, listed.address) == (
+        instance.instance_id,
+        InstanceState.RUNNING,
+        instance.address,
+    )
+
+
+async def test_reboot_finds_the_zone_of_a_machine_made_by_another_control_plane(gce, key):
+    def fresh():
+        settings = GcpSettings(
+            project=gce.project, compute_url=gce.compute_url, credentials_file=str(key)
+        )
+        return GcpProvider(settings)
+
+    instance = await fresh().provision(request(zone="us-central1-b", instance_type="g2-standard-4"))
+    await fresh().reboot(instance.instance_id)
+    assert gce.resets == [instance.instance_id]

@@ -102,6 +102,8 @@ class FakeLambda:
         # Replies to give, in order, to the next calls of (method, path), instead of serving them.
         self.scripted: dict[tuple[str, str], list[tuple[int, bytes, dict[str, str]]]] = {}
         self.instances: dict[str, dict[str, Any]] = {}
+        # The id of each instance restarted, once per restart.
+        self.restarts: list[str] = []
         # Every call as (monotonic time, method, path, JSON body or None, headers).
         self.calls: list[tuple[float, str, str, Any, dict[str, str]]] = []
         self._addresses = itertools.count(10)
@@ -176,6 +178,8 @@ class FakeLambda:
             return self._launch(body)
         if (method, path) == ("POST", "/instance-operations/terminate"):
             return self._terminate(body)
+        if (method, path) == ("POST", "/instance-operations/restart"):
+            return self._restart(body)
         return 404, error_body("global/not-found", f"No route {method} {path}.")
 
     def _offer(self, name: str) -> dict[str, Any]:
@@ -228,19 +232,32 @@ class FakeLambda:
             return BAD_GATEWAY
         return 200, _data({"instance_ids": [instance["id"]]})
 
-    def _terminate(self, body: Any) -> tuple[int, bytes]:
+    def _targets(self, body: Any) -> list[dict[str, Any]] | tuple[int, bytes]:
+        """The live instances that an operation's `instance_ids` name, or the error reply."""
         ids = body.get("instance_ids") if isinstance(body, dict) else None
         if not isinstance(ids, list) or not ids:
             return 400, error_body("global/invalid-parameters", "instance_ids: expected ids.")
         found = [self.instances.get(i) for i in ids]
-        if any(i is None or i["status"] == "terminated" for i in found):
-            return NO_INSTANCE
+        live = [i for i in found if i is not None and i["status"] != "terminated"]
+        return live if len(live) == len(found) else NO_INSTANCE
+
+    def _restart(self, body: Any) -> tuple[int, bytes]:
+        found = self._targets(body)
+        if isinstance(found, tuple):
+            return found
         for instance in found:
-            assert instance is not None
+            self.restarts.append(instance["id"])
+        return 200, _data({"restarted_instances": [_public(i) for i in found]})
+
+    def _terminate(self, body: Any) -> tuple[int, bytes]:
+        found = self._targets(body)
+        if isinstance(found, tuple):
+            return found
+        for instance in found:
             instance["status"] = "terminated"
             key = (instance["instance_type"]["name"], instance["region"]["name"])
             self.capacity[key] += 1
-        return 200, _data({"terminated_instances": [_public(i) for i in found if i]})
+        return 200, _data({"terminated_instances": [_public(i) for i in found]})
 
     @contextlib.contextmanager
     def serve(self) -> Iterator[str]:

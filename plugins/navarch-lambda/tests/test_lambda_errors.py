@@ -248,3 +248,45 @@ async def test_an_error_reply_in_another_shape_is_still_classified_by_its_status
     fake.script("POST", LAUNCH, 401, b"Unauthorized")
     with pytest.raises(AuthError):
         await provider.provision(REQUEST)
+
+
+RESTART = "/instance-operations/restart"
+
+
+async def test_rebooting_an_instance_lambda_does_not_know_raises_instance_not_found(provider, fake):
+    with pytest.raises(InstanceNotFound, match="global/object-does-not-exist"):
+        await provider.reboot("0123456789abcdef0123456789abcdef")
+    assert fake.restarts == []
+
+
+async def test_rebooting_a_terminated_instance_raises_instance_not_found(provider, fake):
+    instance = await provider.provision(REQUEST)
+    await provider.terminate(instance.instance_id)
+    with pytest.raises(InstanceNotFound):
+        await provider.reboot(instance.instance_id)
+
+
+async def test_a_reboot_with_a_refused_key_raises_auth_error(provider, fake):
+    instance = await provider.provision(REQUEST)
+    fake.api_key = "secret_revoked"
+    with pytest.raises(AuthError, match="global/invalid-api-key"):
+        await provider.reboot(instance.instance_id)
+    assert fake.restarts == []
+
+
+async def test_a_reboot_is_tried_again_while_the_api_fails_and_then_raises_transient_error(
+    provider, fake
+):
+    instance = await provider.provision(REQUEST)
+    fake.script("POST", RESTART, *UNAVAILABLE)
+    await provider.reboot(instance.instance_id)
+    assert fake.restarts == [instance.instance_id]
+    fake.failing = True
+    with pytest.raises(TransientError, match=f"POST {RESTART}: HTTP 503"):
+        await provider.reboot(instance.instance_id)
+
+
+async def test_a_restart_reply_without_the_instance_raises_a_provider_error(provider, fake):
+    fake.script("POST", RESTART, 200, b'{"data": {"restarted_instances": []}}')
+    with pytest.raises(ProviderError, match="is not among the instances Lambda restarted"):
+        await provider.reboot("0123456789abcdef0123456789abcdef")

@@ -16,6 +16,7 @@ from navarch.plugins import (
     InstanceType,
     ProviderError,
     ProvisionRequest,
+    RebootingProvider,
 )
 
 LAUNCH = "/instance-operations/launch"
@@ -192,3 +193,35 @@ async def test_launches_are_spaced_by_the_launch_interval(settings, fake):
     times = [at for at, *_ in launches(fake)]
     assert len(times) == 3 and len(fake.instances) == 3
     assert all(later - earlier >= 0.3 for earlier, later in itertools.pairwise(times))
+
+
+async def test_a_machine_is_reachable_at_its_public_ip(provider, fake):
+    instance = await provider.provision(request())
+    launched = fake.instances[instance.instance_id]
+    assert instance.address == launched["ip"]
+    [listed] = await provider.list()
+    assert listed.address == launched["ip"]
+    # Lambda's replies carry no SSH host keys.
+    assert listed.host_keys == ()
+
+
+async def test_a_machine_without_a_public_ip_is_reached_at_its_private_one(provider, fake):
+    instance = await provider.provision(request())
+    launched = fake.instances[instance.instance_id]
+    del launched["ip"]
+    [listed] = await provider.list()
+    assert listed.address == launched["private_ip"]
+    del launched["private_ip"]
+    [listed] = await provider.list()
+    assert listed.address == ""
+
+
+async def test_reboot_restarts_the_machine_and_keeps_it(provider, fake):
+    assert isinstance(provider, RebootingProvider)
+    instance = await provider.provision(request())
+    await provider.reboot(instance.instance_id)
+    [(_, _, _, body, _)] = [c for c in fake.calls if c[2] == "/instance-operations/restart"]
+    assert body == {"instance_ids": [instance.instance_id]}
+    assert fake.restarts == [instance.instance_id]
+    [listed] = await provider.list()
+    assert (listed.instance_id, listed.address) == (instance.instance_id, instance.address)

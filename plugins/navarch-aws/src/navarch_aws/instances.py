@@ -64,4 +64,9 @@ def instance_of(description: Mapping[str, Any], region: str, state: InstanceStat
         labels={key: value for key, value in tags.items() if key not in _OWN_TAGS},
         created_at=launched if isinstance(launched, datetime) else None,
         spot=description.get("InstanceLifecycle") == "spot",
+        # The public IP, else the private one. RunInstances' reply often lacks the public IP:
+        # EC2 assigns it while the instance is pending, and DescribeInstances reports it then.
+        address=str(
+            description.get("PublicIpAddress") or description.get("PrivateIpAddress") or ""
+        ),
     )

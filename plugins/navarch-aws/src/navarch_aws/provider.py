@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -155,18 +155,36 @@ class AwsProvider:
         return found[0] if found else None
 
     async def terminate(self, instance_id: str) -> None:
+        await self._in_region_of(
+            instance_id,
+            "TerminateInstances",
+            lambda ec2: ec2.terminate_instances(InstanceIds=[instance_id]),
+        )
+        self._ended.add(instance_id)
+
+    async def reboot(self, instance_id: str) -> None:
+        """Asks EC2 to reboot the instance (`RebootInstances`), which keeps its volumes, its
+        addresses and its id. EC2 asks the operating system to reboot, and reboots the instance
+        hard when it has not shut down within a few minutes."""
+        if instance_id in self._ended:
+            raise InstanceNotFound(f"aws: instance {instance_id} was terminated")
+        await self._in_region_of(
+            instance_id,
+            "RebootInstances",
+            lambda ec2: ec2.reboot_instances(InstanceIds=[instance_id]),
+        )
+
+    async def _in_region_of(
+        self, instance_id: str, what: str, operation: Callable[[Any], object]
+    ) -> None:
+        """`operation` in the instance's region, or in each region until one knows it."""
         known = self._region_of.get(instance_id)
         regions = [known] if known else await self._regions()
         for region in regions:
             try:
-                await self._ec2.call(
-                    region,
-                    "TerminateInstances",
-                    lambda ec2: ec2.terminate_instances(InstanceIds=[instance_id]),
-                )
+                await self._ec2.call(region, what, operation)
             except InstanceNotFound:
                 continue
-            self._ended.add(instance_id)
             return
         where = ", ".join(regions) or "any region"
         raise InstanceNotFound(f"aws: no instance {instance_id} in {where}")

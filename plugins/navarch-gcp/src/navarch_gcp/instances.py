@@ -155,7 +155,24 @@ def to_instance(
         labels=labels,
         created_at=_timestamp(resource.get("creationTimestamp")),
         spot=spot,
+        address=_address(resource),
     )
+
+
+def _address(resource: dict[str, Any]) -> str:
+    """Where navarch reaches the machine: the external IP of its first interface, else that
+    interface's internal one; empty before Compute Engine assigned one."""
+    interfaces = resource.get("networkInterfaces")
+    first = interfaces[0] if isinstance(interfaces, list) and interfaces else None
+    if not isinstance(first, dict):
+        return ""
+    configs = first.get("accessConfigs")
+    config = configs[0] if isinstance(configs, list) and configs else None
+    external = config.get("natIP") if isinstance(config, dict) else None
+    if isinstance(external, str) and external:
+        return external
+    internal = first.get("networkIP")
+    return internal if isinstance(internal, str) else ""
 
 
 def _navarch_labels(resource: dict[str, Any]) -> dict[str, str]:

@@ -96,26 +96,35 @@ class GcpProvider:
     async def terminate(self, instance_id: str) -> None:
         self._require_project()
         async with open_compute(self.settings, self._tokens) as api:
-            zone = self._zones.get(instance_id) or await self._find_zone(api, instance_id)
-            if zone is None:
-                raise InstanceNotFound(f"gcp: no instance {instance_id} in {self.settings.project}")
-            what = f"delete {zone}/{instance_id}"
+            zone = await self._zone_of(api, instance_id)
             self._deleting.add(instance_id)
             try:
-                operation = await api.call(
-                    "DELETE", f"/zones/{zone}/instances/{instance_id}", what=what
+                await self._follow(
+                    api,
+                    instance_id,
+                    "DELETE",
+                    f"/zones/{zone}/instances/{instance_id}",
+                    what=f"delete {zone}/{instance_id}",
                 )
-                failure = await api.wait(operation, what=what)
-            except Missing as exc:
-                self._zones.pop(instance_id, None)
-                raise InstanceNotFound(str(exc)) from None
             finally:
                 self._deleting.discard(instance_id)
         self._zones.pop(instance_id, None)
-        if failure is not None:
-            if failure.has(NOT_FOUND):
-                raise InstanceNotFound(f"gcp: {what}: {failure.message}")
-            raise failure.error(what)
+
+    async def reboot(self, instance_id: str) -> None:
+        """Resets the machine (`instances.reset`) and follows the operation to DONE. Compute
+        Engine has no soft reboot in its API: a reset is a hard reset, like a machine's reset
+        button, which keeps the disks, the name and the IP addresses, but loses what the
+        operating system had not yet written to disk."""
+        self._require_project()
+        async with open_compute(self.settings, self._tokens) as api:
+            zone = await self._zone_of(api, instance_id)
+            await self._follow(
+                api,
+                instance_id,
+                "POST",
+                f"/zones/{zone}/instances/{instance_id}/reset",
+                what=f"reset {zone}/{instance_id}",
+            )
 
     async def list(self) -> Sequence[Instance]:
         self._require_project()
@@ -153,6 +162,31 @@ class GcpProvider:
     def _require_project(self) -> None:
         if not self.settings.project:
             raise ProviderError("gcp: no project; set project in the provider's table")
+
+    async def _follow(
+        self, api: Compute, instance_id: str, method: str, path: str, *, what: str
+    ) -> None:
+        """Calls an operation on the instance and follows it to DONE; raises `InstanceNotFound`
+        when the machine is gone and the error of the kind the failure says otherwise."""
+        try:
+            operation = await api.call(method, path, what=what)
+            failure = await api.wait(operation, what=what)
+        except Missing as exc:
+            self._zones.pop(instance_id, None)
+            raise InstanceNotFound(str(exc)) from None
+        if failure is None:
+            return
+        if failure.has(NOT_FOUND):
+            self._zones.pop(instance_id, None)
+            raise InstanceNotFound(f"gcp: {what}: {failure.message}")
+        raise failure.error(what)
+
+    async def _zone_of(self, api: Compute, name: str) -> str:
+        """The zone of instance `name`, from what the provider saw or else a search."""
+        zone = self._zones.get(name) or await self._find_zone(api, name)
+        if zone is None:
+            raise InstanceNotFound(f"gcp: no instance {name} in {self.settings.project}")
+        return zone
 
     async def _find_zone(self, api: Compute, name: str) -> str | None:
         for resource in await api.aggregated("instances", f'name = "{name}"', f"find {name}"):

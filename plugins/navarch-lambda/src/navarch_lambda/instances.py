@@ -74,7 +74,18 @@ def instance(found: Reply, provider: str) -> Instance:
         region=found["region"]["name"].text(),
         pool=tagged.get(POOL_LABEL, ""),
         labels=tagged,
+        address=address(found),
     )
+
+
+def address(found: Reply) -> str:
+    """Where navarch reaches an instance: its public IP, else its private one; empty while
+    Lambda reports neither (both are optional fields of an instance)."""
+    for key in ("ip", "private_ip"):
+        ip = found.optional(key)
+        if ip is not None and ip.text():
+            return ip.text()
+    return ""
 
 
 def name(found: Reply) -> str:

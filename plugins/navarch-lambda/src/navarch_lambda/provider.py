@@ -20,6 +20,7 @@ from navarch_lambda.catalog import LAMBDA_TYPES, catalog
 from navarch_lambda.settings import LambdaSettings, key_problem
 
 _LAUNCH = "/instance-operations/launch"
+_RESTART = "/instance-operations/restart"
 
 
 class LambdaProvider:
@@ -117,6 +118,19 @@ class LambdaProvider:
             body={"instance_ids": [instance_id]},
             instance_call=True,
         )
+
+    async def reboot(self, instance_id: str) -> None:
+        """Restarts the instance, which keeps its disk, its addresses and its id. Lambda
+        answers once it has accepted the restart; asking again restarts the machine again."""
+        restarted = await self._api.call(
+            "POST", _RESTART, body={"instance_ids": [instance_id]}, instance_call=True
+        )
+        ids = [found["id"].text() for found in restarted["data"]["restarted_instances"]]
+        if instance_id not in ids:
+            raise ProviderError(
+                f"lambda: POST {_RESTART}: data.restarted_instances: {instance_id} is not among "
+                "the instances Lambda restarted"
+            )
 
     async def list(self) -> Sequence[Instance]:
         listed = await self._api.call("GET", "/instances")
