@@ -73,7 +73,7 @@ section "navarch gpus"
 timeout 60 $PY -m navarch gpus || echo "(navarch gpus failed with status $?)"
 
 section "navarch compared with nvidia-smi and nvidia-ml-py"
-smi_fields=index,name,uuid,pci.bus_id,memory.total,memory.used,utilization.gpu,temperature.gpu,power.draw,power.limit,ecc.errors.corrected.volatile.total,ecc.errors.uncorrected.volatile.total
+smi_fields=index,name,uuid,pci.bus_id,memory.total,memory.used,utilization.gpu,temperature.gpu,power.draw,power.limit,ecc.errors.corrected.volatile.total,ecc.errors.uncorrected.volatile.total,pcie.link.gen.current,pcie.link.gen.max,pcie.link.width.current,pcie.link.width.max,clocks_throttle_reasons.active
 if command -v nvidia-smi >/dev/null; then
     nvidia-smi --query-gpu="$smi_fields" --format=csv,noheader,nounits > "$OUT/nvidia-smi.csv"
 else
@@ -144,11 +144,18 @@ for line in smi:
         ("power.limit W", line[9], "power_limit_mw", 1000, 1),
         ("ecc corrected volatile", line[10], "ecc_corrected_volatile", 1, 0),
         ("ecc uncorrected volatile", line[11], "ecc_uncorrected_volatile", 1, 0),
+        # An idle GPU may change its link generation between the two reads.
+        ("pcie.link.gen.current", line[12], "pcie_link_gen", 1, 3),
+        ("pcie.link.gen.max", line[13], "pcie_link_gen_max", 1, 0),
+        ("pcie.link.width.current", line[14], "pcie_link_width", 1, 0),
+        ("pcie.link.width.max", line[15], "pcie_link_width_max", 1, 0),
     ]:
         reference = number(text)
         values = [getattr(g, attr) for g in gpus]
         values = [None if v is None else round(v / scale, 1) for v in values]
         row(field, reference, values, near(reference, tolerance))
+    print(f"  {'clocks_throttle_reasons.active':34} {line[16]:>24}  "
+          + "  ".join(f"{hex(g.clock_event_reasons or 0):>24}" for g in gpus))
 
 try:
     import pynvml
@@ -173,6 +180,19 @@ if pynvml is not None:
         header(f"GPU {i}: nvidia-ml-py")
         remap = read(pynvml.nvmlDeviceGetRemappedRows)
         field = pynvml.nvmlDeviceGetFieldValues(h, [pynvml.NVML_FI_DEV_GET_GPU_RECOVERY_ACTION])[0]
+
+        def nvlink_sum(counter):
+            """One NVLink error counter summed over the links that answer, as navarch's total
+            field should read; None where link 0 has no counters."""
+            total, answered = 0, False
+            for link in range(pynvml.NVML_NVLINK_MAX_LINKS):
+                try:
+                    total += pynvml.nvmlDeviceGetNvLinkErrorCounter(h, link, counter)
+                    answered = True
+                except pynvml.NVMLError as exc:
+                    if exc.value == pynvml.NVML_ERROR_INVALID_ARGUMENT:
+                        break
+            return total if answered else None
         reference = {
             "name": read(pynvml.nvmlDeviceGetName),
             "pci_bus_id": read(pynvml.nvmlDeviceGetPciInfo_v3, pick=lambda p: p.busId),
@@ -192,6 +212,14 @@ if pynvml is not None:
             "remapped_rows_pending": remap and bool(remap[2]),
             "remapped_rows_failure": remap and bool(remap[3]),
             "pcie_replay_counter": read(pynvml.nvmlDeviceGetPcieReplayCounter),
+            "pcie_link_gen_max": read(pynvml.nvmlDeviceGetMaxPcieLinkGeneration),
+            "pcie_link_width": read(pynvml.nvmlDeviceGetCurrPcieLinkWidth),
+            "pcie_link_width_max": read(pynvml.nvmlDeviceGetMaxPcieLinkWidth),
+            # Counters: an error between the two reads shows as a mismatch worth a second look.
+            "nvlink_replay_errors": nvlink_sum(pynvml.NVML_NVLINK_ERROR_DL_REPLAY),
+            "nvlink_recovery_errors": nvlink_sum(pynvml.NVML_NVLINK_ERROR_DL_RECOVERY),
+            "nvlink_crc_flit_errors": nvlink_sum(pynvml.NVML_NVLINK_ERROR_DL_CRC_FLIT),
+            "nvlink_crc_data_errors": nvlink_sum(pynvml.NVML_NVLINK_ERROR_DL_CRC_DATA),
             "recovery_action": field.value.uiVal if field.nvmlReturn == 0 else None,
         }
         for kind, k in (("corrected", 0), ("uncorrected", 1)):
@@ -212,7 +240,7 @@ if pynvml is not None:
 
 if len(backends) == 2:
     dynamic = {"memory_used_bytes", "utilization_gpu_pct", "utilization_memory_pct",
-               "temperature_c", "power_usage_mw", "clock_event_reasons"}
+               "temperature_c", "power_usage_mw", "clock_event_reasons", "pcie_link_gen"}
     for a, b in zip(samples["python"], samples["cffi"]):
         differ = [k for k in a.__dict__ if k not in dynamic and getattr(a, k) != getattr(b, k)]
         print(f"\n  GPU {a.index}: both backends agree on every slow-changing field: {differ or 'yes'}")

@@ -151,10 +151,18 @@ def _pynvml_read(pynvml: Any, h: Any) -> dict[str, object]:
             links.append(None)
     out["nvlink"] = links
     read("pcie_replay", pynvml.nvmlDeviceGetPcieReplayCounter)
+    read("pcie_gen", pynvml.nvmlDeviceGetCurrPcieLinkGeneration)
+    read("pcie_gen_max", pynvml.nvmlDeviceGetMaxPcieLinkGeneration)
+    read("pcie_width", pynvml.nvmlDeviceGetCurrPcieLinkWidth)
+    read("pcie_width_max", pynvml.nvmlDeviceGetMaxPcieLinkWidth)
     read("clocks", pynvml.nvmlDeviceGetCurrentClocksEventReasons)
-    read("recovery", pynvml.nvmlDeviceGetFieldValues, [pynvml.NVML_FI_DEV_GET_GPU_RECOVERY_ACTION])
+    read("fields", pynvml.nvmlDeviceGetFieldValues, _PYNVML_FIELDS)
     return out
 
+
+# The fields navarch reads in one nvmlDeviceGetFieldValues call: the GPU recovery action and the
+# NVLink replay, recovery, CRC flit and CRC data totals.
+_PYNVML_FIELDS = [230, 52, 59, 38, 45]
 
 NVML_MEASUREMENTS = [nvml_extension, nvml_extension_c_only, nvml_ctypes, nvml_pynvml]
 

@@ -10,6 +10,11 @@
  *   -DFAKE_NO_REMAPPED_ROWS  no nvmlDeviceGetRemappedRows (pre-Ampere drivers)
  *   -DFAKE_LEGACY            only the older entry points of every versioned family
  * FAKE_NVML_DEVICES (environment, default 2) sets how many devices exist when the library loads.
+ *
+ * A GPU reset runs in another process (the daemon's reset command), so it reaches the fake through
+ * a file: each line "reset INDEX" appended to the file that FAKE_NVML_CONTROL names resets that
+ * device, with the outcome set in its reset_outcome, the next time NVML is initialised or asked
+ * for its devices, as a driver that comes back after a reset is found again.
  */
 
 #include <errno.h>
@@ -27,6 +32,12 @@
 #define MAX_DEVICES 64
 #define MAX_LINKS 36
 #define QUEUE_LEN 256
+#define MAX_PROCESSES 256
+#define NVLINK_COUNTERS 4 /* NVML_NVLINK_ERROR_DL_REPLAY, _RECOVERY, _CRC_FLIT, _CRC_DATA */
+#define MAX_FIELD_OVERRIDES 8
+
+/* What a reset does to a device (its reset_outcome). */
+enum { RESET_CLEAN, RESET_FAILS, RESET_LOST };
 
 /* Every exported NVML function, so calls can be counted and their return code overridden. */
 #define FAKE_FUNCTIONS(X)                                                                         \
@@ -39,9 +50,13 @@
     X(nvmlDeviceGetEnforcedPowerLimit) X(nvmlDeviceGetPowerManagementLimit)                       \
     X(nvmlDeviceGetTotalEccErrors) X(nvmlDeviceGetRetiredPages_v2) X(nvmlDeviceGetRetiredPages)   \
     X(nvmlDeviceGetRetiredPagesPendingStatus) X(nvmlDeviceGetRemappedRows)                        \
-    X(nvmlDeviceGetNvLinkState) X(nvmlDeviceGetPcieReplayCounter)                                 \
+    X(nvmlDeviceGetNvLinkState) X(nvmlDeviceGetNvLinkErrorCounter) X(nvmlDeviceGetPcieReplayCounter) \
+    X(nvmlDeviceGetCurrPcieLinkGeneration) X(nvmlDeviceGetMaxPcieLinkGeneration)                  \
+    X(nvmlDeviceGetCurrPcieLinkWidth) X(nvmlDeviceGetMaxPcieLinkWidth)                            \
     X(nvmlDeviceGetCurrentClocksEventReasons) X(nvmlDeviceGetCurrentClocksThrottleReasons)        \
-    X(nvmlDeviceGetFieldValues) X(nvmlEventSetCreate) X(nvmlDeviceGetSupportedEventTypes)         \
+    X(nvmlDeviceGetFieldValues) X(nvmlDeviceGetComputeRunningProcesses_v3)                       \
+    X(nvmlDeviceGetComputeRunningProcesses_v2) X(nvmlDeviceGetGraphicsRunningProcesses_v3)        \
+    X(nvmlDeviceGetGraphicsRunningProcesses_v2) X(nvmlEventSetCreate) X(nvmlDeviceGetSupportedEventTypes)         \
     X(nvmlDeviceRegisterEvents) X(nvmlEventSetWait_v2) X(nvmlEventSetWait) X(nvmlEventSetFree)
 
 enum {
@@ -73,11 +88,20 @@ struct nvmlDevice_st {
     unsigned long long remapped_rows_pending, remapped_rows_failure;
     unsigned long long nvlink_links, nvlink_up_mask, nvlink_unsupported_mask;
     unsigned long long pcie_replay_counter, clock_event_reasons, recovery_action;
+    unsigned long long pcie_link_gen, pcie_link_gen_max, pcie_link_width, pcie_link_width_max;
+    unsigned long long nvlink_errors[NVLINK_COUNTERS][MAX_LINKS];
     unsigned long long supported_events;
+    unsigned long long reset_outcome, resets;
+    /* Running processes: [0] compute, [1] graphics. */
+    unsigned int process_count[2];
+    unsigned int process_pid[2][MAX_PROCESSES];
+    unsigned long long process_memory[2][MAX_PROCESSES];
     int has_override[FN_COUNT];
     nvmlReturn_t override_rc[FN_COUNT];
-    int has_field_override;
-    nvmlReturn_t field_override_rc;
+    /* Fields of nvmlDeviceGetFieldValues made to report a code, by field id. */
+    unsigned int field_overrides;
+    unsigned int field_override_id[MAX_FIELD_OVERRIDES];
+    nvmlReturn_t field_override_rc[MAX_FIELD_OVERRIDES];
 };
 
 struct queued_event {
@@ -165,6 +189,8 @@ static void default_device(unsigned int i) {
     d->nvlink_links = 18;
     d->nvlink_up_mask = (1ULL << 18) - 1;
     d->clock_event_reasons = 0x1;
+    d->pcie_link_gen = d->pcie_link_gen_max = 5;
+    d->pcie_link_width = d->pcie_link_width_max = 16;
     d->supported_events = 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x400 | 0x800 | 0x4000 | 0x8000;
 }
 
@@ -189,7 +215,9 @@ __attribute__((constructor)) static void load(void) {
     X(retired_pages_sbe) X(retired_pages_dbe) X(retired_pages_pending)                            \
     X(remapped_rows_corrected) X(remapped_rows_uncorrected) X(remapped_rows_pending)              \
     X(remapped_rows_failure) X(nvlink_links) X(nvlink_up_mask) X(nvlink_unsupported_mask)         \
-    X(pcie_replay_counter) X(clock_event_reasons) X(recovery_action) X(supported_events)
+    X(pcie_replay_counter) X(clock_event_reasons) X(recovery_action) X(supported_events)          \
+    X(pcie_link_gen) X(pcie_link_gen_max) X(pcie_link_width) X(pcie_link_width_max)               \
+    X(reset_outcome) X(resets)
 
 /* Sets one numeric value by its name in struct nvmlDevice_st; returns -1 for an unknown name. */
 EXPORT int fakeNvmlSetValue(unsigned int index, const char *name, unsigned long long value) {
@@ -208,6 +236,17 @@ EXPORT int fakeNvmlSetValue(unsigned int index, const char *name, unsigned long 
     return 0;
 }
 
+/* Reads one numeric value by its name (FAKE_VALUES), such as "resets"; 0 for an unknown name. */
+EXPORT unsigned long long fakeNvmlGetValue(unsigned int index, const char *name) {
+    if (index >= MAX_DEVICES) return 0;
+    struct nvmlDevice_st *d = &devices[index];
+#define GET(field)                                                                                \
+    if (strcmp(name, #field) == 0) return d->field;
+    FAKE_VALUES(GET)
+#undef GET
+    return 0;
+}
+
 EXPORT int fakeNvmlSetString(unsigned int index, const char *name, const char *value) {
     if (index >= MAX_DEVICES) return -1;
     if (strcmp(name, "name") == 0) snprintf(devices[index].name, sizeof devices[index].name, "%s", value);
@@ -216,14 +255,32 @@ EXPORT int fakeNvmlSetString(unsigned int index, const char *name, const char *v
     return 0;
 }
 
+/* Sets NVLink error counter `counter` (NVML_NVLINK_ERROR_DL_*) of one link of device `index`. */
+EXPORT int fakeNvmlSetNvLinkErrors(unsigned int index, unsigned int link, unsigned int counter,
+                                   unsigned long long value) {
+    if (index >= MAX_DEVICES || link >= MAX_LINKS || counter >= NVLINK_COUNTERS) return -1;
+    devices[index].nvlink_errors[counter][link] = value;
+    return 0;
+}
+
+static int set_field_return(struct nvmlDevice_st *d, unsigned int id, nvmlReturn_t rc) {
+    unsigned int i = 0;
+    while (i < d->field_overrides && d->field_override_id[i] != id) i++;
+    if (i == MAX_FIELD_OVERRIDES) return -1;
+    if (i == d->field_overrides) d->field_overrides++;
+    d->field_override_id[i] = id;
+    d->field_override_rc[i] = rc;
+    return 0;
+}
+
 /* Makes `function` return `rc` for device `index`, or for every caller when index is -1.
- * The name "field:230" makes the GPU recovery action field report `rc` in its entry. */
+ * The name "field:ID" makes field ID of nvmlDeviceGetFieldValues report `rc` in its entry. */
 EXPORT int fakeNvmlSetReturn(int index, const char *function, int rc) {
-    if (strcmp(function, "field:230") == 0) {
-        if (index < 0 || index >= MAX_DEVICES) return -1;
-        devices[index].has_field_override = 1;
-        devices[index].field_override_rc = rc;
-        return 0;
+    if (strncmp(function, "field:", 6) == 0) {
+        char *end;
+        unsigned long id = strtoul(function + 6, &end, 10);
+        if (index < 0 || index >= MAX_DEVICES || end == function + 6 || *end != '\0') return -1;
+        return set_field_return(&devices[index], (unsigned int)id, rc);
     }
     int fn = function_id(function);
     if (fn < 0) return -1;
@@ -285,6 +342,66 @@ EXPORT void fakeNvmlSetLost(unsigned int index, int lost) {
     pthread_mutex_unlock(&events_lock);
 }
 
+/* Sets the running processes of one kind (0 compute, 1 graphics); `memory` may be NULL. */
+EXPORT int fakeNvmlSetProcesses(unsigned int index, int graphics, unsigned int count,
+                                const unsigned int *pids, const unsigned long long *memory) {
+    if (index >= MAX_DEVICES || count > MAX_PROCESSES || graphics < 0 || graphics > 1) return -1;
+    struct nvmlDevice_st *d = &devices[index];
+    d->process_count[graphics] = count;
+    for (unsigned int i = 0; i < count; i++) {
+        d->process_pid[graphics][i] = pids[i];
+        d->process_memory[graphics][i] = memory ? memory[i] : 0xFFFFFFFFFFFFFFFFULL;
+    }
+    return 0;
+}
+
+/* Resets device `index` as its reset_outcome says. RESET_CLEAN: it answers again with its faults
+ * and processes gone (its identity and settings stay); RESET_FAILS: nothing changes; RESET_LOST:
+ * it falls off the bus and stays lost. */
+EXPORT int fakeNvmlResetDevice(unsigned int index) {
+    if (index >= MAX_DEVICES) return -1;
+    struct nvmlDevice_st *d = &devices[index];
+    d->resets++;
+    if (d->reset_outcome == RESET_FAILS) return 0;
+    if (d->reset_outcome == RESET_LOST) {
+        fakeNvmlSetLost(index, 1);
+        return 0;
+    }
+    d->lost = 0;
+    d->ecc_corrected_volatile = d->ecc_uncorrected_volatile = 0;
+    d->retired_pages_pending = 0;
+    d->remapped_rows_pending = d->remapped_rows_failure = 0;
+    d->nvlink_up_mask = d->nvlink_links >= 64 ? ~0ULL : (1ULL << d->nvlink_links) - 1;
+    d->pcie_replay_counter = 0;
+    d->pcie_link_gen = d->pcie_link_gen_max;
+    d->pcie_link_width = d->pcie_link_width_max;
+    memset(d->nvlink_errors, 0, sizeof d->nvlink_errors);
+    d->clock_event_reasons = 0x1;
+    d->recovery_action = 0;
+    d->process_count[0] = d->process_count[1] = 0;
+    memset(d->has_override, 0, sizeof d->has_override);
+    d->field_overrides = 0;
+    return 0;
+}
+
+/* Carries out the resets that other processes asked for in the FAKE_NVML_CONTROL file. */
+static void apply_control(void) {
+    const char *path = getenv("FAKE_NVML_CONTROL");
+    if (path == NULL || path[0] == '\0') return;
+    char taken[4096];
+    snprintf(taken, sizeof taken, "%s.taken", path);
+    if (rename(path, taken) != 0) return; /* no requests */
+    FILE *f = fopen(taken, "r");
+    if (f != NULL) {
+        unsigned int index;
+        char line[128];
+        while (fgets(line, sizeof line, f) != NULL)
+            if (sscanf(line, "reset %u", &index) == 1) fakeNvmlResetDevice(index);
+        fclose(f);
+    }
+    remove(taken);
+}
+
 static const char *error_string(nvmlReturn_t rc) {
     switch (rc) {
     case NVML_SUCCESS: return "Success";
@@ -305,6 +422,7 @@ EXPORT const char *nvmlErrorString(nvmlReturn_t rc) { return error_string(rc); }
 static nvmlReturn_t init(int fn) {
     nvmlReturn_t rc = enter(fn);
     if (rc != NVML_SUCCESS) return rc;
+    apply_control();
     init_refcount++;
     return NVML_SUCCESS;
 }
@@ -327,6 +445,7 @@ EXPORT nvmlReturn_t nvmlShutdown(void) {
 
 static nvmlReturn_t count_devices(unsigned int *count) {
     if (count == NULL) return NVML_ERROR_INVALID_ARGUMENT;
+    apply_control();
     *count = device_count;
     return NVML_SUCCESS;
 }
@@ -549,11 +668,34 @@ EXPORT nvmlReturn_t nvmlDeviceGetNvLinkState(nvmlDevice_t d, unsigned int link, 
     return NVML_SUCCESS;
 }
 
+EXPORT nvmlReturn_t nvmlDeviceGetNvLinkErrorCounter(nvmlDevice_t d, unsigned int link,
+                                                    int counter, unsigned long long *value) {
+    ENTER_DEVICE(nvmlDeviceGetNvLinkErrorCounter, d);
+    if (d->nvlink_links == 0) return NVML_ERROR_NOT_SUPPORTED;
+    if (link >= d->nvlink_links || link >= MAX_LINKS || counter < 0 || counter >= NVLINK_COUNTERS)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    if (d->nvlink_unsupported_mask & (1ULL << link)) return NVML_ERROR_NOT_SUPPORTED;
+    *value = d->nvlink_errors[counter][link];
+    return NVML_SUCCESS;
+}
+
 EXPORT nvmlReturn_t nvmlDeviceGetPcieReplayCounter(nvmlDevice_t d, unsigned int *value) {
     ENTER_DEVICE(nvmlDeviceGetPcieReplayCounter, d);
     *value = (unsigned int)d->pcie_replay_counter;
     return NVML_SUCCESS;
 }
+
+#define PCIE_QUERY(fn, field)                                                                     \
+    EXPORT nvmlReturn_t fn(nvmlDevice_t d, unsigned int *value) {                                 \
+        ENTER_DEVICE(fn, d);                                                                      \
+        *value = (unsigned int)d->field;                                                          \
+        return NVML_SUCCESS;                                                                      \
+    }
+PCIE_QUERY(nvmlDeviceGetCurrPcieLinkGeneration, pcie_link_gen)
+PCIE_QUERY(nvmlDeviceGetMaxPcieLinkGeneration, pcie_link_gen_max)
+PCIE_QUERY(nvmlDeviceGetCurrPcieLinkWidth, pcie_link_width)
+PCIE_QUERY(nvmlDeviceGetMaxPcieLinkWidth, pcie_link_width_max)
+#undef PCIE_QUERY
 
 #ifndef FAKE_LEGACY
 EXPORT nvmlReturn_t nvmlDeviceGetCurrentClocksEventReasons(nvmlDevice_t d,
@@ -572,27 +714,104 @@ EXPORT nvmlReturn_t nvmlDeviceGetCurrentClocksThrottleReasons(nvmlDevice_t d,
 }
 
 #ifndef FAKE_LEGACY
+static int nvlink_counter(unsigned int field_id) {
+    switch (field_id) {
+    case NVML_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL: return NVML_NVLINK_ERROR_DL_REPLAY;
+    case NVML_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL: return NVML_NVLINK_ERROR_DL_RECOVERY;
+    case NVML_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL: return NVML_NVLINK_ERROR_DL_CRC_FLIT;
+    default: return NVML_NVLINK_ERROR_DL_CRC_DATA;
+    }
+}
+
+/* What the *_ERROR_COUNT_TOTAL fields report: one counter summed over the links that have it. */
+static nvmlReturn_t nvlink_total(nvmlDevice_t d, int counter, unsigned long long *total) {
+    if (d->nvlink_links == 0) return NVML_ERROR_NOT_SUPPORTED;
+    unsigned int links = d->nvlink_links < MAX_LINKS ? (unsigned int)d->nvlink_links : MAX_LINKS;
+    unsigned long long sum = 0;
+    for (unsigned int link = 0; link < links; link++)
+        sum += d->nvlink_errors[counter][link] & ((d->nvlink_unsupported_mask >> link) & 1 ? 0 : ~0ULL);
+    *total = sum;
+    return NVML_SUCCESS;
+}
+
 EXPORT nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t d, int count, nvmlFieldValue_t *values) {
     ENTER_DEVICE(nvmlDeviceGetFieldValues, d);
     if (count < 0 || values == NULL) return NVML_ERROR_INVALID_ARGUMENT;
     for (int i = 0; i < count; i++) {
         nvmlFieldValue_t *v = &values[i];
+        unsigned int o = 0;
+        while (o < d->field_overrides && d->field_override_id[o] != v->fieldId) o++;
         v->timestamp = 1700000000000000LL;
         v->latencyUsec = 0;
-        if (v->fieldId != NVML_FI_DEV_GET_GPU_RECOVERY_ACTION) {
-            v->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
-        } else if (d->has_field_override) {
-            v->nvmlReturn = d->field_override_rc;
-        } else {
+        v->value.ullVal = 0;
+        if (o < d->field_overrides) {
+            v->nvmlReturn = d->field_override_rc[o];
+            continue;
+        }
+        switch (v->fieldId) {
+        case NVML_FI_DEV_GET_GPU_RECOVERY_ACTION:
             v->nvmlReturn = NVML_SUCCESS;
             v->valueType = NVML_VALUE_TYPE_UNSIGNED_INT;
-            v->value.ullVal = 0;
             v->value.uiVal = (unsigned int)d->recovery_action;
+            break;
+        case NVML_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL:
+        case NVML_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL:
+        case NVML_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL:
+        case NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL:
+            v->valueType = NVML_VALUE_TYPE_UNSIGNED_LONG_LONG;
+            v->nvmlReturn = nvlink_total(d, nvlink_counter(v->fieldId), &v->value.ullVal);
+            break;
+        default: v->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
         }
     }
     return NVML_SUCCESS;
 }
 #endif
+
+/* NVML's contract: *count holds the room on the way in and the number of processes on the way out;
+ * INSUFFICIENT_SIZE when they do not fit. */
+static nvmlReturn_t running_processes(nvmlDevice_t d, int kind, unsigned int *count,
+                                      nvmlProcessInfo_t *infos) {
+    if (count == NULL) return NVML_ERROR_INVALID_ARGUMENT;
+    unsigned int n = d->process_count[kind], room = *count;
+    *count = n;
+    if (n == 0) return NVML_SUCCESS;
+    if (room < n || infos == NULL) return NVML_ERROR_INSUFFICIENT_SIZE;
+    for (unsigned int i = 0; i < n; i++) {
+        infos[i].pid = d->process_pid[kind][i];
+        infos[i].usedGpuMemory = d->process_memory[kind][i];
+        infos[i].gpuInstanceId = 0xFFFFFFFFU;
+        infos[i].computeInstanceId = 0xFFFFFFFFU;
+    }
+    return NVML_SUCCESS;
+}
+
+#ifndef FAKE_LEGACY
+EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t d, unsigned int *count,
+                                                            nvmlProcessInfo_t *infos) {
+    ENTER_DEVICE(nvmlDeviceGetComputeRunningProcesses_v3, d);
+    return running_processes(d, 0, count, infos);
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v3(nvmlDevice_t d, unsigned int *count,
+                                                             nvmlProcessInfo_t *infos) {
+    ENTER_DEVICE(nvmlDeviceGetGraphicsRunningProcesses_v3, d);
+    return running_processes(d, 1, count, infos);
+}
+#endif
+
+/* The _v2 queries fill the same struct as _v3; the legacy build has only these. */
+EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v2(nvmlDevice_t d, unsigned int *count,
+                                                            nvmlProcessInfo_t *infos) {
+    ENTER_DEVICE(nvmlDeviceGetComputeRunningProcesses_v2, d);
+    return running_processes(d, 0, count, infos);
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v2(nvmlDevice_t d, unsigned int *count,
+                                                             nvmlProcessInfo_t *infos) {
+    ENTER_DEVICE(nvmlDeviceGetGraphicsRunningProcesses_v2, d);
+    return running_processes(d, 1, count, infos);
+}
 
 EXPORT nvmlReturn_t nvmlEventSetCreate(nvmlEventSet_t *set) {
     ENTER(nvmlEventSetCreate);

@@ -88,6 +88,15 @@ typedef struct {
     unsigned int computeInstanceId;
 } nvmlEventData_t;
 
+/* nvmlProcessInfo_v2_t, which nvml.h also names nvmlProcessInfo_t: the layout that the _v2 and _v3
+ * running-process queries fill. */
+typedef struct {
+    unsigned int pid;
+    unsigned long long usedGpuMemory;
+    unsigned int gpuInstanceId;
+    unsigned int computeInstanceId;
+} nvmlProcessInfo_t;
+
 #define NVML_STRUCT_VERSION(type, ver) ((unsigned int)(sizeof(type) | ((ver) << 24U)))
 #define NVML_TEMPERATURE_GPU 0
 #define NVML_TEMPERATURE_THRESHOLD_SHUTDOWN 0
@@ -98,7 +107,15 @@ typedef struct {
 #define NVML_AGGREGATE_ECC 1
 #define NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS 0
 #define NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR 1
+#define NVML_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL 38
+#define NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL 45
+#define NVML_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL 52
+#define NVML_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL 59
 #define NVML_FI_DEV_GET_GPU_RECOVERY_ACTION 230
+#define NVML_NVLINK_ERROR_DL_REPLAY 0
+#define NVML_NVLINK_ERROR_DL_RECOVERY 1
+#define NVML_NVLINK_ERROR_DL_CRC_FLIT 2
+#define NVML_NVLINK_ERROR_DL_CRC_DATA 3
 
 enum {
     NVML_VALUE_TYPE_DOUBLE,

@@ -44,10 +44,22 @@
       (nvmlDevice_t, unsigned int *, unsigned int *, unsigned int *, unsigned int *))             \
     X(nvmlReturn_t, nvmlDeviceGetNvLinkState, (nvmlDevice_t, unsigned int, int *))                \
     X(nvmlReturn_t, nvmlDeviceGetPcieReplayCounter, (nvmlDevice_t, unsigned int *))               \
+    X(nvmlReturn_t, nvmlDeviceGetCurrPcieLinkGeneration, (nvmlDevice_t, unsigned int *))          \
+    X(nvmlReturn_t, nvmlDeviceGetMaxPcieLinkGeneration, (nvmlDevice_t, unsigned int *))           \
+    X(nvmlReturn_t, nvmlDeviceGetCurrPcieLinkWidth, (nvmlDevice_t, unsigned int *))               \
+    X(nvmlReturn_t, nvmlDeviceGetMaxPcieLinkWidth, (nvmlDevice_t, unsigned int *))                \
     X(nvmlReturn_t, nvmlDeviceGetCurrentClocksEventReasons, (nvmlDevice_t, unsigned long long *)) \
     X(nvmlReturn_t, nvmlDeviceGetCurrentClocksThrottleReasons,                                    \
       (nvmlDevice_t, unsigned long long *))                                                       \
     X(nvmlReturn_t, nvmlDeviceGetFieldValues, (nvmlDevice_t, int, nvmlFieldValue_t *))            \
+    X(nvmlReturn_t, nvmlDeviceGetComputeRunningProcesses_v3,                                      \
+      (nvmlDevice_t, unsigned int *, nvmlProcessInfo_t *))                                        \
+    X(nvmlReturn_t, nvmlDeviceGetComputeRunningProcesses_v2,                                      \
+      (nvmlDevice_t, unsigned int *, nvmlProcessInfo_t *))                                        \
+    X(nvmlReturn_t, nvmlDeviceGetGraphicsRunningProcesses_v3,                                     \
+      (nvmlDevice_t, unsigned int *, nvmlProcessInfo_t *))                                        \
+    X(nvmlReturn_t, nvmlDeviceGetGraphicsRunningProcesses_v2,                                     \
+      (nvmlDevice_t, unsigned int *, nvmlProcessInfo_t *))                                        \
     X(nvmlReturn_t, nvmlEventSetCreate, (nvmlEventSet_t *))                                       \
     X(nvmlReturn_t, nvmlDeviceGetSupportedEventTypes, (nvmlDevice_t, unsigned long long *))       \
     X(nvmlReturn_t, nvmlDeviceRegisterEvents, (nvmlDevice_t, unsigned long long, nvmlEventSet_t)) \
@@ -61,6 +73,16 @@ struct nvml_functions {
 #undef DECLARE
 };
 
+/* A value that does not change while the driver runs, once NVML has given an answer that will
+ * not change either. */
+struct settled {
+    int known;
+    nvmlReturn_t rc;
+    unsigned int value;
+};
+
+enum { PCIE_MAX_GEN, PCIE_MAX_WIDTH };
+
 struct navarch_nvml {
     void *library;
     struct nvml_functions fn;
@@ -68,6 +90,7 @@ struct navarch_nvml {
     unsigned int count;
     nvmlDevice_t *handles;
     nvmlReturn_t *handle_rc;
+    struct settled (*pcie_max)[2]; /* per GPU, by PCIE_MAX_*; only sample() touches it */
 };
 
 struct navarch_nvml_events {
@@ -90,6 +113,7 @@ static void unload(navarch_nvml *s) {
     pthread_mutex_destroy(&s->lock);
     free(s->handles);
     free(s->handle_rc);
+    free(s->pcie_max);
     free(s);
 }
 
@@ -124,7 +148,9 @@ int navarch_nvml_open(const char *path, navarch_nvml **out, char *error, size_t 
     if (rc == NVML_SUCCESS) {
         s->handles = calloc(s->count ? s->count : 1, sizeof *s->handles);
         s->handle_rc = calloc(s->count ? s->count : 1, sizeof *s->handle_rc);
-        if (s->handles == NULL || s->handle_rc == NULL) rc = NVML_ERROR_MEMORY;
+        s->pcie_max = calloc(s->count ? s->count : 1, sizeof *s->pcie_max);
+        if (s->handles == NULL || s->handle_rc == NULL || s->pcie_max == NULL)
+            rc = NVML_ERROR_MEMORY;
     }
     if (rc != NVML_SUCCESS) {
         copy_error(error, error_len, s->fn.nvmlErrorString ? s->fn.nvmlErrorString(rc) : "");
@@ -295,9 +321,28 @@ static nvmlReturn_t read_nvlink(navarch_nvml *s, nvmlDevice_t d, navarch_nvml_gp
     return any ? NVML_SUCCESS : first;
 }
 
-static nvmlReturn_t read_pcie_replay(navarch_nvml *s, nvmlDevice_t d, unsigned int *out) {
-    if (!s->fn.nvmlDeviceGetPcieReplayCounter) return MISSING;
-    return s->fn.nvmlDeviceGetPcieReplayCounter(d, out);
+static nvmlReturn_t read_uint(nvmlReturn_t (*fn)(nvmlDevice_t, unsigned int *), nvmlDevice_t d,
+                              unsigned int *out) {
+    return fn ? fn(d, out) : MISSING;
+}
+
+/* The link's top generation and width belong to the GPU and its slot, so each is asked until
+ * NVML gives an answer that holds for the session: a value, NOT_SUPPORTED or FUNCTION_NOT_FOUND. */
+static nvmlReturn_t read_pcie_max(navarch_nvml *s, nvmlDevice_t d, navarch_nvml_gpu *g, int which,
+                                  unsigned int *out) {
+    struct settled *m = &s->pcie_max[g->index][which];
+    if (!m->known) {
+        unsigned int value = 0;
+        nvmlReturn_t rc = read_uint(which == PCIE_MAX_GEN ? s->fn.nvmlDeviceGetMaxPcieLinkGeneration
+                                                          : s->fn.nvmlDeviceGetMaxPcieLinkWidth,
+                                    d, &value);
+        if (rc != NVML_SUCCESS && rc != NVML_ERROR_NOT_SUPPORTED && rc != MISSING) return rc;
+        m->known = 1;
+        m->rc = rc;
+        m->value = value;
+    }
+    *out = m->value;
+    return m->rc;
 }
 
 static nvmlReturn_t read_clock_events(navarch_nvml *s, nvmlDevice_t d, unsigned long long *out) {
@@ -320,15 +365,41 @@ static unsigned long long field_as_u64(const nvmlFieldValue_t *v) {
     }
 }
 
-static nvmlReturn_t read_recovery_action(navarch_nvml *s, nvmlDevice_t d, unsigned long long *out) {
-    nvmlFieldValue_t v;
-    if (!s->fn.nvmlDeviceGetFieldValues) return MISSING;
-    memset(&v, 0, sizeof v);
-    v.fieldId = NVML_FI_DEV_GET_GPU_RECOVERY_ACTION;
-    nvmlReturn_t rc = s->fn.nvmlDeviceGetFieldValues(d, 1, &v);
-    if (rc != NVML_SUCCESS) return rc;
-    if (v.nvmlReturn == NVML_SUCCESS) *out = field_as_u64(&v);
-    return v.nvmlReturn;
+/* The values that NVML serves as fields, in one call: each field carries its own return code. The
+ * NVLink totals cost nothing more here, where nvmlDeviceGetNvLinkErrorCounter would cost one call
+ * per link and counter. */
+#define FIELD_COUNT 5
+
+static void read_fields(navarch_nvml *s, nvmlDevice_t d, navarch_nvml_gpu *g) {
+    static const struct {
+        unsigned int id;
+        int field;
+    } wanted[FIELD_COUNT] = {
+        {NVML_FI_DEV_GET_GPU_RECOVERY_ACTION, NAVARCH_NVML_F_RECOVERY_ACTION},
+        {NVML_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL, NAVARCH_NVML_F_NVLINK_REPLAY_ERRORS},
+        {NVML_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL, NAVARCH_NVML_F_NVLINK_RECOVERY_ERRORS},
+        {NVML_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL, NAVARCH_NVML_F_NVLINK_CRC_FLIT_ERRORS},
+        {NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL, NAVARCH_NVML_F_NVLINK_CRC_DATA_ERRORS},
+    };
+    unsigned long long *out[FIELD_COUNT] = {&g->recovery_action, &g->nvlink_replay_errors,
+                                            &g->nvlink_recovery_errors, &g->nvlink_crc_flit_errors,
+                                            &g->nvlink_crc_data_errors};
+    nvmlFieldValue_t v[FIELD_COUNT];
+    nvmlReturn_t rc = MISSING;
+    if (g->status == NVML_ERROR_GPU_IS_LOST) rc = NVML_ERROR_GPU_IS_LOST;
+    else if (s->fn.nvmlDeviceGetFieldValues) {
+        memset(v, 0, sizeof v);
+        for (int i = 0; i < FIELD_COUNT; i++) v[i].fieldId = wanted[i].id;
+        rc = s->fn.nvmlDeviceGetFieldValues(d, FIELD_COUNT, v);
+    }
+    for (int i = 0; i < FIELD_COUNT; i++) {
+        if (rc != NVML_SUCCESS) {
+            record(g, wanted[i].field, rc);
+            continue;
+        }
+        if (v[i].nvmlReturn == NVML_SUCCESS) *out[i] = field_as_u64(&v[i]);
+        record(g, wanted[i].field, v[i].nvmlReturn);
+    }
 }
 
 static void sample_one(navarch_nvml *s, nvmlDevice_t d, navarch_nvml_gpu *g) {
@@ -367,9 +438,18 @@ static void sample_one(navarch_nvml *s, nvmlDevice_t d, navarch_nvml_gpu *g) {
     STEP(g, NAVARCH_NVML_F_RETIRED_PAGES_PENDING, read_retired_pending(s, d, &g->retired_pages_pending));
     STEP(g, NAVARCH_NVML_F_REMAPPED_ROWS, read_remapped(s, d, g));
     STEP(g, NAVARCH_NVML_F_NVLINK, read_nvlink(s, d, g));
-    STEP(g, NAVARCH_NVML_F_PCIE_REPLAY, read_pcie_replay(s, d, &g->pcie_replay_counter));
+    STEP(g, NAVARCH_NVML_F_PCIE_REPLAY,
+         read_uint(s->fn.nvmlDeviceGetPcieReplayCounter, d, &g->pcie_replay_counter));
+    STEP(g, NAVARCH_NVML_F_PCIE_LINK_GEN,
+         read_uint(s->fn.nvmlDeviceGetCurrPcieLinkGeneration, d, &g->pcie_link_gen));
+    STEP(g, NAVARCH_NVML_F_PCIE_LINK_GEN_MAX,
+         read_pcie_max(s, d, g, PCIE_MAX_GEN, &g->pcie_link_gen_max));
+    STEP(g, NAVARCH_NVML_F_PCIE_LINK_WIDTH,
+         read_uint(s->fn.nvmlDeviceGetCurrPcieLinkWidth, d, &g->pcie_link_width));
+    STEP(g, NAVARCH_NVML_F_PCIE_LINK_WIDTH_MAX,
+         read_pcie_max(s, d, g, PCIE_MAX_WIDTH, &g->pcie_link_width_max));
     STEP(g, NAVARCH_NVML_F_CLOCK_EVENT_REASONS, read_clock_events(s, d, &g->clock_event_reasons));
-    STEP(g, NAVARCH_NVML_F_RECOVERY_ACTION, read_recovery_action(s, d, &g->recovery_action));
+    read_fields(s, d, g);
 }
 
 unsigned int navarch_nvml_sample(navarch_nvml *s, navarch_nvml_gpu *out, unsigned int capacity) {
@@ -465,4 +545,47 @@ void navarch_nvml_events_free(navarch_nvml_events *e) {
     if (e == NULL) return;
     e->session->fn.nvmlEventSetFree(e->set);
     free(e);
+}
+
+/* Not part of a sample: the daemon asks before it resets a GPU. The versions before _v2 fill a
+ * shorter struct, and navarch does not read them. */
+int navarch_nvml_processes(navarch_nvml *s, unsigned int index, int kind, navarch_nvml_process *out,
+                           unsigned int capacity, unsigned int *count) {
+    nvmlReturn_t (*query)(nvmlDevice_t, unsigned int *, nvmlProcessInfo_t *);
+    if (kind == NAVARCH_NVML_GRAPHICS_PROCESSES)
+        query = s->fn.nvmlDeviceGetGraphicsRunningProcesses_v3
+                    ? s->fn.nvmlDeviceGetGraphicsRunningProcesses_v3
+                    : s->fn.nvmlDeviceGetGraphicsRunningProcesses_v2;
+    else
+        query = s->fn.nvmlDeviceGetComputeRunningProcesses_v3
+                    ? s->fn.nvmlDeviceGetComputeRunningProcesses_v3
+                    : s->fn.nvmlDeviceGetComputeRunningProcesses_v2;
+    *count = 0;
+    if (query == NULL) return MISSING;
+    if (index >= s->count) return NVML_ERROR_INVALID_ARGUMENT;
+    pthread_mutex_lock(&s->lock);
+    if (s->handle_rc[index] != NVML_SUCCESS)
+        s->handle_rc[index] = get_handle(s, index, &s->handles[index]);
+    nvmlReturn_t rc = s->handle_rc[index];
+    nvmlDevice_t d = s->handles[index];
+    pthread_mutex_unlock(&s->lock);
+    if (rc != NVML_SUCCESS) return rc;
+    nvmlProcessInfo_t *infos = NULL;
+    if (capacity > 0) {
+        infos = calloc(capacity, sizeof *infos);
+        if (infos == NULL) return NVML_ERROR_MEMORY;
+    }
+    unsigned int n = capacity;
+    rc = query(d, &n, infos);
+    if (rc == NVML_SUCCESS) {
+        for (unsigned int i = 0; i < n && i < capacity; i++) {
+            out[i].pid = infos[i].pid;
+            out[i].used_memory = infos[i].usedGpuMemory;
+            out[i].gpu_instance_id = infos[i].gpuInstanceId;
+            out[i].compute_instance_id = infos[i].computeInstanceId;
+        }
+    }
+    free(infos);
+    *count = n;
+    return rc;
 }

@@ -39,8 +39,16 @@ enum {
     NAVARCH_NVML_F_REMAPPED_ROWS,
     NAVARCH_NVML_F_NVLINK,
     NAVARCH_NVML_F_PCIE_REPLAY,
+    NAVARCH_NVML_F_PCIE_LINK_GEN,
+    NAVARCH_NVML_F_PCIE_LINK_GEN_MAX,
+    NAVARCH_NVML_F_PCIE_LINK_WIDTH,
+    NAVARCH_NVML_F_PCIE_LINK_WIDTH_MAX,
     NAVARCH_NVML_F_CLOCK_EVENT_REASONS,
     NAVARCH_NVML_F_RECOVERY_ACTION,
+    NAVARCH_NVML_F_NVLINK_REPLAY_ERRORS,
+    NAVARCH_NVML_F_NVLINK_RECOVERY_ERRORS,
+    NAVARCH_NVML_F_NVLINK_CRC_FLIT_ERRORS,
+    NAVARCH_NVML_F_NVLINK_CRC_DATA_ERRORS,
     NAVARCH_NVML_F_COUNT
 };
 
@@ -74,8 +82,17 @@ typedef struct {
     unsigned char remapped_rows_pending;
     unsigned char remapped_rows_failure;
     unsigned int pcie_replay_counter;
+    unsigned int pcie_link_gen;
+    unsigned int pcie_link_gen_max; /* the _max values are read once per session */
+    unsigned int pcie_link_width;
+    unsigned int pcie_link_width_max;
     unsigned long long clock_event_reasons;
     unsigned long long recovery_action;
+    /* Summed over the GPU's links since the driver loaded, from nvmlDeviceGetFieldValues. */
+    unsigned long long nvlink_replay_errors;
+    unsigned long long nvlink_recovery_errors;
+    unsigned long long nvlink_crc_flit_errors;
+    unsigned long long nvlink_crc_data_errors;
     unsigned int nvlink_count; /* entries of nvlink_state that hold a result */
     signed char nvlink_state[NAVARCH_NVML_MAX_LINKS]; /* 1 up, 0 down, -1 the link's query failed */
     int rc[NAVARCH_NVML_F_COUNT];
@@ -89,13 +106,29 @@ typedef struct {
     unsigned int compute_instance_id;
 } navarch_nvml_event;
 
+/* Which processes navarch_nvml_processes lists. */
+enum { NAVARCH_NVML_COMPUTE_PROCESSES, NAVARCH_NVML_GRAPHICS_PROCESSES };
+
+typedef struct {
+    unsigned int pid;
+    unsigned long long used_memory; /* bytes; all ones where NVML cannot tell (NVML_VALUE_NOT_AVAILABLE) */
+    unsigned int gpu_instance_id;
+    unsigned int compute_instance_id;
+} navarch_nvml_process;
+
 int navarch_nvml_open(const char *path, navarch_nvml **out, char *error, size_t error_len);
 void navarch_nvml_close(navarch_nvml *s);
 unsigned int navarch_nvml_device_count(const navarch_nvml *s);
+/* Samples every GPU into out[0..capacity); one call at a time per session. */
 unsigned int navarch_nvml_sample(navarch_nvml *s, navarch_nvml_gpu *out, unsigned int capacity);
 int navarch_nvml_events_create(navarch_nvml *s, unsigned long long mask, navarch_nvml_events **out,
                                unsigned long long *registered, unsigned int capacity);
 int navarch_nvml_events_wait(navarch_nvml_events *e, unsigned int timeout_ms, navarch_nvml_event *out);
 void navarch_nvml_events_free(navarch_nvml_events *e);
+/* Lists the processes of one kind that use GPU `index` into out[0..capacity). SUCCESS: *count
+ * processes were written. INSUFFICIENT_SIZE: there are *count of them, more than capacity; ask
+ * again with room for more, since processes come and go between calls. Else NVML's code. */
+int navarch_nvml_processes(navarch_nvml *s, unsigned int index, int kind, navarch_nvml_process *out,
+                           unsigned int capacity, unsigned int *count);
 
 #endif

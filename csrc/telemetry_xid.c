@@ -92,6 +92,27 @@ static int parse_pci(const char *p, const char *end, pci_addr *a)
     return 1;
 }
 
+/* lspci's "bb:dd.f" without a domain, which some fallen-off-the-bus lines print; domain 0. */
+static int parse_pci_short(const char *p, const char *end, pci_addr *a)
+{
+    a->start = p;
+    if (end - p < 7 || hex_run(p, end, 2, &a->bus) != 2 || p[2] != ':' ||
+        hex_run(p + 3, end, 2, &a->device) != 2 || p[5] != '.' || p[6] < '0' || p[6] > '7' ||
+        a->device > 0x1f)
+        return 0;
+    a->domain = 0;
+    a->function = (uint32_t)(p[6] - '0');
+    a->end = p + 7;
+    return 1;
+}
+
+/* A GPU address in either form, followed by lit. */
+static int gpu_address(const char *p, const char *end, const char *lit, pci_addr *a)
+{
+    return (parse_pci(p, end, a) && starts(a->end, end, lit)) ||
+           (parse_pci_short(p, end, a) && starts(a->end, end, lit));
+}
+
 static const char *trim_end(const char *start, const char *end)
 {
     while (end > start && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' || end[-1] == '\n'))
@@ -132,9 +153,21 @@ static int is_unknown(const char *s, size_t n)
            (n == 11 && memcmp(s, "'<unknown>'", 11) == 0);
 }
 
-/* "pid=N, name=NAME, " where either may be absent; returns where the message starts. A field
- * that does not parse in full stays in the message. */
-static const char *parse_pid_name(const char *p, const char *end, navarch_xid *x)
+/* Where the next field starts after a value that ends at p, or NULL: ", " separates fields, and
+ * the last field may end the line (mend: the end without trailing blanks), with or without a
+ * comma. */
+static const char *field_end(const char *p, const char *end, const char *mend)
+{
+    if (starts(p, end, ", "))
+        return p + 2;
+    if (p == mend || (p + 1 == mend && *p == ','))
+        return mend;
+    return NULL;
+}
+
+/* "pid=N, name=NAME, " where either may be absent or end the line; returns where the message
+ * starts. A field that does not parse in full stays in the message. */
+static const char *parse_pid_name(const char *p, const char *end, const char *mend, navarch_xid *x)
 {
     const char *v, *after, *ns, *ne;
     uint64_t pid = 0;
@@ -156,19 +189,26 @@ static const char *parse_pid_name(const char *p, const char *end, navarch_xid *x
         value = (int64_t)pid;
         after = v + n;
     }
-    if (!starts(after, end, ", "))
+    if (!(after = field_end(after, end, mend)))
         return p;
     x->pid = value;
-    p = after + 2;
+    p = after;
     if (!starts(p, end, "name="))
         return p;
     ns = p + 5;
     ne = memmem(ns, (size_t)(end - ns), ", ", 2);
-    if (!ne || !name_ok(ns, (size_t)(ne - ns)))
+    if (ne) {
+        after = ne + 2;
+    } else {
+        after = ne = mend;
+        if (ne > ns && ne[-1] == ',')
+            ne--;
+    }
+    if (!name_ok(ns, (size_t)(ne - ns)))
         return p;
     if (!is_unknown(ns, (size_t)(ne - ns)))
         memcpy(x->name, ns, (size_t)(ne - ns));
-    return ne + 2;
+    return after;
 }
 
 /* " (Name)" of an XID 154 action: printable ASCII without ')'. */
@@ -225,80 +265,117 @@ static int unit_char(unsigned char c)
            c == '_' || c == '/';
 }
 
-/* "NETIR_LINK_EVT Fatal XC0 i0 Link 08 (0x004505c6 0x00000000 ...)" */
-static void parse_nvlink5(const char *p, const char *end, navarch_xid *x)
+/* Past a run of one or more spaces, or NULL. */
+static const char *spaces(const char *p, const char *end)
 {
-    size_t n = 0;
-    uint64_t containment, instance, link;
-    uint32_t intrinfo, status = 0;
-    int fatal, has_status = 0;
-    const char *unit = p;
-
-    while (p + n < end && n < NAVARCH_XID_UNIT_LEN - 1 && unit_char((unsigned char)p[n]))
-        n++;
-    if (n == 0 || !starts(p + n, end, " "))
-        return;
-    p += n + 1;
-    if (starts(p, end, "Fatal ")) {
-        fatal = 1;
-        p += 6;
-    } else if (starts(p, end, "Nonfatal ")) {
-        fatal = 0;
-        p += 9;
-    } else {
-        return;
-    }
-    if (!starts(p, end, "XC"))
-        return;
-    p += 2;
-    size_t d = dec_run(p, end, 2, &containment);
-    if (!d || !starts(p + d, end, " i"))
-        return;
-    p += d + 2;
-    d = dec_run(p, end, 3, &instance);
-    if (!d || !starts(p + d, end, " Link "))
-        return;
-    p += d + 6;
-    d = dec_run(p, end, 3, &link);
-    if (!d || !starts(p + d, end, " (0x"))
-        return;
-    p += d + 4;
-    d = hex_run(p, end, 8, &intrinfo);
-    if (!d)
-        return;
-    p += d;
-    if (starts(p, end, " 0x") && (d = hex_run(p + 3, end, 8, &status)))
-        has_status = 1;
-    x->has_nvlink = 1;
-    memcpy(x->nvl_unit, unit, n);
-    x->nvl_unit[n] = '\0';
-    x->nvl_fatal = fatal;
-    x->nvl_containment = (int32_t)containment;
-    x->nvl_link = (int32_t)link;
-    x->nvl_intrinfo = intrinfo;
-    x->nvl_has_error_status = has_status;
-    x->nvl_error_status = status;
+    const char *q = p;
+    while (q < end && *q == ' ')
+        q++;
+    return q > p ? q : NULL;
 }
 
-/* "Xid (PCI:0000:3b:00): 79, pid=1234, name=python3, GPU has fallen off the bus." after "NVRM: " */
+/* "Fatal XC0 i0 Link 08 (0x004505c6 0x00000000 ...)", after the unit; the driver pads some fields
+ * with runs of spaces, and prints link -1 for an event of no single link. */
+static int nvlink5_fields(const char *p, const char *end, navarch_xid *t)
+{
+    uint64_t v;
+    size_t d;
+    int negative = 0;
+
+    if (starts(p, end, "Fatal")) {
+        t->nvl_fatal = 1;
+        p += 5;
+    } else if (starts(p, end, "Nonfatal")) {
+        t->nvl_fatal = 0;
+        p += 8;
+    } else {
+        return 0;
+    }
+    if (!(p = spaces(p, end)) || !starts(p, end, "XC"))
+        return 0;
+    p += 2;
+    if (!(d = dec_run(p, end, 2, &v)) || !(p = spaces(p + d, end)) || !starts(p, end, "i"))
+        return 0;
+    t->nvl_containment = (int32_t)v;
+    p += 1;
+    if (!(d = dec_run(p, end, 3, &v)) || !(p = spaces(p + d, end)) || !starts(p, end, "Link") ||
+        !(p = spaces(p + 4, end)))
+        return 0;
+    if (p < end && *p == '-') {
+        negative = 1;
+        p++;
+    }
+    if (!(d = dec_run(p, end, 3, &v)) || !(p = spaces(p + d, end)) || !starts(p, end, "(0x"))
+        return 0;
+    t->nvl_link = negative ? -(int32_t)v : (int32_t)v;
+    p += 3;
+    if (!(d = hex_run(p, end, 8, &t->nvl_intrinfo)))
+        return 0;
+    p = spaces(p + d, end);
+    t->nvl_has_error_status =
+        p && starts(p, end, "0x") && hex_run(p + 2, end, 8, &t->nvl_error_status) > 0;
+    if (!t->nvl_has_error_status)
+        t->nvl_error_status = 0;
+    return 1;
+}
+
+/* "NETIR_LINK_EVT Fatal XC0 i0 Link 08 (...)"; a unit may be several words ("MSE Degraded"), so
+ * each word end is tried in turn, up to NAVARCH_XID_UNIT_LEN - 1 bytes of unit. */
+static void parse_nvlink5(const char *p, const char *end, navarch_xid *x)
+{
+    const char *q = p, *word, *next;
+    navarch_xid t;
+
+    for (;;) {
+        word = q;
+        while (q < end && q - p < NAVARCH_XID_UNIT_LEN && unit_char((unsigned char)*q))
+            q++;
+        if (q == word || q - p >= NAVARCH_XID_UNIT_LEN || !(next = spaces(q, end)))
+            return;
+        if (nvlink5_fields(next, end, &t))
+            break;
+        q = next;
+    }
+    x->has_nvlink = 1;
+    memcpy(x->nvl_unit, p, (size_t)(q - p));
+    x->nvl_unit[q - p] = '\0';
+    x->nvl_fatal = t.nvl_fatal;
+    x->nvl_containment = t.nvl_containment;
+    x->nvl_link = t.nvl_link;
+    x->nvl_intrinfo = t.nvl_intrinfo;
+    x->nvl_has_error_status = t.nvl_has_error_status;
+    x->nvl_error_status = t.nvl_error_status;
+}
+
+/* "Xid (PCI:0000:3b:00): 79, pid=1234, name=python3, GPU has fallen off the bus." after "NVRM: ",
+ * or a bare "Xid (PCI:0000:3f:00): 46" with nothing after the code. */
 static int parse_xid_form(const char *text, const char *p, const char *end, navarch_xid *x)
 {
     pci_addr a;
     uint64_t code;
     size_t n;
+    const char *mend;
 
     if (!parse_pci(p, end, &a) || !starts(a.end, end, "): "))
         return 0;
     p = a.end + 3;
-    if (!(n = dec_run(p, end, 5, &code)) || code == 0 || !starts(p + n, end, ","))
+    if (!(n = dec_run(p, end, 5, &code)) || code == 0)
         return 0;
-    p += n + 1;
-    if (p < end && *p == ' ')
+    p += n;
+    mend = trim_end(p, end);
+    if (p == mend) {
+        set_common(x, text, (int)code, &a, p, end);
+        return (int)code;
+    }
+    if (!starts(p, end, ","))
+        return 0;
+    p++;
+    while (p < end && *p == ' ')
         p++;
     navarch_xid fields;
     memset(&fields, 0, sizeof fields);
     fields.pid = -1;
-    const char *detail = parse_pid_name(p, end, &fields);
+    const char *detail = parse_pid_name(p, end, mend, &fields);
     set_common(x, text, (int)code, &a, detail, end);
     x->pid = fields.pid;
     memcpy(x->name, fields.name, sizeof fields.name);
@@ -334,15 +411,15 @@ int navarch_xid_parse(const char *text, size_t len, navarch_xid *out)
             if (code)
                 return code;
         } else if (starts(q, end, "GPU at ")) {
-            if (parse_pci(q + 7, end, &a) && starts(a.end, end, " has fallen off the bus"))
+            if (gpu_address(q + 7, end, " has fallen off the bus", &a))
                 return fallen_off_bus(text, q, &a, end, out);
         } else if (starts(q, end, "GPU ")) {
-            if (parse_pci(q + 4, end, &a) && starts(a.end, end, ": GPU has fallen off the bus"))
+            if (gpu_address(q + 4, end, ": GPU has fallen off the bus", &a))
                 return fallen_off_bus(text, q, &a, end, out);
         } else if (starts(q, end, "The NVIDIA GPU ")) {
             /* One printk with embedded newlines; /dev/kmsg escapes them as \x0a. The same
              * opening also starts "... is not supported" messages, hence the phrase. */
-            if (parse_pci(q + 15, end, &a) &&
+            if (gpu_address(q + 15, end, "", &a) &&
                 memmem(a.end, (size_t)(end - a.end), multi, sizeof multi - 1))
                 return fallen_off_bus(text, q, &a, end, out);
         }

@@ -9,7 +9,8 @@ Per node, the verdict is the worst (result, then action) of the matches within t
 healthy report does not erase an XID 79: the node stays unhealthy until the window has passed
 since the last bad event. The judge keeps, per node, the history the rules can count over
 (bounded by the policy's history window and `HISTORY_LIMIT`) and the latest match for each
-(result, action) pair, which is all the window needs.
+(result, action) pair of each GPU, which is all the window needs. A GPU reset or a reboot clears
+a fault, so the judge forgets what it held of the GPU or the node (`forget`).
 
 Time is the caller's: `now` is `trio.current_time()` in the control plane, virtual time in the
 simulator, and the events' own timestamps in `navarch policy test`.
@@ -82,7 +83,9 @@ class _NodeState:
 
     def __init__(self) -> None:
         self.history: collections.deque[Seen] = collections.deque(maxlen=HISTORY_LIMIT)
-        self.worst: dict[tuple[Result, Action], Match] = {}
+        # (result, action, GPU index) -> the latest match; per GPU, so that forgetting one GPU
+        # keeps what the others did.
+        self.worst: dict[tuple[Result, Action, int], Match] = {}
 
 
 class HealthJudge:
@@ -90,7 +93,8 @@ class HealthJudge:
 
     The control plane calls `evaluate(node_id, request.events, trio.current_time())` for each
     ReportHealth, `verdict(node_id, now)` to see a node's health without new events (a bad
-    event ages out of the window), and `forget(node_id)` when a node is gone.
+    event ages out of the window), and `forget(node_id)` when a node is gone or rebooted
+    (`forget(node_id, gpu)` when one GPU was reset).
     """
 
     def __init__(self, policy: Policy, window: timedelta | float = timedelta(minutes=10)) -> None:
@@ -120,7 +124,7 @@ class HealthJudge:
             match = self._judge(item, history, now)
             matches.append(match)
             if match.result is not Result.HEALTHY or match.action is not Action.NONE:
-                state.worst[(match.result, match.action)] = match
+                state.worst[(match.result, match.action, event.gpu_index)] = match
         return self._verdict(node_id, state, now, tuple(matches))
 
     def verdict(self, node_id: str, now: float) -> Verdict:
@@ -129,8 +133,19 @@ class HealthJudge:
             return Verdict(node_id=node_id, health=Result.HEALTHY, action=Action.NONE, cause=None)
         return self._verdict(node_id, state, now, ())
 
-    def forget(self, node_id: str) -> None:
-        self._nodes.pop(node_id, None)
+    def forget(self, node_id: str, gpu_index: int = -1) -> None:
+        """Forgets the node's events, or only those of one GPU (a reset cleared its fault)."""
+        if gpu_index < 0:
+            self._nodes.pop(node_id, None)
+            return
+        state = self._nodes.get(node_id)
+        if state is None:
+            return
+        kept = [s for s in state.history if s.event.gpu_index != gpu_index]
+        state.history.clear()
+        state.history.extend(kept)
+        for key in [k for k in state.worst if k[2] == gpu_index]:
+            del state.worst[key]
 
     def _verdict(
         self, node_id: str, state: _NodeState, now: float, matches: tuple[Match, ...]

@@ -28,12 +28,19 @@ EOF = 2
 
 _U64_MAX = 2**64 - 1
 _PCI = rb"(?:PCI:)?([0-9a-fA-F]{1,8}):([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})(?:\.([0-7]))?"
-_XID = re.compile(rb"Xid \((" + _PCI + rb")\): ([0-9]{1,5}), ?")
-_GPU_AT = re.compile(rb"GPU at (" + _PCI + rb") has fallen off the bus")
-_GPU = re.compile(rb"GPU (" + _PCI + rb"): GPU has fallen off the bus")
-_THE_GPU = re.compile(rb"The NVIDIA GPU (" + _PCI + rb")")
+# lspci's form without a domain, which some fallen-off-the-bus lines print; the empty group stands
+# for the domain so that both forms number their groups alike.
+_PCI_SHORT = rb"()([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])"
+_XID = re.compile(rb"Xid \((" + _PCI + rb")\): ([0-9]{1,5})(?:, *|[ \t\r\n]*\Z)")
+_GPU_AT = tuple(
+    re.compile(rb"GPU at (" + p + rb") has fallen off the bus") for p in (_PCI, _PCI_SHORT)
+)
+_GPU = tuple(
+    re.compile(rb"GPU (" + p + rb"): GPU has fallen off the bus") for p in (_PCI, _PCI_SHORT)
+)
+_THE_GPU = tuple(re.compile(rb"The NVIDIA GPU (" + p + rb")") for p in (_PCI, _PCI_SHORT))
 _MULTILINE = b"fallen off the bus and is not responding"
-_PID = re.compile(rb"pid=(?:'<unknown>'|<unknown>|([0-9]{1,10})), ")
+_PID = re.compile(rb"pid=(?:'<unknown>'|<unknown>|([0-9]{1,10}))")
 _ACTION_NAME = rb"\(([\x20-\x28\x2a-\x7e]{1,47})\)"
 _ACTION = re.compile(
     rb"GPU recovery action changed from 0x([0-9a-fA-F]{1,8}) "
@@ -41,9 +48,12 @@ _ACTION = re.compile(
     + rb" to 0x([0-9a-fA-F]{1,8}) "
     + _ACTION_NAME
 )
+# The unit may be several words ("MSE Degraded"), 47 bytes at most; the lazy repeats try the
+# shortest unit first, as the C parser tries each word end in turn. Runs of spaces may pad any
+# field, and link -1 stands for no single link.
 _NVLINK5 = re.compile(
-    rb"([A-Za-z0-9_/]{1,47}) (Fatal|Nonfatal) XC([0-9]{1,2}) i[0-9]{1,3} Link ([0-9]{1,3}) "
-    rb"\(0x([0-9a-fA-F]{1,8})(?: 0x([0-9a-fA-F]{1,8}))?"
+    rb"([A-Za-z0-9_/](?:[A-Za-z0-9_/ ]{0,45}?[A-Za-z0-9_/])??) +(Fatal|Nonfatal) +XC([0-9]{1,2}) +"
+    rb"i[0-9]{1,3} +Link +(-?[0-9]{1,3}) +\(0x([0-9a-fA-F]{1,8})(?: +0x([0-9a-fA-F]{1,8}))?"
 )
 _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
 _UNKNOWN = (b"<unknown>", b"'<unknown>'")
@@ -64,33 +74,62 @@ def _decode(data: bytes) -> str:
     return data.decode("utf-8", "replace")
 
 
+def _match(
+    patterns: tuple[re.Pattern[bytes], ...], text: bytes, pos: int
+) -> re.Match[bytes] | None:
+    """The first of `patterns` that matches at `pos`, as the C parser tries each address form."""
+    for pattern in patterns:
+        if m := pattern.match(text, pos):
+            return m
+    return None
+
+
 def _pci(m: re.Match[bytes], group: int) -> tuple[str, str] | None:
     """(raw, normalised) for the address whose groups start at `group`, or None if invalid."""
     device = int(m.group(group + 3), 16)
     if device > 0x1F:
         return None
-    domain = int(m.group(group + 1), 16)
+    domain = int(m.group(group + 1) or b"0", 16)
     bus = int(m.group(group + 2), 16)
     function = int(m.group(group + 4) or b"0")
     raw = m.group(group).decode("ascii")
     return raw, f"{domain:08X}:{bus:02X}:{device:02X}.{function:X}"
 
 
-def _pid_name(text: bytes, p: int) -> tuple[int, bytes | None, int]:
+def _field_end(text: bytes, p: int, mend: int) -> int | None:
+    """Where the next field starts after a value that ends at `p`, or None.
+
+    ", " separates fields, and the last field may end the line (`mend`: the end without trailing
+    blanks), with or without a comma.
+    """
+    if text.startswith(b", ", p):
+        return p + 2
+    if p == mend or (p + 1 == mend and text[p] == 0x2C):
+        return mend
+    return None
+
+
+def _pid_name(text: bytes, p: int, mend: int) -> tuple[int, bytes | None, int]:
     """pid, name and where the message starts; a field that does not parse stays in it."""
     m = _PID.match(text, p)
-    if m is None:
+    if m is None or (after := _field_end(text, m.end(), mend)) is None:
         return -1, None, p
     pid = int(m.group(1)) if m.group(1) is not None else -1
-    p = m.end()
+    p = after
     if not text.startswith(b"name=", p):
         return pid, None, p
     ns = p + 5
     ne = text.find(b", ", ns)
-    if ne < 0 or not 0 < ne - ns < NAME_LEN or _CONTROL.search(text, ns, ne):
+    if ne >= 0:
+        after = ne + 2
+    else:
+        after = ne = mend
+        if ne > ns and text[ne - 1] == 0x2C:
+            ne -= 1
+    if not 0 < ne - ns < NAME_LEN or _CONTROL.search(text, ns, ne):
         return pid, None, p
     name = text[ns:ne]
-    return pid, (None if name in _UNKNOWN else name), ne + 2
+    return pid, (None if name in _UNKNOWN else name), after
 
 
 def _detail_end(text: bytes, start: int) -> int:
@@ -113,18 +152,17 @@ def parse_xid(
         if text.startswith(b"Xid (", q):
             m = _XID.match(text, q)
             if m and (pci := _pci(m, 1)) and (code := int(m.group(6))) > 0:
-                pid, name, detail = _pid_name(text, m.end())
+                mend = _detail_end(text, m.start(6))
+                pid, name, detail = _pid_name(text, m.end(), mend)
                 found = _Found(code, pci, detail, pid, name, _detail_end(text, detail), False)
         elif text.startswith(b"GPU at ", q):
-            m = _GPU_AT.match(text, q)
-            if m and (pci := _pci(m, 1)):
+            if (m := _match(_GPU_AT, text, q)) and (pci := _pci(m, 1)):
                 found = _Found(79, pci, q, -1, None, _detail_end(text, q), True)
         elif text.startswith(b"GPU ", q):
-            m = _GPU.match(text, q)
-            if m and (pci := _pci(m, 1)):
+            if (m := _match(_GPU, text, q)) and (pci := _pci(m, 1)):
                 found = _Found(79, pci, q, -1, None, _detail_end(text, q), True)
         elif text.startswith(b"The NVIDIA GPU ", q):
-            m = _THE_GPU.match(text, q)
+            m = _match(_THE_GPU, text, q)
             if m and (pci := _pci(m, 1)) and text.find(_MULTILINE, m.end()) >= 0:
                 found = _Found(79, pci, q, -1, None, _detail_end(text, q), True)
         if found is not None:

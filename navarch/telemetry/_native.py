@@ -107,6 +107,15 @@ class NvmlEvent(Protocol):
     compute_instance_id: int
 
 
+class NvmlProcess(Protocol):
+    """navarch_nvml_process."""
+
+    pid: int
+    used_memory: int
+    gpu_instance_id: int
+    compute_instance_id: int
+
+
 class Ffi(Protocol):
     NULL: object
 
@@ -126,6 +135,10 @@ class Ffi(Protocol):
     ) -> CArray[object]: ...
     @overload
     def new(self, cdecl: Literal["navarch_nvml_gpu[]"], init: int) -> object: ...
+    @overload
+    def new(self, cdecl: Literal["navarch_nvml_process[]"], init: int) -> CArray[NvmlProcess]: ...
+    @overload
+    def new(self, cdecl: Literal["unsigned int *"]) -> CArray[int]: ...
     @overload
     def new(self, cdecl: Literal["char[]"], init: int) -> CChars: ...
     @overload
@@ -176,6 +189,16 @@ class Lib(Protocol):
     ) -> int: ...
     def navarch_nvml_events_wait(self, e: object, timeout_ms: int, out: NvmlEvent, /) -> int: ...
     def navarch_nvml_events_free(self, e: object, /) -> None: ...
+    def navarch_nvml_processes(
+        self,
+        s: object,
+        index: int,
+        kind: int,
+        out: CArray[NvmlProcess],
+        capacity: int,
+        count: CArray[int],
+        /,
+    ) -> int: ...
 
 
 ffi: Ffi | None = None

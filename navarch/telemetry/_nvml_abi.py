@@ -136,6 +136,22 @@ class EventData(ctypes.Structure):
     ]
 
 
+class ProcessInfo(ctypes.Structure):
+    """nvmlProcessInfo_v2_t, filled by the _v2 and _v3 running-process queries."""
+
+    pid: int
+    usedGpuMemory: int
+    gpuInstanceId: int
+    computeInstanceId: int
+
+    _fields_ = [
+        ("pid", c_uint),
+        ("usedGpuMemory", c_ulonglong),
+        ("gpuInstanceId", c_uint),
+        ("computeInstanceId", c_uint),
+    ]
+
+
 def struct_version(struct: type[ctypes.Structure], version: int) -> int:
     """NVML_STRUCT_VERSION: a versioned struct's size and version, in its `version` field."""
     return ctypes.sizeof(struct) | (version << 24)
@@ -144,6 +160,10 @@ def struct_version(struct: type[ctypes.Structure], version: int) -> int:
 MEMORY_V2 = struct_version(MemoryV2, 2)
 TEMPERATURE_V1 = struct_version(TemperatureV1, 1)
 FI_DEV_GET_GPU_RECOVERY_ACTION = 230
+FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL = 38
+FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL = 45
+FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL = 52
+FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL = 59
 
 # How to read an nvmlValue_t, by its nvmlValueType_t; other types read the 64-bit member.
 VALUE_READERS: dict[int, Callable[[Value], int]] = {

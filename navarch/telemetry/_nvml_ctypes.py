@@ -16,6 +16,10 @@ from typing import TYPE_CHECKING
 from navarch.telemetry._nvml_abi import (
     ARGUMENT_VERSION_MISMATCH,
     FI_DEV_GET_GPU_RECOVERY_ACTION,
+    FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL,
+    FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL,
+    FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL,
+    FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL,
     FUNCTION_NOT_FOUND,
     GPU_IS_LOST,
     INSUFFICIENT_SIZE,
@@ -32,6 +36,7 @@ from navarch.telemetry._nvml_abi import (
     Memory,
     MemoryV2,
     PciInfo,
+    ProcessInfo,
     TemperatureV1,
     Utilization,
 )
@@ -40,6 +45,10 @@ if TYPE_CHECKING:
     from _ctypes import CFuncPtr
 
 MAX_LINKS = 36
+# The kinds of navarch_nvml_processes, as in telemetry_nvml.h.
+COMPUTE_PROCESSES, GRAPHICS_PROCESSES = 0, 1
+# One process as the backends hand it over: pid, used memory, GPU and compute instance ids.
+ProcessRecord = tuple[int, int, int, int]
 NAME_LEN = 96
 UUID_LEN = 96
 BUS_ID_LEN = 32
@@ -66,10 +75,32 @@ BUS_ID_LEN = 32
     F_REMAPPED_ROWS,
     F_NVLINK,
     F_PCIE_REPLAY,
+    F_PCIE_LINK_GEN,
+    F_PCIE_LINK_GEN_MAX,
+    F_PCIE_LINK_WIDTH,
+    F_PCIE_LINK_WIDTH_MAX,
     F_CLOCK_EVENT_REASONS,
     F_RECOVERY_ACTION,
+    F_NVLINK_REPLAY_ERRORS,
+    F_NVLINK_RECOVERY_ERRORS,
+    F_NVLINK_CRC_FLIT_ERRORS,
+    F_NVLINK_CRC_DATA_ERRORS,
     F_COUNT,
-) = range(23)
+) = range(31)
+
+# read_fields() in the C file: each field of the one nvmlDeviceGetFieldValues call, with the
+# GpuRecord attribute it fills and the code it reports under.
+_FIELD_VALUES = (
+    (FI_DEV_GET_GPU_RECOVERY_ACTION, "recovery_action", F_RECOVERY_ACTION),
+    (FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL, "nvlink_replay_errors", F_NVLINK_REPLAY_ERRORS),
+    (FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL, "nvlink_recovery_errors", F_NVLINK_RECOVERY_ERRORS),
+    (FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL, "nvlink_crc_flit_errors", F_NVLINK_CRC_FLIT_ERRORS),
+    (FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL, "nvlink_crc_data_errors", F_NVLINK_CRC_DATA_ERRORS),
+)
+# The codes after which the top PCIe generation or width is not asked again in a session.
+_SETTLED = (SUCCESS, NOT_SUPPORTED, FUNCTION_NOT_FOUND)
+# The codes that mark a whole GPU, not only the field (GpuRecord.record).
+_WHOLE_GPU = (GPU_IS_LOST, RESET_REQUIRED)
 
 
 # Every NVML entry point returns an nvmlReturn_t, ctypes' default restype; nvmlErrorString, the
@@ -104,9 +135,17 @@ _FUNCTIONS = (
     "nvmlDeviceGetRemappedRows",
     "nvmlDeviceGetNvLinkState",
     "nvmlDeviceGetPcieReplayCounter",
+    "nvmlDeviceGetCurrPcieLinkGeneration",
+    "nvmlDeviceGetMaxPcieLinkGeneration",
+    "nvmlDeviceGetCurrPcieLinkWidth",
+    "nvmlDeviceGetMaxPcieLinkWidth",
     "nvmlDeviceGetCurrentClocksEventReasons",
     "nvmlDeviceGetCurrentClocksThrottleReasons",
     "nvmlDeviceGetFieldValues",
+    "nvmlDeviceGetComputeRunningProcesses_v3",
+    "nvmlDeviceGetComputeRunningProcesses_v2",
+    "nvmlDeviceGetGraphicsRunningProcesses_v3",
+    "nvmlDeviceGetGraphicsRunningProcesses_v2",
     "nvmlEventSetCreate",
     "nvmlDeviceGetSupportedEventTypes",
     "nvmlDeviceRegisterEvents",
@@ -144,8 +183,16 @@ class GpuRecord(ctypes.Structure):
     remapped_rows_pending: bool
     remapped_rows_failure: bool
     pcie_replay_counter: int
+    pcie_link_gen: int
+    pcie_link_gen_max: int
+    pcie_link_width: int
+    pcie_link_width_max: int
     clock_event_reasons: int
     recovery_action: int
+    nvlink_replay_errors: int
+    nvlink_recovery_errors: int
+    nvlink_crc_flit_errors: int
+    nvlink_crc_data_errors: int
     nvlink_count: int
     nvlink_state: ctypes.Array[ctypes.c_byte]
     rc: ctypes.Array[c_int]
@@ -177,8 +224,16 @@ class GpuRecord(ctypes.Structure):
         ("remapped_rows_pending", ctypes.c_bool),
         ("remapped_rows_failure", ctypes.c_bool),
         ("pcie_replay_counter", c_uint),
+        ("pcie_link_gen", c_uint),
+        ("pcie_link_gen_max", c_uint),
+        ("pcie_link_width", c_uint),
+        ("pcie_link_width_max", c_uint),
         ("clock_event_reasons", c_ulonglong),
         ("recovery_action", c_ulonglong),
+        ("nvlink_replay_errors", c_ulonglong),
+        ("nvlink_recovery_errors", c_ulonglong),
+        ("nvlink_crc_flit_errors", c_ulonglong),
+        ("nvlink_crc_data_errors", c_ulonglong),
         ("nvlink_count", c_uint),
         ("nvlink_state", ctypes.c_byte * MAX_LINKS),
         ("rc", c_int * F_COUNT),
@@ -257,7 +312,7 @@ class Session:
         self.count = count
         self._lock = threading.Lock()  # guards the handles, as the C session's mutex does
         # In the order of sample_one() in the C file, which decides what a lost GPU skips.
-        self._steps: tuple[tuple[int, Callable[..., int], tuple[int, ...]], ...] = (
+        self._steps: tuple[tuple[int, Callable[..., int], tuple[object, ...]], ...] = (
             (F_NAME, self._read_name, ()),
             (F_UUID, self._read_uuid, ()),
             (F_PCI_BUS_ID, self._read_pci, ()),
@@ -277,12 +332,42 @@ class Session:
             (F_RETIRED_PAGES_PENDING, self._read_retired_pending, ()),
             (F_REMAPPED_ROWS, self._read_remapped, ()),
             (F_NVLINK, self._read_nvlink, ()),
-            (F_PCIE_REPLAY, self._read_pcie_replay, ()),
+            (
+                F_PCIE_REPLAY,
+                self._read_uint,
+                ("nvmlDeviceGetPcieReplayCounter", "pcie_replay_counter"),
+            ),
+            (
+                F_PCIE_LINK_GEN,
+                self._read_uint,
+                ("nvmlDeviceGetCurrPcieLinkGeneration", "pcie_link_gen"),
+            ),
+            (
+                F_PCIE_LINK_GEN_MAX,
+                self._read_pcie_max,
+                ("nvmlDeviceGetMaxPcieLinkGeneration", "pcie_link_gen_max"),
+            ),
+            (
+                F_PCIE_LINK_WIDTH,
+                self._read_uint,
+                ("nvmlDeviceGetCurrPcieLinkWidth", "pcie_link_width"),
+            ),
+            (
+                F_PCIE_LINK_WIDTH_MAX,
+                self._read_pcie_max,
+                ("nvmlDeviceGetMaxPcieLinkWidth", "pcie_link_width_max"),
+            ),
             (F_CLOCK_EVENT_REASONS, self._read_clock_events, ()),
-            (F_RECOVERY_ACTION, self._read_recovery_action, ()),
         )
         self._handles: list[c_void_p] = []
         self._handle_rc: list[int] = []
+        # (GPU index, NVML function) -> (code, value), as pcie_max in the C session.
+        self._pcie_max: dict[tuple[int, str], tuple[int, int]] = {}
+        # Reused by every sample, which holds the lock of _CtypesSession in nvml.py; NVML writes
+        # all but the field ids.
+        self._field_values = (FieldValue * len(_FIELD_VALUES))()
+        for value, (field_id, _, _) in zip(self._field_values, _FIELD_VALUES, strict=True):
+            value.fieldId = field_id
         for index in range(count):
             handle = c_void_p()
             self._handles.append(handle)
@@ -321,6 +406,7 @@ class Session:
                 g.rc[field] = GPU_IS_LOST
             else:
                 g.record(field, read(d, g, *args))
+        self._read_fields(d, g)
 
     def _call_uint(self, name: str, d: c_void_p, *args: c_int) -> tuple[int, int]:
         fn = self._fn[name]
@@ -479,8 +565,21 @@ class Session:
                 break
         return SUCCESS if any_ok else first
 
-    def _read_pcie_replay(self, d: c_void_p, g: GpuRecord) -> int:
-        rc, g.pcie_replay_counter = self._call_uint("nvmlDeviceGetPcieReplayCounter", d)
+    def _read_uint(self, d: c_void_p, g: GpuRecord, function: str, attribute: str) -> int:
+        rc, value = self._call_uint(function, d)
+        setattr(g, attribute, value)
+        return rc
+
+    def _read_pcie_max(self, d: c_void_p, g: GpuRecord, function: str, attribute: str) -> int:
+        key = (g.index, function)
+        known = self._pcie_max.get(key)
+        if known is None:
+            known = self._call_uint(function, d)
+            if known[0] not in _SETTLED:
+                return known[0]
+            self._pcie_max[key] = known
+        rc, value = known
+        setattr(g, attribute, value)
         return rc
 
     def _read_clock_events(self, d: c_void_p, g: GpuRecord) -> int:
@@ -495,18 +594,54 @@ class Session:
         g.clock_event_reasons = out.value
         return rc
 
-    def _read_recovery_action(self, d: c_void_p, g: GpuRecord) -> int:
+    def _read_fields(self, d: c_void_p, g: GpuRecord) -> None:
+        """read_fields() in the C file: one nvmlDeviceGetFieldValues call for _FIELD_VALUES."""
         fn = self._fn["nvmlDeviceGetFieldValues"]
+        values = self._field_values
+        if g.status == GPU_IS_LOST:
+            rc = GPU_IS_LOST
+        elif fn is None:
+            rc = FUNCTION_NOT_FOUND
+        else:
+            rc = fn(d, c_int(len(_FIELD_VALUES)), values)
+        codes = g.rc
+        for value, (_, attribute, field) in zip(values, _FIELD_VALUES, strict=True):
+            code = value.nvmlReturn if rc == SUCCESS else rc
+            if code == SUCCESS:
+                read = VALUE_READERS.get(value.valueType)
+                setattr(g, attribute, read(value.value) if read else value.value.ullVal)
+            codes[field] = code
+            if code in _WHOLE_GPU:
+                g.record(field, code)
+
+    def processes(
+        self, index: int, kind: int, capacity: int
+    ) -> tuple[int, list[ProcessRecord], int]:
+        """navarch_nvml_processes: (code, the processes, how many there are)."""
+        versions = ("_v3", "_v2")
+        family = ("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses")
+        fn = next((f for v in versions if (f := self._fn[family[kind] + v]) is not None), None)
         if fn is None:
-            return FUNCTION_NOT_FOUND
-        value = FieldValue(fieldId=FI_DEV_GET_GPU_RECOVERY_ACTION)
-        rc = fn(d, c_int(1), byref(value))
+            return FUNCTION_NOT_FOUND, [], 0
+        if not 0 <= index < self.count:
+            return INVALID_ARGUMENT, [], 0
+        with self._lock:
+            if self._handle_rc[index] != SUCCESS:
+                self._handle_rc[index] = self._get_handle(index, self._handles[index])
+            rc = self._handle_rc[index]
+            device = self._handles[index]
         if rc != SUCCESS:
-            return rc
-        if value.nvmlReturn == SUCCESS:
-            read = VALUE_READERS.get(value.valueType)
-            g.recovery_action = read(value.value) if read is not None else value.value.ullVal
-        return value.nvmlReturn
+            return rc, [], 0
+        infos = (ProcessInfo * max(capacity, 1))()
+        count = c_uint(capacity)
+        rc = fn(device, byref(count), infos if capacity else None)
+        if rc != SUCCESS:
+            return rc, [], count.value
+        found = [
+            (p.pid, p.usedGpuMemory, p.gpuInstanceId, p.computeInstanceId)
+            for p in infos[: min(count.value, capacity)]
+        ]
+        return SUCCESS, found, count.value
 
     def events_create(self, mask: int) -> tuple[int, EventSet | None, list[int]]:
         fn = self._fn

@@ -46,6 +46,7 @@ from navarch.telemetry.nvml_codes import (
     UnknownError,
 )
 from navarch.telemetry.nvml_events import EventSet, EventWatcher, NvmlEvent
+from navarch.telemetry.nvml_processes import GpuProcess, list_processes
 from navarch.telemetry.nvml_sample import FIELDS, Decoder, GpuSample
 
 __all__ = [
@@ -61,6 +62,7 @@ __all__ = [
     "FunctionNotFound",
     "GpuInventory",
     "GpuIsLost",
+    "GpuProcess",
     "GpuSample",
     "InvalidArgument",
     "LibRmVersionMismatch",
@@ -97,6 +99,9 @@ class _Session(Protocol):
     def samples(self) -> list[GpuSample]: ...
     def close(self) -> None: ...
     def events_create(self, mask: int) -> tuple[int, EventSet | None, list[int]]: ...
+    def processes(
+        self, index: int, kind: int, capacity: int
+    ) -> tuple[int, list[tuple[int, int, int, int]], int]: ...
 
 
 class _CffiSession:
@@ -138,6 +143,20 @@ class _CffiSession:
             return rc, None, []
         return 0, _CffiEventSet(out[0]), list(registered[0 : self.count])
 
+    def processes(
+        self, index: int, kind: int, capacity: int
+    ) -> tuple[int, list[tuple[int, int, int, int]], int]:
+        out = self._ffi.new("navarch_nvml_process[]", max(capacity, 1))
+        count = self._ffi.new("unsigned int *")
+        rc = self._lib.navarch_nvml_processes(self._handle, index, kind, out, capacity, count)
+        if rc != 0:
+            return rc, [], count[0]
+        found = [
+            (p.pid, p.used_memory, p.gpu_instance_id, p.compute_instance_id)
+            for p in out[0 : min(count[0], capacity)]
+        ]
+        return 0, found, count[0]
+
 
 class _CffiEventSet:
     def __init__(self, handle: object) -> None:
@@ -163,6 +182,7 @@ class _CtypesSession:
         self._decoder = Decoder()
         self.close = session.close
         self.events_create = session.events_create
+        self.processes = session.processes
 
     def samples(self) -> list[GpuSample]:
         with self._lock:
@@ -226,6 +246,15 @@ class Nvml:
             if s.uuid is not None:
                 self._uuids[s.index] = s.uuid
         return tuple(samples)
+
+    def running_processes(self, index: int) -> tuple[GpuProcess, ...]:
+        """The processes that hold GPU `index` now, compute ones first. Not part of a sample:
+        one NVML query per kind, asked again when processes start in between."""
+        self._retain()
+        try:
+            return list_processes(self._session, index)
+        finally:
+            self._release()
 
     def watch_events(
         self, types: EventType = DEFAULT_EVENTS, *, wait_timeout: float = 0.5

@@ -2,13 +2,15 @@
 
 Both backends fill the same C record, navarch_nvml_gpu, once per GPU; decoding it is most of what
 a sample costs in Python, so the layout is read in one `struct` call and the parts that rarely
-change (strings, NVLink states, return codes) are decoded once and looked up after that.
+change (the GPU's identity; its NVLink states and return codes) are decoded once and looked up
+after that.
 """
 
 from __future__ import annotations
 
 import ctypes
 import struct
+import sys
 import types
 from collections.abc import Mapping, Sequence
 
@@ -41,12 +43,20 @@ FIELDS = (
     "remapped_rows",
     "nvlink",
     "pcie_replay",
+    "pcie_link_gen",
+    "pcie_link_gen_max",
+    "pcie_link_width",
+    "pcie_link_width_max",
     "clock_event_reasons",
     "recovery_action",
+    "nvlink_replay_errors",
+    "nvlink_recovery_errors",
+    "nvlink_crc_flit_errors",
+    "nvlink_crc_data_errors",
 )
 
 
-# Not slotted: attrs' frozen __init__ fills a __dict__ in half the time it sets 31 slots, and
+# Not slotted: attrs' frozen __init__ fills a __dict__ in half the time it sets 39 slots, and
 # building these objects is most of what a sample costs.
 @attrs.frozen(slots=False)
 class GpuSample:
@@ -82,8 +92,20 @@ class GpuSample:
     remapped_rows_pending: bool | None  # a remap waits for the next reset
     remapped_rows_failure: bool | None  # a remap failed: the GPU needs replacing
     pcie_replay_counter: int | None
+    # The PCIe link now and at its best (the GPU's and its slot's). Idle GPUs drop the
+    # generation to save power; a narrower link than the top stays narrow until a reset.
+    pcie_link_gen: int | None
+    pcie_link_gen_max: int | None
+    pcie_link_width: int | None  # lanes
+    pcie_link_width_max: int | None
     clock_event_reasons: int | None  # ClockEventReason bits
     recovery_action: int | None  # a RecoveryAction value; None where the driver lacks it
+    # NVLink error counters summed over the GPU's links since the driver loaded; None on a GPU
+    # without NVLink.
+    nvlink_replay_errors: int | None
+    nvlink_recovery_errors: int | None
+    nvlink_crc_flit_errors: int | None
+    nvlink_crc_data_errors: int | None
     # One entry per link NVML knows: True up, False down, None when the link reported an error.
     nvlink_active: tuple[bool | None, ...]
     field_status: Mapping[str, Return]
@@ -97,22 +119,47 @@ class GpuSample:
         return out
 
 
-def _record_struct() -> struct.Struct:
-    """A struct.Struct that reads navarch_nvml_gpu, laid out from its ctypes copy, in one call.
+# Fields that lie next to each other in the record and change rarely, each group read as one
+# bytes item and decoded once: the GPU's identity, and its NVLink states with the return codes.
+_GROUPS = {
+    "identity": ("name", "uuid", "pci_bus_id"),
+    "state": ("nvlink_count", "nvlink_state", "rc"),
+}
 
-    Arrays come out as bytes: the strings, and the NVLink states and return codes, which change
-    so rarely that their decoded forms are looked up rather than rebuilt every sample.
-    """
+
+def _record_struct() -> tuple[struct.Struct, tuple[str, ...]]:
+    """A struct.Struct that reads navarch_nvml_gpu, laid out from its ctypes copy, in one call,
+    and the name of each item it returns: a field's, or a group's in _GROUPS."""
     codes = {ctypes.c_bool: "?", ctypes.c_int: "i", ctypes.c_uint: "I", ctypes.c_ulonglong: "Q"}
     record = _nvml_ctypes.GpuRecord
-    fmt, end = "=", 0
+    starts = {names[0]: group for group, names in _GROUPS.items()}
+    inside = {name for names in _GROUPS.values() for name in names[1:]}
+    fmt, end, items = "=", 0, []
     for name, ctype, *_bits in record._fields_:
         field = getattr(record, name)
+        if name in inside:
+            assert field.offset == end, f"padding before {name} would split its group"
+            end = field.offset + field.size
+            continue
         fmt += f"{field.offset - end}x" if field.offset > end else ""
-        fmt += f"{field.size}s" if issubclass(ctype, ctypes.Array) else codes[ctype]
+        if name in starts:
+            last = getattr(record, _GROUPS[starts[name]][-1])
+            fmt += f"{last.offset + last.size - field.offset}s"
+            items.append(starts[name])
+        else:
+            fmt += codes[ctype]
+            items.append(name)
         end = field.offset + field.size
     fmt += f"{ctypes.sizeof(record) - end}x" if ctypes.sizeof(record) > end else ""
-    return struct.Struct(fmt)
+    return struct.Struct(fmt), tuple(items)
+
+
+def _part(group: str, name: str) -> slice:
+    """Where field `name` lies in the bytes of its group."""
+    record = _nvml_ctypes.GpuRecord
+    base = getattr(record, _GROUPS[group][0]).offset
+    field = getattr(record, name)
+    return slice(field.offset - base, field.offset - base + field.size)
 
 
 # The numbers of navarch_nvml_gpu, in the order they have there and in GpuSample, each with the
@@ -139,56 +186,79 @@ _VALUES = (
     ("remapped_rows_pending", "remapped_rows"),
     ("remapped_rows_failure", "remapped_rows"),
     ("pcie_replay_counter", "pcie_replay"),
+    ("pcie_link_gen", "pcie_link_gen"),
+    ("pcie_link_gen_max", "pcie_link_gen_max"),
+    ("pcie_link_width", "pcie_link_width"),
+    ("pcie_link_width_max", "pcie_link_width_max"),
     ("clock_event_reasons", "clock_event_reasons"),
     ("recovery_action", "recovery_action"),
+    ("nvlink_replay_errors", "nvlink_replay_errors"),
+    ("nvlink_recovery_errors", "nvlink_recovery_errors"),
+    ("nvlink_crc_flit_errors", "nvlink_crc_flit_errors"),
+    ("nvlink_crc_data_errors", "nvlink_crc_data_errors"),
 )
-_RECORD = _record_struct()
-_RC_FORMAT = struct.Struct(f"={len(FIELDS)}i")
-_FIRST_VALUE = [f[0] for f in _nvml_ctypes.GpuRecord._fields_].index(_VALUES[0][0])
+_RECORD, _ITEMS = _record_struct()
+_FIRST_VALUE = _ITEMS.index(_VALUES[0][0])
 _END_VALUES = _FIRST_VALUE + len(_VALUES)
 _VALUE_FIELDS = tuple(FIELDS.index(query) for _, query in _VALUES)
+_IDENTITY_PARTS = tuple(_part("identity", name) for name in _GROUPS["identity"])
+_IDENTITY_FIELDS = tuple(FIELDS.index(name) for name in _GROUPS["identity"])
+_NVLINK_COUNT = _part("state", "nvlink_count")
+_NVLINK_STATE = _part("state", "nvlink_state")
+_RC = _part("state", "rc")
+_RC_FORMAT = struct.Struct(f"={len(FIELDS)}i")
 _NVLINK = FIELDS.index("nvlink")
 _CACHE_LIMIT = 4096
 
 
-class _RcDecoding:
-    """What one combination of return codes means for a sample's values."""
+class _State:
+    """What one state group (NVLink states and return codes) means for a sample."""
 
-    __slots__ = ("bad_values", "field_status", "name_ok", "nvlink_ok", "pci_ok", "uuid_ok")
+    __slots__ = ("bad_values", "field_status", "identity_known", "identity_ok", "nvlink")
 
     def __init__(self, raw: bytes) -> None:
-        codes = _RC_FORMAT.unpack(raw)
+        codes = _RC_FORMAT.unpack(raw[_RC])
         self.field_status = types.MappingProxyType(
             {name: as_return(c) for name, c in zip(FIELDS, codes, strict=True)}
         )
         self.bad_values = tuple(i for i, f in enumerate(_VALUE_FIELDS) if codes[f] != 0)
-        self.name_ok, self.uuid_ok, self.pci_ok = (codes[i] == 0 for i in range(3))
-        self.nvlink_ok = codes[_NVLINK] == 0
+        self.identity_known = tuple(codes[f] == 0 for f in _IDENTITY_FIELDS)
+        self.identity_ok = all(self.identity_known)
+        self.nvlink: tuple[bool | None, ...] = ()
+        if codes[_NVLINK] == 0:
+            count = int.from_bytes(raw[_NVLINK_COUNT], sys.byteorder)
+            states = struct.unpack(f"{count}b", raw[_NVLINK_STATE][:count])
+            self.nvlink = tuple(None if s < 0 else s == 1 for s in states)
+
+    def identity(self, decoded: Sequence[str | None]) -> tuple[str | None, ...]:
+        """The identity strings, None where their query failed."""
+        return tuple(v if ok else None for v, ok in zip(decoded, self.identity_known, strict=True))
 
 
 class Decoder:
     """Turns the bytes of navarch_nvml_gpu records into GpuSamples; not thread-safe."""
 
     def __init__(self) -> None:
-        self._rcs: dict[bytes, _RcDecoding] = {}
-        self._texts: dict[bytes, str] = {}
-        self._links: dict[bytes, tuple[bool | None, ...]] = {}
+        self._states: dict[bytes, _State] = {}
+        self._identities: dict[bytes, tuple[str, ...]] = {}
 
     def samples(self, data: bytes, count: int) -> list[GpuSample]:
         # The hot path of every sample: cache lookups are inlined, misses go to the methods.
         out = []
         size = _RECORD.size
-        rcs, texts, links = self._rcs.get, self._texts.get, self._links.get
+        states, identities = self._states.get, self._identities.get
         for offset in range(0, count * size, size):
             t = _RECORD.unpack_from(data, offset)
-            rc = rcs(t[-1]) or self._rc(t[-1])
+            state = states(t[-1]) or self._state(t[-1])
+            identity: Sequence[str | None] = identities(t[2]) or self._identity(t[2])
+            if not state.identity_ok:
+                identity = state.identity(identity)
             values: Sequence[object] = t[_FIRST_VALUE:_END_VALUES]
-            if rc.bad_values:
+            if state.bad_values:
                 blanked = list(values)
-                for i in rc.bad_values:
+                for i in state.bad_values:
                     blanked[i] = None
                 values = blanked
-            nvlink = t[-2][: t[-3]]
             # One star argument, the same call to Python: mypy cannot count the fields that
             # `values` fills, so a star in the middle of the arguments reads as too many.
             out.append(
@@ -196,38 +266,29 @@ class Decoder:
                     *(
                         t[0],
                         _SUCCESS if t[1] == 0 else as_return(t[1]),
-                        (texts(t[2]) or self._text(t[2])) if rc.name_ok else None,
-                        (texts(t[3]) or self._text(t[3])) if rc.uuid_ok else None,
-                        (texts(t[4]) or self._text(t[4])) if rc.pci_ok else None,
+                        *identity,
                         *values,
-                        (links(nvlink) or self._nvlink(nvlink)) if rc.nvlink_ok else (),
-                        rc.field_status,
+                        state.nvlink,
+                        state.field_status,
                     )
                 )
             )
         return out
 
-    def _rc(self, raw: bytes) -> _RcDecoding:
-        decoded = self._rcs.get(raw)
-        if decoded is None:
-            if len(self._rcs) >= _CACHE_LIMIT:
-                self._rcs.clear()
-            decoded = self._rcs[raw] = _RcDecoding(raw)
-        return decoded
+    def _state(self, raw: bytes) -> _State:
+        state = self._states.get(raw)
+        if state is None:
+            if len(self._states) >= _CACHE_LIMIT:
+                self._states.clear()
+            state = self._states[raw] = _State(raw)
+        return state
 
-    def _text(self, raw: bytes) -> str:
-        text = self._texts.get(raw)
-        if text is None:
-            if len(self._texts) >= _CACHE_LIMIT:
-                self._texts.clear()
-            text = self._texts[raw] = raw.split(b"\0", 1)[0].decode(errors="replace")
-        return text
-
-    def _nvlink(self, raw: bytes) -> tuple[bool | None, ...]:
-        links = self._links.get(raw)
-        if links is None:
-            if len(self._links) >= _CACHE_LIMIT:
-                self._links.clear()
-            states = struct.unpack(f"{len(raw)}b", raw)
-            links = self._links[raw] = tuple(None if s < 0 else s == 1 for s in states)
-        return links
+    def _identity(self, raw: bytes) -> tuple[str, ...]:
+        identity = self._identities.get(raw)
+        if identity is None:
+            if len(self._identities) >= _CACHE_LIMIT:
+                self._identities.clear()
+            identity = self._identities[raw] = tuple(
+                raw[part].split(b"\0", 1)[0].decode(errors="replace") for part in _IDENTITY_PARTS
+            )
+        return identity

@@ -29,10 +29,10 @@ class RecoveryActionChange:
 class NvLink5Error:
     """The fields of an NVLink5 XID (144-150): `UNIT Fatal XC0 i0 Link 08 (0x... 0x... ...)`."""
 
-    unit: str
+    unit: str  # one word or several: "NETIR_LINK_EVT", "MSE Degraded"
     fatal: bool
     containment: int  # the n of "XCn"
-    link: int
+    link: int  # -1 when the event concerns no single link
     intrinfo: int  # the first hex value
     error_status: int | None  # the second hex value
 
@@ -48,7 +48,7 @@ class XidEvent:
 
     code: int
     pci_bus_id: str  # NVML's form: 00000000:3B:00.0
-    pci_raw: str  # as the line wrote it: PCI:0000:3b:00
+    pci_raw: str  # as the line wrote it: PCI:0000:3b:00, or 18:00.0 without a domain
     message: str  # the text after the XID fields
     pid: int = -1  # -1 when the line gives none or "<unknown>"
     process_name: str | None = None

@@ -1,8 +1,10 @@
 """NVIDIA's XID catalog as data: what each code means and what NVIDIA says to do about it.
 
-The entries live in xid_catalog.json. Each has the catalog's two resolution buckets: the
-Immediate one (what to do now) and the Investigatory one (what to do if it happens again or to
-find the cause). docs/xid.md lists every entry and explains the buckets.
+The entries live in xid_catalog.json, which xid_catalog_build generates from a saved copy of
+NVIDIA's table; it lists every code NVIDIA's catalog lists, unused ones included. Each has the
+catalog's two resolution buckets: the Immediate one (what to do now) and the Investigatory one
+(what to do if it happens again or to find the cause). docs/xid.md lists every entry and explains
+the buckets.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ class XidCatalogEntry:
     name: str
     immediate: str | None  # resolution bucket; None where the catalog gives none
     investigatory: str | None
-    description: str
+    description: str  # navarch's words
+    nvidia_description: str  # NVIDIA's Description column, as the catalog gives it
+    architectures: tuple[str, ...]  # those of A100, H100, B100 and GB200 the code applies to
+    unused: bool  # NVIDIA marks the code unused; older drivers may still log it
 
 
 @attrs.frozen
@@ -38,7 +43,10 @@ def catalog() -> XidCatalog:
     return XidCatalog(
         source=data["source"],
         buckets=dict(data["buckets"]),
-        entries={e["code"]: XidCatalogEntry(**e) for e in data["codes"]},
+        entries={
+            e["code"]: XidCatalogEntry(**{**e, "architectures": tuple(e["architectures"])})
+            for e in data["codes"]
+        },
     )
 
 

@@ -15,14 +15,24 @@ the real `dlopen` path, on a machine without NVIDIA GPUs:
 
 `FAKE_NVML_DEVICES` in the environment sets how many GPUs exist when the library loads (2 unless
 set), for a fake that another process loads.
+
+A GPU reset happens in another process (the daemon runs its `reset_command`), so it reaches the
+fake through a control file: `reset_command(control)` is a shell command that asks for one, and
+the fake carries it out, with the outcome `set_reset_outcome` chose, when NVML is next opened:
+
+    monkeypatch.setenv("FAKE_NVML_CONTROL", str(tmp_path / "control"))
+    fake.set_reset_outcome(0, "lost")
+    config = DaemonConfig(reset_command=FakeNvml.reset_command(tmp_path / "control"), ...)
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import shlex
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +40,9 @@ if TYPE_CHECKING:
     from navarch.telemetry.nvml import GpuSample
 
 SOURCE = Path(__file__).with_name("fake_nvml.c")
+CONTROL_ENV = "FAKE_NVML_CONTROL"
+# What a reset does to a GPU (RESET_CLEAN, RESET_FAILS and RESET_LOST in fake_nvml.c).
+RESET_OUTCOMES = {"clean": 0, "fails": 1, "lost": 2}
 
 
 class CompilerNotFound(Exception):
@@ -74,6 +87,22 @@ class FakeNvml:
             ctypes.c_ulonglong,
         ]
         self.lib.fakeNvmlSetLost.argtypes = [ctypes.c_uint, ctypes.c_int]
+        self.lib.fakeNvmlSetProcesses.argtypes = [
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.POINTER(ctypes.c_uint),
+            ctypes.POINTER(ctypes.c_ulonglong),
+        ]
+        self.lib.fakeNvmlResetDevice.argtypes = [ctypes.c_uint]
+        self.lib.fakeNvmlGetValue.argtypes = [ctypes.c_uint, ctypes.c_char_p]
+        self.lib.fakeNvmlGetValue.restype = ctypes.c_ulonglong
+        self.lib.fakeNvmlSetNvLinkErrors.argtypes = [
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_ulonglong,
+        ]
 
     def reset(self, count: int) -> None:
         """`count` GPUs with default values, no failures, call counters at zero."""
@@ -81,7 +110,10 @@ class FakeNvml:
 
     def set(self, index: int, **values: int | str) -> None:
         """Sets values of GPU `index` by their names in fake_nvml.c (`temperature=95`,
-        `name="NVIDIA H100 80GB HBM3"`); raises `ValueError` for a name the fake lacks."""
+        `name="NVIDIA H100 80GB HBM3"`); raises `ValueError` for a name the fake lacks.
+
+        navarch reads `pcie_link_gen_max` and `pcie_link_width_max` once per NVML session, as
+        they do not change while a driver runs: set them before opening one."""
         for name, value in values.items():
             if isinstance(value, str):
                 rc = self.lib.fakeNvmlSetString(index, name.encode(), value.encode())
@@ -89,6 +121,22 @@ class FakeNvml:
                 rc = self.lib.fakeNvmlSetValue(index, name.encode(), value)
             if rc != 0:
                 raise ValueError(f"the fake libnvidia-ml cannot set {name!r} on GPU {index}")
+
+    def set_nvlink_errors(
+        self,
+        index: int,
+        link: int,
+        *,
+        replay: int = 0,
+        recovery: int = 0,
+        crc_flit: int = 0,
+        crc_data: int = 0,
+    ) -> None:
+        """Sets the error counters of one NVLink link of GPU `index`; NVML reports them per link
+        (nvmlDeviceGetNvLinkErrorCounter) and summed over the links (the *_TOTAL fields)."""
+        for counter, value in enumerate((replay, recovery, crc_flit, crc_data)):
+            if self.lib.fakeNvmlSetNvLinkErrors(index, link, counter, value) != 0:
+                raise ValueError(f"the fake libnvidia-ml has no NVLink {link} on GPU {index}")
 
     def fail(self, function: str, rc: int, index: int = -1) -> None:
         """Makes the NVML `function` return `rc` for GPU `index`, or for every caller when
@@ -104,6 +152,46 @@ class FakeNvml:
         """Queues an event of GPU `index`; returns how many event sets were listening for it."""
         listening: int = self.lib.fakeNvmlInjectEvent(index, event_type, data)
         return listening
+
+    def set_processes(
+        self,
+        index: int,
+        pids: Sequence[int],
+        memory: Sequence[int] | None = None,
+        *,
+        graphics: bool = False,
+    ) -> None:
+        """The compute (or graphics) processes running on GPU `index`, with their memory in
+        bytes (unknown to NVML when `memory` is None)."""
+        count = len(pids)
+        mem = (ctypes.c_ulonglong * count)(*memory) if memory is not None else None
+        rc = self.lib.fakeNvmlSetProcesses(
+            index, int(graphics), count, (ctypes.c_uint * count)(*pids), mem
+        )
+        if rc != 0:
+            raise ValueError(f"the fake libnvidia-ml cannot hold {count} processes on GPU {index}")
+
+    def set_reset_outcome(self, index: int, outcome: str) -> None:
+        """What a reset of GPU `index` does: "clean" (it comes back without its faults and
+        processes), "fails" (nothing changes) or "lost" (it falls off the bus and stays lost)."""
+        if outcome not in RESET_OUTCOMES:
+            raise ValueError(f"reset outcome must be one of {', '.join(RESET_OUTCOMES)}")
+        self.set(index, reset_outcome=RESET_OUTCOMES[outcome])
+
+    def reset_gpu(self, index: int) -> None:
+        """Resets GPU `index` in this process, with its reset outcome."""
+        self.lib.fakeNvmlResetDevice(index)
+
+    def resets(self, index: int) -> int:
+        """How many resets GPU `index` had since the last `reset`, from this process or others."""
+        count: int = self.lib.fakeNvmlGetValue(index, b"resets")
+        return count
+
+    @staticmethod
+    def reset_command(control: str | os.PathLike[str]) -> str:
+        """A `reset_command` for the daemon that asks the fake, through the control file that
+        FAKE_NVML_CONTROL names, to reset GPU `{gpu}`."""
+        return f"printf 'reset %s\\n' {{gpu}} >> {shlex.quote(str(control))}"
 
     def sample(self) -> list[GpuSample]:
         """One sample of every GPU, read through navarch's NVML binding as the daemon reads it:

@@ -232,7 +232,9 @@ def test_bad_event_lines_are_named_and_exit_2(navarch, tmp_path):
         "HEALTH_EVENT_TYPE_THERMAL, HEALTH_EVENT_TYPE_ECC, HEALTH_EVENT_TYPE_REMAPPED_ROWS, "
         "HEALTH_EVENT_TYPE_RETIRED_PAGES, HEALTH_EVENT_TYPE_NVLINK, HEALTH_EVENT_TYPE_PCIE, "
         "HEALTH_EVENT_TYPE_POWER, HEALTH_EVENT_TYPE_CLOCKS, HEALTH_EVENT_TYPE_GPU_LOST, "
-        'HEALTH_EVENT_TYPE_BOOT, HEALTH_EVENT_TYPE_CHECK_FAILED, got "XID"',
+        "HEALTH_EVENT_TYPE_BOOT, HEALTH_EVENT_TYPE_CHECK_FAILED, HEALTH_EVENT_TYPE_INFINIBAND, "
+        "HEALTH_EVENT_TYPE_NVSWITCH, HEALTH_EVENT_TYPE_FABRIC_MANAGER, "
+        'HEALTH_EVENT_TYPE_DIAGNOSTIC, got "XID"',
         f"  {path}: line 5: unknown field 'gpuIdx' (did you mean 'gpuIndex'?)",
         f"  {path}: line 6: nodeId: expected a string",
         f"  {path}: line 7: time: expected an RFC 3339 timestamp such as 2026-01-02T15:04:05Z, "

@@ -310,6 +310,21 @@ result = "degraded"
     assert judged(judge, xid(13), now=100.0)[2] == "old-79"
 
 
+def test_an_ignored_xid_stays_in_the_history_without_an_alert(judge):
+    verdict = judge.evaluate("n1", [xid(63)], 0.0)
+    assert (verdict.health, verdict.action) == (Result.HEALTHY, Action.NONE)
+    assert [m.rule for m in verdict.matches] == ["xid-ignore"]
+
+
+def test_every_catalog_code_has_a_rule_of_its_own_bucket():
+    from navarch.health.doc_table import judge_xid
+    from navarch.telemetry.xid_catalog import catalog
+
+    for entry in catalog().entries.values():
+        # Only codes outside the catalog, and CHECK_UVM, reach the catch-all rule.
+        assert judge_xid(entry.code).rule != "xid-other" or entry.immediate == "CHECK_UVM"
+
+
 # XID 154 and the driver's recovery action.
 
 
@@ -401,8 +416,23 @@ def test_recovery_action_names_match_nvml():
         (149, (Result.UNHEALTHY, Action.RESET_GPU, "xid-nvlink5")),
         (63, (Result.HEALTHY, Action.NONE, "xid-ignore")),
         (92, (Result.HEALTHY, Action.NONE, "xid-ignore")),
-        (78, (Result.DEGRADED, Action.ALERT, "xid-other")),
-        (167, (Result.DEGRADED, Action.ALERT, "xid-other")),
+        (106, (Result.HEALTHY, Action.NONE, "xid-ignore")),
+        (141, (Result.HEALTHY, Action.NONE, "xid-ignore")),
+        (40, (Result.DEGRADED, Action.ALERT, "app-error")),  # RESTART_APP
+        (135, (Result.DEGRADED, Action.ALERT, "app-error")),
+        (1, (Result.UNHEALTHY, Action.REPLACE, "xid-replace")),  # unused: CONTACT_SUPPORT
+        (142, (Result.UNHEALTHY, Action.REPLACE, "xid-replace")),
+        (78, (Result.UNHEALTHY, Action.DRAIN, "xid-update-software")),
+        (159, (Result.DEGRADED, Action.ALERT, "xid-other")),  # CHECK_UVM
+        # No bucket in the catalog: one rule each, from the catalog's trigger conditions.
+        (162, (Result.HEALTHY, Action.NONE, "xid-power-smoothing-reengaged")),
+        (163, (Result.DEGRADED, Action.ALERT, "xid-no-bucket")),
+        (165, (Result.DEGRADED, Action.ALERT, "xid-no-bucket")),
+        (167, (Result.UNHEALTHY, Action.REBOOT, "xid-pcie-fatal-timeout")),
+        (169, (Result.UNHEALTHY, Action.RESET_GPU, "xid-micro-controller-halt")),
+        (171, (Result.UNHEALTHY, Action.RESET_GPU, "xid-uncorrectable-memory-detail")),
+        (172, (Result.UNHEALTHY, Action.RESET_GPU, "xid-uncorrectable-memory-detail")),
+        (173, (Result.DEGRADED, Action.ALERT, "xid-other")),  # not in the catalog
         (9999, (Result.DEGRADED, Action.ALERT, "xid-other")),
     ],
 )

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from support.kmsg import BOOT, ENGINES, record, use_engine, xid_line
+from support.kmsg import BOOT, ENGINES, FORMATS, record, use_engine, xid_line
 
 from navarch.errors import NavarchError
 from navarch.telemetry.kmsg import KmsgReader, KmsgStats, ResumePosition
@@ -69,6 +69,23 @@ def test_reads_every_record_of_a_file(engine: ModuleType, tmp_path: Path) -> Non
             records=3, xids=1, lost=0, overruns=0, malformed=0, oversized=0, skipped=0
         )
         assert reader.position == ResumePosition(boot_id=BOOT, seq=346)
+
+
+def test_every_driver_format_is_an_xid_in_a_kernel_record(
+    engine: ModuleType, tmp_path: Path
+) -> None:
+    cases = list(FORMATS.values())
+    path = log_file(
+        tmp_path,
+        *(record(seq, line) + b" SUBSYSTEM=pci\n" for seq, (line, _) in enumerate(cases, 1)),
+    )
+    with open_log(path) as reader:
+        events = [r.xid for r in reader.read_available(only_xid=True)]
+    assert len(events) == len(cases)
+    for event, (line, expected) in zip(events, cases, strict=True):
+        assert event is not None, line
+        assert {key: getattr(event, key) for key in expected} == expected
+        assert event.source == "kmsg"
 
 
 async def test_xids_count_only_from_the_kernel_facility(engine: ModuleType, tmp_path: Path) -> None:

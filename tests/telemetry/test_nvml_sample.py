@@ -11,7 +11,7 @@ import attrs
 import pytest
 
 from navarch.errors import NavarchError
-from navarch.telemetry import _native, _nvml_ctypes, nvml, nvml_sample
+from navarch.telemetry import _native, _nvml_abi, _nvml_ctypes, nvml, nvml_sample
 from navarch.telemetry.nvml import Return
 from navarch.testing import FakeNvml
 
@@ -47,14 +47,26 @@ TROUBLED = {
     "nvlink_up_mask": 0b1111_1110_1111,
     "nvlink_unsupported_mask": 1 << 7,
     "pcie_replay_counter": 12,
+    "pcie_link_gen": 3,
+    "pcie_link_gen_max": 5,
+    "pcie_link_width": 8,
+    "pcie_link_width_max": 16,
     "clock_event_reasons": 0x4 | 0x20,
     "recovery_action": 2,
 }
 
 
+def troubled(fake: FakeNvml, index: int) -> None:
+    """Makes GPU `index` TROUBLED, with NVLink errors on two links (link 7 answers no query)."""
+    fake.set(index, **TROUBLED)
+    fake.set_nvlink_errors(index, 2, replay=1, recovery=2, crc_flit=30, crc_data=4)
+    fake.set_nvlink_errors(index, 5, replay=10, crc_flit=2**33)
+    fake.set_nvlink_errors(index, 7, replay=1000, crc_data=1000)
+
+
 def test_sample_reports_the_values_the_gpus_hold(fake_nvml: FakeNvml, open_fake) -> None:
     fake_nvml.reset(3)
-    fake_nvml.set(2, **TROUBLED)
+    troubled(fake_nvml, 2)
     gpus = open_fake().sample()
 
     assert [g.index for g in gpus] == [0, 1, 2]
@@ -88,6 +100,19 @@ def test_sample_reports_the_values_the_gpus_hold(fake_nvml: FakeNvml, open_fake)
     up[7] = None
     assert g.nvlink_active == tuple(up)
     assert g.pcie_replay_counter == 12
+    assert (g.pcie_link_gen, g.pcie_link_gen_max, g.pcie_link_width, g.pcie_link_width_max) == (
+        3,
+        5,
+        8,
+        16,
+    )
+    # Summed over the links that have counters.
+    assert (
+        g.nvlink_replay_errors,
+        g.nvlink_recovery_errors,
+        g.nvlink_crc_flit_errors,
+        g.nvlink_crc_data_errors,
+    ) == (11, 2, 30 + 2**33, 4)
     assert g.clock_event_reasons == nvml.ClockEventReason.SW_POWER_CAP | (
         nvml.ClockEventReason.SW_THERMAL_SLOWDOWN
     )
@@ -95,6 +120,8 @@ def test_sample_reports_the_values_the_gpus_hold(fake_nvml: FakeNvml, open_fake)
     # The untouched GPUs keep the fake's defaults.
     assert gpus[0].name == "NVIDIA H100 80GB HBM3"
     assert gpus[0].nvlink_active == (True,) * 18
+    assert (gpus[0].pcie_link_gen, gpus[0].pcie_link_width) == (5, 16)
+    assert gpus[0].nvlink_crc_flit_errors == 0
 
 
 def _read_with_pynvml(pynvml: Any, index: int) -> tuple[dict[str, Any], dict[str, int]]:
@@ -175,6 +202,52 @@ def _read_with_pynvml(pynvml: Any, index: int) -> tuple[dict[str, Any], dict[str
                 break
     v["nvlink_active"] = tuple(links)
     v["pcie_replay_counter"] = read("pcie_replay", pynvml.nvmlDeviceGetPcieReplayCounter)
+    for key, fn in (
+        ("pcie_link_gen", pynvml.nvmlDeviceGetCurrPcieLinkGeneration),
+        ("pcie_link_gen_max", pynvml.nvmlDeviceGetMaxPcieLinkGeneration),
+        ("pcie_link_width", pynvml.nvmlDeviceGetCurrPcieLinkWidth),
+        ("pcie_link_width_max", pynvml.nvmlDeviceGetMaxPcieLinkWidth),
+    ):
+        v[key] = read(key, fn)
+    # navarch reads the NVLink totals as fields; nvidia-ml-py reads each link's counter, and
+    # the driver's total field must agree with their sum.
+    for key, counter, total_field in (
+        (
+            "nvlink_replay_errors",
+            pynvml.NVML_NVLINK_ERROR_DL_REPLAY,
+            pynvml.NVML_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL,
+        ),
+        (
+            "nvlink_recovery_errors",
+            pynvml.NVML_NVLINK_ERROR_DL_RECOVERY,
+            pynvml.NVML_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL,
+        ),
+        (
+            "nvlink_crc_flit_errors",
+            pynvml.NVML_NVLINK_ERROR_DL_CRC_FLIT,
+            pynvml.NVML_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL,
+        ),
+        (
+            "nvlink_crc_data_errors",
+            pynvml.NVML_NVLINK_ERROR_DL_CRC_DATA,
+            pynvml.NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL,
+        ),
+    ):
+        per_link = []
+        for link in range(len(links) or 1):
+            try:
+                per_link.append(pynvml.nvmlDeviceGetNvLinkErrorCounter(handle, link, counter))
+            except pynvml.NVMLError as exc:
+                if link == 0 and exc.value == pynvml.NVML_ERROR_NOT_SUPPORTED and not links:
+                    per_link = None  # type: ignore[assignment]
+                    break
+        (total,) = pynvml.nvmlDeviceGetFieldValues(handle, [total_field])
+        codes[key] = total.nvmlReturn
+        v[key] = total.value.ullVal if total.nvmlReturn == 0 else None
+        if total.nvmlReturn == 0:
+            assert v[key] == sum(per_link), key
+        else:
+            assert per_link is None, key
     v["clock_event_reasons"] = read(
         "clock_event_reasons", pynvml.nvmlDeviceGetCurrentClocksEventReasons
     )
@@ -193,9 +266,10 @@ def test_every_field_matches_nvidia_ml_py(
 ) -> None:
     fake = make_fake_nvml(*variant)
     fake.reset(4)
-    fake.set(1, **TROUBLED)
+    troubled(fake, 1)
     fake.set(2, nvlink_links=0, recovery_action=7)
     fake.fail("nvmlDeviceGetPowerUsage", Return.NOT_SUPPORTED, index=3)
+    fake.fail("nvmlDeviceGetCurrPcieLinkWidth", Return.NOT_SUPPORTED, index=3)
     fake.fail("field:230", Return.NOT_SUPPORTED, index=3)
     pynvml = pynvml_for(fake)
 
@@ -231,7 +305,10 @@ def test_older_driver_is_read_through_its_older_entry_points(
     with nvml.open_nvml(backend=backend) as session:
         g = session.sample()[0]
 
-    assert g.field_status == {**OK, "recovery_action": Return.FUNCTION_NOT_FOUND}
+    # The driver has no nvmlDeviceGetFieldValues, which serves the NVLink counters too.
+    fields = ["recovery_action", *(f for f in nvml.FIELDS if f.endswith("_errors"))]
+    assert g.field_status == {**OK, **dict.fromkeys(fields, Return.FUNCTION_NOT_FOUND)}
+    assert g.nvlink_replay_errors is None
     assert g.temperature_c == 55
     assert g.power_limit_mw == 400_000
     assert g.clock_event_reasons == nvml.ClockEventReason.HW_THERMAL_SLOWDOWN
@@ -277,6 +354,10 @@ def test_not_supported_fields_are_none_and_say_so(fake_nvml: FakeNvml, open_fake
         "ecc_uncorrected_aggregate",
         "recovery_action",
         "nvlink",
+        "nvlink_replay_errors",
+        "nvlink_recovery_errors",
+        "nvlink_crc_flit_errors",
+        "nvlink_crc_data_errors",
     }
     assert g.field_status == {
         **OK,
@@ -387,8 +468,10 @@ def test_both_backends_return_identical_samples(fake_nvml: FakeNvml) -> None:
     if not nvml.cffi_available():
         pytest.skip("navarch._telemetry is not in use here")
     fake_nvml.reset(8)
-    fake_nvml.set(3, **TROUBLED)
+    troubled(fake_nvml, 3)
     fake_nvml.set(4, nvlink_links=0)
+    fake_nvml.fail("field:52", Return.UNKNOWN, index=4)
+    fake_nvml.fail("nvmlDeviceGetMaxPcieLinkWidth", Return.NOT_SUPPORTED, index=6)
     fake_nvml.lose(5)
     fake_nvml.fail("nvmlDeviceGetTemperatureV", Return.RESET_REQUIRED, index=6)
     fake_nvml.fail("field:230", Return.NOT_SUPPORTED, index=7)
@@ -418,7 +501,11 @@ def test_errors_map_codes_to_classes() -> None:
 def test_record_decoding_follows_the_record_and_the_sample() -> None:
     names = [name for name, _ in _nvml_ctypes.GpuRecord._fields_]
     values = [name for name, _ in nvml_sample._VALUES]
-    assert names[nvml_sample._FIRST_VALUE : nvml_sample._END_VALUES] == values
+    items = nvml_sample._ITEMS
+    assert list(items[nvml_sample._FIRST_VALUE : nvml_sample._END_VALUES]) == values
+    assert items[: nvml_sample._FIRST_VALUE] == ("index", "status", "identity")
+    assert items[nvml_sample._END_VALUES :] == ("state",)
+    assert names[2:5] == ["name", "uuid", "pci_bus_id"]
     assert names[-3:] == ["nvlink_count", "nvlink_state", "rc"]
     attributes = [a.name for a in attrs.fields(nvml.GpuSample)]
     assert len(attributes[5:-2]) == len(values)
@@ -438,6 +525,39 @@ def test_python_reads_the_extension_record_layout() -> None:
     assert lib.NAVARCH_NVML_F_COUNT == len(nvml.FIELDS) == _nvml_ctypes.F_COUNT
     assert nvml.FIELDS.index("recovery_action") == lib.NAVARCH_NVML_F_RECOVERY_ACTION
     assert lib.NAVARCH_NVML_MAX_LINKS == _nvml_ctypes.MAX_LINKS
+
+
+def test_a_field_nvml_cannot_serve_leaves_the_others(fake_nvml: FakeNvml, open_fake) -> None:
+    fake_nvml.set_nvlink_errors(0, 1, replay=3, crc_flit=9)
+    fake_nvml.fail(
+        f"field:{_nvml_abi.FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL}", Return.NOT_SUPPORTED, index=0
+    )
+    fake_nvml.fail("nvmlDeviceGetCurrPcieLinkGeneration", Return.NOT_SUPPORTED, index=0)
+    g = open_fake().sample()[0]
+    assert g.field_status == {
+        **OK,
+        "nvlink_crc_flit_errors": Return.NOT_SUPPORTED,
+        "pcie_link_gen": Return.NOT_SUPPORTED,
+    }
+    assert (g.nvlink_replay_errors, g.nvlink_crc_flit_errors) == (3, None)
+    assert (g.pcie_link_gen, g.pcie_link_gen_max, g.pcie_link_width) == (None, 5, 16)
+
+
+def test_the_top_pcie_link_is_asked_once_per_session(fake_nvml: FakeNvml, open_fake) -> None:
+    fake_nvml.fail("nvmlDeviceGetMaxPcieLinkWidth", Return.UNKNOWN, index=1)
+    session = open_fake()
+    first = session.sample()
+    assert first[1].field_status["pcie_link_width_max"] == Return.UNKNOWN
+    assert first[1].pcie_link_width_max is None
+    fake_nvml.fail("nvmlDeviceGetMaxPcieLinkWidth", Return.SUCCESS, index=1)
+    for _ in range(3):
+        gpus = session.sample()
+    assert [g.pcie_link_width_max for g in gpus] == [16, 16]
+    assert [g.pcie_link_gen_max for g in gpus] == [5, 5]
+    # GPU 0 answered at once; GPU 1 once more after its failure, and never again.
+    assert fake_nvml.calls("nvmlDeviceGetMaxPcieLinkGeneration") == 2
+    assert fake_nvml.calls("nvmlDeviceGetMaxPcieLinkWidth") == 3
+    assert fake_nvml.calls("nvmlDeviceGetCurrPcieLinkWidth") == 8
 
 
 def test_samples_convert_to_json(fake_nvml: FakeNvml, open_fake) -> None:

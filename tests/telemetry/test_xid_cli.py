@@ -10,7 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from support.kmsg import ENGINES, engine_module, kmsg_readable, record, xid_line
+
+from navarch.cli.xid import xid
+from navarch.telemetry.xid_catalog import catalog
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 REPO = Path(__file__).resolve().parents[2]
@@ -151,6 +155,7 @@ def test_explain(run: Run) -> None:
         "XID 79: GPU has fallen off the bus (ROBUST_CHANNEL_GPU_HAS_FALLEN_OFF_THE_BUS)",
         "The GPU no longer answers on the PCIe bus. navarch also reports the fallen-off-the-bus "
         "lines that carry no XID number as 79.",
+        "Applies to: A100, H100, B100, GB200",
         "Immediate: RESTART_BM: Power-cycle the bare-metal machine.",
         "Investigatory: CONTACT_SUPPORT: Contact NVIDIA support; the hardware may need to be "
         "returned.",
@@ -164,7 +169,38 @@ def test_explain(run: Run) -> None:
     assert "Immediate: the catalog gives none" in run("xid", "explain", "162").stdout
 
 
-@pytest.mark.parametrize("code", ["999", "0", "-5"])
+def test_explain_answers_for_every_code_in_the_catalog() -> None:
+    # In process: the command takes the same path for every code, and 172 processes are slow.
+    codes = list(catalog().entries)
+    assert len(codes) == 172
+    for code in codes:
+        text = CliRunner().invoke(xid, ["explain", str(code)], catch_exceptions=False)
+        assert text.exit_code == 0, code
+        assert text.output.startswith(f"XID {code}: "), code
+        data = json.loads(CliRunner().invoke(xid, ["explain", str(code), "--json"]).output)
+        assert (data["code"], data["unused"]) == (code, catalog().entries[code].unused)
+
+
+def test_explain_an_unused_code(run: Run) -> None:
+    result = run("xid", "explain", "42")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "XID 42: Unused (ROBUST_CHANNEL_VIC_ERROR)",
+        "The catalog lists it as unused.",
+        "NVIDIA marks this code unused; older drivers may still log it.",
+        "Applies to: none of A100, H100, B100, GB200",
+        "Immediate: CONTACT_SUPPORT: Contact NVIDIA support; the hardware may need to be returned.",
+        "Investigatory: the catalog gives none",
+    ]
+    data = json.loads(run("xid", "explain", "93", "--json").stdout)
+    assert (data["architectures"], data["unused"], data["nvidiaDescription"]) == (
+        ["A100"],
+        False,
+        "Non-fatal violation of provisioned InfoROM wear limit",
+    )
+
+
+@pytest.mark.parametrize("code", ["999", "173", "0", "-5"])
 def test_explain_an_unknown_code(run: Run, code: str) -> None:
     result = run("xid", "explain", "--", code)
     assert result.returncode == 2

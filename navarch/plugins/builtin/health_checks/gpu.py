@@ -1,7 +1,8 @@
 """The `gpu` health check: one sample of every GPU, each health-check interval.
 
 It reads temperatures against the GPU's own thresholds, ECC counters, remapped rows, retired
-pages, NVLink links, PCIe replays, clock event reasons, lost GPUs and queries that failed.
+pages, NVLink links and error counters, the PCIe link and its replays, clock event reasons, lost
+GPUs and queries that failed.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ T = HealthEventType
 # ClockEventReason bits worth an event: the hardware or the driver slowed the clocks for heat or
 # power, not for idleness or an application's clock setting.
 _HW_SLOWDOWN, _SW_THERMAL, _HW_THERMAL, _HW_POWER_BRAKE = 0x8, 0x20, 0x40, 0x80
+_GPU_IDLE = 0x1
 _CLOCK_NAMES = {
     _HW_SLOWDOWN: "HW_SLOWDOWN",
     _SW_THERMAL: "SW_THERMAL_SLOWDOWN",
@@ -99,7 +101,9 @@ class GpuCheck:
                 found.remapped_rows(before)
                 found.retired_pages(before)
                 found.nvlink()
+                found.nvlink_errors(previous, now)
                 found.pcie(previous, now)
+                found.pcie_link()
                 found.clocks()
                 self._previous[key] = (sample, now)
             if found.events or sample.status == self._gone or self._repeats.holds(key):
@@ -305,18 +309,79 @@ class _Found:
             {"links": listed},
         )
 
+    def nvlink_errors(self, previous: tuple[GpuSample, float] | None, now: float) -> None:
+        """Increases of the NVLink error counters since the previous sample. Replays and
+        recoveries are named apart from CRC errors, whose rate matters more than their count."""
+        s = self.sample
+        if previous is None:
+            return
+        before = previous[0]
+        replay = _increase(s.nvlink_replay_errors, before.nvlink_replay_errors)
+        recovery = _increase(s.nvlink_recovery_errors, before.nvlink_recovery_errors)
+        crc = _increase(s.nvlink_crc_flit_errors, before.nvlink_crc_flit_errors) + _increase(
+            s.nvlink_crc_data_errors, before.nvlink_crc_data_errors
+        )
+        if not self.due("nvlink_errors", ongoing=False, news=bool(replay or recovery or crc)):
+            return
+        has_crc = s.nvlink_crc_flit_errors is not None or s.nvlink_crc_data_errors is not None
+        metrics = _known(
+            replay_delta=replay if s.nvlink_replay_errors is not None else None,
+            recovery_delta=recovery if s.nvlink_recovery_errors is not None else None,
+            crc_delta=crc if has_crc else None,
+            replay_errors=s.nvlink_replay_errors,
+            recovery_errors=s.nvlink_recovery_errors,
+            crc_flit_errors=s.nvlink_crc_flit_errors,
+            crc_data_errors=s.nvlink_crc_data_errors,
+        )
+        seconds = now - previous[1]
+        if has_crc and seconds > 0:
+            metrics["crc_per_second"] = crc / seconds
+        counts = [(replay, "replay"), (recovery, "recovery"), (crc, "CRC")]
+        listed = ", ".join(f"{n} {name}" for n, name in counts if n)
+        self.add(T.NVLINK, f"new NVLink errors: {listed}", metrics)
+
     def pcie(self, previous: tuple[GpuSample, float] | None, now: float) -> None:
-        counter = self.sample.pcie_replay_counter
+        s = self.sample
+        counter = s.pcie_replay_counter
         if previous is None or counter is None:
             return
         delta = _increase(counter, previous[0].pcie_replay_counter)
         if not self.due("pcie", ongoing=False, news=bool(delta)):
             return
         minutes = (now - previous[1]) / 60
-        metrics = {"replay_delta": float(delta), "replay_counter": float(counter)}
+        # The policy's replay budget is per lane and grows with the generation the link runs at.
+        metrics = _known(
+            replay_delta=delta,
+            replay_counter=counter,
+            link_gen=s.pcie_link_gen,
+            link_width=s.pcie_link_width,
+        )
         if minutes > 0:
             metrics["replays_per_minute"] = delta / minutes
         self.add(T.PCIE, f"{delta} new PCIe replays", metrics)
+
+    def pcie_link(self) -> None:
+        """A PCIe link below its best: narrower, or slower while the GPU works. An idle GPU
+        lowers its link generation to save power, so only a busy one's generation counts."""
+        s = self.sample
+        narrow = _below(s.pcie_link_width, s.pcie_link_width_max)
+        busy = s.clock_event_reasons is not None and not s.clock_event_reasons & _GPU_IDLE
+        slow = busy and _below(s.pcie_link_gen, s.pcie_link_gen_max)
+        if not self.due("pcie_link", ongoing=narrow or slow, signature=(narrow, slow)):
+            return
+        metrics = _known(
+            downgraded=1.0,
+            link_gen=s.pcie_link_gen,
+            link_gen_max=s.pcie_link_gen_max,
+            link_width=s.pcie_link_width,
+            link_width_max=s.pcie_link_width_max,
+        )
+        found = []
+        if narrow:
+            found.append(f"x{s.pcie_link_width} of x{s.pcie_link_width_max}")
+        if slow:
+            found.append(f"Gen{s.pcie_link_gen} of Gen{s.pcie_link_gen_max} while busy")
+        self.add(T.PCIE, f"PCIe link below its best: {', '.join(found)}", metrics)
 
     def clocks(self) -> None:
         reasons = self.sample.clock_event_reasons
@@ -344,6 +409,11 @@ def _increase(current: int | None, before: int | None) -> int:
     if current is None or before is None or current <= before:
         return 0
     return current - before
+
+
+def _below(current: int | None, best: int | None) -> bool:
+    """Whether a link runs below its best; False when either is unknown (0 means unknown)."""
+    return bool(current and best and current < best)
 
 
 def _known(**values: float | int | None) -> dict[str, float]:

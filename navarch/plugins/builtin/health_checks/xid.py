@@ -26,6 +26,7 @@ from navarch.plugins import (
     NodeWatch,
     validators,
 )
+from navarch.plugins.builtin.health_checks.kmsg_failure import kmsg_failure
 
 if TYPE_CHECKING:
     from navarch.plugins.telemetry import XidEvent
@@ -99,17 +100,7 @@ class XidCheck:
                     continue
                 reported = str(exc)
                 log.warning("reading %s failed: %s", self.settings.kmsg_path, exc)
-                node.report(
-                    [
-                        HealthEvent(
-                            type=T.CHECK_FAILED,
-                            time=node.wall_clock(),
-                            message=f"reading the kernel log {self.settings.kmsg_path} "
-                            f"failed: {exc}",
-                            details={"check": "xid", "source": "kmsg"},
-                        )
-                    ]
-                )
+                node.report([kmsg_failure(node, "xid", self.settings.kmsg_path, exc)])
             await trio.sleep(KMSG_RETRY)
 
     async def _read_kmsg(self, node: NodeWatch, merger: _Merger) -> None:
