@@ -25,9 +25,14 @@ class ScalingState:
     healthy_nodes: int = 0
     # Instances asked of a provider that have not registered as nodes yet (part of current_nodes).
     in_flight: int = 0
-    # Mean GPU utilization, 0-100, over the registered nodes (current_nodes - in_flight);
-    # None when no node reported any.
+    # Mean GPU utilization, 0-100, over the registered nodes (current_nodes - in_flight) that
+    # reported one; None when no node reported any.
     utilization: float | None = None
+    # Each registered node's GPU utilization, None for a node that has sent no metrics yet, so
+    # that an autoscaler can tell a silent node from an idle one (the HPA's missing pods). Empty
+    # when the caller gives no per-node readings: then every registered node counts as reporting
+    # `utilization`.
+    readings: tuple[float | None, ...] = ()
     # Jobs waiting for or running on the pool, as the queue source counts them; None: no source.
     queue_depth: int | None = None
     # Utilization of recent scaling rounds, one sample per round, oldest first, ending with this
@@ -38,8 +43,15 @@ class ScalingState:
 
     @property
     def registered_nodes(self) -> int:
-        """Nodes that run the daemon and report metrics: the ones `utilization` describes."""
+        """Nodes that run the daemon: the ones `utilization` and `readings` describe."""
         return max(self.current_nodes - self.in_flight, 0)
+
+    @property
+    def node_readings(self) -> tuple[float | None, ...]:
+        """`readings`, or, when the caller gave none, `utilization` for every registered node."""
+        if self.readings or self.utilization is None:
+            return self.readings
+        return (self.utilization,) * self.registered_nodes
 
 
 @frozen(kw_only=True)

@@ -46,5 +46,9 @@ class Candidate:
 
 class Selector(Protocol):
     def order(self, candidates: Sequence[Candidate], request: ProvisionRequest) -> list[Candidate]:
-        """The candidates in the order to try them; leaving one out means not trying it."""
+        """The candidates in the order to try them; leaving one out means not trying it.
+
+        The core hands the candidates over balanced: places the catalog does not report full
+        first, then the least-populated zone. Keep that order among candidates the selector
+        ranks equal (sort stably), so a pool's nodes spread across its zones."""
         ...

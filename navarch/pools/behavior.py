@@ -7,7 +7,8 @@ The same rules hold for every autoscaler, built in or not, in this order:
    scale-down window, scale up only as far as the lowest recommendation of the scale-up window.
 3. Hold any scale-down until `delay_after_scale_up` has passed since the pool last grew
    (Cluster Autoscaler's scale-down-delay-after-add).
-4. Limit the change to the rate allowed per period (HPA policies; the larger allowance wins).
+4. Limit the change to the rate its policies allow, each over its own period (HPA policies;
+   `select_policy` takes the largest allowance, the smallest, or none).
 5. Raise the target so that the pool holds `min_nodes` healthy nodes, counting instances still
    being provisioned, and never beyond `max_nodes`.
 
@@ -164,25 +165,40 @@ class ScalingBehavior:
     def _limit_rate(self, target: int, previous: int, now: float, reasons: list[str]) -> int:
         if target > previous:
             up = self.settings.scale_up
-            start = self._period_start(previous, up.period, now)
-            by_nodes = start + up.nodes
-            by_percent = math.ceil(start * (100 + up.percent) / 100 - _EPSILON)
-            limit = max(by_nodes, by_percent, previous)
+            limit = max(self._rate_limit(up, previous, now, +1), previous)
             if target > limit:
                 verb = "held at" if limit == previous else "limited to"
                 reasons.append(f"{verb} {limit} by the scale-up rate ({_rate(up)})")
                 return limit
         elif target < previous:
             down = self.settings.scale_down
-            start = self._period_start(previous, down.period, now)
-            by_nodes = start - down.nodes
-            by_percent = math.floor(start * (100 - down.percent) / 100 + _EPSILON)
-            limit = min(by_nodes, by_percent, previous)
+            limit = min(self._rate_limit(down, previous, now, -1), previous)
             if target < limit:
                 verb = "held at" if limit == previous else "limited to"
                 reasons.append(f"{verb} {limit} by the scale-down rate ({_rate(down)})")
                 return limit
         return target
+
+    def _rate_limit(
+        self, rules: ScaleUpConfig | ScaleDownConfig, previous: int, now: float, sign: int
+    ) -> int:
+        """The furthest size the direction's policies allow (HPA's calculateScaleUpLimit and
+        calculateScaleDownLimit): each policy counts from the pool's size at the start of its
+        own period, and select_policy picks the largest change, the smallest, or none."""
+        if rules.select_policy == "disabled" or not rules.rates:
+            return previous
+        proposals = []
+        for policy in rules.rates:
+            start = self._period_start(previous, policy.period, now)
+            if policy.type == "nodes":
+                proposals.append(start + sign * int(policy.value))
+            elif sign > 0:
+                # Rounded up, or a small pool could never grow by a percentage.
+                proposals.append(math.ceil(start * (100 + policy.value) / 100 - _EPSILON))
+            else:
+                proposals.append(math.floor(start * (100 - policy.value) / 100 + _EPSILON))
+        most = max if (sign > 0) == (rules.select_policy == "max") else min
+        return most(proposals)
 
     def _period_start(self, previous: int, period: timedelta, now: float) -> int:
         """The pool's size at the start of the period, from the changes made within it."""
@@ -202,7 +218,8 @@ class ScalingBehavior:
         keep = max(s.scale_up.window, s.scale_down.window).total_seconds()
         while self._recommendations and self._recommendations[0][0] <= now - keep:
             self._recommendations.popleft()
-        keep = max(s.scale_up.period, s.scale_down.period).total_seconds()
+        periods = [p.period for p in (*s.scale_up.rates, *s.scale_down.rates)]
+        keep = max(periods, default=timedelta(0)).total_seconds()
         while self._changes and self._changes[0][0] <= now - keep:
             self._changes.popleft()
 
@@ -211,11 +228,22 @@ def _show(value: timedelta) -> str:
     return format_duration(value)
 
 
-def _rate(rule: ScaleUpConfig | ScaleDownConfig) -> str:
-    parts = []
-    if rule.nodes:
-        parts.append(f"{rule.nodes} node" + ("" if rule.nodes == 1 else "s"))
-    if rule.percent:
-        parts.append(f"{rule.percent:g}%")
-    allowance = " or ".join(parts) if parts else "no change"
-    return f"at most {allowance} per {_show(rule.period)}"
+def _rate(rules: ScaleUpConfig | ScaleDownConfig) -> str:
+    if rules.select_policy == "disabled":
+        return "select_policy disabled"
+    policies = rules.rates
+    if not policies:
+        return f"at most no change per {_show(rules.period)}"
+    parts = [
+        f"{p.value:g} node" + ("" if p.value == 1 else "s")
+        if p.type == "nodes"
+        else f"{p.value:g}%"
+        for p in policies
+    ]
+    joiner = " or " if rules.select_policy == "max" else " and "
+    periods = {p.period for p in policies}
+    if len(periods) == 1:
+        return f"at most {joiner.join(parts)} per {_show(policies[0].period)}"
+    return "at most " + joiner.join(
+        f"{part} per {_show(p.period)}" for part, p in zip(parts, policies, strict=True)
+    )

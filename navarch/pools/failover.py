@@ -37,6 +37,7 @@ from navarch.plugins import (
     Selector,
     TransientError,
 )
+from navarch.pools.zone_balance import Spread
 
 # A region, zone, instance type and market (True for spot); None stands for all of them.
 _Place = tuple[str | None, str | None, str | None, bool | None]
@@ -192,12 +193,15 @@ async def provision_with_failover(
     *,
     clock: Callable[[], float] | None = None,
     sleep: Callable[[float], Awaitable[object]] | None = None,
+    spread: Spread | None = None,
 ) -> Provisioned:
     """Provisions one instance, trying unblocked candidates in the selector's order.
 
     `providers` maps each `[providers.NAME]` table to its provider object. The request's
     instance type, region and zone are set from the candidate that is tried, and each candidate
-    gets a request id of its own that its transient retries repeat. Raises
+    gets a request id of its own that its transient retries repeat. With `spread`, the selector
+    gets the candidates least-populated place first, and the place being tried stays claimed
+    when the call returns (the caller releases it once the instance is recorded). Raises
     ProvisioningFailed, with every attempt and the blocks in force, when no candidate works.
     """
     if clock is None or sleep is None:
@@ -212,6 +216,8 @@ async def provision_with_failover(
         listed = "; ".join(b.describe() for b in active) or "the pool has no provider entries"
         raise ProvisioningFailed(f"every provider entry is blocked: {listed}", [], active)
     attempts: list[Attempt] = []
+    if spread is not None:
+        usable = spread.order(usable)
     for candidate in selector.order(usable, request):
         # An earlier failure in this loop (an auth error) may have blocked this one too.
         if blocks.blocking(candidate, clock()) is not None:
@@ -230,6 +236,8 @@ async def provision_with_failover(
             request_id=str(uuid.uuid4()),
             spot=candidate.spot,
         )
+        if spread is not None:
+            spread.trying(candidate)
         backoff = policy.first_backoff
         for retry in range(policy.transient_retries + 1):
             try:
@@ -249,6 +257,8 @@ async def provision_with_failover(
                 attempts.append(Attempt(candidate=candidate))
                 return Provisioned(instance=instance, candidate=candidate, attempts=tuple(attempts))
             break
+    if spread is not None:
+        spread.release()
     if not attempts:
         raise ProvisioningFailed("the selector left no candidate to try", [], [])
     last = attempts[-1]

@@ -62,7 +62,8 @@ def scaling_state(
     round's, so a caller keeps `state.history[-N:]` for the next round.
     """
     members = [n for n in nodes if counts_toward_size(n)]
-    samples = [u for u in map(gpu_utilization, members) if u is not None]
+    readings = tuple(map(gpu_utilization, members))
+    samples = [u for u in readings if u is not None]
     utilization = sum(samples) / len(samples) if samples else None
     return ScalingState(
         pool=pool,
@@ -72,6 +73,7 @@ def scaling_state(
         healthy_nodes=sum(1 for n in members if is_healthy(n)),
         in_flight=in_flight,
         utilization=utilization,
+        readings=readings,
         queue_depth=queue_depth,
         history=(*history, utilization) if utilization is not None else tuple(history),
         now=now,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -17,6 +18,7 @@ from navarch.plugins import (
     Selector,
 )
 from navarch.pools.behavior import Decision, ScalingBehavior
+from navarch.pools.zone_balance import Place
 
 
 class PoolState:
@@ -37,9 +39,15 @@ class PoolState:
         self.behavior = ScalingBehavior(config.scaling)
         # Provision calls under way that have no instance id yet.
         self.pending = 0
+        # The places those calls are trying, so that the nodes of one round spread over zones.
+        self.claims: Counter[Place] = Counter()
+        # trio's time since when the pool has been idle (scale to zero); None while it is busy.
+        self.idle_since: float | None = None
         self.history: list[float] = []
         self.queue_depth: int | None = None
         self.queue_depth_at: datetime | None = None
+        # trio's time at queue_depth_at, for the depth's age (metrics_max_age).
+        self.queue_depth_time: float | None = None
         self.manual_target: int | None = None
         self.target = config.min_nodes
         self.decision: Decision | None = None

@@ -18,6 +18,7 @@ from navarch.pools.fleet import FleetView
 from navarch.pools.instances import Instances
 from navarch.pools.pool import PoolState
 from navarch.pools.victims import choose_victims
+from navarch.pools.zone_balance import places
 
 log = logging.getLogger("navarch.pools")
 
@@ -36,7 +37,13 @@ class ScaleDown:
     async def remove(self, pool: PoolState, nodes: Sequence[Node], count: int) -> None:
         """Chooses up to `count` victims among `nodes` and starts them leaving."""
         drain = pool.config.scaling.scale_down.drain
-        plan = choose_victims(nodes, count, min_nodes=pool.config.min_nodes, drain=drain)
+        plan = choose_victims(
+            nodes,
+            count,
+            min_nodes=pool.config.min_nodes,
+            drain=drain,
+            places=places(nodes, self._instances.records.values()),
+        )
         if plan.shortfall:
             log.info("pool %s: %s", pool.name, plan.shortfall)
         reason = pool.scale_down_reason

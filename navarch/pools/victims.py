@@ -1,13 +1,17 @@
 """Which nodes leave a pool when it scales down.
 
-Unhealthy nodes go first, then cordoned ones, then idle ones, then the least utilized; among
-equals the newest goes first, since it has the least work and warm state on it. A node labelled
-`navarch.io/do-not-disturb = "true"` is never chosen, and the pool never drops below `min_nodes`.
+Unhealthy nodes go first, then cordoned ones, then idle ones, then the rest. Within each of these
+ranks the victim comes from the most crowded place (provider, region and zone), counted again
+after each victim, so that the pool stays balanced over its zones; then the least utilized goes,
+and among equals the newest, since it has the least work and warm state on it. A node labelled
+`navarch.io/do-not-disturb = "true"` is never chosen (it still counts in its zone), and the pool
+never drops below `min_nodes`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping
 
 from attrs import frozen
 
@@ -19,6 +23,7 @@ from navarch.pools.nodes import (
     is_do_not_disturb,
     is_unhealthy,
 )
+from navarch.pools.zone_balance import Place, place_of
 
 
 @frozen(kw_only=True)
@@ -31,13 +36,40 @@ class ScaleDown:
 
 
 def choose_victims(
-    nodes: Iterable[Node], count: int, *, min_nodes: int, drain: bool = True
+    nodes: Iterable[Node],
+    count: int,
+    *,
+    min_nodes: int,
+    drain: bool = True,
+    places: Mapping[str, Place] | None = None,
 ) -> ScaleDown:
-    """Chooses up to `count` of the pool's nodes to remove, best victims first."""
+    """Chooses up to `count` of the pool's nodes to remove, best victims first.
+
+    `places` gives each node's place by node id (where its instance runs); a node it leaves out
+    is where the node says it is.
+    """
     members = [n for n in nodes if counts_toward_size(n)]
     allowed = max(min(count, len(members) - min_nodes), 0)
+    where = {n.node_id: (places or {}).get(n.node_id) or place_of(n) for n in members}
+    crowd = Counter(where.values())
     eligible = sorted((n for n in members if not is_do_not_disturb(n)), key=_victim_order)
-    victims = tuple(eligible[:allowed])
+    # Each rank's candidates by place, best victim first.
+    queues: dict[tuple[int, Place], deque[Node]] = {}
+    for node in eligible:
+        queues.setdefault((_victim_order(node)[0], where[node.node_id]), deque()).append(node)
+    chosen: list[Node] = []
+    while len(chosen) < allowed and queues:
+        rank = min(r for r, _ in queues)
+        key = min(
+            (k for k in queues if k[0] == rank),
+            key=lambda k: (-crowd[k[1]], _victim_order(queues[k][0])),
+        )
+        node = queues[key].popleft()
+        if not queues[key]:
+            del queues[key]
+        crowd[key[1]] -= 1
+        chosen.append(node)
+    victims = tuple(chosen)
     shortfall = ""
     if len(victims) < count:
         why = []

@@ -89,6 +89,43 @@ def test_target_holds_without_data(plugins):
     assert scaler.recommend(state(current_nodes=2, in_flight=2, utilization=50.0)).target == 2
 
 
+def test_target_holds_when_silent_nodes_would_turn_a_scale_up_around(plugins):
+    scaler = autoscaler(plugins, '[pools.p.autoscaler]\ntype = "target"\ntarget_value = 30\n')
+    # One of three nodes reports 40 %: the two silent ones count as idle for a scale-up, which
+    # makes it 13 %, a scale-down, so the pool holds instead of growing to 4.
+    answer = scaler.recommend(state(current_nodes=3, readings=(40.0, None, None), utilization=40.0))
+    assert answer.target == 3
+    assert answer.reason == (
+        "utilization 40.0% is 1.33 times the target 30%; counting 2 without metrics at 0%, "
+        "0.44 times, which turns the direction around"
+    )
+
+
+def test_target_counts_silent_nodes_as_busy_when_scaling_down(plugins):
+    scaler = autoscaler(plugins, '[pools.p.autoscaler]\ntype = "target"\ntarget_value = 50\n')
+    quiet = state(current_nodes=4, readings=(10.0, 10.0, None, None), utilization=10.0)
+    answer = scaler.recommend(quiet)
+    # (10 + 10 + 100 + 100) / 4 = 55 %: within the tolerance of 50 %, so no scale-down to 1.
+    assert answer.target == 4
+    assert answer.reason.endswith("counting 2 without metrics at 100%, 1.10 times, within 10%")
+
+
+def test_target_counts_in_flight_instances_as_idle_only_when_scaling_up(plugins):
+    scaler = autoscaler(plugins, '[pools.p.autoscaler]\ntype = "target"\ntarget_value = 50\n')
+    # 3 nodes at 70 % alone would need ceil(3 * 1.4) = 5; with the booting one at 0 % the mean is
+    # 52.5 %, within the tolerance, so the instance on its way is enough.
+    warm = state(current_nodes=4, in_flight=1, readings=(70.0, 70.0, 70.0), utilization=70.0)
+    assert scaler.recommend(warm).target == 4
+    cold = state(current_nodes=4, in_flight=1, readings=(10.0, 10.0, 10.0), utilization=10.0)
+    assert scaler.recommend(cold).target == 1  # ceil(3 * 10 / 50): the booting one is ignored
+
+
+def test_target_reads_every_registered_node_as_reporting_without_readings(plugins):
+    scaler = autoscaler(plugins, '[pools.p.autoscaler]\ntype = "target"\ntarget_value = 30\n')
+    # A state built by a caller that gives only the mean, as before per-node readings existed.
+    assert scaler.recommend(state(current_nodes=3, utilization=40.0)).target == 4
+
+
 def test_target_with_zero_tolerance_acts_on_any_difference(plugins):
     scaler = autoscaler(plugins, '[pools.p.autoscaler]\ntype = "target"\ntolerance = 0.0\n')
     assert scaler.recommend(state(current_nodes=10, utilization=70.7)).target == 11

@@ -5,9 +5,11 @@ from datetime import timedelta
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support.pool_config import state
+from support.pool_config import pool_config, state
 
 from navarch.config import PoolScalingConfig, ScaleDownConfig, ScaleUpConfig
+from navarch.config.tables import ScalingPolicy
+from navarch.errors import ConfigError
 from navarch.plugins import Recommendation, ask
 from navarch.plugins.builtin.autoscalers import ReactiveAutoscaler, ReactiveSettings
 from navarch.pools.behavior import ScalingBehavior
@@ -220,6 +222,124 @@ def test_both_allowances_zero_stops_scaling_in_that_direction():
     decision = b.decide(state(current_nodes=3), rec(6), 0.0)
     assert decision.target == 3
     assert decision.reasons[-1] == "held at 3 by the scale-up rate (at most no change per 1m)"
+
+
+def policy(kind: str, value: float, seconds: int = 60) -> ScalingPolicy:
+    return ScalingPolicy(type=kind, value=value, period=timedelta(seconds=seconds))
+
+
+@pytest.mark.parametrize(("select", "expected"), [("max", 20), ("min", 14), ("disabled", 10)])
+def test_select_policy_picks_the_largest_change_the_smallest_or_none(select, expected):
+    up = {"policies": (policy("nodes", 4), policy("percent", 100)), "select_policy": select}
+    assert behavior(up=up).decide(state(current_nodes=10), rec(50), 0.0).target == expected
+
+
+@pytest.mark.parametrize(("select", "expected"), [("max", 5), ("min", 8), ("disabled", 10)])
+def test_select_policy_applies_to_scale_down(select, expected):
+    down = {"policies": (policy("nodes", 2), policy("percent", 50)), "select_policy": select}
+    decision = behavior(down=down).decide(state(current_nodes=10), rec(0), 0.0)
+    assert decision.target == expected
+    if select == "disabled":
+        assert decision.reasons[-1] == "held at 10 by the scale-down rate (select_policy disabled)"
+
+
+def test_each_policy_counts_changes_over_its_own_period():
+    # 1 node per 15 s, or 3 nodes per 2 minutes, whichever allows more.
+    up = {"policies": (policy("nodes", 1, 15), policy("nodes", 3, 120))}
+    b = behavior(up=up)
+    assert b.decide(state(current_nodes=4), rec(20), 0.0).target == 7
+    # 15 s later the first policy allows one more; the second, counting from 4, none.
+    again = b.decide(state(current_nodes=7), rec(20), 15.0)
+    assert again.target == 8
+    assert again.reasons[-1] == (
+        "limited to 8 by the scale-up rate (at most 1 node per 15s or 3 nodes per 2m)"
+    )
+
+
+def test_policies_in_toml_replace_the_shorthand(plugins):
+    scaling = pool_config(
+        plugins,
+        """
+        [pools.p.scaling.scale_up]
+        select_policy = "min"
+
+        [[pools.p.scaling.scale_up.policies]]
+        type = "nodes"
+        value = 2
+        period = "15s"
+
+        [[pools.p.scaling.scale_up.policies]]
+        type = "percent"
+        value = 50
+        """,
+    ).scaling
+    assert scaling.scale_up.rates == (policy("nodes", 2, 15), policy("percent", 50, 60))
+    assert scaling.scale_up.select_policy == "min"
+    assert scaling.scale_down.rates == (policy("percent", 100),)
+
+
+@pytest.mark.parametrize(
+    ("table", "problem"),
+    [
+        (
+            "[pools.p.scaling.scale_down]\nnodes = 2\n[[pools.p.scaling.scale_down.policies]]\n"
+            'type = "nodes"\nvalue = 1\n',
+            "pools.p.scaling.scale_down.policies: set either policies or the one-policy shorthand "
+            "(nodes, percent, period), not both; got nodes as well",
+        ),
+        (
+            '[[pools.p.scaling.scale_up.policies]]\ntype = "nodes"\nvalue = 1.5\n',
+            "pools.p.scaling.scale_up.policies[0].value: expected a whole number of nodes, got 1.5",
+        ),
+        (
+            '[[pools.p.scaling.scale_up.policies]]\ntype = "pods"\nvalue = 1\n',
+            'pools.p.scaling.scale_up.policies[0].type: expected "nodes" or "percent", got "pods"',
+        ),
+        (
+            '[pools.p.scaling.scale_up]\nselect_policy = "most"\n',
+            'pools.p.scaling.scale_up.select_policy: expected "max", "min" or "disabled", '
+            'got "most"',
+        ),
+        (
+            '[pools.p.scaling]\nprofile = "cheap"\n',
+            'pools.p.scaling.profile: expected "balanced" or "optimize-cost", got "cheap"',
+        ),
+    ],
+)
+def test_bad_policies_name_their_key(plugins, table, problem):
+    with pytest.raises(ConfigError) as caught:
+        pool_config(plugins, table)
+    assert caught.value.problems == [problem]
+
+
+def test_optimize_cost_profile_sets_the_scale_down_defaults(plugins):
+    down = pool_config(plugins, '[pools.p.scaling]\nprofile = "optimize-cost"\n').scaling.scale_down
+    assert (down.window, down.delay_after_scale_up) == (timedelta(minutes=1), timedelta(minutes=2))
+    assert down.rates == (policy("percent", 100, 15),)
+
+
+def test_explicit_keys_override_the_profile(plugins):
+    down = pool_config(
+        plugins,
+        """
+        [pools.p.scaling]
+        profile = "optimize-cost"
+
+        [pools.p.scaling.scale_down]
+        window = "3m"
+
+        [[pools.p.scaling.scale_down.policies]]
+        type = "nodes"
+        value = 1
+        """,
+    ).scaling.scale_down
+    assert (down.window, down.delay_after_scale_up) == (timedelta(minutes=3), timedelta(minutes=2))
+    assert down.rates == (policy("nodes", 1),)
+
+
+def test_balanced_profile_is_the_default():
+    assert PoolScalingConfig().profile == "balanced"
+    assert PoolScalingConfig().scale_down == ScaleDownConfig()
 
 
 def test_decision_reason_chain_names_each_rule():

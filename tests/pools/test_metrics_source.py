@@ -136,7 +136,9 @@ async def test_a_failing_source_keeps_the_last_depth_and_the_loop_running(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     plugin, plugins = scripted()
-    async with open_fleet(tmp_path / "navarch.db", parse_config(QUEUE, plugins=plugins)) as service:
+    # Long enough that the last depth is kept throughout; see the next test for when it is not.
+    text = QUEUE.replace('scale_interval = "10s"', 'scale_interval = "10s"\nmetrics_max_age = "1h"')
+    async with open_fleet(tmp_path / "navarch.db", parse_config(text, plugins=plugins)) as service:
         plugin.source.depth = 20
         await wait_until(lambda: len(healthy_nodes(service)) == 2)
         plugin.source.error = RuntimeError("queue service unreachable")
@@ -168,6 +170,40 @@ async def test_a_failing_source_keeps_the_last_depth_and_the_loop_running(
         assert "metrics source" not in (await pool(service)).last_decision
 
 
+async def test_a_depth_older_than_metrics_max_age_is_dropped_and_the_pool_holds(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    plugin, plugins = scripted()
+    async with open_fleet(tmp_path / "navarch.db", parse_config(QUEUE, plugins=plugins)) as service:
+        plugin.source.depth = 20
+        await wait_until(lambda: len(healthy_nodes(service)) == 2)
+        plugin.source.error = RuntimeError("queue service unreachable")
+        await trio.sleep(4 * 60)
+        assert (await pool(service)).queue_depth == 20
+        await trio.sleep(2 * 60)
+        # Past the default 5m the depth is gone, so the queue autoscaler holds the pool.
+        view = await pool(service)
+        assert (view.queue_depth, len(live_nodes(service))) == (None, 2)
+        assert view.last_decision.startswith("no queue depth reported")
+        assert (
+            "metrics source scripted failed: RuntimeError: queue service unreachable; "
+            "the last queue depth is older than metrics_max_age 5m, dropped"
+        ) in view.last_decision
+        # A newer depth, pushed here, drives the pool again.
+        await rpc(service, m.ReportQueueDepthRequest(pool="dev", depth=35), ADMIN)
+        await wait_until(lambda: len(healthy_nodes(service)) == 4)
+        # A source that answers with no data for longer than metrics_max_age drops it too.
+        plugin.source.error, plugin.source.depth = None, None
+        await trio.sleep(6 * 60)
+        view = await pool(service)
+        assert (view.queue_depth, len(live_nodes(service))) == (None, 4)
+        assert "metrics source scripted has no data; the last queue depth is older" in (
+            view.last_decision
+        )
+        plugin.source.depth = 0
+        await wait_until(lambda: live_nodes(service) == [])
+
+
 def problems(text: str) -> list[str]:
     _, plugins = scripted()
     with pytest.raises(ConfigError) as caught:
@@ -176,9 +212,9 @@ def problems(text: str) -> list[str]:
 
 
 def test_an_unknown_metrics_source_lists_the_registered_ones() -> None:
-    assert problems(QUEUE.replace('type = "scripted"', 'type = "prometheus"')) == [
-        'pools.dev.metrics.type: no metrics_source plugin named "prometheus" '
-        "(registered: http-json, scripted)"
+    assert problems(QUEUE.replace('type = "scripted"', 'type = "statsd"')) == [
+        'pools.dev.metrics.type: no metrics_source plugin named "statsd" (registered: '
+        "http-json, kubernetes, prometheus, rabbitmq, redis, scripted, slurm)"
     ]
 
 

@@ -110,11 +110,12 @@ class TargetSettings:
 
 
 class TargetAutoscaler:
-    """Keeps a metric at its target, as the Kubernetes HPA does.
+    """Keeps a metric at its target, as the Kubernetes HPA's replica calculator does.
 
     desired = ceil(nodes * value / target), unchanged while |value / target - 1| is within the
-    tolerance. For utilization, `nodes` are the nodes that report it (in-flight instances do
-    not); for queue depth, the value is jobs per node of the whole pool.
+    tolerance. For utilization, `nodes` are the nodes that report it, and nodes that do not are
+    counted the HPA's conservative way (see `_utilization`); for queue depth, the value is jobs
+    per node of the whole pool.
     """
 
     Settings = TargetSettings
@@ -123,27 +124,82 @@ class TargetAutoscaler:
         self.settings = settings
 
     def recommend(self, state: ScalingState) -> Recommendation:
+        if self.settings.metric == "utilization":
+            return self._utilization(state)
+        return self._queue_depth(state)
+
+    def _within(self, ratio: float) -> bool:
+        return abs(ratio - 1) <= self.settings.tolerance + _EPSILON
+
+    def _utilization(self, state: ScalingState) -> Recommendation:
+        """GetResourceReplicas of the HPA, with nodes for pods.
+
+        A registered node without metrics is the HPA's missing pod, an instance in flight its
+        unready pod. They are left out of the first estimate. If it is a scale-down, silent nodes
+        then count as fully busy and in-flight ones stay out; if it is a scale-up, both count as
+        idle. When that assumption moves the estimate into the tolerance, or turns it around,
+        the pool holds.
+        """
         s = self.settings
-        if s.metric == "utilization":
-            if state.utilization is None or state.registered_nodes == 0:
-                return _hold(state, "no utilization reported")
-            nodes = state.registered_nodes
-            ratio = state.utilization / s.target_value
-            shown = f"utilization {state.utilization:.1f}%"
-            goal = f"{s.target_value:g}%"
-        else:
-            if state.queue_depth is None:
-                return _hold(state, "no queue depth reported")
-            goal = f"{s.target_value:g} jobs per node"
-            if state.current_nodes == 0:
-                needed = math.ceil(state.queue_depth / s.target_value - _EPSILON)
-                return Recommendation(
-                    target=needed, reason=f"queue depth {state.queue_depth} at {goal}"
-                )
-            nodes = state.current_nodes
-            ratio = state.queue_depth / nodes / s.target_value
-            shown = f"queue depth {state.queue_depth} ({state.queue_depth / nodes:.1f} per node)"
-        if abs(ratio - 1) <= s.tolerance + _EPSILON:
+        readings = state.node_readings
+        reported = [r for r in readings if r is not None]
+        if not reported:
+            return _hold(state, "no utilization reported")
+        silent = len(readings) - len(reported)
+        booting = state.in_flight
+        mean = sum(reported) / len(reported)
+        ratio = mean / s.target_value
+        goal = f"{s.target_value:g}%"
+        shown = f"utilization {mean:.1f}%"
+        with_booting = booting > 0 and ratio > 1
+        if not with_booting and silent == 0:
+            if self._within(ratio):
+                return _hold(state, f"{shown} is within {s.tolerance:.0%} of the target {goal}")
+            return Recommendation(
+                target=math.ceil(len(reported) * ratio - _EPSILON),
+                reason=f"{shown} is {ratio:.2f} times the target {goal}",
+            )
+
+        values = list(reported)
+        assumed = []
+        if silent and ratio != 1:
+            # GPU utilization is a resource utilization: a silent node counts as 100 % of its
+            # GPUs, as the HPA counts a missing pod at 100 % of its request.
+            busy = 100.0 if ratio < 1 else 0.0
+            values += [busy] * silent
+            assumed.append(f"{silent} without metrics at {busy:g}%")
+        if with_booting:
+            values += [0.0] * booting
+            assumed.append(f"{booting} in flight at 0%")
+        adjusted = sum(values) / len(values) / s.target_value
+        shown = f"{shown} is {ratio:.2f} times the target {goal}"
+        if assumed:
+            shown += f"; counting {' and '.join(assumed)}, {adjusted:.2f} times"
+        if self._within(adjusted):
+            return _hold(state, f"{shown}, within {s.tolerance:.0%}")
+        if (ratio < 1) != (adjusted < 1):
+            return _hold(state, f"{shown}, which turns the direction around")
+        needed = math.ceil(len(values) * adjusted - _EPSILON)
+        if (adjusted < 1 and needed > state.current_nodes) or (
+            adjusted > 1 and needed < state.current_nodes
+        ):
+            return _hold(state, f"{shown}, but {needed} nodes would scale the other way")
+        return Recommendation(target=needed, reason=shown)
+
+    def _queue_depth(self, state: ScalingState) -> Recommendation:
+        s = self.settings
+        if state.queue_depth is None:
+            return _hold(state, "no queue depth reported")
+        goal = f"{s.target_value:g} jobs per node"
+        if state.current_nodes == 0:
+            needed = math.ceil(state.queue_depth / s.target_value - _EPSILON)
+            return Recommendation(
+                target=needed, reason=f"queue depth {state.queue_depth} at {goal}"
+            )
+        nodes = state.current_nodes
+        ratio = state.queue_depth / nodes / s.target_value
+        shown = f"queue depth {state.queue_depth} ({state.queue_depth / nodes:.1f} per node)"
+        if self._within(ratio):
             return _hold(state, f"{shown} is within {s.tolerance:.0%} of the target {goal}")
         return Recommendation(
             target=math.ceil(nodes * ratio - _EPSILON),
@@ -159,7 +215,9 @@ class QueueSettings:
 class QueueAutoscaler:
     """Sizes the pool to its queue: ceil(queue depth / jobs per node).
 
-    Without a queue depth the pool holds its size; an empty report is not an empty queue.
+    It reads no node, so a pool at 0 nodes grows as soon as jobs wait, and an empty queue asks
+    for 0 nodes. Without a queue depth the pool holds its size; an empty report is not an empty
+    queue.
     """
 
     Settings = QueueSettings
@@ -314,7 +372,10 @@ class CompositeSettings:
 class CompositeAutoscaler:
     """Combines member autoscalers: the highest, the lowest, or the average (rounded up).
 
-    A member that fails is left out, and the reason says so.
+    A pool with no nodes takes the highest answer whatever the mode: members that read
+    utilization have nothing to read there and hold at 0, so the lowest or the average would
+    keep the pool at 0 however long its queue. A member that fails is left out, and the reason
+    says so.
     """
 
     Settings = CompositeSettings
@@ -335,6 +396,9 @@ class CompositeAutoscaler:
             return _hold(state, "every member failed: " + "; ".join(failures))
         targets = [a.target for _, a in answers]
         mode = self.settings.mode
+        shown = mode
+        if state.current_nodes == 0 and mode != "max":
+            mode, shown = "max", f"max (no nodes, so not the {mode})"
         if mode == "max":
             target = max(targets)
         elif mode == "min":
@@ -342,7 +406,7 @@ class CompositeAutoscaler:
         else:
             target = math.ceil(sum(targets) / len(targets))
         parts = [f"{name}: {a.reason} → {a.target}" for name, a in answers] + failures
-        return Recommendation(target=target, reason=f"{mode} of [{'; '.join(parts)}]")
+        return Recommendation(target=target, reason=f"{shown} of [{'; '.join(parts)}]")
 
 
 @hookimpl

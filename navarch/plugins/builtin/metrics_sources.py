@@ -1,4 +1,7 @@
-"""The `http-json` metrics source: reads a pool's queue depth from a JSON document over HTTP.
+"""The built-in metrics sources: `http-json`, here, and those of `navarch.plugins.builtin.metrics`
+(`prometheus`, `redis`, `rabbitmq`, `slurm`, `kubernetes`).
+
+The `http-json` source reads a pool's queue depth from a JSON document over HTTP.
 
 Each scaling round the pool manager GETs `url` (`{pool}` in it is replaced by the pool's name)
 and follows `field`, a dotted path (`stats.queues.0.depth`; a number indexes an array), to the
@@ -17,6 +20,11 @@ import attrs
 from attrs import frozen
 
 from navarch.plugins import Register, hookimpl, validators
+from navarch.plugins.builtin.metrics.kubernetes import KubernetesSource
+from navarch.plugins.builtin.metrics.prometheus import PrometheusSource
+from navarch.plugins.builtin.metrics.rabbitmq import RabbitMqSource
+from navarch.plugins.builtin.metrics.redis import RedisSource
+from navarch.plugins.builtin.metrics.slurm import SlurmSource
 
 
 @frozen(kw_only=True)
@@ -73,3 +81,8 @@ class HttpJsonSource:
 @hookimpl
 def navarch_metrics_sources(register: Register) -> None:
     register("http-json", HttpJsonSource)
+    register("prometheus", PrometheusSource)
+    register("redis", RedisSource)
+    register("rabbitmq", RabbitMqSource)
+    register("slurm", SlurmSource)
+    register("kubernetes", KubernetesSource)

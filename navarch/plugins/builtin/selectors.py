@@ -2,7 +2,9 @@
 
 A selector orders a pool's candidates (a provider entry in one region or zone, with the price and
 capacity its provider's catalog reported). The core tries them in that order and skips the
-blocked ones. Ties keep the configured order.
+blocked ones. The core hands them over least-populated place first (zone balance, then the
+configured order), and every selector here sorts stably, so candidates it ranks equal keep that
+order: the selector chooses the tier, zone balance the place within it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from navarch.plugins import Candidate, ProvisionRequest, Register, hookimpl
 
 
 class PrioritySelector:
-    """Tries provider entries by ascending `priority`; ties keep their configured order."""
+    """Tries provider entries by ascending `priority`; ties keep the order they came in."""
 
     def order(
         self, candidates: Sequence[Candidate], request: ProvisionRequest | None = None
