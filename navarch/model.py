@@ -93,6 +93,11 @@ class HealthEventType(enum.Enum):
     GPU_LOST = "gpu_lost"
     BOOT = "boot"
     CHECK_FAILED = "check_failed"
+    INFINIBAND = "infiniband"
+    NVSWITCH = "nvswitch"
+    FABRIC_MANAGER = "fabric_manager"
+    # The result of one test of an on-demand diagnostic (DCGM, NCCL) on one GPU or the machine.
+    DIAGNOSTIC = "diagnostic"
 
 
 @frozen(kw_only=True)
@@ -342,6 +347,34 @@ class Bootstrap:
     updated_at: datetime | None = None
 
 
+class PreflightState(enum.Enum):
+    """How far a new node's preflight diagnostics got (`[pools.NAME.preflight]`)."""
+
+    # The node registered cordoned; its diagnostics are not asked for yet.
+    PENDING = "pending"
+    # The run_diagnostic command is out; the node waits for its answer.
+    RUNNING = "running"
+    # The diagnostics passed and the node was uncordoned.
+    PASSED = "passed"
+    # The diagnostics failed or timed out; the pool replaces the instance.
+    FAILED = "failed"
+
+
+@frozen(kw_only=True)
+class Preflight:
+    """The preflight of one instance's node: the diagnostics it runs before it takes work."""
+
+    state: PreflightState = PreflightState.PENDING
+    level: int = 1
+    # The run_diagnostic command that carries the diagnostics; a restarted control plane waits
+    # for this one rather than asking again.
+    command_id: str = ""
+    # Why the preflight has its state, one line.
+    detail: str = ""
+    started_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
 @frozen(kw_only=True)
 class InstanceRecord:
     """An instance a pool asked a provider for. The records live in the store, so a restarted
@@ -363,6 +396,8 @@ class InstanceRecord:
     # Where the machine can be reached (an IP address or host name), as its provider reported.
     address: str = ""
     bootstrap: Bootstrap | None = None
+    # The diagnostics its node runs before it takes work; None in a pool without preflight.
+    preflight: Preflight | None = None
 
     @property
     def key(self) -> tuple[str, str]:

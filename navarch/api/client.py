@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import ssl
 from typing import Protocol, TypeVar
 
 import httpx
@@ -66,6 +67,14 @@ class ControlPlaneClient(Protocol):
     async def report_preemption(
         self, request: m.ReportPreemptionRequest
     ) -> m.ReportPreemptionResponse: ...
+
+    async def get_bootstrap_identity(
+        self, request: m.GetBootstrapIdentityRequest
+    ) -> m.GetBootstrapIdentityResponse: ...
+
+    async def report_bootstrap(
+        self, request: m.ReportBootstrapRequest
+    ) -> m.ReportBootstrapResponse: ...
 
     async def list_nodes(self, request: m.ListNodesRequest) -> m.ListNodesResponse: ...
 
@@ -135,6 +144,16 @@ class Methods:
         self, request: m.ReportPreemptionRequest
     ) -> m.ReportPreemptionResponse:
         return await self._call("ReportPreemption", request, m.ReportPreemptionResponse)
+
+    async def get_bootstrap_identity(
+        self, request: m.GetBootstrapIdentityRequest
+    ) -> m.GetBootstrapIdentityResponse:
+        return await self._call("GetBootstrapIdentity", request, m.GetBootstrapIdentityResponse)
+
+    async def report_bootstrap(
+        self, request: m.ReportBootstrapRequest
+    ) -> m.ReportBootstrapResponse:
+        return await self._call("ReportBootstrap", request, m.ReportBootstrapResponse)
 
     async def list_nodes(self, request: m.ListNodesRequest) -> m.ListNodesResponse:
         return await self._call("ListNodes", request, m.ListNodesResponse)
@@ -274,6 +293,10 @@ def _reason(exc: httpx.TransportError, timeout: float) -> str:
     for cause in _causes(exc):
         if isinstance(cause, socket.gaierror):
             return "cannot resolve the host name"
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return _untrusted(cause)
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS handshake failed ({(cause.reason or str(cause)).lower()})"
         if isinstance(cause, OSError) and cause.errno is not None:
             if cause.errno == errno.ECONNREFUSED:
                 return "connection refused"
@@ -284,6 +307,21 @@ def _reason(exc: httpx.TransportError, timeout: float) -> str:
     if text.startswith("[Errno"):
         text = text.partition("] ")[2]
     return text.lower() or type(exc).__name__
+
+
+def _untrusted(exc: ssl.SSLCertVerificationError) -> str:
+    if exc.verify_code in (_HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH):
+        return f"its TLS certificate is not for this address ({exc.verify_message})"
+    # httpx trusts the CA certificates of SSL_CERT_FILE instead of its own bundle.
+    return (
+        f"its TLS certificate is not trusted ({exc.verify_message}); set SSL_CERT_FILE to a file "
+        "that holds the certificate of the CA that signed it"
+    )
+
+
+# OpenSSL's X509_V_ERR codes for a certificate issued to another name.
+_HOSTNAME_MISMATCH = 62
+_IP_ADDRESS_MISMATCH = 64
 
 
 def _causes(exc: BaseException) -> list[BaseException]:

@@ -15,6 +15,7 @@ import trio
 
 from navarch.api import wire as w
 from navarch.api.mapping import (
+    BOOTSTRAP_STATE_IN,
     COMMAND_RESULT_IN,
     COMMAND_TYPE_IN,
     HEALTH_STATUS,
@@ -37,8 +38,9 @@ from navarch.controlplane.nodes import NodeFilter
 from navarch.controlplane.preemption import NOTICE_KINDS
 from navarch.controlplane.service import MAX_PAGE
 from navarch.durations import format_duration, parse_duration
-from navarch.errors import InvalidArgument
+from navarch.errors import InvalidArgument, PermissionDenied
 from navarch.model import Inventory
+from navarch.pools.bootstrap import Bootstraps
 
 _MAX_ID_LENGTH = 253
 _MAX_DURATION = timedelta(days=1)
@@ -94,14 +96,24 @@ async def register_node(
         labels=request.labels,
         gpus=tuple(gpu_info_from_wire(g) for g in request.gpus),
     )
-    node, token = await cp.nodes.register(
-        request.node_id,
-        inventory,
-        actor=node_actor(caller, request.node_id),
-        agent_version=request.agent_version,
-        token=cp.auth.enabled and caller.role in ("join", "admin"),
-        take_over=request.take_over,
-    )
+    bootstraps = cp.pools.bootstraps if cp.pools is not None else None
+    if caller.role == "bootstrap" and bootstraps is not None:
+        bootstraps.claim(request.node_id)
+    try:
+        node, token = await cp.nodes.register(
+            request.node_id,
+            inventory,
+            actor=node_actor(caller, request.node_id),
+            agent_version=request.agent_version,
+            token=cp.auth.enabled and caller.role in ("join", "admin", "bootstrap"),
+            take_over=request.take_over,
+        )
+    except BaseException:
+        if bootstraps is not None:
+            bootstraps.unclaim(request.node_id)
+        raise
+    if bootstraps is not None:
+        await bootstraps.registered(request.node_id)
     server = cp.server
     config = w.NodeConfig(
         heartbeat_interval=format_duration(server.heartbeat_interval),
@@ -109,6 +121,35 @@ async def register_node(
         command_poll_wait=format_duration(server.command_poll_wait),
     )
     return w.RegisterNodeResponse(node=node_to_wire(node), config=config, node_token=token)
+
+
+def _bootstraps(cp: ControlPlane, caller: Caller, method: str) -> Bootstraps:
+    if caller.role != "bootstrap" or cp.pools is None:
+        raise PermissionDenied(f"{method} needs the machine's bootstrap token")
+    return cp.pools.bootstraps
+
+
+async def get_bootstrap_identity(
+    cp: ControlPlane, request: w.GetBootstrapIdentityRequest, caller: Caller
+) -> w.GetBootstrapIdentityResponse:
+    record = _bootstraps(cp, caller, "GetBootstrapIdentity").identity(caller.node_id)
+    return w.GetBootstrapIdentityResponse(
+        node_id=record.node_id,
+        pool=record.pool,
+        provider=record.provider,
+        region=record.region,
+        zone=record.zone,
+        instance_type=record.instance_type,
+    )
+
+
+async def report_bootstrap(
+    cp: ControlPlane, request: w.ReportBootstrapRequest, caller: Caller
+) -> w.ReportBootstrapResponse:
+    await _bootstraps(cp, caller, "ReportBootstrap").report(
+        caller.node_id, BOOTSTRAP_STATE_IN[request.state], request.detail, request.log_tail
+    )
+    return w.ReportBootstrapResponse()
 
 
 async def send_heartbeat(

@@ -86,6 +86,8 @@ LIMITS: dict[str, Limit] = {
     "wait": Text(32),
     "reason": _REASON,
     "detail": Text(1000, lines=True),
+    # The end of a bootstrap script's log.
+    "log_tail": Text(8192, lines=True),
     "message": _MESSAGE,
     "labels": Items(64, key=_NAME, item=_NAME),
     "parameters": Items(32, key=_NAME, item=_REASON),

@@ -39,6 +39,10 @@ EVENT_TYPE, EVENT_TYPE_IN = _enum_pair(
     model.HealthEventType, wire.HealthEventType, "HEALTH_EVENT_TYPE_"
 )
 STEP = _enum_pair(model.RemediationStep, wire.RemediationStep, "REMEDIATION_STEP_")[0]
+BOOTSTRAP_STATE, BOOTSTRAP_STATE_IN = _enum_pair(
+    model.BootstrapState, wire.BootstrapState, "BOOTSTRAP_STATE_"
+)
+PREFLIGHT_STATE = _enum_pair(model.PreflightState, wire.PreflightState, "PREFLIGHT_STATE_")[0]
 REMEDIATION_ACTION = _enum_pair(
     model.RemediationAction, wire.RemediationAction, "REMEDIATION_ACTION_"
 )[0]
@@ -209,6 +213,28 @@ def controls_to_wire(controls: model.RemediationControls) -> wire.RemediationCon
     )
 
 
+def bootstrap_to_wire(boot: model.Bootstrap) -> wire.InstanceBootstrap:
+    return wire.InstanceBootstrap(
+        method=boot.method,
+        state=BOOTSTRAP_STATE[boot.state],
+        detail=boot.detail,
+        log_tail=boot.log_tail,
+        started_at=boot.started_at,
+        updated_at=boot.updated_at,
+    )
+
+
+def preflight_to_wire(preflight: model.Preflight) -> wire.InstancePreflight:
+    return wire.InstancePreflight(
+        state=PREFLIGHT_STATE[preflight.state],
+        level=preflight.level,
+        command_id=preflight.command_id,
+        detail=preflight.detail,
+        started_at=preflight.started_at,
+        updated_at=preflight.updated_at,
+    )
+
+
 def pool_to_wire(pool: PoolView) -> wire.Pool:
     return wire.Pool(
         name=pool.name,
@@ -249,6 +275,9 @@ def pool_to_wire(pool: PoolView) -> wire.Pool:
                 instance_type=i.instance_type,
                 reason=i.reason,
                 created_at=i.created_at,
+                address=i.address,
+                bootstrap=None if i.bootstrap is None else bootstrap_to_wire(i.bootstrap),
+                preflight=None if i.preflight is None else preflight_to_wire(i.preflight),
             )
             for i in pool.instances
         ),

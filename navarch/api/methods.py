@@ -6,7 +6,8 @@ the client's typed methods are checked against it (tests/api), and the in-proces
 through `call` exactly as HTTP does, so a simulated node meets the same rules as a real one.
 
 Access: "admin" methods take the admin token; "node" methods take a node token bound to the
-request's `node_id` (or the admin token); "register" (RegisterNode) also takes the join token.
+request's `node_id` (or the admin token); "register" (RegisterNode) also takes the join token and
+a machine's bootstrap token; "bootstrap" methods take only a machine's bootstrap token.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from navarch.errors import (
     Unauthenticated,
 )
 
-Access = Literal["admin", "node", "register"]
+Access = Literal["admin", "node", "register", "bootstrap"]
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
@@ -73,6 +74,20 @@ METHODS: dict[str, Method[Any, Any]] = {
             w.GetNodeCommandsResponse,
             "node",
             h.get_node_commands,
+        ),
+        Method(
+            "GetBootstrapIdentity",
+            w.GetBootstrapIdentityRequest,
+            w.GetBootstrapIdentityResponse,
+            "bootstrap",
+            h.get_bootstrap_identity,
+        ),
+        Method(
+            "ReportBootstrap",
+            w.ReportBootstrapRequest,
+            w.ReportBootstrapResponse,
+            "bootstrap",
+            h.report_bootstrap,
         ),
         Method("AckCommand", w.AckCommandRequest, w.AckCommandResponse, "node", h.ack_command),
         Method(

@@ -127,7 +127,11 @@ def openapi_document() -> dict[str, object]:
         who = {
             "admin": "an admin token",
             "node": "the node's own node token, or an admin token",
-            "register": "the join token, the node's own node token, or an admin token",
+            "register": (
+                "the join token, the machine's bootstrap token, the node's own node token, or an "
+                "admin token"
+            ),
+            "bootstrap": "the machine's one-time bootstrap token",
         }[access]
         paths[f"{SERVICE_PATH}{method}"] = {
             "post": {

@@ -9,7 +9,9 @@ before it returns.
 `max_connections` at once (more wait in the listen backlog), request headers within
 `header_timeout` and bodies within `body_timeout`. hypercorn's own `read_timeout` bounds every
 read, so it would also cut the daemons' long polls and idle keep-alive connections; the header
-deadline here runs only while a request's headers are arriving.
+deadline here runs only while a request's headers are arriving. With `tls_cert_file` and
+`tls_key_file` every connection is TLS, and its handshake must end within the header deadline of
+its first request.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import math
 import os
 import signal
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from functools import partial
@@ -37,9 +40,9 @@ from hypercorn.typing import ASGIFramework, ConnectionState
 from hypercorn.utils import repr_socket_addr, wrap_app
 
 from navarch.api.app import ControlPlaneApp
-from navarch.config import AuthConfig, Config, ServerConfig
+from navarch.config import AuthConfig, Config, ServerConfig, tls_server_context
 from navarch.controlplane import ControlPlane
-from navarch.errors import NavarchError, UsageError
+from navarch.errors import ConfigValueError, NavarchError, UsageError
 from navarch.pools.context import MachineRunner
 from navarch.store import SQLiteStore
 
@@ -118,6 +121,16 @@ def http_config(server: ServerConfig, listen: str) -> hypercorn.config.Config:
     return http
 
 
+def tls_context(server: ServerConfig) -> ssl.SSLContext | None:
+    """The TLS settings of `server`, None for plain http; NavarchError names a wrong file."""
+    if not server.tls_cert_file:
+        return None
+    try:
+        return tls_server_context(server)
+    except ConfigValueError as exc:
+        raise NavarchError(f"server.{exc}") from None
+
+
 def bind(http: hypercorn.config.Config, listen: str) -> list[socket.socket]:
     """The listening sockets of `http`; NavarchError says why the address cannot be used."""
     try:
@@ -142,10 +155,12 @@ async def serve_app(
     sockets: list[socket.socket],
     *,
     shutdown_trigger: Callable[[], Awaitable[None]] = trio.sleep_forever,
+    tls: ssl.SSLContext | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serves `app` on `sockets` (from `bind`) with the limits of `server` until
-    `shutdown_trigger` returns; starts with the URLs it serves on.
+    `shutdown_trigger` returns; starts with the URLs it serves on. With `tls` (from
+    `tls_context`) it serves https.
 
     After the trigger it stops accepting, closes idle connections and gives requests in flight
     `http.graceful_timeout` seconds.
@@ -156,11 +171,12 @@ async def serve_app(
     header_timeout = server.header_timeout.total_seconds()
     listeners = [
         _CappedListener(
-            trio.SocketListener(trio.socket.from_stdlib_socket(s)), limiter, header_timeout
+            trio.SocketListener(trio.socket.from_stdlib_socket(s)), limiter, header_timeout, tls
         )
         for s in sockets
     ]
-    binds = [f"http://{repr_socket_addr(s.family, s.getsockname())}" for s in sockets]
+    scheme = "http" if tls is None else "https"
+    binds = [f"{scheme}://{repr_socket_addr(s.family, s.getsockname())}" for s in sockets]
 
     async def handle(connection: _Connection) -> None:
         try:
@@ -204,11 +220,16 @@ class _CappedListener(trio.abc.Listener["_Connection"]):
     in the listen backlog. Each connection holds its token until its handler releases it."""
 
     def __init__(
-        self, listener: trio.SocketListener, limiter: trio.CapacityLimiter, header_timeout: float
+        self,
+        listener: trio.SocketListener,
+        limiter: trio.CapacityLimiter,
+        header_timeout: float,
+        tls: ssl.SSLContext | None,
     ) -> None:
         self._listener = listener
         self._limiter = limiter
         self._header_timeout = header_timeout
+        self._tls = tls
 
     async def accept(self) -> _Connection:
         token = object()
@@ -218,7 +239,11 @@ class _CappedListener(trio.abc.Listener["_Connection"]):
         except BaseException:
             self._limiter.release_on_behalf_of(token)
             raise
-        return _Connection(stream, token, self._header_timeout)
+        if self._tls is None:
+            return _Connection(stream, stream, token, self._header_timeout)
+        # No I/O yet: the handshake runs in the connection's own task (`_TLSConnection`).
+        tls = trio.SSLStream(stream, self._tls, server_side=True)
+        return _TLSConnection(tls, stream, token, self._header_timeout)
 
     async def aclose(self) -> None:
         await self._listener.aclose()
@@ -236,9 +261,15 @@ class _Connection(trio.abc.HalfCloseableStream):
     between requests, reads wait as long as hypercorn lets them.
     """
 
-    def __init__(self, stream: trio.SocketStream, token: object, header_timeout: float) -> None:
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        transport: trio.SocketStream,
+        token: object,
+        header_timeout: float,
+    ) -> None:
         self._stream = stream
-        self.socket = stream.socket
+        self.socket = transport.socket
         # The connection limiter's token, released when the connection is done.
         self.token = token
         self._header_timeout = header_timeout
@@ -264,7 +295,7 @@ class _Connection(trio.abc.HalfCloseableStream):
         self._reading = trio.CancelScope(deadline=self._reading.deadline)
         with self._reading:
             try:
-                data = await self._stream.receive_some(max_bytes)
+                data = bytes(await self._stream.receive_some(max_bytes))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self.gone.set()
                 raise
@@ -308,10 +339,46 @@ class _Connection(trio.abc.HalfCloseableStream):
         await self._stream.wait_send_all_might_not_block()
 
     async def send_eof(self) -> None:
+        assert isinstance(self._stream, trio.abc.HalfCloseableStream)
         await self._stream.send_eof()
 
     async def aclose(self) -> None:
         await self._stream.aclose()
+
+
+class _TLSConnection(_Connection):
+    """A connection over TLS. hypercorn finds `do_handshake`, runs it first and serves the
+    connection as https; the handshake must end within the header deadline."""
+
+    def __init__(
+        self,
+        stream: trio.SSLStream[trio.SocketStream],
+        transport: trio.SocketStream,
+        token: object,
+        header_timeout: float,
+    ) -> None:
+        super().__init__(stream, transport, token, header_timeout)
+        self._tls = stream
+        # hypercorn reads the peer's address from here on a TLS stream.
+        self.transport_stream = transport
+
+    async def do_handshake(self) -> None:
+        with trio.move_on_at(self._reading.deadline):
+            try:
+                await self._tls.do_handshake()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self.gone.set()
+                raise
+            return
+        self.gone.set()
+        raise trio.BrokenResourceError(f"TLS handshake took over {self._header_timeout:g}s")
+
+    def selected_alpn_protocol(self) -> str:
+        return "http/1.1"
+
+    async def send_eof(self) -> None:
+        # TLS cannot half-close; hypercorn takes this AttributeError, as from trio's SSLStream.
+        raise AttributeError("a TLS connection cannot be half-closed")
 
 
 class _BodyDeadline:
@@ -408,6 +475,7 @@ async def _serve(
     machines: Callable[[ControlPlane, trio.Nursery], MachineRunner] | None = None,
 ) -> None:
     _tune_garbage_collector()
+    tls = tls_context(server)
     http = http_config(server, listen)
     sockets = bind(http, listen)
     stop = trio.Event()
@@ -439,7 +507,7 @@ async def _serve(
 
             nursery.start_soon(wait_for_signal)
             binds = await nursery.start(
-                partial(serve_app, app, server, http, sockets, shutdown_trigger=stop.wait)
+                partial(serve_app, app, server, http, sockets, shutdown_trigger=stop.wait, tls=tls)
             )
             on_ready(f"navarch control plane listening on {binds[0]} (store: {store.location})")
             await stop.wait()

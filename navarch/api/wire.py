@@ -71,6 +71,10 @@ class HealthEventType(enum.Enum):
     HEALTH_EVENT_TYPE_GPU_LOST = "HEALTH_EVENT_TYPE_GPU_LOST"
     HEALTH_EVENT_TYPE_BOOT = "HEALTH_EVENT_TYPE_BOOT"
     HEALTH_EVENT_TYPE_CHECK_FAILED = "HEALTH_EVENT_TYPE_CHECK_FAILED"
+    HEALTH_EVENT_TYPE_INFINIBAND = "HEALTH_EVENT_TYPE_INFINIBAND"
+    HEALTH_EVENT_TYPE_NVSWITCH = "HEALTH_EVENT_TYPE_NVSWITCH"
+    HEALTH_EVENT_TYPE_FABRIC_MANAGER = "HEALTH_EVENT_TYPE_FABRIC_MANAGER"
+    HEALTH_EVENT_TYPE_DIAGNOSTIC = "HEALTH_EVENT_TYPE_DIAGNOSTIC"
 
 
 @frozen(kw_only=True)
@@ -444,19 +448,93 @@ class ProviderBlock:
     spot: bool = False
 
 
+class BootstrapState(enum.Enum):
+    BOOTSTRAP_STATE_PENDING = "BOOTSTRAP_STATE_PENDING"
+    BOOTSTRAP_STATE_RUNNING = "BOOTSTRAP_STATE_RUNNING"
+    BOOTSTRAP_STATE_SUCCEEDED = "BOOTSTRAP_STATE_SUCCEEDED"
+    BOOTSTRAP_STATE_FAILED = "BOOTSTRAP_STATE_FAILED"
+
+
+@frozen(kw_only=True)
+class InstanceBootstrap:
+    """How far installing navarch's daemon on an instance got."""
+
+    # "cloud-init" or "ssh".
+    method: str
+    state: BootstrapState
+    detail: str = ""
+    # The last lines of the bootstrap's output.
+    log_tail: str = ""
+    started_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class PreflightState(enum.Enum):
+    PREFLIGHT_STATE_PENDING = "PREFLIGHT_STATE_PENDING"
+    PREFLIGHT_STATE_RUNNING = "PREFLIGHT_STATE_RUNNING"
+    PREFLIGHT_STATE_PASSED = "PREFLIGHT_STATE_PASSED"
+    PREFLIGHT_STATE_FAILED = "PREFLIGHT_STATE_FAILED"
+
+
+@frozen(kw_only=True)
+class InstancePreflight:
+    """How far the diagnostics that an instance's node runs before it takes work got."""
+
+    state: PreflightState
+    level: int = 1
+    # The run_diagnostic command that carries the diagnostics.
+    command_id: str = ""
+    detail: str = ""
+    started_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@frozen(kw_only=True)
+class GetBootstrapIdentityRequest:
+    """Asked by a new machine with its one-time bootstrap token: which instance it is."""
+
+
+@frozen(kw_only=True)
+class GetBootstrapIdentityResponse:
+    node_id: str
+    pool: str = ""
+    provider: str = ""
+    region: str = ""
+    zone: str = ""
+    instance_type: str = ""
+
+
+@frozen(kw_only=True)
+class ReportBootstrapRequest:
+    """A new machine's bootstrap script reports its progress (RUNNING) or its failure."""
+
+    state: BootstrapState
+    detail: str = ""
+    log_tail: str = ""
+
+
+@frozen(kw_only=True)
+class ReportBootstrapResponse:
+    pass
+
+
 @frozen(kw_only=True)
 class PoolInstance:
-    """An instance the pool asked a provider for and that is not yet gone."""
+    """An instance the pool asked a provider for and that is not yet gone, or one of the last
+    whose bootstrap failed."""
 
     instance_id: str
     provider: str
-    # "provisioning", "registering", "running" or "terminating".
+    # "provisioning", "registering", "running", "terminating" or "failed".
     status: str
     region: str = ""
     zone: str = ""
     instance_type: str = ""
     reason: str = ""
     created_at: datetime | None = None
+    address: str = ""
+    bootstrap: InstanceBootstrap | None = None
+    preflight: InstancePreflight | None = None
 
 
 @frozen(kw_only=True)

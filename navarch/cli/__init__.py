@@ -13,6 +13,7 @@ from navarch.errors import NavarchError
 
 # name -> "module:attribute"; a command module is imported only when that command runs.
 COMMANDS: dict[str, str] = {
+    "bootstrap": "navarch.cli.bootstrap:bootstrap",
     "config": "navarch.cli.config:config",
     "control-plane": "navarch.cli.controlplane:control_plane",
     "cordon": "navarch.cli.nodes:cordon",
@@ -28,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "policy": "navarch.cli.policy:policy",
     "remediation": "navarch.cli.remediation:remediation",
     "sim": "navarch.cli.sim:sim",
+    "store": "navarch.cli.store:store",
     "terminate": "navarch.cli.nodes:terminate",
     "uncordon": "navarch.cli.nodes:uncordon",
     "version": "navarch.cli.version:version",
@@ -37,6 +39,7 @@ COMMANDS: dict[str, str] = {
 
 # One-line summaries for `navarch --help`, so that listing commands imports none of them.
 SUMMARIES: dict[str, str] = {
+    "bootstrap": "Show the script a pool's new machines run to install the daemon.",
     "config": "Check a configuration file or show the effective configuration.",
     "control-plane": "Run the control plane.",
     "cordon": "Stop placing new work on a node.",
@@ -52,6 +55,7 @@ SUMMARIES: dict[str, str] = {
     "policy": "Check a health policy and test it against events.",
     "remediation": "List, pause, resume or cancel node remediations; reset a breaker.",
     "sim": "Run fleet scenarios against the real control plane and simulated nodes.",
+    "store": "Back up the control plane's SQLite store.",
     "terminate": "Terminate a node.",
     "uncordon": "Return a node to service.",
     "version": "Show the versions of navarch, its telemetry, the NVIDIA driver and the plugins.",

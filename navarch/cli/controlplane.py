@@ -8,6 +8,8 @@ import sys
 
 import click
 
+from navarch.errors import UsageError
+
 
 @click.command("control-plane")
 @click.option(
@@ -56,6 +58,12 @@ def control_plane(
     server.check_exposure(
         listen, config.auth, auth_enabled=bool(admin_token or join_token), insecure=insecure
     )
+    if config.bootstrap is not None and not admin_token:
+        # Without auth every caller may register any node, and a one-time token means nothing.
+        raise UsageError(
+            f"[bootstrap] hands new machines one-time tokens, which need auth: set "
+            f"{config.auth.admin_token_env} (and keep it secret) before starting the control plane"
+        )
     logging.basicConfig(
         stream=sys.stderr,
         level=logging.INFO,

@@ -10,12 +10,16 @@ import click
 if TYPE_CHECKING:
     import logging
 
+    from navarch.api.client import HttpClient
     from navarch.daemon.agent import Daemon
     from navarch.daemon.config import DaemonConfig
     from navarch.daemon.gpu import NvmlGpus, SimulatedGpus
 
 from navarch.cli.nodes import parse_label
 from navarch.errors import UsageError
+
+# The prefix of the one-time tokens a pool's bootstrap gives a new machine (navarch.pools).
+BOOTSTRAP_TOKEN_PREFIX = "nvb_"
 
 
 @click.command()
@@ -106,7 +110,9 @@ def daemon(
     if labels:
         changes["labels"] = {**config.labels, **labels}
     hostname = socket.gethostname()
-    if not (changes.get("node_id") or config.node_id):
+    # A machine a pool bootstrapped learns its node id (its instance id) from the control plane.
+    bootstrapped = join_token.startswith(BOOTSTRAP_TOKEN_PREFIX)
+    if not (changes.get("node_id") or config.node_id) and not bootstrapped:
         changes["node_id"] = hostname
     try:
         config = attrs.evolve(config, **changes)
@@ -147,17 +153,20 @@ def _run(
     for info in plugins.broken():
         log.warning("plugin %s (%s) is not loaded: %s", info.name, info.distribution, info.error)
     checks = load_health_checks(plugins, config, source)
-    backend = _backend(simulated_gpus, config.node_id)
+    backend = _backend(simulated_gpus, config.node_id or hostname)
     reason = fallback_reason()
     if reason is not None:
         log.warning("telemetry: the pure-Python fallback is in use (%s)", reason)
 
     async def main() -> None:
         async with HttpClient(config.control_plane) as client:
+            identified = config
+            if not config.node_id:
+                identified = await identify(client, config, join_token, log)
             agent = Daemon(
                 client,
                 backend,
-                config,
+                identified,
                 join_token=join_token,
                 hostname=hostname,
                 host_stats=ProcHostStats(),
@@ -167,7 +176,7 @@ def _run(
             )
             log.info(
                 "node %s: starting; control plane %s, %d GPUs%s, %d health checks",
-                config.node_id,
+                identified.node_id,
                 config.control_plane,
                 len(backend.inventory()),
                 " (simulated)" if simulated_gpus is not None else "",
@@ -186,6 +195,66 @@ def _run(
         close = getattr(backend, "close", None)
         if close is not None:
             close()
+
+
+# How long a bootstrapped machine asks the control plane who it is before it gives up (the
+# instance may still be being provisioned), and how long it waits between questions.
+IDENTIFY_FOR = 600.0
+IDENTIFY_EVERY = 5.0
+
+
+async def identify(
+    client: HttpClient, config: DaemonConfig, join_token: str, log: logging.Logger
+) -> DaemonConfig:
+    """The configuration of a machine a pool bootstrapped, with its node id and inventory.
+
+    A daemon that registered before kept its node id in its state directory; otherwise the
+    machine asks the control plane with its one-time token which instance it is.
+    """
+    import attrs
+    import trio
+
+    from navarch.api import wire as m
+    from navarch.api.client import Unreachable
+    from navarch.api.codec import ApiError
+    from navarch.daemon.state import DaemonState
+
+    state = DaemonState(config.state_dir or None)
+    state.load()
+    if state.node_id:
+        return attrs.evolve(config, node_id=state.node_id)
+    client.set_token(join_token)
+    with trio.move_on_after(IDENTIFY_FOR):
+        while True:
+            try:
+                found = await client.get_bootstrap_identity(m.GetBootstrapIdentityRequest())
+            except ApiError as exc:
+                if exc.code != "failed_precondition":
+                    raise UsageError(
+                        f"the control plane refused this machine's bootstrap token: "
+                        f"{exc.message} ({exc.code})"
+                    ) from None
+                log.info("waiting for the control plane to know this machine: %s", exc.message)
+            except Unreachable as exc:
+                log.warning("%s; asking again", exc)
+            else:
+                log.info("this machine is instance %s of pool %s", found.node_id, found.pool)
+                known = {
+                    "pool": found.pool,
+                    "provider": found.provider,
+                    "region": found.region,
+                    "zone": found.zone,
+                    "instance_type": found.instance_type,
+                }
+                filled: dict[str, Any] = {
+                    k: v for k, v in known.items() if v and not getattr(config, k)
+                }
+                return attrs.evolve(config, node_id=found.node_id, **filled)
+            await trio.sleep(IDENTIFY_EVERY)
+    raise UsageError(
+        f"the control plane did not say which instance this machine is within "
+        f"{IDENTIFY_FOR:g}s; check that its bootstrap token is current"
+    )
 
 
 async def _stop_on_signal(agent: Daemon, log: logging.Logger) -> None:

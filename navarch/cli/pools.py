@@ -149,16 +149,56 @@ def get_pool(name: str, wide: bool, output: str, as_json: bool, server: str, tok
     if p.instances:
         click.echo()
         print_table(
-            [_wire(i) for i in p.instances],
+            [
+                {**_wire(i), "bootstrap": _bootstrap_state(i), "preflight": _preflight_state(i)}
+                for i in p.instances
+            ],
             [
                 ("instanceId", "INSTANCE"),
                 ("provider", "PROVIDER"),
                 ("region", "REGION"),
                 ("status", "STATUS"),
+                ("bootstrap", "BOOTSTRAP"),
+                ("preflight", "PREFLIGHT"),
                 ("reason", "REASON"),
             ],
             wide=wide,
         )
+    for instance in p.instances:
+        _show_bootstrap(instance, wide)
+
+
+def _bootstrap_state(instance: m.PoolInstance) -> str:
+    boot = instance.bootstrap
+    if boot is None:
+        return ""
+    return f"{boot.state.value.removeprefix('BOOTSTRAP_STATE_').lower()} ({boot.method})"
+
+
+def _preflight_state(instance: m.PoolInstance) -> str:
+    preflight = instance.preflight
+    if preflight is None:
+        return ""
+    state = preflight.state.value.removeprefix("PREFLIGHT_STATE_").lower()
+    if preflight.state is m.PreflightState.PREFLIGHT_STATE_FAILED:
+        return f"{state}: {preflight.detail}"
+    return f"{state} (level {preflight.level})"
+
+
+# Lines of a bootstrap's log shown under the table; --wide and -o json show all that is kept.
+_LOG_LINES = 10
+
+
+def _show_bootstrap(instance: m.PoolInstance, wide: bool) -> None:
+    """The detail and log tail of a bootstrap that has not succeeded."""
+    boot = instance.bootstrap
+    if boot is None or boot.state is m.BootstrapState.BOOTSTRAP_STATE_SUCCEEDED:
+        return
+    click.echo()
+    click.echo(f"Bootstrap of {instance.instance_id}: {_bootstrap_state(instance)}: {boot.detail}")
+    lines = boot.log_tail.splitlines()
+    for line in lines if wide else lines[-_LOG_LINES:]:
+        click.echo(f"  | {line}")
 
 
 @pool.command("scale")

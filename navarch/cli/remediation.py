@@ -25,6 +25,7 @@ COLUMNS = [
     Column("episode", "EPISODE"),
     Column("node", "NODE"),
     Column("pool", "POOL", priority=3),
+    Column("action", "ACTION"),
     Column("step", "STEP"),
     Column("rule", "RULE", priority=2),
     Column("updated", "UPDATED", priority=4),
@@ -36,6 +37,12 @@ def _wire(value: Any) -> Any:
     from navarch.api.codec import unstructure
 
     return unstructure(value)
+
+
+def _action(episode: m.Remediation) -> str:
+    """The episode's action, with the GPU it is about: `reset_gpu (GPU 3)`."""
+    action = episode.action.value.removeprefix("REMEDIATION_ACTION_").lower()
+    return f"{action} (GPU {episode.gpu_index})" if episode.gpu_index >= 0 else action
 
 
 def _show_controls(controls: m.RemediationControls) -> None:
@@ -81,6 +88,7 @@ def list_remediations(
             "episode": e.episode_id,
             "node": e.node_id,
             "pool": e.pool or "-",
+            "action": _action(e),
             "step": e.step.value.removeprefix("REMEDIATION_STEP_").lower(),
             "rule": e.rule or "-",
             "updated": local_time(e.updated_at),

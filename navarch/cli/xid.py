@@ -90,11 +90,17 @@ def explain(code: int, output: str, as_json: bool) -> None:
                 "immediate": entry.immediate,
                 "investigatory": entry.investigatory,
                 "description": entry.description,
+                "nvidiaDescription": entry.nvidia_description,
+                "architectures": list(entry.architectures),
+                "unused": entry.unused,
             }
         )
         return
     click.echo(f"XID {entry.code}: {entry.name} ({entry.mnemonic})")
     click.echo(entry.description)
+    if entry.unused:
+        click.echo("NVIDIA marks this code unused; older drivers may still log it.")
+    click.echo(f"Applies to: {', '.join(entry.architectures) or 'none of A100, H100, B100, GB200'}")
     for label, bucket in (("Immediate", entry.immediate), ("Investigatory", entry.investigatory)):
         meaning = f"{bucket}: {cat.buckets[bucket]}" if bucket else "the catalog gives none"
         click.echo(f"{label}: {meaning}")

@@ -1,10 +1,13 @@
 """Who is calling, and what they may do.
 
-Three kinds of bearer token exist. The admin token (from the environment variable that
+Four kinds of bearer token exist. The admin token (from the environment variable that
 `[auth] admin_token_env` names) may call every method. The join token (`[auth] join_token_env`)
 may only call RegisterNode, which answers it with a node token: a fresh random token bound to that
-node id. A node token may call the node methods for its own node and nothing else. With neither
-the admin token nor the join token set, auth is off and every caller is anonymous and allowed.
+node id. A node token may call the node methods for its own node and nothing else. A bootstrap
+token (`nvb_...`, `navarch.pools.bootstrap`) is made for one new instance: it may ask which
+instance it is, report the bootstrap's progress, and register that instance's node once. With
+neither the admin token nor the join token set, auth is off and every caller is anonymous and
+allowed.
 
 Only the SHA-256 of each token is kept, in memory and in the store; tokens are random 256-bit
 values, so a plain hash is enough to make a stolen database useless for calling the API. A
@@ -17,13 +20,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from typing import Literal
 
 from attrs import frozen
 
-from navarch.errors import PermissionDenied, Unauthenticated
+from navarch.errors import Conflict, PermissionDenied, Unauthenticated
+from navarch.pools.bootstrap import TokenHolder
 
-Role = Literal["admin", "join", "node", "anonymous"]
+Role = Literal["admin", "join", "node", "bootstrap", "anonymous"]
 
 
 @frozen
@@ -68,6 +73,8 @@ class Authenticator:
         self._join = token_hash(join_token) if join_token else ""
         self._node_of_hash: dict[str, str] = {}
         self._hash_of_node: dict[str, str] = {}
+        # Who a bootstrap token belongs to, by its hash (the pool manager's, when pools run).
+        self.bootstrap_tokens: Callable[[str], TokenHolder | None] | None = None
 
     @property
     def enabled(self) -> bool:
@@ -107,6 +114,14 @@ class Authenticator:
         node_id = self._node_of_hash.get(hashed)
         if node_id is not None and hmac.compare_digest(hashed, self._hash_of_node[node_id]):
             return Caller.node(node_id)
+        holder = self.bootstrap_tokens(hashed) if self.bootstrap_tokens is not None else None
+        if holder is not None:
+            if holder.state == "used":
+                raise Unauthenticated(
+                    f"this bootstrap token already registered node {holder.node_id}; a machine "
+                    "joins with its token once, then uses its node token"
+                )
+            return Caller("bootstrap", holder.node_id)
         raise Unauthenticated("invalid token")
 
     def authorize(self, caller: Caller, access: str, method: str, node_id: str) -> None:
@@ -126,6 +141,20 @@ class Authenticator:
             raise PermissionDenied(
                 f"{method} needs a node token; the join token only registers nodes"
             )
+        if caller.role == "bootstrap":
+            if access not in ("register", "bootstrap"):
+                raise PermissionDenied(
+                    f"{method} needs a node token; a bootstrap token only registers its machine"
+                )
+            if not caller.node_id:
+                raise Conflict("the instance is still being provisioned; ask again shortly")
+            if access == "register" and node_id != caller.node_id:
+                raise PermissionDenied(
+                    f"this bootstrap token registers node {caller.node_id}, not {node_id}"
+                )
+            return
+        if access == "bootstrap":
+            raise PermissionDenied(f"{method} needs the machine's bootstrap token")
         if caller.node_id != node_id:
             raise PermissionDenied(
                 f"the token of node {caller.node_id} cannot act for node {node_id}"

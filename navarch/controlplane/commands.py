@@ -1,15 +1,17 @@
 """Commands: issuing them, handing them to their nodes, and applying the nodes' answers.
 
 Cordon and uncordon change only the control plane's own bookkeeping, so they are carried out at
-once and recorded as commands that already succeeded. Drain, terminate and run_diagnostic are
-queued for the node (`CommandQueue`), which picks them up on its next heartbeat or command poll and
-acknowledges each with its outcome; a drain or termination that succeeded moves the node on.
+once and recorded as commands that already succeeded. Drain, terminate, run_diagnostic,
+reset_gpu and reboot are queued for the node (`CommandQueue`), which picks them up on its next
+heartbeat or command poll and acknowledges each with its outcome; a drain or termination that
+succeeded moves the node on. Whoever needs a command's outcome (remediation, for a reset) awaits
+`finished`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import attrs
 import trio
@@ -30,6 +32,11 @@ _QUEUED_ACTION = {
 }
 
 
+# How often `finished` looks again at a command that may have ended without an acknowledgement
+# (cancelled with its node), in seconds.
+FINISHED_POLL = 5.0
+
+
 def _flag(parameters: Mapping[str, str], name: str) -> bool:
     value = parameters.get(name, "false")
     if value not in ("true", "false"):
@@ -42,6 +49,8 @@ class Commands:
         self._book = book
         self.queue = queue
         self._longest_poll = longest_poll
+        # command id -> set once the command's acknowledgement is committed.
+        self._acked: dict[str, trio.Event] = {}
 
     async def issue(
         self,
@@ -79,6 +88,33 @@ class Commands:
         if command is None:
             raise NotFound(f"command {command_id} not found")
         return command
+
+    async def finished(self, command_id: str) -> Command:
+        """Waits until the command ends (acknowledged or cancelled) and returns it as it ended;
+        bound the wait with a cancel scope."""
+        while True:
+            command = await self.get(command_id)
+            if command.status.finished:
+                self._acked.pop(command_id, None)
+                return command
+            acked = self._acked.setdefault(command_id, trio.Event())
+            with trio.move_on_after(FINISHED_POLL):
+                await acked.wait()
+
+    async def issued_since(
+        self, node_id: str, kind: CommandType, since: datetime
+    ) -> Command | None:
+        """The newest command of `kind` issued to the node at or after `since`, open or ended;
+        found in the event log, so that a restarted control plane finds it too."""
+        issued = await self._book.store.list_events(
+            node_id=node_id, kinds=("command.issued",), limit=100, before=""
+        )
+        for event in issued:
+            if event.time < since:
+                break
+            if event.details.get("type") == kind.value:
+                return await self.get(event.details["commandId"])
+        return None
 
     async def poll(self, node_id: str, wait: timedelta) -> list[Command]:
         """The node's commands that are due, waiting up to `wait` (at most the configured
@@ -147,6 +183,9 @@ class Commands:
             events=tuple(events),
         )
         await book.commit(change)
+        acked = self._acked.pop(command_id, None)
+        if acked is not None:
+            acked.set()
         return finished
 
     def cancel_open(self, node_id: str, why: str, only: CommandType | None = None) -> list[Command]:

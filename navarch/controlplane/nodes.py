@@ -1,6 +1,7 @@
 """Nodes joining, staying in touch and leaving: registration, heartbeats, silence, termination.
 
-A node registers with its inventory and is ACTIVE; registering again (a restarted daemon) keeps
+A node registers with its inventory and is ACTIVE, or CORDONED with the reason "preflight" in a
+pool whose new nodes run diagnostics first (`hold`); registering again (a restarted daemon) keeps
 its status, so a restart cannot revive a cordoned or unhealthy node. Each heartbeat marks the node
 as seen and hands it the commands that are due. A node silent past the heartbeat timeout becomes
 UNHEALTHY with health UNKNOWN (`heartbeats_lost`); when it speaks again it stays unhealthy, and
@@ -75,6 +76,9 @@ class Nodes:
         # Called with the nodes that just went silent, once their status is committed
         # (remediation replaces them).
         self.on_silent: Callable[[Sequence[Node]], Awaitable[None]] = _nothing
+        # Given a new node's id and pool, the status reason that holds it cordoned until its
+        # pool lets it in ("" to let it in at once): the pool's preflight diagnostics.
+        self.hold: Callable[[str, str], str] = _let_in
         # node id -> trio time it last registered or sent a heartbeat, to tell whether a daemon
         # holds it; a restarted control plane has heard from none yet.
         self._heard_at: dict[str, float] = {}
@@ -106,9 +110,11 @@ class Nodes:
         if held_for is not None and not take_over:
             await self._refuse(node_id, held_for, actor, details)
         if existing is None:
+            held = self.hold(node_id, inventory.pool)
             node = Node(
                 node_id=node_id,
-                status=lifecycle.ACTIVE,
+                status=lifecycle.CORDONED if held else lifecycle.ACTIVE,
+                status_reason=held,
                 health=HealthStatus.UNKNOWN,
                 registered_at=book.clock.now(),
                 **fields,
@@ -278,6 +284,10 @@ class Nodes:
         node = self._book.require(node_id)
         await trio.lowlevel.checkpoint()
         return self._book.full(node), self._commands.queue.open_commands(node_id)
+
+
+def _let_in(_node_id: str, _pool: str) -> str:
+    return ""
 
 
 async def _nothing(_nodes: Sequence[Node]) -> None:

@@ -1,16 +1,28 @@
-"""Remediation: a node the health policy judges for replacement is taken out and replaced.
+"""Remediation: a node the health policy judges for replacement is taken out and replaced, and
+one whose GPU needs a reset, or that needs a reboot, is recovered or else replaced.
 
-Each judgment opens one episode, keyed by its own id, that moves through fixed steps:
+Each judgment opens one episode, keyed by its own id, that moves through fixed steps. What the
+episode sets out to do is its action: `replace`, `reset_gpu` or `reboot`.
 
 ```
-PENDING ──▶ CORDON ──▶ DRAIN ──▶ TERMINATE ──▶ DONE
- (paused)                │ drain timeout    │ no replacer, or it keeps failing
-                         ▼ with "hold"      ▼
-                        HELD ◀──────────────┘             any open step ──▶ CANCELLED
+                                 replace
+PENDING ──▶ CORDON ──▶ DRAIN ───────────────────────────────▶ TERMINATE ──▶ DONE
+ (paused)                │ │ reset_gpu                          ▲   │ no replacer, or it
+                         │ ├────────▶ RESET_GPU ── passed ──▶ DONE  │   │ keeps failing
+                         │ │ reboot       │ failed, timed out       │   ▼
+                         │ └────────▶ REBOOT ──▶ RECOVER ── healthy ──▶ DONE
+                         │ drain timeout  │          │ unhealthy, timed out
+                         ▼ with "hold"    ▼          ▼
+                        HELD ◀────── (the pool does not replace nodes)
+                                                          any open step ──▶ CANCELLED
 ```
 
 TERMINATE hands the node to the `Replacer` (the pool manager), which terminates the node's
-instance through its provider and asks the node's pool for a successor.
+instance through its provider and asks the node's pool for a successor. RESET_GPU, REBOOT and
+RECOVER are `navarch.controlplane.recovery`'s: a reset or reboot that fails, or does not finish in
+time, escalates to TERMINATE, or to HELD where the node's pool does not replace nodes. A GPU that
+needs its `reset_limit`-th reset within `reset_window` (counted from the stored episodes, so a
+restart forgets none) gets a `replace` episode instead.
 
 A machine the cloud takes back (spot, preemptible) gets an episode too. One whose daemon heard the
 cloud's notice (rule `preemption-notice`) asks its pool for a successor at once, then cordons and
@@ -44,6 +56,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Protocol
 
 import attrs
@@ -52,6 +65,7 @@ import trio
 from navarch.config import PoolHealthConfig
 from navarch.controlplane.book import NodeBook
 from navarch.controlplane.commands import Commands
+from navarch.controlplane.recovery import Recovery
 from navarch.durations import format_duration
 from navarch.errors import Conflict, NotFound
 from navarch.model import (
@@ -63,6 +77,7 @@ from navarch.model import (
     Node,
     NodeStatus,
     Remediation,
+    RemediationAction,
     RemediationControls,
     RemediationStep,
 )
@@ -74,12 +89,32 @@ Step = RemediationStep
 PENDING = Step.PENDING
 CORDON = Step.CORDON
 DRAIN = Step.DRAIN
+RESET_GPU = Step.RESET_GPU
+REBOOT = Step.REBOOT
+RECOVER = Step.RECOVER
 TERMINATE = Step.TERMINATE
 DONE = Step.DONE
 HELD = Step.HELD
 CANCELLED = Step.CANCELLED
 
-_RANK = {PENDING: 0, CORDON: 1, DRAIN: 2, TERMINATE: 3, HELD: 4, DONE: 5, CANCELLED: 5}
+_RANK = {
+    PENDING: 0,
+    CORDON: 1,
+    DRAIN: 2,
+    RESET_GPU: 3,
+    REBOOT: 3,
+    RECOVER: 4,
+    TERMINATE: 5,
+    HELD: 6,
+    DONE: 7,
+    CANCELLED: 7,
+}
+# The step after the drain, by the episode's action.
+_AFTER_DRAIN = {
+    RemediationAction.REPLACE: (TERMINATE, "drained; terminating the node"),
+    RemediationAction.RESET_GPU: (RESET_GPU, "drained; resetting GPU {gpu}"),
+    RemediationAction.REBOOT: (REBOOT, "drained; rebooting the node"),
+}
 ENDED = (DONE, CANCELLED)
 ACTOR = "remediation"
 # How often a draining node is looked at, and how a failing replacer is retried.
@@ -107,6 +142,12 @@ class Replacer(Protocol):
     async def provision_successor(self, node_id: str, reason: str) -> None:
         """Asks the node's pool for its successor now, before the node leaves (a preemption
         notice); the later `replace` asks for no second one."""
+
+    async def reboot(self, node_id: str, reason: str) -> bool:
+        """Asks the provider of the node's instance to reboot the machine; True once it accepted,
+        False when it cannot (it implements no `RebootingProvider`, or navarch did not make the
+        instance). Errors count as in `replace`."""
+        ...
 
 
 def may_move(current: RemediationStep, to: RemediationStep) -> bool:
@@ -147,6 +188,7 @@ class Remediator:
         self._gone: set[str] = set()
         self._controls_changed = trio.Event()
         self._nursery: trio.Nursery | None = None
+        self.recovery = Recovery(book, commands, self)
 
     def load(self, state: StoredState) -> None:
         for episode in state.open_remediations:
@@ -201,7 +243,15 @@ class Remediator:
             open_breakers=tuple(sorted(self.open_breakers)),
         )
 
-    async def start(self, node: Node, rule: str, detail: str = "") -> Remediation:
+    async def start(
+        self,
+        node: Node,
+        rule: str,
+        detail: str = "",
+        *,
+        action: RemediationAction = RemediationAction.REPLACE,
+        gpu_index: int = -1,
+    ) -> Remediation:
         """Opens an episode for `node` (or returns its open one) and starts carrying it out."""
         existing = self.open_episode(node.node_id)
         if existing is not None:
@@ -213,6 +263,8 @@ class Remediator:
             pool=node.pool,
             step=PENDING,
             rule=rule,
+            action=action,
+            gpu_index=gpu_index,
             detail=detail or f"judged for replacement by rule {rule}",
             started_at=now,
             updated_at=now,
@@ -252,6 +304,19 @@ class Remediator:
             and node.pool in self._pools
             and self.settings(node.pool).auto_replace
         )
+
+    def cannot_replace(self, episode: Remediation) -> str:
+        """Why navarch cannot replace the episode's node; "" when it can try."""
+        if self.replacer is None:
+            return "no pools are configured"
+        if not episode.pool:
+            return "it has no pool"
+        if episode.rule not in PREEMPTION_RULES and not self.settings(episode.pool).auto_replace:
+            return f"pool {episode.pool} does not replace nodes (auto_replace is off)"
+        return ""
+
+    def gone(self, node_id: str) -> bool:
+        return node_id in self._gone
 
     def machine_gone(self, node_id: str) -> bool:
         """Records that the cloud took the node's machine back while its episode is open, so a
@@ -394,9 +459,15 @@ class Remediator:
                 await self._move(episode, DRAIN, "cordoned; draining the node")
         elif episode.step is DRAIN:
             await self._drain(episode)
+        elif episode.step is RESET_GPU:
+            await self.recovery.reset_gpu(episode)
+        elif episode.step is REBOOT:
+            await self.recovery.reboot(episode)
+        elif episode.step is RECOVER:
+            await self.recovery.recover(episode)
         elif episode.step is TERMINATE:
-            if self.replacer is None or not episode.pool:
-                why = "no pools are configured" if self.replacer is None else "it has no pool"
+            why = self.cannot_replace(episode)
+            if why or self.replacer is None:
                 await self._move(
                     episode,
                     HELD,
@@ -427,14 +498,15 @@ class Remediator:
                 NodeStatus.TERMINATED,
             ):
                 if episode.node_id in self._gone:
-                    await self._move(
-                        episode,
-                        TERMINATE,
-                        "the cloud took the machine back during the drain; terminating the node",
-                    )
+                    gone = "the cloud took the machine back during the drain"
+                    if episode.action is RemediationAction.REPLACE:
+                        await self._move(episode, TERMINATE, f"{gone}; terminating the node")
+                    else:
+                        await self.recovery.escalate(episode, gone)
                     return
                 await trio.sleep(DRAIN_POLL)
-            await self._move(episode, TERMINATE, "drained; terminating the node")
+            step, detail = _AFTER_DRAIN[episode.action]
+            await self._move(episode, step, detail.format(gpu=episode.gpu_index))
             return
         timeout = format_duration(settings.drain_timeout)
         if settings.on_drain_timeout == "hold":
@@ -444,10 +516,25 @@ class Remediator:
                 f"the drain did not finish within {timeout}; the node stays cordoned for an "
                 "operator",
             )
-        else:
+        elif episode.action is RemediationAction.REPLACE:
             await self._move(
                 episode, TERMINATE, f"the drain did not finish within {timeout}; terminating anyway"
             )
+        else:
+            await self.recovery.escalate(episode, f"the drain did not finish within {timeout}")
+
+    async def reboot_by_provider(self, episode: Remediation) -> bool:
+        if self.replacer is None:
+            return False
+        try:
+            return await self.replacer.reboot(episode.node_id, self._reason(episode))
+        except Exception as exc:  # the daemon's reboot command is tried instead
+            message = f"the provider could not reboot the machine: {exc}; asking the daemon"
+            log.warning("episode=%s node=%s %s", episode.episode_id, episode.node_id, message)
+            await self._book.commit(
+                Change(events=(self._event("remediation.step_failed", episode, message),))
+            )
+            return False
 
     async def _attempt(
         self, episode: Remediation, fn: Callable[..., Awaitable[None]], *args: str
@@ -475,13 +562,24 @@ class Remediator:
     def _reason(self, episode: Remediation) -> str:
         return f"remediation {episode.episode_id}: {episode.rule}"
 
+    async def move(
+        self, episode: Remediation, to: RemediationStep, detail: str, *, at: datetime | None = None
+    ) -> Remediation:
+        return await self._move(episode, to, detail, at=at)
+
     async def _move(
-        self, episode: Remediation, to: RemediationStep, detail: str, actor: str = ACTOR
+        self,
+        episode: Remediation,
+        to: RemediationStep,
+        detail: str,
+        actor: str = ACTOR,
+        *,
+        at: datetime | None = None,
     ) -> Remediation:
         current = self._episodes.get(episode.episode_id, episode)
         if not may_move(current.step, to):
             return current
-        moved = attrs.evolve(current, step=to, detail=detail, updated_at=self._now())
+        moved = attrs.evolve(current, step=to, detail=detail, updated_at=at or self._now())
         if to in ENDED:
             self._episodes.pop(moved.episode_id, None)
             self._gone.discard(moved.node_id)

@@ -8,7 +8,8 @@ remediation worker. The parts, each owning one idea:
 - `nodes`: registration, heartbeats, silence, termination, listings;
 - `commands`: issuing commands, long polls, acknowledgements;
 - `verdicts`: health reports judged by the policy, and the actions they take;
-- `remediation`: the persisted episodes that take bad nodes out and replace them;
+- `remediation`: the persisted episodes that take bad nodes out and replace them, and
+  `recovery`: their steps that reset a GPU or reboot a node first;
 - `pools`: the pool manager, when the configuration has pools.
 
 The service speaks the domain (`navarch.model`) and raises domain errors (`navarch.errors`); the
@@ -40,7 +41,15 @@ from navarch.controlplane.verdicts import Verdicts
 from navarch.errors import NotFound
 from navarch.health import HealthJudge, load_policy
 from navarch.ids import IdFactory
-from navarch.model import HEARTBEAT_LOST, Event, Node, NodeStatus, Remediation
+from navarch.model import (
+    HEARTBEAT_LOST,
+    Command,
+    CommandType,
+    Event,
+    Node,
+    NodeStatus,
+    Remediation,
+)
 from navarch.plugins import Notifier, Provider
 from navarch.pools.context import MachineRunner
 from navarch.pools.manager import PoolManager
@@ -99,6 +108,7 @@ class ControlPlane:
             self.remediation,
             HealthJudge(load_policy(health.policy), health.window),
         )
+        self.remediation.recovery.judgments = self.verdicts
         # The pool manager, when the configuration has pools.
         self.pools: PoolManager | None = None
 
@@ -159,6 +169,8 @@ class ControlPlane:
                     providers=providers,
                     machines=machines(service, nursery) if machines is not None else None,
                 )
+                service.auth.bootstrap_tokens = service.pools.bootstraps.holder
+                service.nodes.hold = service.pools.preflights.hold
                 await nursery.start(service.pools.run)
                 if service.remediation.replacer is None:
                     service.remediation.replacer = service.pools
@@ -242,6 +254,17 @@ class ControlPlane:
 
     async def drain(self, node_id: str, reason: str, actor: str) -> None:
         await self.commands.drain(node_id, reason, actor)
+
+    async def run_diagnostic(self, node_id: str, level: int, reason: str, actor: str) -> str:
+        kind = CommandType.RUN_DIAGNOSTIC
+        command, _ = await self.commands.issue(node_id, kind, reason, {"level": str(level)}, actor)
+        return command.command_id
+
+    async def command_finished(self, command_id: str) -> Command:
+        return await self.commands.finished(command_id)
+
+    async def uncordon(self, node_id: str, reason: str, actor: str) -> None:
+        await self.commands.issue(node_id, CommandType.UNCORDON, reason, {}, actor)
 
     def judged_for_replacement(self) -> set[str]:
         return self.verdicts.judged_for_replacement()

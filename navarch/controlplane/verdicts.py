@@ -5,7 +5,11 @@ verdict's. An unhealthy verdict takes an active or cordoned node out of service 
 the rule as the reason), and the verdict's action is taken once per verdict: a repeated report of
 the same fault does not act again. A node's health recovers once its bad events leave the policy's
 window; its status does not, since a node that went bad returns to service only by an operator's
-word.
+word, or by a remediation episode whose GPU reset or reboot cleared the fault (`cleared`).
+
+`replace` opens a remediation episode in a pool with `auto_replace`, and `reset_gpu` and `reboot`
+open one in a pool with `auto_recover` (the defaults). Otherwise the node is cordoned and drained
+and `health.action_required` says that it waits for an operator.
 """
 
 from __future__ import annotations
@@ -22,17 +26,25 @@ from navarch.controlplane.commands import Commands
 from navarch.controlplane.remediation import Remediator
 from navarch.errors import DomainError
 from navarch.health import Action, HealthJudge, Result, Verdict
-from navarch.model import Event, HealthEvent, HealthStatus, Node, NodeStatus
+from navarch.model import (
+    Event,
+    HealthEvent,
+    HealthStatus,
+    Node,
+    NodeStatus,
+    RemediationAction,
+)
 from navarch.store import Change, HealthReport
 
 log = logging.getLogger("navarch.controlplane")
 
 _BAD_HEALTH = (HealthStatus.DEGRADED, HealthStatus.UNHEALTHY)
 _NEEDS = {
-    Action.RESET_GPU: "a GPU reset",
-    Action.REBOOT: "a reboot",
+    Action.RESET_GPU: "a GPU reset (auto_recover is off for its pool)",
+    Action.REBOOT: "a reboot (auto_recover is off for its pool)",
     Action.REPLACE: "replacement (auto_replace is off for its pool)",
 }
+_RECOVERY = {Action.RESET_GPU: RemediationAction.RESET_GPU, Action.REBOOT: RemediationAction.REBOOT}
 
 
 class Verdicts:
@@ -155,16 +167,21 @@ class Verdicts:
                 await book.commit(Change(events=(event,)))
                 return
             remediation = self._remediation
-            if action is Action.REPLACE and remediation.settings(node.pool).auto_replace:
+            settings = remediation.settings(node.pool)
+            if action is Action.REPLACE and settings.auto_replace:
                 await remediation.start(node, verdict.rule)
+                return
+            if action in _RECOVERY and settings.auto_recover:
+                gpu = verdict.cause.event.gpu_index if verdict.cause is not None else -1
+                await remediation.recovery.open(node, verdict.rule, _RECOVERY[action], gpu)
                 return
             await self._commands.cordon(node_id, reason)
             if action is Action.CORDON:
                 return
             await self._commands.drain(node_id, reason)
             if action in _NEEDS:
-                # The daemon has no reset or reboot command, and this pool replaces nothing on
-                # its own: the node waits, drained, for an operator to act and uncordon it.
+                # This pool neither recovers nor replaces the node on its own: it waits, drained,
+                # for an operator to act and uncordon it.
                 event = book.event(
                     "health.action_required",
                     node_id,
@@ -177,6 +194,36 @@ class Verdicts:
         except DomainError as exc:
             # The node changed under the action (an operator terminated it): nothing to do.
             log.info("node=%s action=%s not taken: %s", node_id, action.value, exc)
+
+    async def cleared(self, node_id: str, gpu_index: int) -> bool:
+        """A GPU reset (`gpu_index`) or a reboot (-1) clears the node's fault: forgets what the
+        judge held of the GPU or the node and the action taken for it. After a reset the node's
+        health is judged afresh. Returns whether nothing the judge still holds keeps the node out
+        of service."""
+        self.judge.forget(node_id, gpu_index)
+        self._floor.pop(node_id, None)
+        self._acted.pop(node_id, None)
+        verdict = self.judge.verdict(node_id, trio.current_time())
+        if verdict.action is not Action.REPLACE:
+            self._replace.discard(node_id)
+        if gpu_index >= 0:
+            await self._set_health(node_id, verdict.health_status, verdict)
+        return verdict.health is not Result.UNHEALTHY and verdict.action.rank < Action.CORDON.rank
+
+    async def unknown_until_reported(self, node_id: str) -> None:
+        """The node registered again after a reboot: its health is unknown until it reports."""
+        self._floor.pop(node_id, None)
+        verdict = self.judge.verdict(node_id, trio.current_time())
+        await self._set_health(node_id, HealthStatus.UNKNOWN, verdict)
+
+    async def _set_health(self, node_id: str, health: HealthStatus, verdict: Verdict) -> None:
+        book = self._book
+        node = book.require(node_id)
+        if health is not node.health:
+            after = attrs.evolve(node, health=health)
+            book.put(after)
+            event = self._health_event(node, health, "remediation", verdict)
+            await book.commit(Change(nodes=(after,), events=(event,)))
 
     async def recheck_forever(self) -> None:
         interval = min(60.0, max(1.0, self.judge.window / 10))

@@ -5,6 +5,7 @@ from navarch.daemon.config import DaemonConfig, load_daemon_config
 from navarch.daemon.drain import DrainAction, DrainOutcome, NothingToDrain, ShellDrain
 from navarch.daemon.gpu import NvmlGpus, SimulatedGpus
 from navarch.daemon.host import FixedHostStats, HostStats, ProcHostStats
+from navarch.daemon.recovery import RebootAction, RecoveryOutcome, ShellReboot
 from navarch.daemon.state import DaemonState
 
 __all__ = [
@@ -19,7 +20,10 @@ __all__ = [
     "NothingToDrain",
     "NvmlGpus",
     "ProcHostStats",
+    "RebootAction",
+    "RecoveryOutcome",
     "ShellDrain",
+    "ShellReboot",
     "SimulatedGpus",
     "load_daemon_config",
 ]

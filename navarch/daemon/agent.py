@@ -11,7 +11,8 @@ simulator run hundreds in one trio program, each with an in-process client and s
 The daemon owns its parts and the nursery they run in: the `Link` (registration, and recovery
 after a failed call), `Heartbeats` (heartbeats and the command long poll), the `CommandRunner`,
 the `HealthReporter`, the `PreemptionWatcher` where the machine can be preempted, and the
-`CommandProcesses` that commands run. Everything
+`CommandProcesses` that commands run. The drain and reboot actions can be injected (`drain`,
+`reboot`), so a simulated machine drains and reboots without a shell. Everything
 they do is driven by `trio.current_time()`, so a daemon runs on a `MockClock`.
 """
 
@@ -35,8 +36,9 @@ from navarch.daemon.link import DaemonError, Link
 from navarch.daemon.nodelog import NodeLog
 from navarch.daemon.preemption import NoticeSource, PreemptionWatcher, notice_source
 from navarch.daemon.processes import CommandProcesses
+from navarch.daemon.recovery import GpuRecovery, NoReboot, RebootAction, ShellReboot
 from navarch.daemon.state import DaemonState
-from navarch.plugins.health_check import GpuBackend, HealthCheck, WatchingHealthCheck
+from navarch.plugins.health_check import AnyHealthCheck, GpuBackend
 
 __all__ = ["Daemon", "DaemonError"]
 
@@ -53,8 +55,9 @@ class Daemon:
         join_token: str = "",
         hostname: str = "",
         host_stats: HostStats | None = None,
-        health_checks: Sequence[tuple[str, HealthCheck | WatchingHealthCheck]] = (),
+        health_checks: Sequence[tuple[str, AnyHealthCheck]] = (),
         drain: DrainAction | None = None,
+        reboot: RebootAction | None = None,
         state: DaemonState | None = None,
         rng: random.Random | None = None,
         wall_clock: WallClock = utc_now,
@@ -98,8 +101,19 @@ class Daemon:
             state_dir=config.state_dir,
             wall_clock=wall_clock,
         )
+        if reboot is None:
+            reboot = _reboot_action(config, backend, self._processes)
         self._commands = CommandRunner(
-            client, self._link, config, self._state, drain, self._health, self._processes, self._log
+            client,
+            self._link,
+            config,
+            self._state,
+            drain,
+            self._health,
+            self._processes,
+            self._log,
+            GpuRecovery(backend, config, self._health, self._processes, self._log),
+            reboot,
         )
         self._heartbeats = Heartbeats(
             client, self._link, backend, host_stats or FixedHostStats(), self._commands.offer
@@ -189,6 +203,17 @@ class Daemon:
         await loop()
         self.terminated = True
         scope.cancel()
+
+
+def _reboot_action(
+    config: DaemonConfig, backend: GpuBackend, processes: CommandProcesses
+) -> RebootAction:
+    if not backend.hardware:
+        # A daemon over simulated GPUs runs inside a test or a simulator: the host is not its own.
+        return NoReboot("this node's GPUs are simulated, and no reboot hook was given")
+    if not config.reboot_command:
+        return NoReboot("no reboot_command is configured on this node")
+    return ShellReboot(config.reboot_command, processes)
 
 
 def _first(group: BaseExceptionGroup[DaemonError]) -> DaemonError:

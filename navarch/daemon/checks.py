@@ -6,16 +6,22 @@ from typing import Any, cast
 
 from navarch.daemon.config import DaemonConfig
 from navarch.errors import ConfigError, NavarchError
-from navarch.plugins.health_check import HealthCheck, WatchingHealthCheck
+from navarch.plugins.health_check import (
+    AnyHealthCheck,
+    DiagnosingHealthCheck,
+    HealthCheck,
+    WatchingHealthCheck,
+)
 from navarch.plugins.manager import Plugins
 
-# A check runs every interval (`run`) or reports events as they happen (`watch`).
-_CONTRACTS: tuple[type[Any], ...] = (HealthCheck, WatchingHealthCheck)
+# A check runs every interval (`run`), reports events as they happen (`watch`), or runs a
+# diagnostic when the control plane asks (`diagnose`).
+_CONTRACTS: tuple[type[Any], ...] = (HealthCheck, WatchingHealthCheck, DiagnosingHealthCheck)
 
 
 def load_health_checks(
     plugins: Plugins, config: DaemonConfig, source: str = "navarch.toml"
-) -> list[tuple[str, HealthCheck | WatchingHealthCheck]]:
+) -> list[tuple[str, AnyHealthCheck]]:
     """Builds one object per registered health check, with its `[daemon.health_checks.NAME]`.
 
     Raises ConfigError naming every table that is wrong or names a check no plugin registered.
@@ -28,7 +34,7 @@ def load_health_checks(
             f'daemon.health_checks.{name}: no health check plugin named "{name}" '
             f"(registered: {listed})"
         )
-    checks: list[tuple[str, HealthCheck | WatchingHealthCheck]] = []
+    checks: list[tuple[str, AnyHealthCheck]] = []
     for name, registration in sorted(registry.items()):
         path = f"daemon.health_checks.{name}"
         before = len(problems)
@@ -42,7 +48,7 @@ def load_health_checks(
         except NavarchError as exc:  # a plugin's own error, or a broken plugin named: one line each
             problems.append(str(exc))
             continue
-        checks.append((name, cast(HealthCheck | WatchingHealthCheck, check)))
+        checks.append((name, cast(AnyHealthCheck, check)))
     if problems:
         raise ConfigError(source, problems)
     return checks

@@ -7,7 +7,12 @@ hears it.
 
 A command the daemon was running when it stopped is not run again: the restarted daemon ends what
 is left of its processes and reports it failed (`recover`). A parameter out of range fails the
-command with a message that names it.
+command with a message that names it. A run_diagnostic command fails when a diagnostic found a
+fault, timed out or could not run.
+
+A reboot command is recorded and acknowledged as succeeded before the reboot starts
+(`navarch.daemon.recovery`); the same command delivered again after the machine came back is
+acknowledged again, never run a second time.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from navarch.daemon.health import HealthReporter
 from navarch.daemon.link import Link
 from navarch.daemon.nodelog import NodeLog
 from navarch.daemon.processes import CommandProcesses
+from navarch.daemon.recovery import BadParameter, GpuRecovery, NoReboot, RebootAction, StepFailed
 from navarch.daemon.state import DaemonState, Outcome
 from navarch.durations import format_duration, parse_duration
 
@@ -36,9 +42,7 @@ INTERRUPTED = "interrupted by a daemon restart"
 # The longest a drain command's `timeout` parameter may ask for.
 MAX_DRAIN_TIMEOUT = timedelta(days=7)
 
-
-class BadParameter(Exception):
-    """A command's parameter that the daemon cannot follow; the message names it."""
+__all__ = ["INTERRUPTED", "MAX_DRAIN_TIMEOUT", "BadParameter", "CommandRunner"]
 
 
 class CommandRunner:
@@ -54,6 +58,8 @@ class CommandRunner:
         health: HealthReporter,
         processes: CommandProcesses,
         log: NodeLog,
+        recovery: GpuRecovery,
+        reboot: RebootAction,
     ) -> None:
         self._client = client
         self._link = link
@@ -63,6 +69,8 @@ class CommandRunner:
         self._health = health
         self._processes = processes
         self._log = log
+        self._recovery = recovery
+        self._reboot = reboot
         self._queued: set[str] = set()
         # A command this daemon found interrupted at start, to acknowledge once registered.
         self._interrupted: tuple[str, Outcome] | None = None
@@ -101,6 +109,7 @@ class CommandRunner:
             self._interrupted = None
         async for command in self._receive_command:
             outcome = self._state.outcome(command.command_id)
+            ran = outcome is None
             if outcome is None:
                 await self._state.begin(command.command_id)
                 outcome = await self._execute(command)
@@ -113,6 +122,12 @@ class CommandRunner:
             await self._ack(command.command_id, outcome)
             self._queued.discard(command.command_id)
             if (
+                ran
+                and command.type is m.CommandType.COMMAND_TYPE_REBOOT
+                and outcome.result is _SUCCEEDED
+            ):
+                await self._start_reboot(command.command_id)
+            if (
                 command.type is m.CommandType.COMMAND_TYPE_TERMINATE
                 and outcome.result is _SUCCEEDED
             ):
@@ -123,7 +138,7 @@ class CommandRunner:
         self._log.info("running %s command %s", kind, command.command_id)
         try:
             outcome = await self._run_command(command)
-        except BadParameter as exc:
+        except (BadParameter, StepFailed) as exc:
             outcome = Outcome(_FAILED, f"{kind}: {exc}")
         except Exception as exc:
             self._log.exception("%s command %s failed", kind, command.command_id)
@@ -144,7 +159,17 @@ class CommandRunner:
         if command.type is t.COMMAND_TYPE_TERMINATE:
             return Outcome(_SUCCEEDED, "the node agent is stopping")
         if command.type is t.COMMAND_TYPE_RUN_DIAGNOSTIC:
-            return Outcome(_SUCCEEDED, await self._health.diagnose())
+            level = _diagnostic_level(command.parameters.get("level"))
+            diagnosis = await self._health.diagnose(level)
+            return Outcome(_SUCCEEDED if diagnosis.ok else _FAILED, diagnosis.summary)
+        if command.type is t.COMMAND_TYPE_RESET_GPU:
+            env = {"NAVARCH_NODE_ID": self._link.node_id, "NAVARCH_COMMAND_ID": command.command_id}
+            return Outcome(_SUCCEEDED, await self._recovery.reset_gpu(command.parameters, env))
+        if command.type is t.COMMAND_TYPE_REBOOT:
+            if isinstance(self._reboot, NoReboot):
+                return Outcome(_FAILED, f"reboot: {self._reboot.why}")
+            # Recorded and acknowledged first: `run` starts the reboot afterwards.
+            return Outcome(_SUCCEEDED, f"rebooting with {self._reboot.description}")
         # Cordoning is the control plane's own bookkeeping; the node has nothing to change.
         word = "cordoned" if command.type is t.COMMAND_TYPE_CORDON else "uncordoned"
         return Outcome(_SUCCEEDED, f"node {word}")
@@ -160,6 +185,18 @@ class CommandRunner:
         }
         done = await self._drain(timeout / timedelta(seconds=1), env)
         return Outcome(_SUCCEEDED if done.ok else _FAILED, done.message)
+
+    async def _start_reboot(self, command_id: str) -> None:
+        self._log.warning("rebooting the machine with %s", self._reboot.description)
+        started = await self._reboot()
+        if started.ok:
+            self._log.info("reboot command %s: %s", command_id, started.message)
+            return
+        # The command is acknowledged already; the control plane hears of this as a health event.
+        self._log.error(
+            "reboot command %s: the reboot did not start: %s", command_id, started.message
+        )
+        self._health.report_problem("reboot", f"the reboot did not start: {started.message}")
 
     async def _ack(self, command_id: str, outcome: Outcome) -> None:
         """Delivers the outcome, retrying while the control plane is away."""
@@ -191,6 +228,15 @@ class CommandRunner:
             except Unreachable as exc:
                 delay = await link.recover(exc, generation, backoff)
             await trio.sleep(delay)
+
+
+def _diagnostic_level(text: str | None) -> int | None:
+    """A run_diagnostic's `level` parameter, 1 to 4; None when the command has none."""
+    if text is None:
+        return None
+    if text.strip() not in ("1", "2", "3", "4"):
+        raise BadParameter(f"parameters.level: expected 1, 2, 3 or 4, got {text[:40]!r}")
+    return int(text)
 
 
 def _drain_timeout(text: str) -> timedelta:

@@ -8,6 +8,8 @@ daemon beside it. Flags on the command line override the file.
     pool = "training"
     drain_command = "/usr/local/bin/drain-jobs --wait"
     drain_timeout = "10m"
+    reset_command = "nvidia-smi --gpu-reset -i {gpu}"
+    reboot_command = "systemctl reboot"
     state_dir = "/var/lib/navarch"
 
     [daemon.labels]
@@ -70,6 +72,18 @@ class DaemonConfig:
     # command exits 0. Empty means there is nothing to drain on this machine.
     drain_command: str = ""
     drain_timeout: timedelta = field(default=timedelta(minutes=5), validator=validators.positive)
+    # Run through /bin/sh -c to reset one GPU of a drained node, `{gpu}` replaced by its index; it
+    # succeeds when it exits 0. Empty means GPUs are not reset on this machine.
+    reset_command: str = "nvidia-smi --gpu-reset -i {gpu}"
+    # The reset command is killed, and the reset failed, when it runs longer.
+    reset_timeout: timedelta = field(default=timedelta(minutes=2), validator=validators.positive)
+    # How long NVML may take to see a reset GPU again before the reset counts as failed.
+    gpu_return_timeout: timedelta = field(
+        default=timedelta(seconds=60), validator=validators.positive
+    )
+    # Run through /bin/sh -c for a reboot command, after the daemon acknowledged it. Empty means
+    # the daemon does not reboot this machine.
+    reboot_command: str = "systemctl reboot"
     # Where the daemon keeps its node token and the results of finished commands across restarts;
     # empty keeps them in memory only.
     state_dir: str = ""

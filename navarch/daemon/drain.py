@@ -20,9 +20,6 @@ from navarch.daemon.processes import CommandProcesses, Finished
 from navarch.daemon.state import DaemonState
 from navarch.durations import format_duration
 
-# Enough of a failing command's output to say why, short enough for a table cell and an event.
-MESSAGE_LIMIT = 500
-
 
 @frozen
 class DrainOutcome:
@@ -70,20 +67,9 @@ class ShellDrain:
                 f"drain command timed out after {format_duration(timedelta(seconds=timeout))} "
                 "and was killed",
             )
-        output = _tail(result.stderr) or _tail(result.stdout)
+        output = result.tail()
         if result.returncode == 0:
             return DrainOutcome(True, output or "drain command succeeded")
-        status = (
-            f"was killed by signal {-result.returncode}"
-            if result.returncode < 0
-            else f"exited with status {result.returncode}"
+        return DrainOutcome(
+            False, f"drain command {result.status()}" + (f": {output}" if output else "")
         )
-        return DrainOutcome(False, f"drain command {status}" + (f": {output}" if output else ""))
-
-
-def _tail(data: bytes) -> str:
-    lines = data.decode("utf-8", "replace").splitlines()
-    text = " | ".join(line.strip() for line in lines if line.strip())
-    if len(text) > MESSAGE_LIMIT:
-        text = "..." + text[-(MESSAGE_LIMIT - 3) :]
-    return text

@@ -2,7 +2,8 @@
 
 A backend answers three questions: which GPUs are there (`inventory`, sent at registration),
 what do they read now (`sample`, for heartbeats and health checks), and what just went wrong
-(`watch_events`, streamed to the control plane as it happens). Samples are NVML's own
+(`watch_events`, streamed to the control plane as it happens). For a GPU reset it also says which
+processes hold a GPU (`running_processes`) and resets one (`reset`). Samples are NVML's own
 `navarch.telemetry.GpuSample`, whatever the backend, so a health check reads one type. `NvmlGpus`
 reads the real hardware; `SimulatedGpus` is an in-memory machine whose failures a test, the fake
 provider or the simulator injects.
@@ -10,10 +11,11 @@ provider or the simulator injects.
 
 from __future__ import annotations
 
+import collections
 import random
 import types
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import attrs
 import trio
@@ -21,11 +23,24 @@ import trio
 from navarch.api.wire import GpuMetrics
 from navarch.model import GpuInfo, HealthEventType
 from navarch.plugins.health_check import GpuEvent, ReportEvents
-from navarch.telemetry.nvml import FIELDS, EventType, GpuSample, Nvml, RecoveryAction, Return
+from navarch.telemetry.nvml import (
+    FIELDS,
+    EventType,
+    GpuSample,
+    Nvml,
+    NVMLError,
+    NvmlEvent,
+    RecoveryAction,
+    Return,
+    open_nvml,
+)
 
 GIB = 1 << 30
 
-__all__ = ["GpuSample", "NvmlGpus", "SimulatedGpus", "to_metrics"]
+__all__ = ["RESET_OUTCOMES", "GpuSample", "NvmlGpus", "SimulatedGpus", "to_metrics"]
+
+# What a reset of a simulated GPU does: clears its failures, fails and leaves them, or loses it.
+RESET_OUTCOMES = ("clean", "fails", "lost")
 
 
 def to_metrics(sample: GpuSample) -> GpuMetrics:
@@ -39,8 +54,18 @@ def to_metrics(sample: GpuSample) -> GpuMetrics:
     )
 
 
+class GpuResetFailed(Exception):
+    """A simulated reset that its script made fail."""
+
+
 class NvmlGpus:
-    """The machine's NVIDIA GPUs through an open NVML session (`navarch.telemetry.open_nvml`)."""
+    """The machine's NVIDIA GPUs through an open NVML session (`navarch.telemetry.open_nvml`).
+
+    A GPU reset needs every NVML client to let go of the GPU, the daemon too: `reset` closes the
+    session (ending the event watch), runs the reset command, and the next `sample` opens NVML
+    again. Meanwhile samples are the last ones taken, and afterwards, while NVML cannot open, a
+    sample says why for every GPU.
+    """
 
     hardware = True
 
@@ -53,7 +78,10 @@ class NvmlGpus:
     )
 
     def __init__(self, nvml: Nvml) -> None:
-        self._nvml = nvml
+        self._nvml: Nvml | None = nvml
+        self._library = nvml.library
+        self._engine = nvml.backend
+        self._last = nvml.sample()
         self._inventory = tuple(
             GpuInfo(
                 index=s.index,
@@ -62,41 +90,107 @@ class NvmlGpus:
                 pci_bus_id=s.pci_bus_id or "",
                 memory_total_bytes=s.memory_total_bytes or 0,
             )
-            for s in nvml.sample()
+            for s in self._last
         )
+        self._resetting = False
+        self._open_error = NVMLError(Return.UNINITIALIZED, "NVML is closed")
+        self._reopened = trio.Event()
+        self._watching: set[trio.CancelScope] = set()
 
     def inventory(self) -> tuple[GpuInfo, ...]:
         return self._inventory
 
     def sample(self) -> tuple[GpuSample, ...]:
-        return self._nvml.sample()
+        if self._resetting:
+            return self._last
+        nvml = self._nvml or self._open()
+        if nvml is None:
+            return tuple(_unavailable(g.index, self._open_error.code) for g in self._inventory)
+        self._last = nvml.sample()
+        return self._last
+
+    def running_processes(self, index: int) -> tuple[int, ...]:
+        nvml = self._nvml or self._open()
+        if nvml is None:
+            raise self._open_error
+        return tuple(p.pid for p in nvml.running_processes(index))
+
+    async def reset(self, index: int, command: Callable[[], Awaitable[None]]) -> None:
+        nvml, self._nvml = self._nvml, None
+        self._resetting = True
+        self._reopened = trio.Event()
+        for scope in self._watching:
+            scope.cancel()
+        if nvml is not None:
+            nvml.close()
+        try:
+            await command()
+        finally:
+            self._resetting = False
 
     def close(self) -> None:
         """Shuts NVML down."""
-        self._nvml.close()
+        if self._nvml is not None:
+            self._nvml.close()
 
     async def watch_events(self, report: ReportEvents) -> None:
-        async with self._nvml.watch_events(self.EVENTS) as events:
-            async for event in events:
-                if event.gpu_index is None:
-                    continue
-                if event.type == EventType.XID:
-                    report([GpuEvent(type=_XID, gpu_index=event.gpu_index, xid=event.data)])
-                elif event.type == EventType.DOUBLE_BIT_ECC:
-                    report(
-                        [
-                            GpuEvent(
-                                type=HealthEventType.ECC,
-                                gpu_index=event.gpu_index,
-                                message="uncorrectable ECC error",
-                                details={"ecc": "uncorrected"},
-                            )
-                        ]
-                    )
-                elif event.type == EventType.GPU_UNAVAILABLE:
-                    report([_lost(event.gpu_index, "the GPU no longer answers NVML")])
-                elif event.type == EventType.GPU_RECOVERY_ACTION:
-                    report([_recovery_action(event.gpu_index, event.data)])
+        while True:
+            nvml = None if self._resetting else self._nvml
+            if nvml is None:
+                await self._reopened.wait()
+                continue
+            # A reset cancels the watch: the session it watches is closing.
+            with trio.CancelScope() as scope:
+                self._watching.add(scope)
+                try:
+                    async with nvml.watch_events(self.EVENTS) as events:
+                        async for event in events:
+                            _report_nvml_event(event, report)
+                finally:
+                    self._watching.discard(scope)
+
+    def _open(self) -> Nvml | None:
+        try:
+            nvml = open_nvml(self._library, backend=self._engine)
+        except NVMLError as exc:
+            self._open_error = exc
+            return None
+        self._nvml = nvml
+        self._reopened.set()
+        return nvml
+
+
+def _report_nvml_event(event: NvmlEvent, report: ReportEvents) -> None:
+    if event.gpu_index is None:
+        return
+    if event.type == EventType.XID:
+        report([GpuEvent(type=_XID, gpu_index=event.gpu_index, xid=event.data)])
+    elif event.type == EventType.DOUBLE_BIT_ECC:
+        report(
+            [
+                GpuEvent(
+                    type=HealthEventType.ECC,
+                    gpu_index=event.gpu_index,
+                    message="uncorrectable ECC error",
+                    details={"ecc": "uncorrected"},
+                )
+            ]
+        )
+    elif event.type == EventType.GPU_UNAVAILABLE:
+        report([_lost(event.gpu_index, "the GPU no longer answers NVML")])
+    elif event.type == EventType.GPU_RECOVERY_ACTION:
+        report([_recovery_action(event.gpu_index, event.data)])
+
+
+def _unavailable(index: int, code: Return) -> GpuSample:
+    """The sample of a GPU that cannot be asked anything: lost, or NVML will not open."""
+    return GpuSample(
+        index=index,
+        status=code,
+        **dict.fromkeys(_VALUE_NAMES),
+        nvlink_active=(),
+        field_status=types.MappingProxyType(dict.fromkeys(FIELDS, code)),
+    )
 
 
 _XID = HealthEventType.XID
@@ -123,9 +217,9 @@ def _recovery_action(index: int, action: int) -> GpuEvent:
 
 _H100_BUSES = (0x18, 0x2A, 0x3A, 0x5D, 0x9A, 0xAB, 0xBA, 0xDB)
 NVLINKS = 18  # NVLink4 links of an H100 SXM
+PCIE_GEN, PCIE_LANES = 5, 16  # an H100 SXM's host link
 _ALL_OK: Mapping[str, Return] = types.MappingProxyType(dict.fromkeys(FIELDS, Return.SUCCESS))
 _LINKS_UP = (True,) * NVLINKS
-_ALL_LOST: Mapping[str, Return] = types.MappingProxyType(dict.fromkeys(FIELDS, Return.GPU_IS_LOST))
 
 
 @attrs.define
@@ -139,7 +233,11 @@ class _SimulatedGpu:
     remapped_pending: bool = False
     remapped_failed: bool = False
     links_down: frozenset[int] = frozenset()
+    nvlink_replays: int = 0
+    nvlink_recoveries: int = 0
+    nvlink_crc_errors: int = 0
     pcie_replays: int = 0
+    pcie_lanes: int = PCIE_LANES
     recovery_action: int = RecoveryAction.NONE
     present: bool = True
 
@@ -188,6 +286,10 @@ class SimulatedGpus:
         # The readings change only when the load or a failure does: each change clears this.
         self._samples: tuple[GpuSample, ...] | None = None
         self._wander = _Wander(random.Random(f"{seed}/varying"), count) if varying else None
+        self._processes: dict[int, tuple[int, ...]] = {}
+        self._reset_script: dict[int, collections.deque[str]] = {}
+        # The GPUs reset so far, in order, with what each reset did.
+        self.resets: list[tuple[int, str]] = []
 
     def inventory(self) -> tuple[GpuInfo, ...]:
         return tuple(gpu.info for gpu in self._gpus)
@@ -206,6 +308,25 @@ class SimulatedGpus:
                 self._arrived = trio.Event()
             events, self._events = self._events, []
             report(events)
+
+    def running_processes(self, index: int) -> tuple[int, ...]:
+        self._gpu(index)
+        return self._processes.get(index, ())
+
+    async def reset(self, index: int, command: Callable[[], Awaitable[None]]) -> None:
+        """Plays the next scripted outcome for the GPU (`script_resets`); `command` is not run."""
+        self._gpu(index)
+        await trio.lowlevel.checkpoint()
+        script = self._reset_script.get(index)
+        outcome = script.popleft() if script else "clean"
+        self.resets.append((index, outcome))
+        if outcome == "fails":
+            raise GpuResetFailed(f"the simulated reset of GPU {index} failed")
+        if outcome == "lost":
+            self.lose_gpu(index)
+            return
+        self._processes.pop(index, None)
+        self.recover(index)
 
     @property
     def load(self) -> float:
@@ -273,8 +394,23 @@ class SimulatedGpus:
         (links.add if down else links.discard)(link)
         target.links_down = frozenset(links)
 
+    def inject_nvlink_errors(
+        self, gpu: int, *, replay: int = 0, recovery: int = 0, crc: int = 0
+    ) -> None:
+        """Adds to the GPU's NVLink error counters (CRC errors count as flow-control CRC)."""
+        target = self._changed(gpu)
+        target.nvlink_replays += replay
+        target.nvlink_recoveries += recovery
+        target.nvlink_crc_errors += crc
+
     def inject_pcie_replays(self, gpu: int, count: int = 1) -> None:
         self._changed(gpu).pcie_replays += count
+
+    def set_pcie_lanes(self, gpu: int, lanes: int) -> None:
+        """The GPU's PCIe link trains at `lanes` of its 16, as a badly seated card's does."""
+        if not 1 <= lanes <= PCIE_LANES:
+            raise ValueError(f"lanes must be from 1 to {PCIE_LANES}, got {lanes}")
+        self._changed(gpu).pcie_lanes = lanes
 
     def set_recovery_action(self, gpu: int, action: RecoveryAction) -> None:
         """The driver asks for a reset or reboot, and says so in an XID 154."""
@@ -296,6 +432,20 @@ class SimulatedGpus:
                 )
             )
 
+    def set_processes(self, gpu: int, pids: tuple[int, ...]) -> None:
+        """The processes that hold the GPU; a clean reset ends them, as the drain should have."""
+        self._gpu(gpu)
+        self._processes[gpu] = tuple(pids)
+
+    def script_resets(self, gpu: int, *outcomes: str) -> None:
+        """What the next resets of the GPU do, in order ("clean", "fails" or "lost"); once the
+        script runs out, resets are clean."""
+        for outcome in outcomes:
+            if outcome not in RESET_OUTCOMES:
+                raise ValueError(f"reset outcome must be one of {', '.join(RESET_OUTCOMES)}")
+        self._gpu(gpu)
+        self._reset_script.setdefault(gpu, collections.deque()).extend(outcomes)
+
     def recover(self, gpu: int | None = None) -> None:
         """Clears injected failures (not the load): as after a GPU reset or a reboot."""
         for target in self._targets(gpu):
@@ -303,7 +453,9 @@ class SimulatedGpus:
             target.ecc_corrected = target.ecc_uncorrected = 0
             target.remapped_pending = target.remapped_failed = False
             target.links_down = frozenset()
+            target.nvlink_replays = target.nvlink_recoveries = target.nvlink_crc_errors = 0
             target.pcie_replays = 0
+            target.pcie_lanes = PCIE_LANES
             target.recovery_action = RecoveryAction.NONE
             target.present = True
         self._samples = None
@@ -329,13 +481,7 @@ class SimulatedGpus:
     def _sample(self, gpu: _SimulatedGpu) -> GpuSample:
         info = gpu.info
         if not gpu.present:
-            return GpuSample(
-                index=info.index,
-                status=Return.GPU_IS_LOST,
-                **dict.fromkeys(_VALUE_NAMES),
-                nvlink_active=(),
-                field_status=_ALL_LOST,
-            )
+            return _unavailable(info.index, Return.GPU_IS_LOST)
         load = gpu.utilization / 100
         # Idle near 35 C, about 75 C at full load; GPUs further along the board run a little warmer.
         temperature = round(35 + 40 * load + 0.5 * info.index)
@@ -371,8 +517,16 @@ class SimulatedGpus:
             remapped_rows_pending=gpu.remapped_pending,
             remapped_rows_failure=gpu.remapped_failed,
             pcie_replay_counter=gpu.pcie_replays,
+            pcie_link_gen=PCIE_GEN,
+            pcie_link_gen_max=PCIE_GEN,
+            pcie_link_width=gpu.pcie_lanes,
+            pcie_link_width_max=PCIE_LANES,
             clock_event_reasons=reasons,
             recovery_action=int(gpu.recovery_action),
+            nvlink_replay_errors=gpu.nvlink_replays,
+            nvlink_recovery_errors=gpu.nvlink_recoveries,
+            nvlink_crc_flit_errors=gpu.nvlink_crc_errors,
+            nvlink_crc_data_errors=0,
             nvlink_active=tuple(link not in gpu.links_down for link in range(NVLINKS))
             if gpu.links_down
             else _LINKS_UP,

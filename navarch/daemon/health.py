@@ -23,6 +23,9 @@ from navarch.daemon.link import Link
 from navarch.daemon.nodelog import NodeLog
 from navarch.model import GpuInfo, HealthEvent, HealthEventType
 from navarch.plugins.health_check import (
+    AnyHealthCheck,
+    DiagnosingHealthCheck,
+    Diagnosis,
     GpuBackend,
     GpuEvent,
     HealthCheck,
@@ -44,7 +47,7 @@ class HealthReporter:
         client: ControlPlaneClient,
         link: Link,
         backend: GpuBackend,
-        checks: Sequence[tuple[str, HealthCheck | WatchingHealthCheck]],
+        checks: Sequence[tuple[str, AnyHealthCheck]],
         log: NodeLog,
         *,
         state_dir: str,
@@ -57,6 +60,7 @@ class HealthReporter:
         # Sorted once: isinstance against a Protocol costs microseconds, and checks run often.
         self._runners = [(n, c) for n, c in checks if isinstance(c, HealthCheck)]
         self._watchers = [(n, c) for n, c in checks if isinstance(c, WatchingHealthCheck)]
+        self._diagnosers = [(n, c) for n, c in checks if isinstance(c, DiagnosingHealthCheck)]
         self._log = log
         self._state_dir = state_dir
         self._wall_clock = wall_clock
@@ -73,13 +77,50 @@ class HealthReporter:
             nursery.start_soon(self._gpu_events_loop)
         nursery.start_soon(self._report_loop)
 
-    async def diagnose(self) -> str:
-        """Runs the checks now and queues their events; says what ran, for a command's result."""
+    async def diagnose(self, level: int | None = None) -> Diagnosis:
+        """Runs the periodic checks now, then every check's on-demand diagnostic at `level`
+        (None: each check's own), one after the other, since each takes the GPUs; queues their
+        events and says what they found, for a run_diagnostic command's result. Not ok when
+        a diagnostic failed, or raised."""
         if not self._checks:
-            return "no health checks are installed on this node"
+            return Diagnosis(ok=True, summary="no health checks are installed on this node")
+        events = await self.check_now()
+        found: list[Diagnosis] = []
+        for name, check in self._diagnosers:
+            try:
+                diagnosis = await check.diagnose(level)
+            except Exception as exc:
+                self._log.exception("the diagnostic of health check %s failed", name)
+                failed = self._check_failed(name, f"the diagnostic of {name} failed", exc)
+                diagnosis = Diagnosis(ok=False, summary=failed.message, events=(failed,))
+            if diagnosis is not None:
+                self._queue(diagnosis.events)
+                found.append(diagnosis)
+        ran = [f"ran {len(self._runners)} health checks: {len(events)} events"]
+        if not found:
+            return Diagnosis(ok=True, summary=ran[0])
+        summary = "; ".join([d.summary for d in found] + (ran if self._runners else []))
+        return Diagnosis(ok=all(d.ok for d in found), summary=summary)
+
+    async def check_now(self) -> list[HealthEvent]:
+        """Runs the checks now, as a periodic report does, and queues their events for the
+        control plane; returns them too."""
         events = await self._run_checks()
         self._queue(events)
-        return f"ran {len(self._checks)} health checks: {len(events)} events"
+        return events
+
+    def report_problem(self, check: str, message: str) -> None:
+        """Sends the control plane a CHECK_FAILED event about something the daemon itself did."""
+        self._queue(
+            [
+                HealthEvent(
+                    type=HealthEventType.CHECK_FAILED,
+                    time=self._wall_clock(),
+                    message=message,
+                    details={"check": check},
+                )
+            ]
+        )
 
     async def _gpu_events_loop(self) -> None:
         """Passes GPU events (XIDs, lost GPUs) on as they happen, not at the next check."""

@@ -19,5 +19,8 @@ class NodeLog:
     def warning(self, message: str, *args: object) -> None:
         log.warning(self._prefix + message, *args)
 
+    def error(self, message: str, *args: object) -> None:
+        log.error(self._prefix + message, *args)
+
     def exception(self, message: str, *args: object) -> None:
         log.exception(self._prefix + message, *args)

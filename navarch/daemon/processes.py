@@ -28,6 +28,8 @@ from navarch.daemon.state import DaemonState, Running
 GRACE = 5.0
 # Output kept of each stream; a command's message is made of the end of it.
 KEEP_OUTPUT = 64 * 1024
+# Enough of a failing command's output to say why, short enough for a table cell and an event.
+MESSAGE_LIMIT = 500
 # Waits for one line on standard input, then runs the command with /dev/null as its input.
 _GATE = 'read -r _ || exit 125; exec "$@" </dev/null'
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
@@ -38,6 +40,24 @@ class Finished:
     returncode: int
     stdout: bytes
     stderr: bytes
+
+    def tail(self) -> str:
+        """The end of stderr (or of stdout when stderr is empty), on one line."""
+        return output_tail(self.stderr) or output_tail(self.stdout)
+
+    def status(self) -> str:
+        """How it ended, for a message: "exited with status 3", "was killed by signal 9"."""
+        if self.returncode < 0:
+            return f"was killed by signal {-self.returncode}"
+        return f"exited with status {self.returncode}"
+
+
+def output_tail(data: bytes) -> str:
+    lines = data.decode("utf-8", "replace").splitlines()
+    text = " | ".join(line.strip() for line in lines if line.strip())
+    if len(text) > MESSAGE_LIMIT:
+        text = "..." + text[-(MESSAGE_LIMIT - 3) :]
+    return text
 
 
 def boot_id() -> str:

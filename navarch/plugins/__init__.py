@@ -26,6 +26,8 @@ from navarch.errors import ConfigValueError, NavarchError
 from navarch.model import Event, GpuInfo, HealthEvent, HealthEventType, HealthStatus, NodeStatus
 from navarch.plugins.autoscaler import Autoscaler, Recommendation, ScalingState, ask
 from navarch.plugins.health_check import (
+    DiagnosingHealthCheck,
+    Diagnosis,
     GpuBackend,
     GpuEvent,
     HealthCheck,
@@ -74,6 +76,8 @@ __all__ = [
     "CapacityError",
     "CheckedProvider",
     "ConfigValueError",
+    "DiagnosingHealthCheck",
+    "Diagnosis",
     "Event",
     "GpuBackend",
     "GpuEvent",

@@ -1,7 +1,9 @@
 """The health-check contract: what a check on the node daemon gets and gives back.
 
-A check has `run`, `watch` or both. The daemon calls `run` every health-check interval with one
-sample of every GPU, and starts `watch` once, as a task that reports events as they happen. A
+A check has `run`, `watch`, `diagnose`, or several of them. The daemon calls `run` every
+health-check interval with one sample of every GPU, starts `watch` once, as a task that reports
+events as they happen, and calls `diagnose` only when the control plane asks the node to run its
+diagnostics (a run_diagnostic command), since a diagnostic takes the GPUs for a while. A
 check that has `watch` takes over the GPU backend's event stream (`NodeWatch.gpus.watch_events`):
 while one is installed, the daemon no longer passes the backend's events on itself. Events use the
 types, metric names and detail names that the default health policy reads (docs/health.md).
@@ -55,6 +57,17 @@ class GpuBackend(Protocol):
         """Calls `report` with each batch of events as they happen; runs until cancelled."""
         ...
 
+    def running_processes(self, index: int) -> Sequence[int]:
+        """The pids of the processes that hold GPU `index` now."""
+        ...
+
+    async def reset(self, index: int, command: Callable[[], Awaitable[None]]) -> None:
+        """Resets GPU `index`. Hardware lets go of the GPU and awaits `command` (the node's reset
+        command, which raises when it fails); a simulated machine plays its scripted outcome
+        instead. Raises, with one line, when the reset itself failed. Whether the GPU came back
+        is for `sample` to show."""
+        ...
+
 
 @frozen
 class NodeWatch:
@@ -88,3 +101,30 @@ class WatchingHealthCheck(Protocol):
     """A check that reports events as they happen."""
 
     async def watch(self, node: NodeWatch) -> None: ...
+
+
+@frozen(kw_only=True)
+class Diagnosis:
+    """What one on-demand diagnostic found."""
+
+    # False when the diagnostic found a fault, timed out or could not run: the run_diagnostic
+    # command fails.
+    ok: bool
+    # One line for the command's result ("level 1: 11 passed, 1 warned").
+    summary: str
+    # Sent to the control plane, which judges them with the health policy.
+    events: tuple[HealthEvent, ...] = ()
+
+
+@runtime_checkable
+class DiagnosingHealthCheck(Protocol):
+    """A check with an expensive diagnostic that runs only when the control plane asks."""
+
+    async def diagnose(self, level: int | None) -> Diagnosis | None:
+        """Runs the diagnostic at `level` (1 to 4; None: the check's configured level); None
+        when the check has nothing to run on this node."""
+        ...
+
+
+# Any one of the contracts above; the daemon sorts its checks by the ones they meet.
+AnyHealthCheck = HealthCheck | WatchingHealthCheck | DiagnosingHealthCheck

@@ -178,7 +178,7 @@ def _explain(exc: BaseException, path: str) -> list[str]:
         # `zones[2]`); fold it into the path.
         head, sep, rest = message.partition(": ")
         attribute = _ATTRIBUTE_HEAD.match(head)
-        if sep and attribute is not None and not message.startswith("expected"):
+        if sep and attribute is not None and not head.startswith("expected "):
             return [f"{join(path, attribute.group(1))}{attribute.group(2)}: {rest}"]
         return [f"{path or '(top level)'}: {message}"]
     if isinstance(exc, TypeError | ValueError):

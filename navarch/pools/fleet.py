@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from navarch.clock import Clock
-from navarch.model import Event, Node, NodeStatus, Remediation
+from navarch.model import Command, Event, Node, NodeStatus, Remediation
 from navarch.store import Change, Store
 
 
@@ -44,6 +44,17 @@ class FleetView(Protocol):
 
     async def drain(self, node_id: str, reason: str, actor: str) -> None:
         """Asks a node to drain; raises a DomainError when its status does not allow it."""
+
+    async def run_diagnostic(self, node_id: str, level: int, reason: str, actor: str) -> str:
+        """Asks the node to run its diagnostics at `level`; returns the command's id."""
+        ...
+
+    async def command_finished(self, command_id: str) -> Command:
+        """Waits until the command ends and returns it as it ended."""
+        ...
+
+    async def uncordon(self, node_id: str, reason: str, actor: str) -> None:
+        """Returns a cordoned node to service."""
 
     def judged_for_replacement(self) -> set[str]:
         """Nodes whose health verdict asks remediation to replace them."""

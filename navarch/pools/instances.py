@@ -14,7 +14,15 @@ from collections.abc import Iterable, Mapping
 import attrs
 import trio
 
-from navarch.model import IN_FLIGHT, LIVE, Event, InstanceRecord, InstanceStatus, Node
+from navarch.model import (
+    IN_FLIGHT,
+    LIVE,
+    BootstrapState,
+    Event,
+    InstanceRecord,
+    InstanceStatus,
+    Node,
+)
 from navarch.plugins import InstanceNotFound, Provider
 from navarch.pools.fleet import FleetView
 from navarch.pools.pool import PoolState
@@ -47,6 +55,20 @@ class Instances:
             found, key=lambda r: (r.created_at.timestamp() if r.created_at else 0.0, r.instance_id)
         )
 
+    def failed_bootstraps(self, pool: str, count: int = 5) -> list[InstanceRecord]:
+        """The pool's latest instances whose bootstrap failed, oldest first: gone, but what
+        their machines said is what an operator needs to fix the next ones."""
+        failed = [
+            r
+            for r in self.records.values()
+            if r.pool == pool
+            and r.status not in LIVE
+            and r.bootstrap is not None
+            and r.bootstrap.state is BootstrapState.FAILED
+        ]
+        failed.sort(key=lambda r: r.updated_at.timestamp() if r.updated_at else 0.0)
+        return failed[-count:]
+
     def of_node(self, node_id: str) -> InstanceRecord | None:
         """The live instance a node runs on; None for a node navarch did not make."""
         for record in self.records.values():
@@ -66,8 +88,10 @@ class Instances:
         )
 
     async def save(self, record: InstanceRecord, event: Event | None = None) -> None:
+        earlier = self.records.get(record.key)
         self.records[record.key] = record
-        self.since[record.key] = trio.current_time()
+        if earlier is None or earlier.status is not record.status:
+            self.since[record.key] = trio.current_time()
         await self._fleet.record(
             Change(instances=(record,), events=(event,) if event is not None else ())
         )

@@ -4,7 +4,8 @@ Each round of a pool's loop, every `scale_interval` (or at once after ScalePool)
 
 1. Reconcile the pool's instance records with what its providers list (`reconcile`).
 2. Gather the pool's state: its nodes, instances in flight, mean GPU utilization, queue depth.
-3. Ask the autoscaler, raise its answer to the ScalePool floor, and apply the scaling behavior.
+3. Ask the autoscaler, raise its answer to the ScalePool floor, and apply the scaling behavior;
+   the pool's last node waits for the idle timeout (`scale_to_zero`).
 4. Provision the difference (`provisioning`), or choose victims, drain them and terminate them
    (`scale_down`).
 
@@ -22,20 +23,31 @@ from collections.abc import Mapping
 import trio
 
 from navarch.config import Config
-from navarch.errors import InvalidArgument, NotFound
+from navarch.durations import format_duration
+from navarch.errors import InvalidArgument, NavarchError, NotFound
 from navarch.model import HEARTBEAT_LOST_RULE, Node, NodeStatus, Remediation, RemediationStep
-from navarch.plugins import AttachableProvider, Provider, Recommendation, ScalingState, ask
+from navarch.plugins import (
+    AttachableProvider,
+    Provider,
+    RebootingProvider,
+    Recommendation,
+    ScalingState,
+    ask,
+)
 from navarch.pools.behavior import Decision
+from navarch.pools.bootstrap import Bootstraps
 from navarch.pools.context import MachineRunner, ProviderContextImpl
 from navarch.pools.failover import BlockList
 from navarch.pools.fleet import FleetView
 from navarch.pools.instances import ACTOR, Instances
 from navarch.pools.nodes import counts_toward_size, is_healthy, scaling_state
 from navarch.pools.pool import PoolState
+from navarch.pools.preflight import Preflights, in_preflight
 from navarch.pools.providers import build_providers, provider_problems
 from navarch.pools.provisioning import Provisioner
 from navarch.pools.reconcile import reconcile
 from navarch.pools.scale_down import ScaleDown
+from navarch.pools.scale_to_zero import hold_last_node
 from navarch.pools.view import InstanceView, PoolView, ProviderBlockView
 from navarch.store import Change
 
@@ -70,10 +82,14 @@ class PoolManager:
         # Shared by every pool: an account's quota and credentials are shared too.
         self.blocks = BlockList()
         self.instances = Instances(fleet, self.providers)
+        self.bootstraps = Bootstraps(fleet, config, self.instances, self.providers, self.pools)
         self._provisioner = Provisioner(
-            fleet, self.providers, provider_types, self.instances, self.blocks
+            fleet, self.providers, provider_types, self.instances, self.blocks, self.bootstraps
         )
+        self.bootstraps.provision = self._provisioner.start
         self._scale_down = ScaleDown(fleet, self.instances)
+        self.preflights = Preflights(fleet, self.instances, self.pools)
+        self.preflights.replace = self.replace
         # Nodes whose successor was asked for, so a repeated request asks once.
         self._replaced: set[str] = set()
 
@@ -82,6 +98,8 @@ class PoolManager:
         self.instances.load(state.instances)
         async with trio.open_nursery() as nursery:
             self._provisioner.nursery = self._scale_down.nursery = nursery
+            self.bootstraps.nursery = nursery
+            self.preflights.nursery = nursery
             now = self.fleet.clock.now
             for name, provider in self.providers.items():
                 if isinstance(provider, AttachableProvider):
@@ -117,19 +135,24 @@ class PoolManager:
         # A node judged for replacement is remediation's: the pool neither counts it nor picks it
         # for scale-down (a zone held by the circuit breaker would otherwise be terminated by the
         # next scale-down). Its episode will ask for a successor, which counts as in flight until
-        # it does, or the pool would add one more for the same node.
+        # it does, or the pool would add one more for the same node. A node whose episode resets
+        # a GPU or reboots it counts as in flight too: it is coming back, and only an episode that
+        # escalates to replacement asks for a successor.
         episodes = self._open_episodes()
         judged = self.fleet.judged_for_replacement()
         taken = episodes.keys() | judged
         members = await self.fleet.pool_nodes(pool.name)
-        nodes = [n for n in members if n.node_id not in taken]
+        # A node running its preflight diagnostics counts as in flight, like an instance still
+        # registering: the pool provisions nothing for it and never chooses it for scale-down.
+        preflight = self.preflights.start(pool, members)
+        nodes = [n for n in members if n.node_id not in taken and n.node_id not in preflight]
         promised = sum(
             1
             for n in members
             if n.status is not NodeStatus.TERMINATED
             and n.node_id not in self._replaced
             and (
-                (n.node_id in episodes and _asks_for_successor(episodes[n.node_id]))
+                (n.node_id in episodes and _comes_back(episodes[n.node_id]))
                 or (n.node_id not in episodes and n.node_id in judged)
             )
         )
@@ -139,7 +162,7 @@ class PoolManager:
             nodes,
             min_nodes=pool.config.min_nodes,
             max_nodes=pool.config.max_nodes,
-            in_flight=self.instances.in_flight(pool, nodes) + promised,
+            in_flight=self.instances.in_flight(pool, nodes) + promised + len(preflight),
             queue_depth=pool.queue_depth,
             history=pool.history,
             now=now,
@@ -153,6 +176,7 @@ class PoolManager:
                 reason=f"{recommendation.reason} ({pool.metrics_error})",
             )
         decision = pool.behavior.decide(state, recommendation, trio.current_time())
+        decision = hold_last_node(pool, decision, nodes, trio.current_time())
         pool.decision, pool.decision_at, pool.target = decision, now, decision.target
         await self._record_decision(pool, decision)
         if decision.change > 0:
@@ -167,7 +191,9 @@ class PoolManager:
 
         A reading replaces the last known depth, so the newest of a reading and a
         ReportQueueDepth push wins. No data (None), a failure or a timeout keeps the last known
-        depth; a failure is named in the round's decision reason.
+        depth until it is older than the pool's metrics_max_age; then it is dropped, and an
+        autoscaler that scales on the queue holds the pool instead of scaling on stale data. A
+        failure or a dropped depth is named in the round's decision reason.
         """
         if pool.metrics is None or pool.config.metrics is None:
             return
@@ -179,17 +205,34 @@ class PoolManager:
                 depth = await pool.metrics.queue_depth(pool.name)
                 error = ""
         except Exception as exc:
-            error = f"metrics source {source} failed: {type(exc).__name__}: {exc}"
+            # A NavarchError's message is written for people; any other needs its type.
+            detail = str(exc) if isinstance(exc, NavarchError) else f"{type(exc).__name__}: {exc}"
+            error = f"metrics source {source} failed: {detail}"
+        now = trio.current_time()
         if not error and depth is not None:
             if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
                 error = f"metrics source {source} answered {depth!r}, not a depth of 0 or more"
             else:
                 pool.queue_depth, pool.queue_depth_at = depth, self.fleet.clock.now()
-        if error:
+                pool.queue_depth_time = now
+        max_age = pool.config.metrics_max_age
+        # The depth's time stays after it is dropped, so that later rounds still say why.
+        stale = (
+            pool.queue_depth_time is not None
+            and now - pool.queue_depth_time > max_age.total_seconds()
+        )
+        if stale:
+            pool.queue_depth = None
+            error = error or f"metrics source {source} has no data"
+            error = (
+                f"{error}; the last queue depth is older than metrics_max_age "
+                f"{format_duration(max_age)}, dropped"
+            )
+        elif error:
             kept = "none" if pool.queue_depth is None else str(pool.queue_depth)
             error = f"{error}; keeping the last queue depth, {kept}"
-            if error != pool.metrics_error:
-                log.warning("pool %s: %s", pool.name, error)
+        if error and error != pool.metrics_error:
+            log.warning("pool %s: %s", pool.name, error)
         pool.metrics_error = error
 
     def _recommend(self, pool: PoolState, state: ScalingState) -> Recommendation:
@@ -234,7 +277,10 @@ class PoolManager:
         return [
             n
             for n in self.fleet.all_nodes()
-            if n.pool == name and counts_toward_size(n) and n.node_id not in taken
+            if n.pool == name
+            and counts_toward_size(n)
+            and n.node_id not in taken
+            and not in_preflight(n)
         ]
 
     def _open_episodes(self) -> dict[str, Remediation]:
@@ -263,6 +309,18 @@ class PoolManager:
         ):
             return
         await self.instances.terminate_node(node_id, f"replaced: {reason}")
+
+    async def reboot(self, node_id: str, reason: str) -> bool:
+        """Asks the provider of the node's instance to reboot the machine; False when the
+        provider cannot (it implements no `RebootingProvider`) or navarch did not make the
+        instance."""
+        record = self.instances.of_node(node_id)
+        provider = self.providers.get(record.provider) if record is not None else None
+        if record is None or provider is None or not isinstance(provider, RebootingProvider):
+            return False
+        await provider.reboot(record.instance_id)
+        log.info("instance %s: reboot requested: %s", record.instance_id, reason)
+        return True
 
     async def provision_successor(self, node_id: str, reason: str) -> None:
         """Asks the node's pool for a successor before the node leaves (a preemption notice)."""
@@ -324,6 +382,7 @@ class PoolManager:
         if depth < 0:
             raise InvalidArgument(f"depth: expected 0 or more, got {depth}")
         pool.queue_depth, pool.queue_depth_at = depth, self.fleet.clock.now()
+        pool.queue_depth_time = trio.current_time()
         return self.describe(name)
 
     def describe_all(self) -> list[PoolView]:
@@ -360,8 +419,14 @@ class PoolManager:
                     instance_type=r.instance_type,
                     reason=r.reason,
                     created_at=r.created_at,
+                    address=r.address,
+                    bootstrap=r.bootstrap,
+                    preflight=r.preflight,
                 )
-                for r in self.instances.of_pool(name)
+                for r in [
+                    *self.instances.failed_bootstraps(name),
+                    *self.instances.of_pool(name),
+                ]
             )
         return PoolView(
             name=name,
@@ -370,7 +435,8 @@ class PoolManager:
             max_nodes=pool.config.max_nodes,
             size=len(members),
             target=pool.target,
-            in_flight=self.instances.in_flight(pool, self.fleet.all_nodes()),
+            in_flight=self.instances.in_flight(pool, self.fleet.all_nodes())
+            + sum(1 for n in self.fleet.all_nodes() if n.pool == name and in_preflight(n)),
             healthy=sum(1 for n in members if is_healthy(n)),
             utilization=pool.state.utilization if pool.state is not None else None,
             queue_depth=pool.queue_depth,
@@ -384,6 +450,8 @@ class PoolManager:
         )
 
 
-def _asks_for_successor(episode: Remediation) -> bool:
-    # An episode for a silent node asks for none: the pool provisions past the node.
+def _comes_back(episode: Remediation) -> bool:
+    """Whether the episode's node comes back, or a successor for it: it resets a GPU, reboots
+    or replaces the node. An episode for a silent node asks for none (the pool provisions past
+    the node), and a held one brings back nothing."""
     return episode.step is not RemediationStep.HELD and episode.rule != HEARTBEAT_LOST_RULE

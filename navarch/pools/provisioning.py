@@ -10,16 +10,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+import attrs
 import trio
 
 from navarch.model import InstanceRecord, InstanceStatus
 from navarch.plugins import POOL_LABEL, Provider, ProvisionRequest, Selector
+from navarch.pools.bootstrap import Bootstraps, Prepared
 from navarch.pools.candidates import candidates_for, fetch_catalogs
 from navarch.pools.failover import BlockList, ProvisioningFailed, provision_with_failover
 from navarch.pools.fleet import FleetView
 from navarch.pools.instances import ACTOR, Instances
 from navarch.pools.pool import PoolState, PreferProvider
 from navarch.pools.spot import SpotMarket
+from navarch.pools.zone_balance import Spread, census
 from navarch.store import Change
 
 log = logging.getLogger("navarch.pools")
@@ -33,6 +36,7 @@ class Provisioner:
         provider_types: Mapping[str, str],
         instances: Instances,
         blocks: BlockList,
+        bootstraps: Bootstraps | None = None,
     ) -> None:
         self._fleet = fleet
         self._providers = providers
@@ -40,6 +44,7 @@ class Provisioner:
         self._instances = instances
         self._blocks = blocks
         self._spot = SpotMarket(fleet, blocks)
+        self.bootstraps = bootstraps
         self.nursery: trio.Nursery | None = None
 
     def start(
@@ -54,6 +59,12 @@ class Provisioner:
     async def _provision(
         self, pool: PoolState, reason: str, prefer: str | None, strategy: str
     ) -> None:
+        bootstraps = self.bootstraps
+        prepared = None if bootstraps is None else bootstraps.prepare(pool)
+        spread = Spread(
+            lambda: census(pool.name, self._fleet.all_nodes(), self._instances.records.values()),
+            pool.claims,
+        )
         try:
             entries = {e.provider for e in pool.config.providers}
             providers = {n: p for n, p in self._providers.items() if n in entries}
@@ -76,17 +87,26 @@ class Provisioner:
                 instance_type=pool.config.instance_type,
                 pool=pool.name,
                 labels={**pool.config.labels, POOL_LABEL: pool.name},
+                user_data=(
+                    prepared.user_data
+                    if prepared is not None and prepared.method == "cloud-init"
+                    else ""
+                ),
             )
             result = await provision_with_failover(
-                candidates, selector, providers, request, self._blocks
+                candidates, selector, providers, request, self._blocks, spread=spread
             )
         except ProvisioningFailed as exc:
+            spread.release()
             pool.pending -= 1
+            self._forget(prepared)
             await self._spot.after(pool, exc.attempts)
             await self._failed(pool, str(exc))
             return
         except Exception as exc:
+            spread.release()
             pool.pending -= 1
+            self._forget(prepared)
             await self._failed(pool, f"{type(exc).__name__}: {exc}")
             return
         pool.pending -= 1
@@ -106,6 +126,12 @@ class Provisioner:
             node_id=instance.instance_id,
             created_at=instance.created_at or now,
             updated_at=now,
+            address=instance.address,
+            bootstrap=(
+                None
+                if prepared is None or bootstraps is None
+                else attrs.evolve(bootstraps.started(prepared), host_keys=instance.host_keys)
+            ),
         )
         event = self._fleet.event(
             "instance.provisioned",
@@ -119,6 +145,13 @@ class Provisioner:
             spot=str(result.candidate.spot).lower(),
         )
         await self._instances.save(record, event)
+        spread.release()
+        if prepared is not None and bootstraps is not None and prepared.method == "ssh":
+            bootstraps.start_setup(pool, record, prepared.user_data)
+
+    def _forget(self, prepared: Prepared | None) -> None:
+        if self.bootstraps is not None:
+            self.bootstraps.discard(prepared)
 
     async def _failed(self, pool: PoolState, why: str) -> None:
         log.warning("pool %s: provisioning failed: %s", pool.name, why)

@@ -41,6 +41,7 @@ async def reconcile(
     scale_down: ScaleDown,
 ) -> None:
     nodes = {n.node_id: n for n in fleet.all_nodes() if n.pool == pool.name}
+    bootstraps = provisioner.bootstraps
     timeout = pool.config.registration_timeout
     for provider_name in dict.fromkeys(e.provider for e in pool.config.providers):
         provider = providers.get(provider_name)
@@ -85,8 +86,15 @@ async def reconcile(
             elif record.status is InstanceStatus.REGISTERING:
                 if status is not None:
                     await instances.move(record, InstanceStatus.RUNNING, "registered")
+                    if bootstraps is not None:
+                        # A daemon that registered some other way (an image that carries it)
+                        # also ends the bootstrap, and its token.
+                        await bootstraps.registered(record.node_id)
                 elif trio.current_time() - instances.since[record.key] >= timeout.total_seconds():
                     why = f"never registered within {format_duration(timeout)}"
+                    if bootstraps is not None and record.bootstrap is not None:
+                        await bootstraps.fail(record, why)
+                        continue
                     await instances.terminate(record, why, InstanceStatus.FAILED)
                     provisioner.start(pool, f"replacing {record.instance_id}: {why}", provider_name)
         if pool.pending:

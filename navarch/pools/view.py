@@ -9,6 +9,8 @@ from datetime import datetime
 
 from attrs import frozen
 
+from navarch.model import Bootstrap, Preflight
+
 
 @frozen(kw_only=True)
 class ProviderBlockView:
@@ -29,17 +31,23 @@ class ProviderBlockView:
 
 @frozen(kw_only=True)
 class InstanceView:
-    """An instance the pool asked a provider for and that is not yet gone."""
+    """An instance the pool asked a provider for and that is not yet gone, or one of the last
+    whose bootstrap failed."""
 
     instance_id: str
     provider: str
-    # "provisioning", "registering", "running" or "terminating".
+    # "provisioning", "registering", "running", "terminating" or "failed".
     status: str
     region: str = ""
     zone: str = ""
     instance_type: str = ""
     reason: str = ""
     created_at: datetime | None = None
+    address: str = ""
+    # How far installing the daemon got; None for an instance bootstrapped by nothing.
+    bootstrap: Bootstrap | None = None
+    # How far its node's preflight diagnostics got; None in a pool without preflight.
+    preflight: Preflight | None = None
 
 
 @frozen(kw_only=True)

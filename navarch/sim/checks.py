@@ -72,6 +72,8 @@ async def evaluate(
             )
             assert condition.outcome is not None
             steps = _OUTCOME[condition.outcome]
+            if condition.remedy:
+                episodes = [e for e in episodes if e.action.value == condition.remedy]
             count = sum(1 for e in episodes if e.step in steps)
             states = sorted({e.step.value for e in episodes})
             return condition.holds(count), (

@@ -5,17 +5,15 @@ checks) over `SimulatedGpus`, talking to the control plane in process or over lo
 Failures are injected into the GPUs, or into the machine: it boots without its GPUs, loses the
 network, or stops sending heartbeats while the rest of it works.
 
-Every provider the scenario names is a `SimProvider`: the fake provider, or a plugin's own
-provider, whose instances are `SimNode`s. The scenario's own machines are listed by their
-(fake) provider as instances, so a pool adopts them as it would machines a restarted control
-plane had made, and remediation terminates and replaces them through the provider like any
-other. A provider outage refuses provisioning.
+Every provider the scenario names is a `SimProvider` (`navarch.sim.providers`), whose instances
+are `SimNode`s. A machine that remediation resets or reboots plays the outcome its failures say
+(`Failure.reset`, `Failure.reboot`).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -25,34 +23,32 @@ import trio
 from navarch.api.client import HttpClient, Methods, Unreachable
 from navarch.api.inprocess import InProcessClient
 from navarch.controlplane import Caller, ControlPlane
-from navarch.daemon import Daemon, DaemonConfig, DaemonError, SimulatedGpus
+from navarch.daemon import Daemon, DaemonConfig, DaemonError, RecoveryOutcome, SimulatedGpus
 from navarch.daemon.preemption import Notice, SimulatedNotices
 from navarch.plugins import (
-    AttachableProvider,
-    CheckedProvider,
+    Diagnosis,
     HealthCheck,
+    HealthEvent,
+    HealthEventType,
     Instance,
-    InstanceState,
-    InstanceType,
-    InstanceTypeNames,
     PluginTable,
-    Provider,
-    ProviderCatalog,
-    ProviderContext,
-    ProvisionRequest,
     SimulatedMachine,
-    TransientError,
 )
-from navarch.plugins.builtin.fake_provider import FakeProvider, FakeProviderSettings
 from navarch.plugins.builtin.health_checks import (
     BootCheck,
     BootCheckSettings,
     GpuCheck,
     GpuCheckSettings,
 )
+from navarch.plugins.telemetry import GpuSample
+from navarch.sim.infiniband import SimulatedInfiniband
+from navarch.sim.providers import SimMachine, SimProvider
 from navarch.sim.scenario import GPU_FAILURES, NodeSpec
+from navarch.telemetry.nvml import RecoveryAction
 
 RACK_LABEL = "navarch.io/rack"
+# How long a rebooting machine is down before its daemon starts again.
+REBOOT_TIME = 60.0
 
 R = TypeVar("R")
 
@@ -115,6 +111,16 @@ class Failure:
     message: str = ""
     # A preemption's warning to the daemon, in seconds.
     notice: float = 120.0
+    # What a GPU reset does to it ("clean", "fails", "lost"), and a reboot ("clean", "stays").
+    reset: str = "clean"
+    reboot: str = "clean"
+    # The driver's recovery action a `recovery_action` failure asks for.
+    recovery: str = "NODE_REBOOT"
+    # NVLink errors an `nvlink_errors` failure adds, the lanes a `pcie_downgrade` leaves, and the
+    # InfiniBand port an `ib_port_down` takes down.
+    errors: int = 100
+    lanes: int = 8
+    port: int = 0
     unhealthy_at: float | None = None
     degraded_at: float | None = None
     recovered_at: float | None = None
@@ -143,6 +149,9 @@ class SimNode:
         # What the machine's cloud metadata service would say of a coming preemption; watched
         # only in a run that preempts machines.
         self.notices = SimulatedNotices()
+        # GPUs that did not come back from a reboot.
+        self.lost_gpus: set[int] = set()
+        self.ib = SimulatedInfiniband()
 
     @property
     def id(self) -> str:
@@ -154,8 +163,8 @@ class SimNode:
         spec = self.spec
         fleet = self._fleet
         self.boots += 1
-        gpus = SimulatedGpus(
-            0 if self.boot_failed else spec.gpu_count, seed=spec.id, name=spec.gpu_type
+        gpus = _SimGpus(
+            self, 0 if self.boot_failed else spec.gpu_count, seed=spec.id, name=spec.gpu_type
         )
         if not self.boot_failed:
             gpus.set_load(self.utilization)
@@ -180,6 +189,10 @@ class SimNode:
             ),
             ("gpu", GpuCheck(GpuCheckSettings(), wall_clock=fleet.wall_clock)),
         ]
+        if fleet.infiniband:
+            checks.append(("infiniband", self.ib.check(fleet.wall_clock)))
+        if fleet.diagnostics:
+            checks.append(("dcgm", SimulatedDiagnostic(self, fleet.wall_clock)))
         client = fleet.client_for(spec.id, self._faults)
         self.daemon = Daemon(
             client,
@@ -190,13 +203,17 @@ class SimNode:
             rng=random.Random(f"{fleet.seed}/{spec.id}/{self.boots}"),
             wall_clock=fleet.wall_clock,
             notices=self.notices if fleet.preemptible else None,
+            reboot=_Reboot(self),
         )
         self.gpus = gpus
         self.running = True
-        # Failures the machine still has come back with it.
+        # Failures the machine still has come back with it, and GPUs a reboot lost stay lost.
         for failure in self.failures:
             if failure.type in GPU_FAILURES:
                 self._apply(failure)
+        for gpu in sorted(self.lost_gpus):
+            if gpu < len(gpus.inventory()):
+                gpus.lose_gpu(gpu)
         fleet.machines().start_soon(self._run, self.daemon, client)
 
     async def _run(self, daemon: Daemon, client: _InProcess | _OverHttp) -> None:
@@ -224,6 +241,29 @@ class SimNode:
         self.daemon = None
         self.start()
 
+    def restart(self) -> None:
+        """A reboot that remediation asked for (of the provider, or of the daemon): the machine
+        goes down, and comes back after `REBOOT_TIME` without the GPU failures a reboot clears."""
+        gpu_failures = [f for f in self.failures if f.type in GPU_FAILURES]
+        self.lost_gpus |= {f.gpu or 0 for f in gpu_failures if f.reboot == "lost"}
+        self._fleet.recovered(self.recover([f for f in gpu_failures if f.reboot == "clean"]))
+        self.stop()
+        self.daemon = None
+
+        async def boot() -> None:
+            await trio.sleep(REBOOT_TIME)
+            self.start()
+
+        self._fleet.machines().start_soon(boot)
+
+    def reset_done(self, gpu: int, outcome: str) -> None:
+        """The daemon reset `gpu`: a clean reset ends the GPU's failures."""
+        if outcome != "clean":
+            return
+        ended = [f for f in self.failures if f.type in GPU_FAILURES and (f.gpu or 0) == gpu]
+        self.failures = [f for f in self.failures if f not in ended]
+        self._fleet.recovered(ended)
+
     def inject(self, failure: Failure) -> None:
         """Applies `failure` to the machine and keeps it as active until it recovers."""
         self.failures.append(failure)
@@ -238,6 +278,8 @@ class SimNode:
                 self._faults.heartbeats = trio.Event()
             case "preemption":
                 self._fleet.preempt(self, failure.notice)
+            case "ib_port_down":
+                self.ib.take_down(failure.port)
             case _:
                 if self.running:
                     self._apply(failure)
@@ -247,6 +289,8 @@ class SimNode:
         if gpus is None or not gpus.inventory():
             return
         gpu = min(failure.gpu or 0, len(gpus.inventory()) - 1)
+        if failure.reset != "clean":
+            gpus.script_resets(gpu, failure.reset)
         match failure.type:
             case "xid":
                 assert failure.xid is not None
@@ -262,6 +306,12 @@ class SimNode:
                 gpus.set_nvlink_down(gpu, failure.link)
             case "gpu_lost":
                 gpus.lose_gpu(gpu)
+            case "recovery_action":
+                gpus.set_recovery_action(gpu, RecoveryAction[failure.recovery])
+            case "nvlink_errors":
+                gpus.inject_nvlink_errors(gpu, replay=failure.errors, crc=failure.errors)
+            case "pcie_downgrade":
+                gpus.set_pcie_lanes(gpu, failure.lanes)
 
     def recover(self, failures: Sequence[Failure]) -> list[Failure]:
         """Ends those of `failures` that are active; returns the ones it ended."""
@@ -273,6 +323,11 @@ class SimNode:
         kinds = {f.type for f in ended} - remaining
         if "network_partition" in kinds:
             self._faults.partitioned = False
+        for failure in ended:
+            if failure.type == "ib_port_down" and not any(
+                f.type == "ib_port_down" and f.port == failure.port for f in self.failures
+            ):
+                self.ib.bring_up(failure.port)
         if "heartbeat_stop" in kinds:
             self._faults.heartbeats.set()
         if self.gpus is not None:
@@ -293,120 +348,61 @@ class SimNode:
             self.gpus.set_load(utilization)
 
 
-class _SimMachine:
-    """A fleet machine as its provider sees it: switching it off ends it for good."""
+class SimulatedDiagnostic:
+    """DCGM's diagnostic on a simulated machine: it fails while the machine has an active
+    `diagnostic_failure`, on GPU `gpu` of that failure, and passes otherwise."""
 
-    def __init__(self, fleet: Fleet, node: SimNode) -> None:
-        self._fleet = fleet
+    def __init__(self, node: SimNode, wall_clock: Callable[[], datetime]) -> None:
+        self._node = node
+        self._wall_clock = wall_clock
+
+    async def run(self, gpus: Sequence[GpuSample]) -> list[HealthEvent]:
+        return []
+
+    async def diagnose(self, level: int | None) -> Diagnosis:
+        await trio.lowlevel.checkpoint()
+        level = level or 1
+        failing = [f for f in self._node.failures if f.type == "diagnostic_failure"]
+        if not failing:
+            return Diagnosis(ok=True, summary=f"level {level}: every test passed (simulated)")
+        events = tuple(
+            HealthEvent(
+                type=HealthEventType.DIAGNOSTIC,
+                time=self._wall_clock(),
+                gpu_index=failure.gpu or 0,
+                message=failure.message or "simulated diagnostic: memory test failed",
+                details={"check": "dcgm", "test": "memory", "result": "fail", "level": str(level)},
+            )
+            for failure in failing
+        )
+        return Diagnosis(ok=False, summary=f"level {level}: {len(events)} failed", events=events)
+
+
+class _SimGpus(SimulatedGpus):
+    """A node's simulated GPUs, which tell the node how each reset went."""
+
+    def __init__(self, node: SimNode, count: int, *, seed: str, name: str) -> None:
+        super().__init__(count, seed=seed, name=name)
         self._node = node
 
-    def set_load(self, utilization: float) -> None:
-        self._node.set_load(utilization)
+    async def reset(self, index: int, command: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await super().reset(index, command)
+        finally:
+            self._node.reset_done(index, self.resets[-1][1] if self.resets else "clean")
 
-    def power_off(self) -> None:
-        self._fleet.terminated(self._node.id)
 
+class _Reboot:
+    """The reboot action of a fleet machine's daemon: the simulated machine restarts."""
 
-class SimProvider:
-    """A provider of the simulated world: its machines are the fleet's `SimNode`s, and it refuses
-    to provision during an outage.
+    description = "a simulated reboot"
 
-    A `fake` table is the fake provider, seeded by the run. Any other type is that plugin's own
-    provider, as a user installed it: what it provisions is booted as a simulated machine (with
-    the GPUs its catalog names for the instance type), and what it terminates is switched off.
-    """
+    def __init__(self, node: SimNode) -> None:
+        self._node = node
 
-    def __init__(self, name: str, table: PluginTable, fleet: Fleet) -> None:
-        self.name = name
-        self._fleet = fleet
-        self.inner: Provider
-        if table.type == "fake":
-            self.settings: FakeProviderSettings | None = table.settings
-            # Instance ids and simulated provisioning failures follow the run's seed, so that
-            # two runs of one seed are the same.
-            self.inner = FakeProvider(
-                table.settings,
-                name=name,
-                run_id="sim",
-                rng=random.Random(f"{fleet.seed}/provider/{name}"),
-            )
-        else:
-            self.settings = None
-            self.inner = table.create(Provider)
-        self.down_reason = ""
-
-    def attach(self, context: ProviderContext) -> None:
-        if isinstance(self.inner, AttachableProvider):
-            self.inner.attach(context)
-
-    def add_machine(self, spec: NodeSpec, node: SimNode) -> None:
-        """Lists one of the scenario's machines as this provider's running instance."""
-        assert isinstance(self.inner, FakeProvider), "scenario machines need a fake provider"
-        instance = Instance(
-            instance_id=spec.id,
-            provider=self.name,
-            instance_type=spec.instance_type,
-            state=InstanceState.RUNNING,
-            region=spec.region,
-            zone=spec.zone,
-            pool=spec.pool,
-            labels=dict(spec.labels),
-            created_at=self._fleet.wall_clock(),
-        )
-        self.inner.add_instance(instance, _SimMachine(self._fleet, node))
-
-    async def provision(self, request: ProvisionRequest) -> Instance:
-        if self.down_reason:
-            await trio.lowlevel.checkpoint()
-            raise TransientError(f"{self.name}: {self.down_reason}")
-        instance = await self.inner.provision(request)
-        if (
-            not isinstance(self.inner, FakeProvider)
-            and instance.state in (InstanceState.PROVISIONING, InstanceState.RUNNING)
-            and instance.instance_id not in self._fleet.nodes
-        ):
-            # A plugin's machine: it boots as its cloud would boot it.
-            self._fleet.boot(self.name, instance, await self._machine(instance.instance_type))
-        return instance
-
-    async def _machine(self, instance_type: str) -> SimulatedMachine:
-        gpus, kind = 8, "NVIDIA H100 80GB HBM3"
-        if isinstance(self.inner, ProviderCatalog):
-            for item in await self.inner.instance_types():
-                if item.name == instance_type:
-                    gpus, kind = item.gpu_count, item.gpu_type
-        return SimulatedMachine(
-            gpu_count=gpus, gpu_type=kind, utilization=self._fleet.utilization, seed=self.name
-        )
-
-    def instance_type_for(self, name: str) -> str:
-        if isinstance(self.inner, InstanceTypeNames):
-            return self.inner.instance_type_for(name)
-        return name
-
-    def check(self) -> Sequence[str]:
-        return list(self.inner.check()) if isinstance(self.inner, CheckedProvider) else []
-
-    def preempt(self, instance_id: str) -> bool:
-        """Takes the machine back as the cloud would; False where the provider cannot say so
-        (a plugin's own provider: its machine only goes away)."""
-        if isinstance(self.inner, FakeProvider):
-            self.inner.preempt(instance_id)
-            return True
-        return False
-
-    async def terminate(self, instance_id: str) -> None:
-        await self.inner.terminate(instance_id)
-        if not isinstance(self.inner, FakeProvider):
-            self._fleet.terminated(instance_id)
-
-    async def list(self) -> Sequence[Instance]:
-        return await self.inner.list()
-
-    async def instance_types(self) -> Sequence[InstanceType]:
-        if isinstance(self.inner, ProviderCatalog):
-            return await self.inner.instance_types()
-        return []
+    async def __call__(self) -> RecoveryOutcome:
+        self._node.restart()
+        return RecoveryOutcome(True, "the simulated machine is rebooting")
 
 
 class Fleet:
@@ -418,8 +414,11 @@ class Fleet:
         seed: int,
         wall_clock: Callable[[], datetime],
         preemptible: bool = False,
+        infiniband: bool = False,
+        diagnostics: bool = False,
         on_note: Callable[[str], None] = lambda _message: None,
         on_machine: Callable[[SimNode, bool], None] = lambda _node, _provisioned: None,
+        on_recovered: Callable[[Sequence[Failure]], None] = lambda _failures: None,
     ) -> None:
         # Set once the control plane is open: the service the daemons call, the nursery their
         # tasks run in, and the URL they use in real time (empty: in process).
@@ -430,6 +429,10 @@ class Fleet:
         self.wall_clock = wall_clock
         # Whether daemons watch for preemption notices (the scenario preempts machines).
         self.preemptible = preemptible
+        # Whether daemons check their simulated InfiniBand ports (the scenario takes one down).
+        self.infiniband = infiniband
+        # Whether daemons run a simulated diagnostic (the scenario fails one).
+        self.diagnostics = diagnostics
         self.nodes: dict[str, SimNode] = {}
         self.providers: dict[str, SimProvider] = {}
         # Set by set_utilization for every node; until then each provider's `utilization`.
@@ -439,9 +442,15 @@ class Fleet:
         self._zones: dict[tuple[str, str], str] = {}
         self._on_note = on_note
         self._on_machine = on_machine
+        self._on_recovered = on_recovered
 
     def note(self, message: str) -> None:
         self._on_note(message)
+
+    def recovered(self, failures: Sequence[Failure]) -> None:
+        """Failures that ended on the machine itself (a GPU reset, a reboot), for the report."""
+        if failures:
+            self._on_recovered(failures)
 
     def machines(self) -> trio.Nursery:
         """The nursery the machines' daemons run in, once the control plane is open."""
@@ -459,7 +468,7 @@ class Fleet:
         self.providers[name] = provider
         return provider
 
-    def boot(self, provider: str, instance: Instance, machine: SimulatedMachine) -> _SimMachine:
+    def boot(self, provider: str, instance: Instance, machine: SimulatedMachine) -> SimMachine:
         """Starts a machine that a provider made (`MachineRunner.boot` of the pool manager)."""
         zone = instance.zone or self.zone_for(provider, instance.region)
         spec = NodeSpec(
@@ -476,7 +485,7 @@ class Fleet:
         )
         node = self.add(spec, provisioned=True)
         node.start()
-        return _SimMachine(self, node)
+        return SimMachine(self, node)
 
     def add(self, spec: NodeSpec, *, provisioned: bool = False) -> SimNode:
         node = SimNode(spec, self)

@@ -154,8 +154,8 @@ class Recorder:
         by_status = dict.fromkeys((s.value for s in NodeStatus), 0)
         by_health = dict.fromkeys((h.value for h in HealthStatus), 0)
         in_episodes = {e.node_id for e in episodes}
-        # Out of service and in no episode: held for an operator by a verdict (a GPU reset or
-        # reboot to carry out by hand), or taken out by one.
+        # Out of service and in no episode: taken out by a verdict that only cordons or drains,
+        # or held for an operator (a reset or reboot where `auto_recover` is off).
         outside = 0
         for node in nodes:
             by_status[node.status.value] += 1

@@ -146,9 +146,12 @@ class Runner:
                 fleet = Fleet(
                     seed=self.seed,
                     preemptible=scenario.preemptible,
+                    infiniband=scenario.infiniband,
+                    diagnostics=scenario.diagnostics,
                     wall_clock=self._wall_clock,
                     on_note=lambda message: self.recorder.line(self.elapsed(), "note", "", message),
                     on_machine=self._machine_added,
+                    on_recovered=self.recorder.recovered,
                 )
                 self.fleet = fleet
                 for name in scenario.providers:
@@ -409,6 +412,9 @@ class Runner:
             )
             failure.corrected, failure.uncorrected = params.corrected, params.uncorrected
             failure.notice = params.notice.total_seconds()
+            failure.reset, failure.reboot = params.reset, params.reboot
+            failure.recovery = params.recovery
+            failure.errors, failure.lanes, failure.port = params.errors, params.lanes, params.port
         self.recorder.failure(failure)
         node.inject(failure)
         return failure

@@ -38,6 +38,7 @@ from navarch.model import (
     Node,
     NodeMetrics,
     NodeStatus,
+    Preflight,
     Remediation,
     RemediationAction,
     RemediationStep,
@@ -143,6 +144,7 @@ def instance_row(record: InstanceRecord) -> tuple[SqlValue, ...]:
         time(record.updated_at),
         record.address,
         "" if record.bootstrap is None else to_json(record.bootstrap),
+        "" if record.preflight is None else to_json(record.preflight),
     )
 
 
@@ -326,4 +328,5 @@ class RowReader:
             updated_at=self.time(row[10], what),
             address=row[11],
             bootstrap=None if not row[12] else self.value(row[12], Bootstrap, what),
+            preflight=None if not row[13] else self.value(row[13], Preflight, what),
         )

@@ -53,7 +53,7 @@ _COMMAND_COLUMNS = (
 )
 _INSTANCE_COLUMNS = (
     "instance_id, provider, pool, region, zone, instance_type, status, reason, node_id, "
-    "created_at, updated_at, address, bootstrap"
+    "created_at, updated_at, address, bootstrap, preflight"
 )
 _EVENT_COLUMNS = "event_id, time, kind, node_id, actor, reason, from_status, to_status, details"
 
@@ -70,10 +70,12 @@ def _upsert(table: str, columns: str, key: str) -> str:
 
 _UPSERT_NODE = _upsert("nodes", _NODE_COLUMNS, "node_id")
 _UPSERT_INSTANCE = (
-    f"INSERT INTO instances ({_INSTANCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    f"INSERT INTO instances ({_INSTANCE_COLUMNS}) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (provider, instance_id) DO UPDATE SET status = excluded.status, "
     "reason = excluded.reason, node_id = excluded.node_id, updated_at = excluded.updated_at, "
-    "address = excluded.address, bootstrap = excluded.bootstrap"
+    "address = excluded.address, bootstrap = excluded.bootstrap, "
+    "preflight = excluded.preflight"
 )
 _UPSERT_COMMAND = _upsert("commands", _COMMAND_COLUMNS, "command_id")
 _INSERT_EVENT = (

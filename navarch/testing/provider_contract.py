@@ -39,7 +39,9 @@ Each test asks for instances in a pool of its own (`provision_request`), and ter
 instances it made when it ends. A provider with `attach` is attached, before each test, to a
 `MockProviderContext` (the `provider_context` fixture): its tasks run in a nursery that the suite
 cancels after the test, a task that raises fails the test, and `boot` refuses. To boot machines,
-override `provider_context`.
+override `provider_context`. A provider that can reboot its machines (`RebootingProvider`) is
+checked to reboot a live one and to refuse an unknown one; the reboot tests of any other are
+skipped.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ from navarch.plugins import (
     ProviderError,
     ProvisionRequest,
     QuotaError,
+    RebootingProvider,
     TransientError,
 )
 from navarch.testing.provider_context import MockProviderContext
@@ -199,6 +202,14 @@ class ProviderContract:
                 "selectors see no price or capacity for it"
             )
 
+    @pytest.fixture
+    def _reboot_required(self, provider: Provider) -> None:
+        if not isinstance(provider, RebootingProvider):
+            pytest.skip(
+                f"{type(provider).__name__} has no reboot(); remediation reboots its machines "
+                "through the daemon's reboot command"
+            )
+
     async def _provision(self, provider: Provider, request: ProvisionRequest) -> Instance:
         instance = await provider.provision(request)
         if isinstance(instance, Instance):
@@ -252,6 +263,22 @@ class ProviderContract:
     ) -> None:
         with pytest.raises(InstanceNotFound):
             await contract_provider.terminate(self.unknown_instance_id)
+
+    async def test_reboot_keeps_the_instance(
+        self, contract_provider: Any, _reboot_required: None
+    ) -> None:
+        request = self.provision_request()
+        instance = await self._provision(contract_provider, request)
+        await contract_provider.reboot(instance.instance_id)
+        listed = await self._listed(contract_provider, request.pool)
+        assert [i.instance_id for i in listed] == [instance.instance_id]
+        assert listed[0].state in _ACCEPTED
+
+    async def test_rebooting_an_unknown_instance_raises_instance_not_found(
+        self, contract_provider: Any, _reboot_required: None
+    ) -> None:
+        with pytest.raises(InstanceNotFound):
+            await contract_provider.reboot(self.unknown_instance_id)
 
     async def test_a_retried_request_returns_the_first_instance(
         self, contract_provider: Provider

@@ -36,6 +36,12 @@ VALID: dict[str, dict[str, Any]] = {
             },
         ],
     },
+    "GetBootstrapIdentity": {},
+    "ReportBootstrap": {
+        "state": "BOOTSTRAP_STATE_FAILED",
+        "detail": "failed while installing navarch",
+        "logTail": "pip: no matching distribution\nexit status 1",
+    },
     "ReportPreemption": {
         "nodeId": "n1",
         "kind": "spot",

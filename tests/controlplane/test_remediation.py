@@ -146,16 +146,17 @@ async def test_xid_13_from_three_processes_on_one_gpu_drains_the_node(
         assert await episodes(service) == []
 
 
-async def test_an_xid_154_asking_for_a_reset_drains_and_holds_the_node(
+async def test_with_auto_recover_off_a_reset_verdict_drains_and_holds_the_node(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    async with open_plane(tmp_path / "db", PoolManagerStandIn()) as service:
+    pools = {"train": PoolHealthConfig(auto_recover=False)}
+    async with open_plane(tmp_path / "db", PoolManagerStandIn(), pools=pools) as service:
         await register_pool(service, 2)
         answer = await report(service, "train-0", xid(154, recovery_action="GPU_RESET"))
         assert answer.status is DRAINING
         [required] = await events(service, "train-0", "health.action_required")
         assert required.details["action"] == "reset_gpu"
-        assert "a GPU reset" in required.reason
+        assert "a GPU reset (auto_recover is off" in required.reason
         await ack_drains(service, "train-0")
         await trio.sleep(HealthConfig().window.total_seconds() * 2)
         # Healthy again once the event ages out, but out of service until an operator says so.

@@ -8,8 +8,8 @@ import pytest
 import trio
 
 from navarch.api import wire as m
-from navarch.config import ConfigError, parse_config
-from navarch.errors import NavarchError
+from navarch.config import parse_config
+from navarch.errors import ConfigError, NavarchError
 from navarch.plugins import Notifier
 from navarch.plugins.builtin.webhook import (
     SIGNATURE_HEADER,

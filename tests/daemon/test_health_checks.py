@@ -155,6 +155,106 @@ async def test_nvlink_down_pcie_replays_and_clock_reasons(fake_nvml, open_fake):
     assert T.PCIE not in {e.type for e in check.run(nvml.sample())}
 
 
+async def test_nvlink_error_counters_report_their_increase(fake_nvml, open_fake, autojump_clock):
+    fake_nvml.set_nvlink_errors(0, 4, replay=7, crc_flit=50)  # before the daemon started
+    nvml = open_fake()
+    check = gpu_check()
+    assert check.run(nvml.sample()) == []
+
+    await trio.sleep(60)
+    fake_nvml.set_nvlink_errors(0, 4, replay=7, crc_flit=80, crc_data=10)
+    (event,) = check.run(nvml.sample())
+    assert (event.type, event.gpu_index) == (T.NVLINK, 0)
+    assert event.message == "new NVLink errors: 40 CRC"
+    assert event.metrics == {
+        "replay_delta": 0.0,
+        "recovery_delta": 0.0,
+        "crc_delta": 40.0,
+        "crc_per_second": 40 / 60,
+        "replay_errors": 7.0,
+        "recovery_errors": 0.0,
+        "crc_flit_errors": 80.0,
+        "crc_data_errors": 10.0,
+    }
+    (match,) = judge_each([event])
+    assert (match.rule, match.result) == ("nvlink-crc", Result.DEGRADED)
+    assert check.run(nvml.sample()) == []
+
+    await trio.sleep(10)
+    fake_nvml.set_nvlink_errors(0, 9, crc_data=5000)
+    (event,) = check.run(nvml.sample())
+    assert event.metrics["crc_per_second"] == 500.0
+    assert judge_each([event])[0].rule == "nvlink-crc-rate"
+
+    await trio.sleep(10)
+    fake_nvml.set_nvlink_errors(1, 0, recovery=1)
+    (event,) = check.run(nvml.sample())
+    assert (event.gpu_index, event.metrics["recovery_delta"]) == (1, 1.0)
+    (match,) = judge_each([event])
+    assert (match.rule, match.action) == ("nvlink-replay-recovery", Action.RESET_GPU)
+
+
+async def test_nvlink_counters_of_a_gpu_without_nvlink_are_left_out(fake_nvml, open_fake):
+    fake_nvml.set(1, nvlink_links=0)
+    nvml = open_fake()
+    check = gpu_check()
+    check.run(nvml.sample())
+    assert check.run(nvml.sample()) == []  # NOT_SUPPORTED is no failed query
+    assert nvml.sample()[1].nvlink_crc_flit_errors is None
+
+
+async def test_pcie_replays_are_judged_against_the_links_budget(
+    fake_nvml, open_fake, autojump_clock
+):
+    fake_nvml.set(0, pcie_link_gen=4, pcie_link_width=16)
+    nvml = open_fake()
+    check = gpu_check()
+    check.run(nvml.sample())
+    await trio.sleep(60)
+    # Gen4 x16 may replay 16 * 0.96 = 15.36 times a minute.
+    fake_nvml.set(0, pcie_replay_counter=15)
+    (event,) = check.run(nvml.sample())
+    assert event.metrics == {
+        "replay_delta": 15.0,
+        "replay_counter": 15.0,
+        "link_gen": 4.0,
+        "link_width": 16.0,
+        "replays_per_minute": 15.0,
+    }
+    assert judge_each([event])[0].rule == ""
+    await trio.sleep(60)
+    fake_nvml.set(0, pcie_replay_counter=31)
+    (event,) = check.run(nvml.sample())
+    (match,) = judge_each([event])
+    assert (match.rule, match.result) == ("pcie-replay-rate", Result.DEGRADED)
+
+
+async def test_a_pcie_link_below_its_best(fake_nvml, open_fake):
+    nvml = open_fake()
+    check = gpu_check()
+    assert check.run(nvml.sample()) == []
+    # An idle GPU (the fake's default clock reason) may lower its link generation.
+    fake_nvml.set(0, pcie_link_gen=1)
+    assert check.run(nvml.sample()) == []
+    fake_nvml.set(0, clock_event_reasons=0)
+    (event,) = check.run(nvml.sample())
+    assert (event.type, event.gpu_index) == (T.PCIE, 0)
+    assert event.message == "PCIe link below its best: Gen1 of Gen5 while busy"
+    assert check.run(nvml.sample()) == []  # lasting: reported again after repeat_every
+
+    fake_nvml.set(1, pcie_link_width=8)
+    (event,) = check.run(nvml.sample())
+    assert event.gpu_index == 1
+    assert event.message == "PCIe link below its best: x8 of x16"
+    assert event.metrics == {
+        "downgraded": 1.0,
+        "link_gen": 5.0,
+        "link_gen_max": 5.0,
+        "link_width": 8.0,
+        "link_width_max": 16.0,
+    }
+
+
 async def test_a_lost_gpu_and_failing_queries(fake_nvml, open_fake):
     nvml = open_fake()
     check = gpu_check()
@@ -216,6 +316,14 @@ async def test_simulated_failures_go_through_the_same_check():
         (T.NVLINK, 2),
         (T.GPU_LOST, 3),
     ]
+    gpus.recover()
+    check.run(gpus.sample())
+    gpus.inject_nvlink_errors(1, replay=2)
+    gpus.set_pcie_lanes(2, 4)
+    events = check.run(gpus.sample())
+    assert kinds(events) == [(T.NVLINK, 1), (T.PCIE, 2)]
+    assert judge_each(events)[0].rule == "nvlink-replay-recovery"
+    assert events[1].metrics["link_width"] == 4.0
 
 
 async def test_boot_check_counts_gpus(fake_nvml, open_fake):

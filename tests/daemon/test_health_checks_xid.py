@@ -284,7 +284,16 @@ async def test_the_daemon_runs_the_builtin_checks_against_the_control_plane(
         health_checks={"xid": {"kmsg": True, "kmsg_path": kmsg_pipe.path}},
     )
     checks = load_health_checks(load_plugins(entry_points=False), config)
-    assert [name for name, _ in checks] == ["boot", "gpu", "xid"]
+    assert [name for name, _ in checks] == [
+        "boot",
+        "dcgm",
+        "fabricmanager",
+        "gpu",
+        "infiniband",
+        "nccl",
+        "nvswitch",
+        "xid",
+    ]
     gpus = SimulatedGpus(4, seed="gpu-1")
     gpu1 = gpus.inventory()[1]
     daemon = Daemon(

@@ -139,12 +139,13 @@ def test_each_failure_type_reaches_the_health_the_default_policy_gives_it() -> N
     report = run(text)
     outcome = {f["node"]: (f["outcome"], f["detection_latency_s"]) for f in report["failures"]}
     assert outcome == {
-        # Streamed as they happen.
-        "n-xid": ("unhealthy", 0.0),
+        # Streamed as it happens; the policy answers XID 48 with a GPU reset, which clears it.
+        "n-xid": ("recovered", 0.0),
         "n-lost": ("unhealthy", 0.0),
         # Found by the next health check, within its 10-second interval.
         "n-thermal": ("unhealthy", 10.0),
-        "n-ecc": ("unhealthy", 10.0),
+        # A double-bit ECC error: reset too.
+        "n-ecc": ("recovered", 10.0),
         "n-remap": ("unhealthy", 10.0),
         "n-nvlink": ("degraded", 10.0),
         # The machine reboots without its GPUs.

@@ -160,8 +160,9 @@ target = "us-west1-a"
         (
             'failure = "melt"',
             'events[1] (inject_failure).failure: expected "xid", "thermal", "ecc", '
-            '"remap_failure", "nvlink_down", "gpu_lost", "boot_failure", "network_partition", '
-            '"heartbeat_stop" or "preemption", got "melt"',
+            '"remap_failure", "nvlink_down", "gpu_lost", "recovery_action", "nvlink_errors", '
+            '"pcie_downgrade", "boot_failure", "network_partition", "heartbeat_stop", '
+            '"preemption", "ib_port_down" or "diagnostic_failure", got "melt"',
         ),
         (
             'failure = "xid"\nxid = 1000',

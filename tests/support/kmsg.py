@@ -108,8 +108,9 @@ def kmsg_ring_size() -> int:
     return size if size > 0 else 1 << 20
 
 
-# (line, expected fields); every line is driver output from gpu-health.md section 1.3 or gpud's
-# test data, some with the dmesg or journal prefix a log file adds.
+# (line, expected fields); every line has the shape of driver output from gpu-health.md section
+# 1.3, NVIDIA's XID catalog, gpud's and NVSentinel's test data or logs posted in issues, some with
+# the dmesg or journal prefix a log file adds.
 FORMATS: dict[str, tuple[str, dict[str, Any]]] = {
     "pid and name": (
         "NVRM: Xid (PCI:0000:9b:00): 119, pid=2024380, name=nvidia-smi, Timeout after 6s of "
@@ -236,6 +237,95 @@ FORMATS: dict[str, tuple[str, dict[str, Any]]] = {
             ),
         ),
     ),
+    "bare code": (
+        "NVRM: Xid (PCI:0000:3f:00): 46",
+        dict(code=46, pci_bus_id="00000000:3F:00.0", pid=-1, process_name=None, message=""),
+    ),
+    "bare code, trailing blanks": (
+        "[ 5012.330118] NVRM: Xid (PCI:0000:3f:00): 62 \t",
+        dict(code=62, pci_bus_id="00000000:3F:00.0", message=""),
+    ),
+    "pid ends the line": (
+        "Feb 01 14:25:31 node-3 kernel: NVRM: Xid (PCI:0000:01:00): 38, pid=1659,",
+        dict(code=38, pid=1659, process_name=None, message=""),
+    ),
+    "pid ends the line, no comma": (
+        "NVRM: Xid (PCI:0000:01:00): 38, pid=1659",
+        dict(code=38, pid=1659, process_name=None, message=""),
+    ),
+    "name ends the line": (
+        "[ 1720.336960] NVRM: Xid (PCI:0000:01:00): 109, pid=2075, name=Stray-Win64-Shi",
+        dict(code=109, pid=2075, process_name="Stray-Win64-Shi", message=""),
+    ),
+    "unknown name ends the line": (
+        "NVRM: Xid (PCI:0000:07:00): 48, pid='<unknown>', name=<unknown>,",
+        dict(code=48, pid=-1, process_name=None, message=""),
+    ),
+    "NVLink5, link -1": (
+        "NVRM: Xid (PCI:0019:01:00): 149, NETIR Fatal XC0 i0 Link -1 (0x000fe406 0x00000000 "
+        "0x00000000 0x00000000 0x00000000 0x00000000)",
+        dict(
+            code=149,
+            nvlink5=NvLink5Error(
+                unit="NETIR",
+                fatal=True,
+                containment=0,
+                link=-1,
+                intrinfo=0x000FE406,
+                error_status=0,
+            ),
+        ),
+    ),
+    "NVLink5, padded fields": (
+        "[171167.620236] NVRM: Xid (PCI:0009:01:00): 149, NETIR_LINK_EVT  Fatal   XC0 i0 Link 01 "
+        "(0x021425c6 0x00000000 0x00000000 0x00000000 0x00000000 0x00000000)",
+        dict(
+            code=149,
+            pci_bus_id="00000009:01:00.0",
+            message="NETIR_LINK_EVT  Fatal   XC0 i0 Link 01 (0x021425c6 0x00000000 0x00000000 "
+            "0x00000000 0x00000000 0x00000000)",
+            nvlink5=NvLink5Error(
+                unit="NETIR_LINK_EVT",
+                fatal=True,
+                containment=0,
+                link=1,
+                intrinfo=0x021425C6,
+                error_status=0,
+            ),
+        ),
+    ),
+    "NVLink5, unit of two words, link -1": (
+        "NVRM: Xid (PCI:0000:5b:00): 150, MSE Degraded Fatal XC0 i0 Link -1 (0x00000000 "
+        "0x00000000 0x00000000 0x00000000 0x00000000 0x00000000)",
+        dict(
+            code=150,
+            nvlink5=NvLink5Error(
+                unit="MSE Degraded",
+                fatal=True,
+                containment=0,
+                link=-1,
+                intrinfo=0,
+                error_status=0,
+            ),
+        ),
+    ),
+    "NVLink5 after pid and name": (
+        "NVRM: Xid (PCI:0018:01:00): 145, pid=876767, name=ray::WorkerDict, RLW_RXPIPE Nonfatal "
+        "XC0 i0 Link 13 (0x0409a0c2 0x00000008 0x00000001 0x00000000 0x00100000 0x00000004)",
+        dict(
+            code=145,
+            pid=876767,
+            process_name="ray::WorkerDict",
+            nvlink5=NvLink5Error(
+                unit="RLW_RXPIPE",
+                fatal=False,
+                containment=0,
+                link=13,
+                intrinfo=0x0409A0C2,
+                error_status=8,
+            ),
+        ),
+    ),
     "fallen off the bus, no XID number": (
         "NVRM: GPU 0000:18:00.0: GPU has fallen off the bus.",
         dict(
@@ -244,6 +334,16 @@ FORMATS: dict[str, tuple[str, dict[str, Any]]] = {
             pci_bus_id="00000000:18:00.0",
             pci_raw="0000:18:00.0",
             message="GPU 0000:18:00.0: GPU has fallen off the bus.",
+        ),
+    ),
+    "fallen off the bus, no PCI domain": (
+        "NVRM: GPU 18:00.0: GPU has fallen off the bus.",
+        dict(
+            code=79,
+            inferred=True,
+            pci_bus_id="00000000:18:00.0",
+            pci_raw="18:00.0",
+            message="GPU 18:00.0: GPU has fallen off the bus.",
         ),
     ),
     "fallen off the bus, old drivers": (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,6 +11,7 @@ from typing import Any
 import trio
 
 from navarch.api import wire as m
+from navarch.clock import Clock
 from navarch.config import PoolHealthConfig, ServerConfig
 from navarch.controlplane import Caller, ControlPlane
 from navarch.errors import NotFound
@@ -46,6 +47,10 @@ class PoolManagerStandIn:
         # Nodes whose successor was asked for before they left (preemption notices).
         self.early: list[str] = []
         self.failures = 0
+        # Whether the nodes' provider can reboot a machine; `on_reboot` acts the reboot out.
+        self.can_reboot = False
+        self.rebooted: list[str] = []
+        self.on_reboot: Callable[[str], None] = lambda node_id: None
 
     async def replace(self, node_id: str, reason: str) -> None:
         await trio.lowlevel.checkpoint()
@@ -72,6 +77,14 @@ class PoolManagerStandIn:
         if node_id not in self.early:
             self.early.append(node_id)
 
+    async def reboot(self, node_id: str, reason: str) -> bool:
+        await trio.lowlevel.checkpoint()
+        if not self.can_reboot:
+            return False
+        self.rebooted.append(node_id)
+        self.on_reboot(node_id)
+        return True
+
 
 @asynccontextmanager
 async def open_plane(
@@ -79,6 +92,7 @@ async def open_plane(
     replacer: PoolManagerStandIn | None = None,
     pools: Mapping[str, PoolHealthConfig] | None = None,
     notifiers: Sequence[Notifier] = (),
+    clock: Clock | None = None,
 ) -> AsyncIterator[ControlPlane]:
     async with (
         SQLiteStore.open(path, threaded=False) as store,
@@ -87,6 +101,7 @@ async def open_plane(
             SERVER,
             replacer=replacer,
             notifiers=notifiers,
+            clock=clock,
             pool_health=pools if pools is not None else {"train": PoolHealthConfig()},
         ) as service,
     ):

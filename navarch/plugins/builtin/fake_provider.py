@@ -2,7 +2,8 @@
 
 Each instance it provisions is a simulated machine (`ProviderContext.boot`): a real navarch daemon
 over simulated GPUs, registering with the control plane as the node `instance_id`. Terminating the
-instance switches the machine off, so its daemon stops at once.
+instance switches the machine off, so its daemon stops at once; rebooting it stops the daemon and
+boots the machine again, whose new daemon registers again as the same node.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ class FakeProviderSettings:
     # GPU utilization (0-100) that every simulated node reports; the reactive autoscaler's
     # defaults neither grow nor shrink a pool at 50.
     utilization: float = field(default=50.0, validator=validators.percent)
+    # The address every instance reports (`Instance.address`), for tests that reach a machine
+    # over SSH; empty reports none.
+    address: str = ""
 
 
 class FakeProvider:
@@ -152,6 +156,7 @@ class FakeProvider:
             labels=dict(request.labels),
             created_at=self.now(),
             spot=request.spot,
+            address=s.address,
         )
         self._instances[instance_id] = instance
         if request.request_id:
@@ -191,6 +196,22 @@ class FakeProvider:
         machine = self._machines.pop(instance_id, None)
         if machine is not None:
             machine.power_off()
+
+    async def reboot(self, instance_id: str) -> None:
+        """Switches the instance's machine off and boots it again with fresh GPUs."""
+        import trio
+
+        await trio.lowlevel.checkpoint()
+        instance = self._instances.get(instance_id)
+        if instance is None or instance.state not in (
+            InstanceState.PROVISIONING,
+            InstanceState.RUNNING,
+        ):
+            raise InstanceNotFound(f"{self.name}: no instance {instance_id} to reboot")
+        machine = self._machines.pop(instance_id, None)
+        if machine is not None:
+            machine.power_off()
+            self._boot(instance)
 
     async def list(self) -> Sequence[Instance]:
         return [i for i in self._instances.values() if i.state is not InstanceState.TERMINATED]

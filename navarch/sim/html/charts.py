@@ -41,8 +41,8 @@ STATUS_COLOURS = {
     "terminated": "#a8a29e",
 }
 # The remediation chart's series: a sample's key, its label and its colour. Nodes in an episode that
-# goes on, held for an operator, and out of service in no episode at all (a verdict's GPU reset or
-# reboot, which remediation leaves to an operator).
+# goes on, held for an operator, and out of service in no episode at all (a verdict that only
+# cordons or drains, or a reset or reboot of a pool with `auto_recover` off).
 _REMEDIATION_SERIES = (
     ("in_episodes", "In an episode", "#ea580c"),
     ("remediations_held", "Held for an operator", "#dc2626"),

@@ -9,6 +9,8 @@ from navarch.sim.scenario import validators
 STATUSES = ("active", "cordoned", "draining", "drained", "unhealthy", "terminated")
 HEALTHS = ("healthy", "degraded", "unhealthy", "unknown")
 REMEDIATION_OUTCOMES = ("completed", "held", "cancelled", "open")
+# What a remediation episode sets out to do (navarch.model.RemediationAction's values).
+REMEDIATION_ACTIONS = ("replace", "reset_gpu", "reboot")
 _COUNT_KEYS = ("equals", "min", "max")
 # check -> (required keys, optional keys)
 CHECKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -17,7 +19,7 @@ CHECKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "count": ((), ("status", "health", "pool", "provider", *_COUNT_KEYS)),
     "pool_size": (("pool",), _COUNT_KEYS),
     "event": (("kind",), ("node", *_COUNT_KEYS)),
-    "remediation": (("outcome",), ("node", "pool", *_COUNT_KEYS)),
+    "remediation": (("outcome",), ("node", "pool", "remedy", *_COUNT_KEYS)),
     "no_lost_instances": ((), ()),
 }
 
@@ -32,6 +34,8 @@ class Condition:
     provider: str = ""
     kind: str = ""
     outcome: str | None = field(default=None, validator=validators.one_of(REMEDIATION_OUTCOMES))
+    # What the episodes set out to do ("replace", "reset_gpu" or "reboot"); any when unset.
+    remedy: str | None = field(default=None, validator=validators.one_of(REMEDIATION_ACTIONS))
     equals: int | None = field(default=None, validator=validators.at_least(0))
     min: int | None = field(default=None, validator=validators.at_least(0))
     max: int | None = field(default=None, validator=validators.at_least(0))
@@ -56,7 +60,8 @@ class Condition:
                 return f"events {self.kind}{of}: {bounds}"
             case "remediation":
                 of = f" of node {self.node}" if self.node else where
-                return f"remediations {self.outcome}{of}: {bounds}"
+                remedy = f" {self.remedy}" if self.remedy else ""
+                return f"remediations{remedy} {self.outcome}{of}: {bounds}"
             case _:
                 return "no instance was lost"
 

@@ -11,10 +11,35 @@ from navarch.sim.scenario.conditions import Condition
 
 COMMANDS = ("cordon", "uncordon", "drain", "terminate", "run_diagnostic")
 # What inject_failure can do to a node. The first group acts on one GPU.
-GPU_FAILURES = ("xid", "thermal", "ecc", "remap_failure", "nvlink_down", "gpu_lost")
+GPU_FAILURES = (
+    "xid",
+    "thermal",
+    "ecc",
+    "remap_failure",
+    "nvlink_down",
+    "gpu_lost",
+    "recovery_action",
+    "nvlink_errors",
+    "pcie_downgrade",
+)
 # A preemption: the provider takes the machine back, after `notice` of warning to its daemon.
-NODE_FAILURES = ("boot_failure", "network_partition", "heartbeat_stop", "preemption")
+NODE_FAILURES = (
+    "boot_failure",
+    "network_partition",
+    "heartbeat_stop",
+    "preemption",
+    "ib_port_down",
+    "diagnostic_failure",
+)
 FAILURES = GPU_FAILURES + NODE_FAILURES
+# What a GPU reset does to a GPU failure (the simulated GPUs' reset outcomes): the GPU comes
+# back clean, the reset fails, or the GPU does not come back.
+RESET_OUTCOMES = ("clean", "fails", "lost")
+# What a reboot does to a GPU failure: it clears it, the failure stays, or the GPU does not come
+# back from the reboot (it is lost).
+REBOOT_OUTCOMES = ("clean", "stays", "lost")
+# The driver's recovery actions a `recovery_action` failure can ask for (NVML's names).
+RECOVERY_ACTIONS = ("GPU_RESET", "NODE_REBOOT", "DRAIN_AND_RESET", "BUS_RESET", "SYSTEM_REBOOT")
 
 
 @frozen(kw_only=True)
@@ -36,6 +61,17 @@ class Event:
     message: str = ""
     # A preemption's warning: how long before the machine goes its daemon hears of it (0: none).
     notice: timedelta = field(default=timedelta(minutes=2), validator=validators.not_negative)
+    # A GPU failure's fate when remediation resets the GPU, and when it reboots the machine.
+    reset: str = field(default="clean", validator=validators.one_of(RESET_OUTCOMES))
+    reboot: str = field(default="clean", validator=validators.one_of(REBOOT_OUTCOMES))
+    # The recovery action a `recovery_action` failure asks for.
+    recovery: str = field(default="NODE_REBOOT", validator=validators.one_of(RECOVERY_ACTIONS))
+    # The NVLink errors an `nvlink_errors` failure adds (replays and CRC errors each).
+    errors: int = field(default=100, validator=validators.at_least(1))
+    # The PCIe lanes a `pcie_downgrade` leaves the GPU's link (of 16).
+    lanes: int = field(default=8, validator=validators.between(1, 15))
+    # The InfiniBand port (device mlx5_N) an `ib_port_down` takes down.
+    port: int = field(default=0, validator=validators.between(0, 7))
     command: str | None = field(default=None, validator=validators.one_of(COMMANDS))
     args: dict[str, str] = field(factory=dict)
     utilization: float | None = None
@@ -79,7 +115,7 @@ ACTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("failure",),
         (
             *("node", "pool", "xid", "gpu", "celsius", "corrected", "uncorrected", "link"),
-            *("message", "notice"),
+            *("message", "notice", "reset", "reboot", "recovery", "errors", "lanes", "port"),
         ),
     ),
     "recover_failure": (("node",), ("failure",)),

@@ -41,6 +41,20 @@ class Scenario:
         return next((n for n in self.fleet if n.id == node_id), None)
 
     @property
+    def infiniband(self) -> bool:
+        """Whether the run takes InfiniBand ports down, so daemons check their simulated ports."""
+        if any(e.failure == "ib_port_down" for e in self.events):
+            return True
+        return self.chaos is not None and self.chaos.failure_types.get("ib_port_down", 0) > 0
+
+    @property
+    def diagnostics(self) -> bool:
+        """Whether the run fails diagnostics, so daemons run a simulated DCGM diagnostic."""
+        if any(e.failure == "diagnostic_failure" for e in self.events):
+            return True
+        return self.chaos is not None and self.chaos.failure_types.get("diagnostic_failure", 0) > 0
+
+    @property
     def preemptible(self) -> bool:
         """Whether the run preempts machines (an event or chaos), so daemons watch for notices."""
         if any(e.failure == "preemption" for e in self.events):

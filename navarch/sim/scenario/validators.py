@@ -24,6 +24,11 @@ def at_least(low: float) -> Validator:
     return attrs.validators.optional(validators.at_least(low))
 
 
+def between(low: float, high: float) -> Validator:
+    """The value, when given, is from `low` to `high`."""
+    return attrs.validators.optional(validators.between(low, high))
+
+
 def one_of(choices: Sequence[str]) -> Validator:
     """The value, when given, is one of `choices` (so an empty string is refused)."""
     return attrs.validators.optional(validators.one_of(*choices))
