@@ -16,8 +16,6 @@ installed, or whose host engine (nv-hostengine) does not answer, is reported onc
 from __future__ import annotations
 
 import json
-import os
-import signal
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -25,9 +23,13 @@ from typing import TYPE_CHECKING, Any
 from attrs import field, frozen
 
 from navarch.plugins import Diagnosis, HealthEvent, HealthEventType, WallClock, validators
+from navarch.plugins.builtin.health_checks.diagnostic_process import (
+    DiagnosticTimedOut,
+    run_diagnostic_process,
+)
 
 if TYPE_CHECKING:
-    import trio
+    pass
 
 # The words DCGM writes for a result, in any case, and the result they mean.
 _RESULTS = {
@@ -165,21 +167,11 @@ class DcgmCheck:
         )
 
     async def _run(self, level: int) -> str:
-        import trio
-
         command = [self.settings.dcgmi, "diag", "-r", str(level), "-j"]
         seconds = self.settings.timeout.total_seconds()
         try:
-            with trio.fail_after(seconds):
-                done = await trio.run_process(
-                    command,
-                    capture_stdout=True,
-                    capture_stderr=True,
-                    check=False,
-                    start_new_session=True,
-                    deliver_cancel=_kill_group,
-                )
-        except trio.TooSlowError:
+            done = await run_diagnostic_process(command, seconds)
+        except DiagnosticTimedOut:
             raise _TimedOut(
                 f"dcgmi diag -r {level} did not finish within {seconds:g}s; it was killed"
             ) from None
@@ -270,14 +262,6 @@ def _gpus(result: Mapping[str, Any]) -> list[int]:
     ids = str(result.get("gpu_ids", "")).split(",")
     gpus = [int(i) for i in (s.strip() for s in ids) if i.isdigit()]
     return gpus if len(gpus) == 1 else [-1]
-
-
-async def _kill_group(process: trio.Process) -> None:
-    # dcgmi starts the diagnostic (nvvs) and its tests as children; they all go.
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 class _Unavailable(Exception):

@@ -8,19 +8,21 @@ timeout fail the diagnostic. Without a command the check runs nothing.
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
-import signal
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from attrs import field, frozen
 
 from navarch.plugins import Diagnosis, HealthEvent, HealthEventType, WallClock, validators
+from navarch.plugins.builtin.health_checks.diagnostic_process import (
+    DiagnosticTimedOut,
+    run_diagnostic_process,
+)
 
 if TYPE_CHECKING:
-    import trio
+    pass
 
 _BUS_BANDWIDTH = re.compile(r"^#\s*Avg bus bandwidth\s*:\s*([0-9.]+)", re.MULTILINE)
 TEST = "nccl_all_reduce"
@@ -77,24 +79,11 @@ class NcclCheck:
         return Diagnosis(ok=result != "fail", summary=f"nccl: {message}", events=(event,))
 
     async def _run(self) -> str:
-        import trio
-
         command = shlex.split(self.settings.command)
-        seconds = self.settings.timeout.total_seconds()
         try:
-            with trio.fail_after(seconds):
-                done = await trio.run_process(
-                    command,
-                    capture_stdout=True,
-                    capture_stderr=True,
-                    check=False,
-                    start_new_session=True,
-                    deliver_cancel=_kill_group,
-                )
-        except trio.TooSlowError:
-            raise _Failed(
-                f"{command[0]} did not finish within {seconds:g}s; it was killed"
-            ) from None
+            done = await run_diagnostic_process(command, self.settings.timeout.total_seconds())
+        except DiagnosticTimedOut as exc:
+            raise _Failed(str(exc)) from None
         except OSError as exc:
             raise _Failed(f"cannot run {command[0]}: {exc}") from None
         if done.returncode != 0:
@@ -103,14 +92,6 @@ class NcclCheck:
                 f"{command[0]} exited with {done.returncode}" + (f": {said[-1]}" if said else "")
             )
         return str(done.stdout.decode(errors="replace"))
-
-
-async def _kill_group(process: trio.Process) -> None:
-    # mpirun and the benchmark's ranks are the command's children; they all go.
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 class _Failed(Exception):

@@ -21,6 +21,7 @@ import attrs
 from attrs import frozen
 
 from navarch.plugins import NavarchError, validators
+from navarch.plugins.builtin.metrics.secrets import from_env
 
 _SERVICE_ACCOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 # Pods asked for per page.
@@ -66,14 +67,7 @@ class KubernetesSource:
             )
             self._token_file = self._token_file or f"{_SERVICE_ACCOUNT}/token"
             self._ca_file = self._ca_file or f"{_SERVICE_ACCOUNT}/ca.crt"
-        self._token = ""
-        if settings.token_env:
-            self._token = os.environ.get(settings.token_env, "")
-            if not self._token:
-                raise NavarchError(
-                    f"kubernetes: token_env: the environment variable {settings.token_env} "
-                    "is not set"
-                )
+        self._token = from_env("kubernetes", "token_env", settings.token_env)
 
     async def queue_depth(self, pool: str) -> int | None:
         import httpx

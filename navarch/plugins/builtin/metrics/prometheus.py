@@ -9,7 +9,6 @@ error from Prometheus are raised with what to change.
 from __future__ import annotations
 
 import math
-import os
 from datetime import timedelta
 from typing import Any
 
@@ -17,6 +16,7 @@ import attrs
 from attrs import frozen
 
 from navarch.plugins import NavarchError, validators
+from navarch.plugins.builtin.metrics.secrets import from_env
 
 
 @frozen(kw_only=True)
@@ -37,13 +37,8 @@ class PrometheusSource:
     def __init__(self, settings: PrometheusSettings) -> None:
         self.settings = settings
         self._headers = {"Accept": "application/json"}
-        if settings.token_env:
-            token = os.environ.get(settings.token_env, "")
-            if not token:
-                raise NavarchError(
-                    f"prometheus: token_env: the environment variable {settings.token_env} "
-                    "is not set"
-                )
+        token = from_env("prometheus", "token_env", settings.token_env)
+        if token:
             self._headers["Authorization"] = f"Bearer {token}"
 
     async def queue_depth(self, pool: str) -> int | None:

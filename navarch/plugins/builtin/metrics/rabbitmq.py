@@ -9,7 +9,6 @@ that a broker need not enable.
 
 from __future__ import annotations
 
-import os
 import struct
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -18,6 +17,7 @@ import attrs
 from attrs import frozen
 
 from navarch.plugins import NavarchError, validators
+from navarch.plugins.builtin.metrics.secrets import from_env
 
 if TYPE_CHECKING:
     import trio
@@ -56,14 +56,7 @@ class RabbitMqSource:
 
     def __init__(self, settings: RabbitMqSettings) -> None:
         self.settings = settings
-        self._password = ""
-        if settings.password_env:
-            self._password = os.environ.get(settings.password_env, "")
-            if not self._password:
-                raise NavarchError(
-                    f"rabbitmq: password_env: the environment variable {settings.password_env} "
-                    "is not set"
-                )
+        self._password = from_env("rabbitmq", "password_env", settings.password_env)
 
     async def queue_depth(self, pool: str) -> int | None:
         import trio  # here, so that loading the plugin keeps every navarch command fast

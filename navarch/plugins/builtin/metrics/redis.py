@@ -7,7 +7,6 @@ does not run under trio and whose blocking client would need a thread each round
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -15,6 +14,7 @@ import attrs
 from attrs import frozen
 
 from navarch.plugins import NavarchError, validators
+from navarch.plugins.builtin.metrics.secrets import from_env
 
 if TYPE_CHECKING:
     import trio
@@ -45,14 +45,7 @@ class RedisSource:
 
     def __init__(self, settings: RedisSettings) -> None:
         self.settings = settings
-        self._password = ""
-        if settings.password_env:
-            self._password = os.environ.get(settings.password_env, "")
-            if not self._password:
-                raise NavarchError(
-                    f"redis: password_env: the environment variable {settings.password_env} "
-                    "is not set"
-                )
+        self._password = from_env("redis", "password_env", settings.password_env)
 
     async def queue_depth(self, pool: str) -> int | None:
         import trio  # here, so that loading the plugin keeps every navarch command fast
