@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 
 import attrs
 
-from navarch.telemetry import _nvml_ctypes
+from navarch.telemetry import _nvml_record
 from navarch.telemetry.nvml_codes import Return, as_return
 
 _SUCCESS = Return.SUCCESS
@@ -131,7 +131,7 @@ def _record_struct() -> tuple[struct.Struct, tuple[str, ...]]:
     """A struct.Struct that reads navarch_nvml_gpu, laid out from its ctypes copy, in one call,
     and the name of each item it returns: a field's, or a group's in _GROUPS."""
     codes = {ctypes.c_bool: "?", ctypes.c_int: "i", ctypes.c_uint: "I", ctypes.c_ulonglong: "Q"}
-    record = _nvml_ctypes.GpuRecord
+    record = _nvml_record.GpuRecord
     starts = {names[0]: group for group, names in _GROUPS.items()}
     inside = {name for names in _GROUPS.values() for name in names[1:]}
     fmt, end, items = "=", 0, []
@@ -156,7 +156,7 @@ def _record_struct() -> tuple[struct.Struct, tuple[str, ...]]:
 
 def _part(group: str, name: str) -> slice:
     """Where field `name` lies in the bytes of its group."""
-    record = _nvml_ctypes.GpuRecord
+    record = _nvml_record.GpuRecord
     base = getattr(record, _GROUPS[group][0]).offset
     field = getattr(record, name)
     return slice(field.offset - base, field.offset - base + field.size)

@@ -11,7 +11,7 @@ import attrs
 import pytest
 
 from navarch.errors import NavarchError
-from navarch.telemetry import _native, _nvml_abi, _nvml_ctypes, nvml, nvml_sample
+from navarch.telemetry import _native, _nvml_abi, _nvml_record, nvml, nvml_sample
 from navarch.telemetry.nvml import Return
 from navarch.testing import FakeNvml
 
@@ -499,7 +499,7 @@ def test_errors_map_codes_to_classes() -> None:
 
 
 def test_record_decoding_follows_the_record_and_the_sample() -> None:
-    names = [name for name, _ in _nvml_ctypes.GpuRecord._fields_]
+    names = [name for name, _ in _nvml_record.GpuRecord._fields_]
     values = [name for name, _ in nvml_sample._VALUES]
     items = nvml_sample._ITEMS
     assert list(items[nvml_sample._FIRST_VALUE : nvml_sample._END_VALUES]) == values
@@ -511,20 +511,20 @@ def test_record_decoding_follows_the_record_and_the_sample() -> None:
     assert len(attributes[5:-2]) == len(values)
     for attribute, value in zip(attributes[5:-2], values, strict=True):
         assert attribute.startswith(value), (attribute, value)
-    assert nvml_sample._RECORD.size == ctypes.sizeof(_nvml_ctypes.GpuRecord)
+    assert nvml_sample._RECORD.size == ctypes.sizeof(_nvml_record.GpuRecord)
 
 
 def test_python_reads_the_extension_record_layout() -> None:
     if _native.lib is None:
         pytest.skip("navarch._telemetry is not in use here")
     ffi, lib = _native.ffi, _native.lib
-    record = _nvml_ctypes.GpuRecord
+    record = _nvml_record.GpuRecord
     assert ffi.sizeof("navarch_nvml_gpu") == ctypes.sizeof(record)
     for name, _ in record._fields_:
         assert ffi.offsetof("navarch_nvml_gpu", name) == getattr(record, name).offset, name
-    assert lib.NAVARCH_NVML_F_COUNT == len(nvml.FIELDS) == _nvml_ctypes.F_COUNT
+    assert lib.NAVARCH_NVML_F_COUNT == len(nvml.FIELDS) == _nvml_record.F_COUNT
     assert nvml.FIELDS.index("recovery_action") == lib.NAVARCH_NVML_F_RECOVERY_ACTION
-    assert lib.NAVARCH_NVML_MAX_LINKS == _nvml_ctypes.MAX_LINKS
+    assert lib.NAVARCH_NVML_MAX_LINKS == _nvml_record.MAX_LINKS
 
 
 def test_a_field_nvml_cannot_serve_leaves_the_others(fake_nvml: FakeNvml, open_fake) -> None:
