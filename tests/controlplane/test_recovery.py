@@ -41,6 +41,14 @@ def reboot_xid() -> m.HealthEvent:
     return xid(154, recovery_action="NODE_REBOOT")
 
 
+async def step_event(service: ControlPlane, node_id: str, step: str) -> m.Event:
+    """The one `remediation.step` event of the node's episode that moved it to `step`."""
+    [event] = [
+        e for e in await events(service, node_id, "remediation.step") if e.details["step"] == step
+    ]
+    return event
+
+
 async def steps(service: ControlPlane, node_id: str) -> list[str]:
     return [
         e.details["step"]
@@ -116,11 +124,7 @@ async def test_a_failed_reset_replaces_the_node(
             "terminate",
             "done",
         ]
-        [terminate] = [
-            e
-            for e in await events(service, "train-0", "remediation.step")
-            if e.details["step"] == "terminate"
-        ]
+        terminate = await step_event(service, "train-0", "terminate")
         assert "process 4242 still uses GPU 3" in terminate.reason
         nursery.cancel_scope.cancel()
 
@@ -146,11 +150,7 @@ async def test_a_reset_not_acknowledged_in_time_is_cancelled_and_the_node_replac
         [command] = await issued(service, "train-0", RESET_GPU)
         got = await service.commands.get(command.details["commandId"])
         assert got.status.value == "cancelled"
-        [terminate] = [
-            e
-            for e in await events(service, "train-0", "remediation.step")
-            if e.details["step"] == "terminate"
-        ]
+        terminate = await step_event(service, "train-0", "terminate")
         assert "the reset of GPU 1 was not acknowledged within 5m" in terminate.reason
         nursery.cancel_scope.cancel()
 
@@ -274,11 +274,7 @@ async def test_a_gpu_that_stays_lost_after_the_reboot_replaces_the_node(
 
         assert daemon.reboots == 1
         assert replacer.replaced == ["train-0"]
-        [terminate] = [
-            e
-            for e in await events(service, "train-0", "remediation.step")
-            if e.details["step"] == "terminate"
-        ]
+        terminate = await step_event(service, "train-0", "terminate")
         assert "unhealthy" in terminate.reason
         # One episode carried the reboot and its escalation.
         assert len(await episodes(service)) == 1
@@ -299,11 +295,7 @@ async def test_a_node_that_does_not_come_back_from_its_reboot_is_replaced(
         await wait_for_step(service, "train-0", DONE)
 
         assert replacer.replaced == ["train-0"]
-        [terminate] = [
-            e
-            for e in await events(service, "train-0", "remediation.step")
-            if e.details["step"] == "terminate"
-        ]
+        terminate = await step_event(service, "train-0", "terminate")
         assert "did not register again within 15m of the reboot" in terminate.reason
         nursery.cancel_scope.cancel()
 
