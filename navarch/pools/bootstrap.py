@@ -204,8 +204,15 @@ class Bootstraps:
         else:
             await self._update(record, state, detail or "the script is running", log_tail=log_tail)
 
-    async def fail(self, record: InstanceRecord, why: str, log_tail: str = "") -> None:
-        """Records the failure and has the pool replace the instance."""
+    async def fail(
+        self,
+        record: InstanceRecord,
+        why: str,
+        log_tail: str = "",
+        host_keys: tuple[str, ...] | None = None,
+    ) -> None:
+        """Records the failure (with the host keys setup over SSH came to trust, when given) and
+        has the pool replace the instance."""
         boot = record.bootstrap
         if boot is None or boot.state in (BootstrapState.SUCCEEDED, BootstrapState.FAILED):
             return
@@ -219,7 +226,12 @@ class Bootstraps:
             instanceId=record.instance_id,
         )
         record = await self._update(
-            record, BootstrapState.FAILED, why, event=event, log_tail=log_tail or boot.log_tail
+            record,
+            BootstrapState.FAILED,
+            why,
+            event=event,
+            log_tail=log_tail or boot.log_tail,
+            host_keys=boot.host_keys if host_keys is None else host_keys,
         )
         log.warning("instance %s: bootstrap failed: %s", record.instance_id, why)
         if self.nursery is not None:
@@ -291,10 +303,12 @@ class Bootstraps:
             if record.status not in LIVE:
                 return
             if not outcome.ok:
-                record = await self._update(
-                    record, BootstrapState.RUNNING, "", host_keys=outcome.host_keys
+                await self.fail(
+                    record,
+                    f"setup over SSH: {outcome.detail}",
+                    outcome.log_tail,
+                    host_keys=outcome.host_keys,
                 )
-                await self.fail(record, f"setup over SSH: {outcome.detail}", outcome.log_tail)
                 return
             await self._update(
                 record,
