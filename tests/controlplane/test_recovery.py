@@ -41,6 +41,13 @@ def reboot_xid() -> m.HealthEvent:
     return xid(154, recovery_action="NODE_REBOOT")
 
 
+async def started(nursery: trio.Nursery, daemon: DaemonDouble) -> DaemonDouble:
+    """Runs the daemon stand-in and gives it a second to register."""
+    nursery.start_soon(daemon.run)
+    await trio.sleep(1)
+    return daemon
+
+
 async def step_event(service: ControlPlane, node_id: str, step: str) -> m.Event:
     """The one `remediation.step` event of the node's episode that moved it to `step`."""
     [event] = [
@@ -70,9 +77,7 @@ async def test_a_gpu_reset_that_passes_returns_the_node_to_service(
 ) -> None:
     replacer = PoolManagerStandIn()
     async with open_plane(tmp_path / "db", replacer) as service, trio.open_nursery() as nursery:
-        daemon = DaemonDouble(service, "train-0")
-        nursery.start_soon(daemon.run)
-        await trio.sleep(1)
+        daemon = await started(nursery, DaemonDouble(service, "train-0"))
         await daemon.report(reset_xid(gpu=3))
         await wait_for_step(service, "train-0", DONE)
 
@@ -106,11 +111,15 @@ async def test_a_failed_reset_replaces_the_node(
 ) -> None:
     replacer = PoolManagerStandIn()
     async with open_plane(tmp_path / "db", replacer) as service, trio.open_nursery() as nursery:
-        daemon = DaemonDouble(
-            service, "train-0", reset_result=FAILED, reset_message="process 4242 still uses GPU 3"
+        daemon = await started(
+            nursery,
+            DaemonDouble(
+                service,
+                "train-0",
+                reset_result=FAILED,
+                reset_message="process 4242 still uses GPU 3",
+            ),
         )
-        nursery.start_soon(daemon.run)
-        await trio.sleep(1)
         await daemon.report(reset_xid(gpu=3))
         await wait_for_step(service, "train-0", DONE)
 
@@ -138,9 +147,7 @@ async def test_a_reset_not_acknowledged_in_time_is_cancelled_and_the_node_replac
         open_plane(tmp_path / "db", replacer, pools=pools) as service,
         trio.open_nursery() as nursery,
     ):
-        daemon = DaemonDouble(service, "train-0")
-        nursery.start_soon(daemon.run)
-        await trio.sleep(1)
+        daemon = await started(nursery, DaemonDouble(service, "train-0"))
         await daemon.report(reset_xid(gpu=1))
         await wait_for_step(service, "train-0", RESET_STEP)
         daemon.answering = False
@@ -160,9 +167,7 @@ async def test_the_second_reset_of_a_gpu_within_the_window_replaces_the_node(
 ) -> None:
     replacer = PoolManagerStandIn()
     async with open_plane(tmp_path / "db", replacer) as service, trio.open_nursery() as nursery:
-        daemon = DaemonDouble(service, "train-0")
-        nursery.start_soon(daemon.run)
-        await trio.sleep(1)
+        daemon = await started(nursery, DaemonDouble(service, "train-0"))
         await daemon.report(reset_xid(gpu=3))
         await wait_for_step(service, "train-0", DONE)
         await trio.sleep(3600)
@@ -179,9 +184,9 @@ async def test_the_second_reset_of_a_gpu_within_the_window_replaces_the_node(
         assert replacer.replaced == ["train-0"]
         latest = (await episodes(service))[0]
         assert (latest.action, latest.gpu_index) == (REPLACE_ACTION, 3)
-        started = (await events(service, "train-0", "remediation.started"))[-1]
-        assert "GPU 3 needs its reset number 2 within 1d" in started.reason
-        assert "replacing the node instead" in started.reason
+        opened = (await events(service, "train-0", "remediation.started"))[-1]
+        assert "GPU 3 needs its reset number 2 within 1d" in opened.reason
+        assert "replacing the node instead" in opened.reason
         nursery.cancel_scope.cancel()
 
 
@@ -197,9 +202,7 @@ async def test_resets_outside_the_window_do_not_count(
         open_plane(tmp_path / "db", replacer, pools=pools, clock=clock) as service,
         trio.open_nursery() as nursery,
     ):
-        daemon = DaemonDouble(service, "train-0")
-        nursery.start_soon(daemon.run)
-        await trio.sleep(1)
+        daemon = await started(nursery, DaemonDouble(service, "train-0"))
         await daemon.report(reset_xid(gpu=3))
         await wait_for_step(service, "train-0", DONE)
         await trio.sleep(2 * 3600)
@@ -247,9 +250,7 @@ async def test_where_the_provider_cannot_reboot_the_daemon_reboots_the_node(
 ) -> None:
     replacer = PoolManagerStandIn()
     async with open_plane(tmp_path / "db", replacer) as service, trio.open_nursery() as nursery:
-        daemon = DaemonDouble(service, "train-0")
-        nursery.start_soon(daemon.run)
-        await trio.sleep(1)
+        daemon = await started(nursery, DaemonDouble(service, "train-0"))
         await daemon.report(reboot_xid())
         await wait_for_step(service, "train-0", DONE)
 
@@ -266,9 +267,9 @@ async def test_a_gpu_that_stays_lost_after_the_reboot_replaces_the_node(
 ) -> None:
     replacer = PoolManagerStandIn()
     async with open_plane(tmp_path / "db", replacer) as service, trio.open_nursery() as nursery:
-        daemon = DaemonDouble(service, "train-0", after_reboot=[gpu_lost(2)])
-        nursery.start_soon(daemon.run)
-        await trio.sleep(1)
+        daemon = await started(
+            nursery, DaemonDouble(service, "train-0", after_reboot=[gpu_lost(2)])
+        )
         await daemon.report(reboot_xid())
         await wait_for_step(service, "train-0", DONE)
 
@@ -309,9 +310,9 @@ async def test_a_failed_reset_in_a_pool_that_does_not_replace_is_held(
         open_plane(tmp_path / "db", replacer, pools=pools) as service,
         trio.open_nursery() as nursery,
     ):
-        daemon = DaemonDouble(service, "train-0", reset_result=FAILED, reset_message="no GPU")
-        nursery.start_soon(daemon.run)
-        await trio.sleep(1)
+        daemon = await started(
+            nursery, DaemonDouble(service, "train-0", reset_result=FAILED, reset_message="no GPU")
+        )
         await daemon.report(reset_xid(gpu=0))
         await wait_for_step(service, "train-0", HELD)
 
@@ -327,9 +328,7 @@ async def test_without_pools_a_reset_still_runs(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     async with open_plane(tmp_path / "db", pools={}) as service, trio.open_nursery() as nursery:
-        daemon = DaemonDouble(service, "gpu-0", pool="")
-        nursery.start_soon(daemon.run)
-        await trio.sleep(1)
+        daemon = await started(nursery, DaemonDouble(service, "gpu-0", pool=""))
         await daemon.report(reset_xid(gpu=2))
         await wait_for_step(service, "gpu-0", DONE)
         assert daemon.resets == ["2"]
@@ -343,9 +342,7 @@ async def test_a_restart_during_the_reset_waits_for_the_same_command(
     path = tmp_path / "db"
     replacer = PoolManagerStandIn()
     async with open_plane(path, replacer) as service, trio.open_nursery() as nursery:
-        daemon = DaemonDouble(service, "train-0")
-        nursery.start_soon(daemon.run)
-        await trio.sleep(1)
+        daemon = await started(nursery, DaemonDouble(service, "train-0"))
         await daemon.report(reset_xid(gpu=3))
         await wait_for_step(service, "train-0", RESET_STEP)
         daemon.answering = False
@@ -374,9 +371,7 @@ async def test_a_restart_while_the_node_reboots_resumes_the_wait(
     path = tmp_path / "db"
     replacer = PoolManagerStandIn()
     async with open_plane(path, replacer) as service, trio.open_nursery() as nursery:
-        daemon = DaemonDouble(service, "train-0")
-        nursery.start_soon(daemon.run)
-        await trio.sleep(1)
+        daemon = await started(nursery, DaemonDouble(service, "train-0"))
         await daemon.report(reboot_xid())
         await wait_for_step(service, "train-0", RECOVER_STEP)
         # The control plane stops while the machine is down.
