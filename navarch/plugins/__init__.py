@@ -61,12 +61,15 @@ from navarch.plugins.provider import (
     SimulatedMachine,
     TransientError,
 )
+from navarch.plugins.routing import NotifierSettings, kinds_setting, min_severity_setting
 from navarch.plugins.selector import Candidate, Selector
 from navarch.plugins.settings import PluginTable
+from navarch.plugins.severity import EVENT_SEVERITIES, Severity, severity_of
 from navarch.redaction import redact_url
 
 __all__ = [
     "ABSTRACT_INSTANCE_TYPES",
+    "EVENT_SEVERITIES",
     "POOL_LABEL",
     "AbstractType",
     "AttachableProvider",
@@ -97,6 +100,7 @@ __all__ = [
     "NodeStatus",
     "NodeWatch",
     "Notifier",
+    "NotifierSettings",
     "PluginTable",
     "Provider",
     "ProviderCatalog",
@@ -110,6 +114,7 @@ __all__ = [
     "ReportEvents",
     "ScalingState",
     "Selector",
+    "Severity",
     "SimulatedMachine",
     "TransientError",
     "WallClock",
@@ -117,6 +122,9 @@ __all__ = [
     "ask",
     "event_document",
     "hookimpl",
+    "kinds_setting",
+    "min_severity_setting",
     "parse_abstract",
     "redact_url",
+    "severity_of",
 ]

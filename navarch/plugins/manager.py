@@ -56,6 +56,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "navarch.plugins.builtin.selectors",
     "navarch.plugins.builtin.health_checks",
     "navarch.plugins.builtin.webhook",
+    "navarch.plugins.builtin.slack",
+    "navarch.plugins.builtin.pagerduty",
     "navarch.plugins.builtin.metrics_sources",
 )
 

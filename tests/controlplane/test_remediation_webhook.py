@@ -94,7 +94,7 @@ async def test_the_webhook_posts_signed_json_and_retries_failures(
             secret_env="HOOK_SECRET",
             retries=3,
             backoff=timedelta(milliseconds=1),
-            events=("remediation.", "node.status_changed"),
+            kinds=("remediation.*", "node.status_changed"),
         )
         notifier = WebhookNotifier(settings, name="ops")
         nursery.start_soon(notifier.run)

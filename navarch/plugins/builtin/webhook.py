@@ -26,6 +26,7 @@ from attrs import field, frozen
 from navarch.plugins import (
     Event,
     NavarchError,
+    NotifierSettings,
     Register,
     event_document,
     hookimpl,
@@ -47,7 +48,7 @@ def signature(secret: str, body: bytes) -> str:
 
 
 @frozen(kw_only=True)
-class WebhookSettings:
+class WebhookSettings(NotifierSettings):
     url: str = field(validator=validators.url)
     # The environment variable that holds the signing secret; empty sends no signature.
     secret_env: str = ""
@@ -56,8 +57,6 @@ class WebhookSettings:
     # Retries after a failed post; the delay doubles from `backoff` each time.
     retries: int = field(default=3, validator=validators.at_least(0))
     backoff: timedelta = field(default=timedelta(seconds=1), validator=validators.positive)
-    # Event kinds to send, or prefixes of them ending in "." ("remediation."); empty sends all.
-    events: tuple[str, ...] = ()
     queue_size: int = field(default=1000, validator=validators.at_least(1))
 
 
@@ -81,14 +80,8 @@ class WebhookNotifier:
         self.delivered = 0
         self.dropped = 0
 
-    def wants(self, event: Event) -> bool:
-        kinds = self.settings.events
-        return not kinds or any(
-            event.kind == k or (k.endswith(".") and event.kind.startswith(k)) for k in kinds
-        )
-
     def notify(self, event: Event) -> None:
-        if not self.wants(event):
+        if not self.settings.admits(event):
             return
         body = json.dumps(
             {"event": event_document(event)}, separators=(",", ":"), sort_keys=True
