@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from navarch.cli.output import print_json
+from navarch.redaction import redact_url
 
 if TYPE_CHECKING:
     from navarch.config import Config
@@ -60,7 +61,8 @@ def check(file: str) -> None:
     click.echo(
         f"  server: {cfg.server.listen}, heartbeat every {_d(cfg.server.heartbeat_interval)}"
     )
-    click.echo(f"  store: {cfg.store.backend} {cfg.store.path or '(user data directory)'}")
+    shown = redact_url(cfg.store.target) or "(user data directory)"
+    click.echo(f"  store: {cfg.store.backend} {shown}")
     click.echo(f"  providers: {providers or 'none'}")
     click.echo(f"  pools: {pools or 'none'}")
     if cfg.notifiers:

@@ -1,7 +1,11 @@
-"""Durable state of the control plane: the `Store` protocol and its SQLite backend."""
+"""Durable state of the control plane: the `Store` protocol, its SQLite and PostgreSQL backends,
+and `open_store`, which opens either from a path or URL."""
 
+from navarch.store.open import open_store
 from navarch.store.protocol import (
     Change,
+    DecisionState,
+    Deposed,
     HealthReport,
     NodeToken,
     RemediationSwitch,
@@ -13,6 +17,8 @@ from navarch.store.sqlite import SQLiteStore
 
 __all__ = [
     "Change",
+    "DecisionState",
+    "Deposed",
     "HealthReport",
     "NodeToken",
     "RemediationSwitch",
@@ -20,4 +26,5 @@ __all__ = [
     "Store",
     "StoreError",
     "StoredState",
+    "open_store",
 ]

@@ -24,6 +24,10 @@ class StoreError(NavarchError):
     """The store cannot be opened or used; the message names the database."""
 
 
+class Deposed(StoreError):
+    """A write refused because another control plane took the lease this one wrote under."""
+
+
 @frozen(kw_only=True)
 class HealthReport:
     """The events of one ReportHealth call, kept whole for the health policy."""
@@ -54,6 +58,25 @@ class RemediationSwitch:
 
 
 @frozen(kw_only=True)
+class DecisionState:
+    """What a decision depends on, kept so that a restarted control plane decides as the old one
+    would have: a node's health-judge window, a pool's circuit-breaker window, a pool's floor and
+    scaling windows, an episode a node's verdict asked for.
+
+    `scope` names the owner and the kind of key: scopes that start with "node." are keyed by node
+    id and go with the node when it is pruned; "pool." ones are keyed by pool name. `value` is the
+    owner's value as JSON text in the store's format (`navarch.store.decisions.encode`); None
+    deletes the entry. Times inside a value are wall-clock times, since trio's clock starts over
+    with every process.
+    """
+
+    scope: str
+    key: str
+    value: str | None
+    updated_at: datetime
+
+
+@frozen(kw_only=True)
 class Change:
     """One unit of work: everything in it becomes durable together or not at all."""
 
@@ -68,6 +91,8 @@ class Change:
     # A later record of the same episode replaces the earlier one.
     remediations: tuple[Remediation, ...] = ()
     remediation_switches: tuple[RemediationSwitch, ...] = ()
+    # A later state of the same (scope, key) replaces the earlier one; value None deletes it.
+    decisions: tuple[DecisionState, ...] = ()
 
 
 @frozen(kw_only=True)
@@ -83,10 +108,13 @@ class StoredState:
     # Remediation episodes that have not ended, oldest first.
     open_remediations: tuple[Remediation, ...] = ()
     remediation_switches: tuple[RemediationSwitch, ...] = ()
+    # Every decision state, by scope and key.
+    decisions: tuple[DecisionState, ...] = ()
 
 
 class Store(Protocol):
-    # The database, as shown to people ("/var/lib/navarch/navarch.db").
+    # The database, as shown to people ("/var/lib/navarch/navarch.db", or a PostgreSQL URL with
+    # its credentials as "<redacted>").
     location: str
     # Changes that could not be written; their callers got a StoreError.
     failed_changes: int
@@ -111,6 +139,14 @@ class Store(Protocol):
 
     async def get_command(self, command_id: str) -> Command | None: ...
 
+    async def list_commands(self, *, node_id: str, limit: int, before: str) -> list[Command]:
+        """One node's commands of every status, newest first (by command id), older than the
+        command id `before` when it is not empty."""
+
+    async def remediation_switches(self) -> list[RemediationSwitch]:
+        """The pauses and open circuit breakers as stored, with when each was set, by kind and
+        pool."""
+
     async def list_remediations(self, *, pool: str, node_id: str, limit: int) -> list[Remediation]:
         """Remediation episodes newest first, optionally only one pool's or one node's."""
 
@@ -120,9 +156,9 @@ class Store(Protocol):
         """Events newest first, optionally only one node's or some kinds, older than `before`."""
 
     async def prune_nodes(self, node_ids: Sequence[str], events_before: datetime) -> None:
-        """Deletes the nodes (terminated ones, past their retention) with their tokens, commands
-        and health reports, and the events older than `events_before` of nodes the store no
-        longer has."""
+        """Deletes the nodes (terminated ones, past their retention) with their tokens, commands,
+        health reports and "node." decision states, and the events older than `events_before` of
+        nodes the store no longer has."""
         ...
 
     async def ping(self) -> None:

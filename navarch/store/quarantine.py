@@ -47,7 +47,7 @@ class Salvage:
 
 
 @frozen
-class _SetAside:
+class SetAside:
     table: str
     rowid: int
     key: str
@@ -56,26 +56,25 @@ class _SetAside:
     salvage: Salvage | None
 
 
-class Quarantine:
-    """Collects the rows of a load that do not read, then moves them aside in one transaction."""
+class Collector:
+    """What the quarantines of both backends share: the rows of a load that do not read, collected
+    to set aside, rows read on demand that are left out, and the log and count of both."""
 
     def __init__(self, location: str) -> None:
         self.location = location
         self.count = 0
-        self._pending: list[_SetAside] = []
+        self._pending: list[SetAside] = []
 
-    def read(
+    def collect(
         self,
-        conn: sqlite3.Connection,
+        fetched: Iterable[Row],
         table: str,
-        sql: str,
-        params: Iterable[object],
         read: Callable[[Row], T],
-        salvage: Salvage | None = None,
+        salvage: Salvage | None,
     ) -> list[T]:
-        """Reads the rows of `sql`, which selects `rowid` first; sets aside those that fail."""
+        """Reads `fetched` rows, each with its `rowid` first; collects those that fail."""
         out = []
-        for rowid, *row in conn.execute(sql, tuple(params)):
+        for rowid, *row in fetched:
             try:
                 out.append(read(row))
                 continue
@@ -88,7 +87,7 @@ class Quarantine:
                     kept = salvage
                 except StoreError:
                     pass
-            self._pending.append(_SetAside(table, rowid, repr(row[0]), problem, row, kept))
+            self._pending.append(SetAside(table, rowid, repr(row[0]), problem, row, kept))
         return out
 
     def skip(self, rows: Iterable[Row], read: Callable[[Row], T]) -> list[T]:
@@ -101,6 +100,35 @@ class Quarantine:
                 self.count += 1
                 log.error("store=%s unreadable row left out: %s", self.location, exc)
         return out
+
+    def _report(self, pending: Iterable[SetAside]) -> None:
+        for row in pending:
+            self.count += 1
+            outcome = "kept without its unreadable columns" if row.salvage else "moved aside"
+            log.error(
+                "store=%s unreadable row in %s %s, %s (see the table quarantine): %s",
+                self.location,
+                row.table,
+                row.key,
+                outcome,
+                row.problem,
+            )
+
+
+class Quarantine(Collector):
+    """Collects the rows of a load that do not read, then moves them aside in one transaction."""
+
+    def read(
+        self,
+        conn: sqlite3.Connection,
+        table: str,
+        sql: str,
+        params: Iterable[object],
+        read: Callable[[Row], T],
+        salvage: Salvage | None = None,
+    ) -> list[T]:
+        """Reads the rows of `sql`, which selects `rowid` first; sets aside those that fail."""
+        return self.collect(conn.execute(sql, tuple(params)), table, read, salvage)
 
     def move_aside(self, conn: sqlite3.Connection) -> None:
         """Moves (or, when salvaged, records and repairs) the rows `read` set aside."""
@@ -122,14 +150,4 @@ class Quarantine:
         except sqlite3.Error as exc:
             conn.execute("ROLLBACK")
             raise StoreError(f"{self.location}: cannot set unreadable rows aside: {exc}") from None
-        for row in pending:
-            self.count += 1
-            outcome = "kept without its unreadable columns" if row.salvage else "moved aside"
-            log.error(
-                "store=%s unreadable row in %s %s, %s (see the table quarantine): %s",
-                self.location,
-                row.table,
-                row.key,
-                outcome,
-                row.problem,
-            )
+        self._report(pending)

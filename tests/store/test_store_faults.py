@@ -11,6 +11,7 @@ from pathlib import Path
 import attrs
 import pytest
 import trio
+from support.store_backends import StoreBackend
 
 from navarch import model as m
 from navarch.store import Change, SQLiteStore, StoreError
@@ -38,10 +39,11 @@ BAD = {
 }
 
 
-async def test_a_change_that_cannot_be_written_fails_its_callers_alone(tmp_path: Path) -> None:
-    path = tmp_path / "navarch.db"
+async def test_a_change_that_cannot_be_written_fails_its_callers_alone(
+    store_factory: StoreBackend,
+) -> None:
     failed: list[str] = []
-    async with SQLiteStore.open(path) as store:
+    async with store_factory.open() as store:
 
         async def commit(name: str, node: m.Node) -> None:
             try:
@@ -59,7 +61,7 @@ async def test_a_change_that_cannot_be_written_fails_its_callers_alone(tmp_path:
         assert store.failed_changes == len(BAD)
         # The writer goes on.
         await store.commit(Change(nodes=(_node("later"),)))
-    async with SQLiteStore.open(path) as store:
+    async with store_factory.open() as store:
         nodes = (await store.load()).nodes
     assert [n.node_id for n in nodes] == [f"good-{i:02}" for i in range(20)] + ["later"]
 
@@ -67,6 +69,7 @@ async def test_a_change_that_cannot_be_written_fails_its_callers_alone(tmp_path:
 async def test_a_write_that_fails_for_everyone_fails_every_caller_and_the_writer_goes_on(
     tmp_path: Path,
 ) -> None:
+    """SQLite alone: a second connection's exclusive lock (PostgreSQL's: test_postgres_store)."""
     path = tmp_path / "navarch.db"
     async with SQLiteStore.open(path) as store:
         await store.commit(Change(nodes=(_node("n1"),)))
@@ -82,27 +85,20 @@ async def test_a_write_that_fails_for_everyone_fails_every_caller_and_the_writer
         assert [n.node_id for n in (await store.load()).nodes] == ["n1", "n3"]
 
 
-def _tamper(path: Path, sql: str, *params: object) -> None:
-    conn = sqlite3.connect(path)
-    with conn:
-        conn.execute(sql, params)
-    conn.close()
-
-
 async def test_rows_that_do_not_read_back_are_set_aside_and_the_store_still_loads(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    store_factory: StoreBackend, caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = tmp_path / "navarch.db"
-    async with SQLiteStore.open(path) as store:
+    _tamper = store_factory.execute
+    async with store_factory.open() as store:
         nodes = [_node(f"n{i}", metrics=m.NodeMetrics(cpu_percent=1.0)) for i in range(5)]
         await store.commit(Change(nodes=tuple(nodes)))
     # What older versions wrote: a year of three digits, Infinity and an escaped lone surrogate.
-    _tamper(path, "UPDATE nodes SET registered_at = '999-01-01T00:00:00Z' WHERE node_id = 'n1'")
-    _tamper(path, "UPDATE nodes SET labels = '{\"a\":\"\\ud800\"}' WHERE node_id = 'n2'")
-    _tamper(path, "UPDATE nodes SET status = 'sleeping' WHERE node_id = 'n3'")
-    _tamper(path, "UPDATE nodes SET metrics = '{\"cpu_percent\":Infinity}' WHERE node_id = 'n4'")
+    _tamper("UPDATE nodes SET registered_at = '999-01-01T00:00:00Z' WHERE node_id = 'n1'")
+    _tamper("UPDATE nodes SET labels = '{\"a\":\"\\ud800\"}' WHERE node_id = 'n2'")
+    _tamper("UPDATE nodes SET status = 'sleeping' WHERE node_id = 'n3'")
+    _tamper("UPDATE nodes SET metrics = '{\"cpu_percent\":Infinity}' WHERE node_id = 'n4'")
     caplog.set_level(logging.ERROR, "navarch.store")
-    async with SQLiteStore.open(path) as store:
+    async with store_factory.open() as store:
         state = await store.load()
         assert store.unreadable_rows == 4
     # n4 keeps its place without its last metrics; the others are moved aside.
@@ -111,31 +107,31 @@ async def test_rows_that_do_not_read_back_are_set_aside_and_the_store_still_load
         ("n4", m.NodeStatus.CORDONED, None),
     ]
     assert caplog.text.count("unreadable row") == 4
-    conn = sqlite3.connect(path)
-    quarantined = conn.execute("SELECT source, row_key, kept FROM quarantine").fetchall()
+    quarantined = _tamper("SELECT source, row_key, kept FROM quarantine")
     assert sorted(quarantined) == [
         ("nodes", "'n1'", 0),
         ("nodes", "'n2'", 0),
         ("nodes", "'n3'", 0),
         ("nodes", "'n4'", 1),
     ]
-    body = conn.execute("SELECT body FROM quarantine WHERE row_key = \"'n3'\"").fetchone()[0]
+    [(body,)] = _tamper("SELECT body FROM quarantine WHERE row_key = ?", "'n3'")
     assert '"sleeping"' in body
     # Set aside once: the next start finds nothing to report.
-    async with SQLiteStore.open(path) as store:
+    async with store_factory.open() as store:
         assert [n.node_id for n in (await store.load()).nodes] == ["n0", "n4"]
         assert store.unreadable_rows == 0
 
 
-async def test_events_that_do_not_read_back_are_left_out_of_a_listing(tmp_path: Path) -> None:
-    path = tmp_path / "navarch.db"
+async def test_events_that_do_not_read_back_are_left_out_of_a_listing(
+    store_factory: StoreBackend,
+) -> None:
     events = tuple(
         m.Event(event_id=f"e{i}", time=T0, kind="node.registered", node_id="n1") for i in range(3)
     )
-    async with SQLiteStore.open(path) as store:
+    async with store_factory.open() as store:
         await store.commit(Change(events=events))
-    _tamper(path, "UPDATE events SET details = '{\"x\":NaN}' WHERE event_id = 'e1'")
-    async with SQLiteStore.open(path) as store:
+    store_factory.execute("UPDATE events SET details = '{\"x\":NaN}' WHERE event_id = 'e1'")
+    async with store_factory.open() as store:
         listed = await store.list_events(node_id="", kinds=(), limit=10, before="")
         assert [e.event_id for e in listed] == ["e2", "e0"]
         assert store.unreadable_rows == 1
