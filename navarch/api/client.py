@@ -12,11 +12,14 @@ typed methods are written once, over `_call`, and a test checks them against the
 from __future__ import annotations
 
 import errno
+import random
 import socket
 import ssl
+from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
 import httpx
+import trio
 
 from navarch.api import wire as m
 from navarch.api.codec import ApiError, decode, encode
@@ -28,12 +31,24 @@ __all__ = [
     "ControlPlaneClient",
     "HttpClient",
     "Unreachable",
+    "split_urls",
 ]
 
 R = TypeVar("R")
 
 DEFAULT_TIMEOUT = 10.0
 MAX_CONNECTIONS = 10  # httpx's pool slows down sharply beyond about 10 connections per client
+# The header in which a follower names the leader when it refuses a call.
+LEADER_HEADER = "navarch-leader"
+# Waits between two control planes tried for one call, in seconds: the first, and the most.
+_HOP_WAIT = 0.1
+_HOP_WAIT_CAP = 1.0
+
+
+def split_urls(value: str | Sequence[str]) -> tuple[str, ...]:
+    """The control-plane URLs of a comma-separated string or a list, without trailing slashes."""
+    parts = value.split(",") if isinstance(value, str) else value
+    return tuple(url.strip().rstrip("/") for url in parts if url.strip())
 
 
 class Unreachable(NavarchError):
@@ -85,6 +100,12 @@ class ControlPlaneClient(Protocol):
     async def get_command(self, request: m.GetCommandRequest) -> m.GetCommandResponse: ...
 
     async def list_events(self, request: m.ListEventsRequest) -> m.ListEventsResponse: ...
+
+    async def list_commands(self, request: m.ListCommandsRequest) -> m.ListCommandsResponse: ...
+
+    async def get_fleet_summary(
+        self, request: m.GetFleetSummaryRequest
+    ) -> m.GetFleetSummaryResponse: ...
 
     async def list_pools(self, request: m.ListPoolsRequest) -> m.ListPoolsResponse: ...
 
@@ -170,6 +191,14 @@ class Methods:
     async def list_events(self, request: m.ListEventsRequest) -> m.ListEventsResponse:
         return await self._call("ListEvents", request, m.ListEventsResponse)
 
+    async def list_commands(self, request: m.ListCommandsRequest) -> m.ListCommandsResponse:
+        return await self._call("ListCommands", request, m.ListCommandsResponse)
+
+    async def get_fleet_summary(
+        self, request: m.GetFleetSummaryRequest
+    ) -> m.GetFleetSummaryResponse:
+        return await self._call("GetFleetSummary", request, m.GetFleetSummaryResponse)
+
     async def list_pools(self, request: m.ListPoolsRequest) -> m.ListPoolsResponse:
         return await self._call("ListPools", request, m.ListPoolsResponse)
 
@@ -211,23 +240,30 @@ class Methods:
 class HttpClient(Methods):
     """Connect unary JSON over one httpx client with at most ten connections.
 
+    `url` is one control plane's URL, or several (a list, or comma-separated) of control planes
+    that share a store. A call follows the leader: when a control plane refuses it as a follower
+    (`unavailable`, naming the leader in the `navarch-leader` header) it goes to the leader, and
+    when a control plane cannot be reached before the request is sent, or answers `unavailable`
+    without naming a leader, it goes to the next URL after a short jittered wait. Each call tries
+    every URL at most once, plus the leader it was sent to; `url` is the one that answered last.
+
     Use it as an async context manager, or call `aclose()`. `transport` replaces the network (an
     `httpx.ASGITransport` serves the app in process).
     """
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         token: str = "",
         timeout: float = DEFAULT_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
+        self.urls = split_urls(url) or ("",)
+        self.url = self.urls[0]
         self.timeout = timeout
         self._token = token
         self._http = httpx.AsyncClient(
-            base_url=self.url,
             timeout=httpx.Timeout(timeout),
             limits=httpx.Limits(
                 max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS
@@ -263,23 +299,55 @@ class HttpClient(Methods):
         headers = {"Content-Type": "application/json"}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
-        try:
-            response = await self._http.post(
-                m.SERVICE_PATH + method,
-                content=encode(request),
-                headers=headers,
-                timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
-            )
-        except httpx.TransportError as exc:
-            raise Unreachable(self.url, _reason(exc, timeout or self.timeout)) from exc
-        if response.status_code != 200:
-            raise ApiError.from_json(response.content, response.status_code)
+        content = encode(request)
+        # Every URL once, and the leader a follower names.
+        tries = len(self.urls) + 1
+        wait = _HOP_WAIT
+        while True:
+            url = self.url
+            tries -= 1
+            try:
+                response = await self._http.post(
+                    url + m.SERVICE_PATH + method,
+                    content=content,
+                    headers=headers,
+                    timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
+                )
+            except httpx.TransportError as exc:
+                self._next(url)
+                # Only a request that never left may go to another control plane: one that left
+                # may have been carried out.
+                unsent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+                if not unsent or tries <= 0 or len(self.urls) == 1:
+                    raise Unreachable(url, _reason(exc, timeout or self.timeout)) from exc
+            else:
+                if response.status_code == 200:
+                    break
+                error = ApiError.from_json(response.content, response.status_code)
+                if error.code != "unavailable":
+                    raise error
+                leader = response.headers.get(LEADER_HEADER, "").rstrip("/")
+                if leader and leader != url and tries > 0:
+                    self.url = leader
+                    continue
+                if tries <= 0 or len(self.urls) == 1:
+                    raise error
+                self._next(url)
+            await trio.sleep(wait * random.uniform(0.5, 1.5))
+            wait = min(2 * wait, _HOP_WAIT_CAP)
         try:
             return decode(response_cls, response.content, ignore_unknown_fields=True)
         except ApiError as exc:
             raise ApiError(
                 "internal", f"{method}: the control plane sent an unreadable reply: {exc.message}"
             ) from None
+
+    def _next(self, failed: str) -> None:
+        """Moves to the URL after `failed`, unless another call already moved on."""
+        if self.url != failed:
+            return
+        urls = self.urls
+        self.url = urls[(urls.index(failed) + 1) % len(urls)] if failed in urls else urls[0]
 
 
 def _reason(exc: httpx.TransportError, timeout: float) -> str:

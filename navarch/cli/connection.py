@@ -41,7 +41,8 @@ def server_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         default=DEFAULT_SERVER,
         show_default=True,
         show_envvar=True,
-        help="URL of the control plane.",
+        help="URL of the control plane, or several separated by commas (control planes that "
+        "share a store; commands go to the leader).",
     )(fn)
     return fn
 
@@ -63,11 +64,12 @@ def run_client(server: str, token: str, fn: Callable[[HttpClient], Awaitable[T]]
     """Runs `fn(client)` under trio with a client of `server`; API errors become one line."""
     import trio
 
-    from navarch.api.client import HttpClient
+    from navarch.api.client import HttpClient, split_urls
     from navarch.api.codec import ApiError
 
-    if not server.startswith(("http://", "https://")):
-        raise UsageError(f"--server: expected an http:// or https:// URL, got {server!r}")
+    for url in split_urls(server) or [server]:
+        if not url.startswith(("http://", "https://")):
+            raise UsageError(f"--server: expected an http:// or https:// URL, got {url!r}")
 
     async def main() -> T:
         async with HttpClient(server, token=token) as client:

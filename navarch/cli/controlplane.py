@@ -34,8 +34,19 @@ from navarch.errors import UsageError
     help="Directory of the SQLite store (navarch.db). Overrides store.path; "
     "default: $XDG_DATA_HOME/navarch.",
 )
+@click.option(
+    "--store",
+    "store_target",
+    metavar="URL",
+    help="The store: postgresql://USER@HOST/DB, or a SQLite file (sqlite:PATH or a path). "
+    "Overrides [store] url and path.",
+)
 def control_plane(
-    config_path: str | None, listen: str | None, insecure: bool, data_dir: str | None
+    config_path: str | None,
+    listen: str | None,
+    insecure: bool,
+    data_dir: str | None,
+    store_target: str | None,
 ) -> None:
     """Run the control plane: the API server and the heartbeat monitor.
 
@@ -49,12 +60,22 @@ def control_plane(
 
     config = load_config(config_path) if config_path else default_config()
     listen = listen or config.server.listen
-    if data_dir:
+    if data_dir and store_target:
+        raise UsageError("--data-dir and --store both name the store; give one")
+    if store_target:
+        store_path = store_target
+    elif data_dir:
         store_path = os.path.join(data_dir, "navarch.db")
     else:
-        store_path = config.store.path or str(server.default_store_path())
+        store_path = config.store.target or str(server.default_store_path())
     admin_token = os.environ.get(config.auth.admin_token_env, "")
     join_token = os.environ.get(config.auth.join_token_env, "")
+    viewer_token = os.environ.get(config.auth.viewer_token_env, "")
+    if viewer_token and (not admin_token or viewer_token in (admin_token, join_token)):
+        raise UsageError(
+            f"{config.auth.viewer_token_env} is set, so {config.auth.admin_token_env} must be "
+            "set too, and the viewer token must differ from the admin and join tokens"
+        )
     server.check_exposure(
         listen, config.auth, auth_enabled=bool(admin_token or join_token), insecure=insecure
     )
@@ -80,6 +101,7 @@ def control_plane(
             store_path=store_path,
             admin_token=admin_token,
             join_token=join_token,
+            viewer_token=viewer_token,
             on_ready=ready,
             config=config,
             machines=LocalMachines.lifelike,

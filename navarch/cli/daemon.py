@@ -28,7 +28,8 @@ BOOTSTRAP_TOKEN_PREFIX = "nvb_"
     "control_plane",
     default=None,
     metavar="URL",
-    help="URL of the control plane [default: from --config, else http://127.0.0.1:50051].",
+    help="URL of the control plane, or several separated by commas (control planes sharing a "
+    "store) [default: from --config, else http://127.0.0.1:50051].",
 )
 @click.option(
     "--join-token",

@@ -42,7 +42,7 @@ from navarch.model import (
     NodeMetrics,
     NodeStatus,
 )
-from navarch.store import Change, NodeToken
+from navarch.store import Change, DecisionState, NodeToken
 
 
 @frozen(kw_only=True)
@@ -76,6 +76,9 @@ class Nodes:
         # Called with the nodes that just went silent, once their status is committed
         # (remediation replaces them).
         self.on_silent: Callable[[Sequence[Node]], Awaitable[None]] = _nothing
+        # What `on_silent` will do, stored with the silent nodes' commit so a restart in between
+        # still does it (remediation's episode intents).
+        self.silent_intents: Callable[[Sequence[Node]], tuple[DecisionState, ...]] = _no_intents
         # Given a new node's id and pool, the status reason that holds it cordoned until its
         # pool lets it in ("" to let it in at once): the pool's preflight diagnostics.
         self.hold: Callable[[str, str], str] = _let_in
@@ -247,7 +250,8 @@ class Nodes:
                     )
                 )
         if nodes:
-            await book.commit(Change(nodes=tuple(nodes), events=tuple(events)))
+            intents = self.silent_intents(nodes)
+            await book.commit(Change(nodes=tuple(nodes), events=tuple(events), decisions=intents))
         await self.on_silent(nodes)
 
     async def mark_terminated(self, node_id: str, reason: str, actor: str) -> None:
@@ -292,6 +296,10 @@ def _let_in(_node_id: str, _pool: str) -> str:
 
 async def _nothing(_nodes: Sequence[Node]) -> None:
     await trio.lowlevel.checkpoint()
+
+
+def _no_intents(_nodes: Sequence[Node]) -> tuple[DecisionState, ...]:
+    return ()
 
 
 def _by_id(node: Node) -> str:

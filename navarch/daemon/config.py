@@ -4,7 +4,7 @@ The daemon reads only its own table, so one navarch.toml can configure a control
 daemon beside it. Flags on the command line override the file.
 
     [daemon]
-    control_plane = "http://10.0.0.2:50051"
+    control_plane = "http://10.0.0.2:50051"   # or several: ["http://cp-1:50051", "http://cp-2:50051"]
     pool = "training"
     drain_command = "/usr/local/bin/drain-jobs --wait"
     drain_timeout = "10m"
@@ -49,6 +49,12 @@ def _label_keys(
             raise ConfigValueError(f"{attribute.name}: label keys must be non-empty, without '='")
 
 
+def _urls(_inst: object, attribute: attrs.Attribute[str], value: str) -> None:
+    """One http(s) URL, or several separated by commas (control planes that share a store)."""
+    for url in value.split(","):
+        validators.url(_inst, attribute, url.strip())
+
+
 def _tables(
     _inst: object, attribute: attrs.Attribute[dict[str, Any]], value: dict[str, Any]
 ) -> None:
@@ -59,7 +65,9 @@ def _tables(
 
 @frozen(kw_only=True)
 class DaemonConfig:
-    control_plane: str = field(default=DEFAULT_CONTROL_PLANE, validator=validators.url)
+    # The control plane's URL; with several control planes sharing a store, their URLs separated
+    # by commas (a list in the file), and the daemon follows the leader among them.
+    control_plane: str = field(default=DEFAULT_CONTROL_PLANE, validator=_urls)
     # Empty means the machine's host name.
     node_id: str = ""
     pool: str = ""
@@ -109,7 +117,11 @@ def parse_daemon_config(text: str, source: str = "navarch.toml") -> DaemonConfig
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [f"TOML syntax error: {exc}"]) from None
     problems: list[str] = []
-    config = structure(data.get("daemon", {}), DaemonConfig, problems, "daemon")
+    table = data.get("daemon", {})
+    listed = table.get("control_plane") if isinstance(table, dict) else None
+    if isinstance(listed, list) and all(isinstance(url, str) for url in listed):
+        table = {**table, "control_plane": ",".join(listed)}
+    config = structure(table, DaemonConfig, problems, "daemon")
     if config is None:
         raise ConfigError(source, problems)
     return config

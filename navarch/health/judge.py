@@ -10,7 +10,8 @@ healthy report does not erase an XID 79: the node stays unhealthy until the wind
 since the last bad event. The judge keeps, per node, the history the rules can count over
 (bounded by the policy's history window and `HISTORY_LIMIT`) and the latest match for each
 (result, action) pair of each GPU, which is all the window needs. A GPU reset or a reboot clears
-a fault, so the judge forgets what it held of the GPU or the node (`forget`).
+a fault, so the judge forgets what it held of the GPU or the node (`forget`). What it holds of a
+node outlives a restart through `memory` and `restore` (`navarch.health.memory`).
 
 Time is the caller's: `now` is `trio.current_time()` in the control plane, virtual time in the
 simulator, and the events' own timestamps in `navarch policy test`.
@@ -19,12 +20,13 @@ simulator, and the events' own timestamps in `navarch policy test`.
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterable
-from datetime import timedelta
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
 
 import cel
 from attrs import frozen
 
+from navarch.health.memory import JudgeMemory, KeptMatch, SeenEvent
 from navarch.health.policy import Action, Policy, Result, Rule
 from navarch.health.variables import Seen, event_map, helper_functions, seen
 from navarch.model import HealthEvent, HealthStatus
@@ -146,6 +148,38 @@ class HealthJudge:
         state.history.extend(kept)
         for key in [k for k in state.worst if k[2] == gpu_index]:
             del state.worst[key]
+
+    def memory(self, node_id: str, wall: Callable[[float], datetime]) -> JudgeMemory | None:
+        """What the judge holds of the node, with `wall` turning its times into wall-clock ones;
+        None when it holds nothing."""
+        state = self._nodes.get(node_id)
+        if state is None:
+            return None
+        return JudgeMemory(
+            history=tuple(SeenEvent(at=wall(s.at), event=s.event) for s in state.history),
+            worst=tuple(
+                KeptMatch(
+                    at=wall(m.at), event=m.event, result=m.result, action=m.action, rule=m.rule
+                )
+                for m in state.worst.values()
+            ),
+        )
+
+    def restore(
+        self, node_id: str, memory: JudgeMemory, trio_time: Callable[[datetime], float]
+    ) -> None:
+        """Takes back what `memory` gave out; `trio_time` turns its times into the judge's."""
+        state = self._nodes[node_id] = _NodeState()
+        state.history.extend(seen(s.event, trio_time(s.at)) for s in memory.history)
+        for kept in memory.worst:
+            match = Match(
+                event=kept.event,
+                at=trio_time(kept.at),
+                result=kept.result,
+                action=kept.action,
+                rule=kept.rule,
+            )
+            state.worst[(match.result, match.action, match.event.gpu_index)] = match
 
     def _verdict(
         self, node_id: str, state: _NodeState, now: float, matches: tuple[Match, ...]

@@ -14,7 +14,9 @@ The same rules hold for every autoscaler, built in or not, in this order:
 
 A pool that is outside its bounds (its configuration changed) skips steps 2 to 4 and moves
 straight into them, as the HPA does. Time is passed in by the caller (`trio.current_time()`),
-so the rules run the same under trio's MockClock and in the simulator.
+so the rules run the same under trio's MockClock and in the simulator. The windows outlive a
+restart: the pool manager stores them each round (`navarch.pools.memory`) and gives them back at
+start (`windows`, `restore`).
 """
 
 from __future__ import annotations
@@ -123,6 +125,22 @@ class ScalingBehavior:
             reasons=tuple(reasons),
             at=now,
         )
+
+    def windows(self) -> tuple[list[tuple[float, int]], list[tuple[float, int]], float | None]:
+        """(time, recommendation) of the stabilization windows, (time, change) of the rate
+        limits, and the time of the last scale-up; times are trio's."""
+        return list(self._recommendations), list(self._changes), self._last_scale_up
+
+    def restore(
+        self,
+        recommendations: list[tuple[float, int]],
+        changes: list[tuple[float, int]],
+        last_scale_up: float | None,
+    ) -> None:
+        """Takes back what `windows` gave out, in this process's trio time."""
+        self._recommendations = deque(recommendations)
+        self._changes = deque(changes)
+        self._last_scale_up = last_scale_up
 
     def _stabilize(self, target: int, previous: int, now: float, reasons: list[str]) -> int:
         up_window = self.settings.scale_up.window.total_seconds()
