@@ -116,6 +116,10 @@ class GpuMetrics:
     memory_used_bytes: int = 0
     temperature_c: float = 0.0
     power_watts: float = 0.0
+    # ECC errors since the driver last loaded, over all the GPU's memories (NVML's volatile
+    # totals): corrected (single-bit) and uncorrected (double-bit) ones.
+    ecc_corrected: int = 0
+    ecc_uncorrected: int = 0
 
 
 @frozen(kw_only=True)

@@ -4,7 +4,11 @@ Routes:
 
 - `POST /navarch.v1.ControlPlaneService/<Method>` with `Content-Type: application/json`;
 - `GET /healthz` (the process runs), `GET /readyz` (the store answers), `GET /metrics`
-  (Prometheus), `GET /openapi.json` (the API description).
+  (Prometheus), `GET /openapi.json` (the API description);
+- `/ui` and everything under it: the dashboard (`navarch.api.ui`).
+
+An API call authenticates with a bearer token, or from the dashboard with its session cookie and
+CSRF header.
 
 Every failure is a Connect error body `{"code": ..., "message": ...}` with the HTTP status the
 Connect protocol gives its code, and every check happens before the service is called, so a bad
@@ -26,8 +30,10 @@ from navarch.api.methods import METHODS, authenticate, call
 from navarch.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from navarch.api.metrics import ApiMetrics
 from navarch.api.openapi import openapi_document
+from navarch.api.ui import Dashboard
 from navarch.api.wire import SERVICE_PATH
 from navarch.controlplane import ControlPlane
+from navarch.controlplane.leadership import Leadership
 from navarch.store import StoreError
 
 # ASGI scopes and messages, read as mappings. A sent message is Any: each server declares its own
@@ -40,6 +46,8 @@ log = logging.getLogger("navarch.api")
 
 _JSON = b"application/json"
 _READY_TIMEOUT = 5.0
+# Reads a follower answers from its snapshot of the store; the pools' state lives in the leader.
+_FOLLOWER_READS_EXCEPT = frozenset({"ListPools", "GetPool"})
 
 
 class _Reply(Exception):
@@ -55,11 +63,23 @@ class _Reply(Exception):
 class ControlPlaneApp:
     """The ASGI app. `max_body_bytes` caps a request body (the config's `server.max_body_bytes`)."""
 
-    def __init__(self, control_plane: ControlPlane, *, max_body_bytes: int = 1_048_576) -> None:
+    def __init__(
+        self,
+        control_plane: ControlPlane,
+        *,
+        max_body_bytes: int = 1_048_576,
+        leadership: Leadership | None = None,
+    ) -> None:
+        # With `leadership` (control planes sharing a PostgreSQL store), calls go to the term's
+        # control plane while this one leads; `control_plane` is the snapshot loaded at start.
         self.control_plane = control_plane
+        self.leadership = leadership
         self.max_body_bytes = max_body_bytes
-        self.metrics = ApiMetrics(control_plane)
+        self.metrics = ApiMetrics(control_plane, current=self._shown)
         self._openapi = json.dumps(openapi_document(), indent=1).encode()
+        self.ui = Dashboard(control_plane)
+        if leadership is not None:
+            leadership.on_term.append(self._term_started)
         self._pages: dict[str, Callable[[Send], Awaitable[None]]] = {
             "/healthz": self._healthz,
             "/readyz": self._readyz,
@@ -77,6 +97,9 @@ class ControlPlaneApp:
         if path.startswith(SERVICE_PATH):
             await self._rpc(scope, receive, send)
             return
+        if path == "/ui" or path.startswith("/ui/"):
+            await self._dashboard(scope, receive, send)
+            return
         page = self._pages.get(path)
         if page is None:
             await _send_error(send, 404, ApiError("not_found", f"no such path: {path}"))
@@ -89,10 +112,24 @@ class ControlPlaneApp:
             )
         else:
             try:
-                await page(send)
+                if path == "/readyz":
+                    await self._readyz(send, scope.get("query_string", b""))
+                else:
+                    await page(send)
             except Exception:
                 log.exception("path=%s outcome=internal-error", path)
                 await _send_error(send, 500, ApiError("internal", "internal error"))
+
+    def stop_streams(self) -> None:
+        """Ends the dashboard's live streams, so that a shutdown need not wait for them."""
+        self.ui.stop_streams()
+
+    async def _dashboard(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.ui(scope, receive, send)
+        except Exception:
+            log.exception("path=%s outcome=internal-error", scope["path"])
+            await _send_error(send, 500, ApiError("internal", "internal error"))
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -106,9 +143,30 @@ class ControlPlaneApp:
     async def _healthz(self, send: Send) -> None:
         await _send(send, 200, b"ok\n", b"text/plain; charset=utf-8")
 
-    async def _readyz(self, send: Send) -> None:
+    def _term_started(self, control_plane: ControlPlane) -> None:
+        """This control plane leads: the dashboard shows and streams the term's control plane."""
+        self.ui.control_plane = control_plane
+        control_plane.book.listeners.append(self.ui.stream.publish)
+
+    def _shown(self) -> ControlPlane:
+        shown = self.leadership.current() if self.leadership is not None else None
+        return shown or self.control_plane
+
+    async def _readyz(self, send: Send, query: bytes = b"") -> None:
+        leadership = self.leadership
         problem = ""
-        if self.control_plane.stopping:
+        if leadership is not None:
+            role = leadership.role()
+            if leadership.stopping:
+                problem = "shutting down"
+            elif leadership.unreachable and role != "leader":
+                problem = f"store not reachable: {leadership.unreachable}"
+            elif query == b"role=leader" and role != "leader":
+                problem = f"not the leader: {role}"
+            if not problem:
+                await _send(send, 200, f"ready: {role}\n".encode(), b"text/plain; charset=utf-8")
+                return
+        elif self.control_plane.stopping:
             problem = "shutting down"
         else:
             with trio.move_on_after(_READY_TIMEOUT) as scope:
@@ -184,17 +242,51 @@ class ControlPlaneApp:
                 f"Content-Encoding {encoding.decode('latin-1')} is not supported; send identity",
             )
         timeout = _timeout(headers.get(b"connect-timeout-ms"))
+        control_plane = self.control_plane
+        if self.leadership is not None:
+            control_plane = await self._serving(method.name, method.read_only)
         authorization = headers.get(b"authorization")
-        caller = authenticate(
-            self.control_plane, None if authorization is None else authorization.decode("latin-1")
+        caller = self.ui.caller(headers) or authenticate(
+            control_plane, None if authorization is None else authorization.decode("latin-1")
         )
         body = await self._read_body(receive, headers)
         request = decode(method.request, body)
         with trio.move_on_after(timeout) as deadline:
-            response = await call(self.control_plane, method, request, caller)
+            try:
+                response = await call(control_plane, method, request, caller)
+            except StoreError as exc:
+                if self.leadership is None or self.leadership.leading is control_plane:
+                    raise
+                # The term ended under the call: a deposed leader's write, refused by fencing.
+                raise self._not_leading(f"{name}: {exc}") from None
         if deadline.cancelled_caught:
             raise ApiError("deadline_exceeded", f"{name} did not finish within the call's timeout")
         return encode(response)
+
+    async def _serving(self, name: str, read_only: bool) -> ControlPlane:
+        """The control plane that answers `name`: the term's on the leader, a snapshot of the
+        store for a follower's reads; a follower refuses the rest with the leader's address."""
+        assert self.leadership is not None
+        leading = self.leadership.leading
+        if leading is not None:
+            return leading
+        if read_only and name not in _FOLLOWER_READS_EXCEPT:
+            try:
+                return await self.leadership.snapshot()
+            except StoreError as exc:
+                raise ApiError("unavailable", f"store not reachable: {exc}") from None
+        raise self._not_leading(f"{name} is answered by the leader only")
+
+    def _not_leading(self, why: str) -> _Reply:
+        assert self.leadership is not None
+        leader = self.leadership.leader_url
+        if not leader:
+            return _Reply(503, ApiError("unavailable", f"{why}; no control plane leads now"), [])
+        return _Reply(
+            503,
+            ApiError("unavailable", f"{why}; this control plane follows {leader}"),
+            [(b"navarch-leader", leader.encode())],
+        )
 
     async def _read_body(self, receive: Receive, headers: dict[bytes, bytes]) -> bytes:
         cap = self.max_body_bytes

@@ -26,14 +26,17 @@ from navarch.api.mapping import (
     commands_to_wire,
     controls_to_wire,
     event_to_wire,
+    fleet_summary_to_wire,
     gpu_info_from_wire,
     health_events_from_wire,
     metrics_from_wire,
     node_to_wire,
+    pool_detail_to_wire,
     pool_to_wire,
     remediation_to_wire,
 )
 from navarch.controlplane import Caller, ControlPlane
+from navarch.controlplane.node_pages import NodeOrder
 from navarch.controlplane.nodes import NodeFilter
 from navarch.controlplane.preemption import NOTICE_KINDS
 from navarch.controlplane.service import MAX_PAGE
@@ -44,6 +47,8 @@ from navarch.pools.bootstrap import Bootstraps
 
 _MAX_ID_LENGTH = 253
 _MAX_DURATION = timedelta(days=1)
+# The most commands one ListCommands page holds.
+MAX_COMMANDS_PAGE = 500
 _ID_CHARACTERS = frozenset(string.ascii_letters + string.digits + "-_.:")
 
 
@@ -228,8 +233,33 @@ async def list_nodes(
         region=request.region,
         labels=request.labels,
     )
-    nodes = await cp.nodes.list(which)
-    return w.ListNodesResponse(nodes=tuple(node_to_wire(n) for n in nodes))
+    order = NodeOrder.parse(request.order_by)
+    page = await cp.node_page(which, request.query, order, request.page_size, request.page_token)
+    return w.ListNodesResponse(
+        nodes=tuple(node_to_wire(n) for n in page.nodes),
+        next_page_token=page.next_token,
+        total=page.total,
+    )
+
+
+async def list_commands(
+    cp: ControlPlane, request: w.ListCommandsRequest, caller: Caller
+) -> w.ListCommandsResponse:
+    check_id("nodeId", request.node_id)
+    if not 1 <= request.limit <= MAX_COMMANDS_PAGE:
+        raise InvalidArgument(f"limit: expected 1 to {MAX_COMMANDS_PAGE}, got {request.limit}")
+    if request.before:
+        check_id("before", request.before)
+    commands, next_before = await cp.list_commands(
+        node_id=request.node_id, limit=request.limit, before=request.before
+    )
+    return w.ListCommandsResponse(commands=commands_to_wire(commands), next_before=next_before)
+
+
+async def get_fleet_summary(
+    cp: ControlPlane, request: w.GetFleetSummaryRequest, caller: Caller
+) -> w.GetFleetSummaryResponse:
+    return fleet_summary_to_wire(await cp.fleet_summary(request.history_after))
 
 
 async def get_node(
@@ -285,8 +315,11 @@ async def get_pool(
     cp: ControlPlane, request: w.GetPoolRequest, caller: Caller
 ) -> w.GetPoolResponse:
     await trio.lowlevel.checkpoint()
-    pool = cp.pool_manager().describe(request.name, detail=True)
-    return w.GetPoolResponse(pool=pool_to_wire(pool))
+    manager = cp.pool_manager()
+    pool = manager.describe(request.name, detail=True)
+    return w.GetPoolResponse(
+        pool=pool_detail_to_wire(pool, cp.history.pool(pool.name), manager.decisions(pool.name))
+    )
 
 
 async def scale_pool(
@@ -313,7 +346,7 @@ async def list_remediations(
     )
     return w.ListRemediationsResponse(
         remediations=tuple(remediation_to_wire(e) for e in episodes),
-        controls=controls_to_wire(cp.remediation.controls()),
+        controls=controls_to_wire(cp.remediation.switches.controls()),
     )
 
 
@@ -327,7 +360,7 @@ async def pause_remediation(
     cp: ControlPlane, request: w.PauseRemediationRequest, caller: Caller
 ) -> w.RemediationControlsResponse:
     _known_pool(cp, request.pool)
-    controls = await cp.remediation.pause(request.pool, request.reason, caller.actor)
+    controls = await cp.remediation.switches.pause(request.pool, request.reason, caller.actor)
     return w.RemediationControlsResponse(controls=controls_to_wire(controls))
 
 
@@ -335,7 +368,7 @@ async def resume_remediation(
     cp: ControlPlane, request: w.ResumeRemediationRequest, caller: Caller
 ) -> w.RemediationControlsResponse:
     _known_pool(cp, request.pool)
-    controls = await cp.remediation.resume(request.pool, caller.actor)
+    controls = await cp.remediation.switches.resume(request.pool, caller.actor)
     return w.RemediationControlsResponse(controls=controls_to_wire(controls))
 
 
@@ -351,5 +384,5 @@ async def reset_breaker(
     cp: ControlPlane, request: w.ResetBreakerRequest, caller: Caller
 ) -> w.RemediationControlsResponse:
     check_id("pool", request.pool)
-    controls = await cp.remediation.reset_breaker(request.pool, caller.actor)
+    controls = await cp.remediation.switches.reset_breaker(request.pool, caller.actor)
     return w.RemediationControlsResponse(controls=controls_to_wire(controls))

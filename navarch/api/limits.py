@@ -109,7 +109,14 @@ LIMITS: dict[str, Limit] = {
     "utilization_percent": Number(0, 100),
     "temperature_c": Number(-273.15, 1000),
     "power_watts": Number(0, 100_000),
+    "ecc_corrected": _COUNT,
+    "ecc_uncorrected": _COUNT,
     "limit": _INT64,
+    # ListNodes: the search text, the sort, and the page.
+    "query": Text(256),
+    "order_by": Text(32),
+    "page_size": Number(0, 1000),
+    "page_token": Text(2048),
     "target": _COUNT,
     "depth": _COUNT,
 }

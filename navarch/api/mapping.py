@@ -9,12 +9,17 @@ already refused any wire value that has no domain form.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TypeVar
+
+import attrs
 
 from navarch import model
 from navarch.api import wire
+from navarch.controlplane.history import FleetCounts, PoolPoint
+from navarch.controlplane.summary import FleetSummary
 from navarch.plugins.notifier import wire_details
+from navarch.pools.manager import DecisionRecord
 from navarch.pools.view import PoolView
 
 D = TypeVar("D", bound=enum.Enum)
@@ -79,6 +84,8 @@ def metrics_to_wire(metrics: model.NodeMetrics) -> wire.NodeMetrics:
                 memory_used_bytes=g.memory_used_bytes,
                 temperature_c=g.temperature_c,
                 power_watts=g.power_watts,
+                ecc_corrected=g.ecc_corrected,
+                ecc_uncorrected=g.ecc_uncorrected,
             )
             for g in metrics.gpus
         ),
@@ -96,6 +103,8 @@ def metrics_from_wire(metrics: wire.NodeMetrics) -> model.NodeMetrics:
                 memory_used_bytes=g.memory_used_bytes,
                 temperature_c=g.temperature_c,
                 power_watts=g.power_watts,
+                ecc_corrected=g.ecc_corrected,
+                ecc_uncorrected=g.ecc_uncorrected,
             )
             for g in metrics.gpus
         ),
@@ -281,4 +290,88 @@ def pool_to_wire(pool: PoolView) -> wire.Pool:
             )
             for i in pool.instances
         ),
+    )
+
+
+def pool_detail_to_wire(
+    pool: PoolView, points: Iterable[PoolPoint], decisions: Iterable[DecisionRecord]
+) -> wire.Pool:
+    """GetPool's pool: the pool with its history and its last scaling decisions."""
+    return attrs.evolve(
+        pool_to_wire(pool),
+        history=tuple(
+            wire.PoolPoint(
+                time=p.time,
+                size=p.size,
+                target=p.target,
+                min_nodes=p.min_nodes,
+                max_nodes=p.max_nodes,
+                in_flight=p.in_flight,
+            )
+            for p in points
+        ),
+        decisions=tuple(
+            wire.ScalingDecision(
+                time=d.time,
+                previous=d.previous,
+                target=d.target,
+                recommended=d.recommended,
+                reason=d.reason,
+                autoscaler=d.autoscaler,
+            )
+            for d in decisions
+        ),
+    )
+
+
+def _status_counts(counts: Mapping[model.NodeStatus, int]) -> wire.StatusCounts:
+    return wire.StatusCounts(**{status.value: counts.get(status, 0) for status in model.NodeStatus})
+
+
+def _health_counts(counts: Mapping[model.HealthStatus, int]) -> wire.HealthCounts:
+    return wire.HealthCounts(**{h.value: counts.get(h, 0) for h in model.HealthStatus})
+
+
+def fleet_point_to_wire(counts: FleetCounts) -> wire.FleetPoint:
+    return wire.FleetPoint(
+        time=counts.time,
+        statuses=_status_counts(counts.statuses),
+        healths=_health_counts(counts.healths),
+        gpus_total=counts.gpus_total,
+        gpus_unhealthy=counts.gpus_unhealthy,
+        open_remediations=counts.open_remediations,
+    )
+
+
+def fleet_summary_to_wire(summary: FleetSummary) -> wire.GetFleetSummaryResponse:
+    now = summary.now
+    return wire.GetFleetSummaryResponse(
+        time=now.time,
+        nodes=sum(now.statuses.values()),
+        statuses=_status_counts(now.statuses),
+        healths=_health_counts(now.healths),
+        gpus_total=now.gpus_total,
+        gpus_unhealthy=now.gpus_unhealthy,
+        open_remediations=now.open_remediations,
+        remediation_steps=tuple(
+            wire.StepCount(step=STEP[step], count=count) for step, count in summary.steps.items()
+        ),
+        paused=summary.paused,
+        breakers=tuple(
+            wire.Breaker(pool=b.pool, open=b.open, reason=b.reason, since=b.since, paused=b.paused)
+            for b in summary.breakers
+        ),
+        pools=tuple(
+            wire.PoolBrief(
+                name=name,
+                size=p.size,
+                min_nodes=p.min_nodes,
+                max_nodes=p.max_nodes,
+                target=p.target,
+                in_flight=p.in_flight,
+            )
+            for name, p in summary.pools.items()
+        ),
+        recent_events=tuple(event_to_wire(e) for e in summary.recent_events),
+        history=tuple(fleet_point_to_wire(p) for p in summary.history),
     )

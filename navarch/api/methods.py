@@ -5,7 +5,8 @@ dispatches by this table, the OpenAPI document and the Prometheus labels are gen
 the client's typed methods are checked against it (tests/api), and the in-process client calls
 through `call` exactly as HTTP does, so a simulated node meets the same rules as a real one.
 
-Access: "admin" methods take the admin token; "node" methods take a node token bound to the
+Access: "admin" methods take the admin token, and those marked `read_only` (the List* and Get*
+methods) also a viewer token; "node" methods take a node token bound to the
 request's `node_id` (or the admin token); "register" (RegisterNode) also takes the join token and
 a machine's bootstrap token; "bootstrap" methods take only a machine's bootstrap token.
 """
@@ -43,6 +44,8 @@ class Method(Generic[Req, Resp]):
     response: type[Resp]
     access: Access
     handler: Callable[[ControlPlane, Req, Caller], Awaitable[Resp]]
+    # Changes nothing, so a viewer token may call it.
+    read_only: bool = False
 
     @property
     def python_name(self) -> str:
@@ -100,8 +103,15 @@ METHODS: dict[str, Method[Any, Any]] = {
             "node",
             h.report_preemption,
         ),
-        Method("ListNodes", w.ListNodesRequest, w.ListNodesResponse, "admin", h.list_nodes),
-        Method("GetNode", w.GetNodeRequest, w.GetNodeResponse, "admin", h.get_node),
+        Method(
+            "ListNodes",
+            w.ListNodesRequest,
+            w.ListNodesResponse,
+            "admin",
+            h.list_nodes,
+            read_only=True,
+        ),
+        Method("GetNode", w.GetNodeRequest, w.GetNodeResponse, "admin", h.get_node, read_only=True),
         Method(
             "IssueCommand",
             w.IssueCommandRequest,
@@ -109,10 +119,47 @@ METHODS: dict[str, Method[Any, Any]] = {
             "admin",
             h.issue_command,
         ),
-        Method("GetCommand", w.GetCommandRequest, w.GetCommandResponse, "admin", h.get_command),
-        Method("ListEvents", w.ListEventsRequest, w.ListEventsResponse, "admin", h.list_events),
-        Method("ListPools", w.ListPoolsRequest, w.ListPoolsResponse, "admin", h.list_pools),
-        Method("GetPool", w.GetPoolRequest, w.GetPoolResponse, "admin", h.get_pool),
+        Method(
+            "GetCommand",
+            w.GetCommandRequest,
+            w.GetCommandResponse,
+            "admin",
+            h.get_command,
+            read_only=True,
+        ),
+        Method(
+            "ListCommands",
+            w.ListCommandsRequest,
+            w.ListCommandsResponse,
+            "admin",
+            h.list_commands,
+            read_only=True,
+        ),
+        Method(
+            "ListEvents",
+            w.ListEventsRequest,
+            w.ListEventsResponse,
+            "admin",
+            h.list_events,
+            read_only=True,
+        ),
+        Method(
+            "GetFleetSummary",
+            w.GetFleetSummaryRequest,
+            w.GetFleetSummaryResponse,
+            "admin",
+            h.get_fleet_summary,
+            read_only=True,
+        ),
+        Method(
+            "ListPools",
+            w.ListPoolsRequest,
+            w.ListPoolsResponse,
+            "admin",
+            h.list_pools,
+            read_only=True,
+        ),
+        Method("GetPool", w.GetPoolRequest, w.GetPoolResponse, "admin", h.get_pool, read_only=True),
         Method("ScalePool", w.ScalePoolRequest, w.ScalePoolResponse, "admin", h.scale_pool),
         Method(
             "ReportQueueDepth",
@@ -127,6 +174,7 @@ METHODS: dict[str, Method[Any, Any]] = {
             w.ListRemediationsResponse,
             "admin",
             h.list_remediations,
+            read_only=True,
         ),
         Method(
             "PauseRemediation",
@@ -189,7 +237,13 @@ async def call(cp: ControlPlane, method: Method[Req, Resp], request: Req, caller
     """Authorizes `caller` for the method, checks the request against its limits and runs it;
     domain errors become Connect errors."""
     try:
-        cp.auth.authorize(caller, method.access, method.name, getattr(request, "node_id", ""))
+        cp.auth.authorize(
+            caller,
+            method.access,
+            method.name,
+            getattr(request, "node_id", ""),
+            read_only=method.read_only,
+        )
         limits.check(request)
         return await method.handler(cp, request, caller)
     except DomainError as exc:

@@ -1,14 +1,16 @@
 """Prometheus metrics of a control plane, served at `/metrics`.
 
 The fleet gauges are computed from the control plane's memory on every scrape, so they are never
-stale and cost nothing between scrapes. The registry is the app's own, not prometheus_client's
-global one, so several control planes in one process (the tests, the simulator) do not collide.
+stale and cost nothing between scrapes; counters are read from the objects that count where things
+happen (the pool manager's `PoolCounters`, the remediator's `RemediationCounts`, the control
+plane's `HealthCounts`). The families, their labels and how each label's values are bounded are
+listed in docs/metrics.md. The registry is the app's own, not prometheus_client's global one, so
+several control planes in one process (the tests, the simulator) do not collide.
 """
 
 from __future__ import annotations
 
-import collections
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -21,8 +23,13 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from navarch.api.methods import METHODS
+from navarch.api.metrics_fleet import PoolLabels, fleet_families, scan
+from navarch.api.metrics_nodes import node_families
+from navarch.api.metrics_pools import pool_families
+from navarch.api.metrics_remediation import remediation_families
 from navarch.controlplane import ControlPlane
-from navarch.model import HealthStatus, NodeStatus, RemediationStep
+from navarch.controlplane.health_counts import TYPES, HealthCounts
+from navarch.model import GpuInfo
 
 CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
 
@@ -31,55 +38,31 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 
 
 class _FleetCollector(Collector):
-    def __init__(self, control_plane: ControlPlane) -> None:
-        self._control_plane = control_plane
+    def __init__(self, current: Callable[[], ControlPlane]) -> None:
+        self._current = current
+        # node id -> its GPUs and their memory, from the last scrape (see `metrics_fleet.scan`)
+        self._memory: dict[str, tuple[tuple[GpuInfo, ...], int]] = {}
 
     def collect(self) -> Iterator[Metric]:
-        nodes = GaugeMetricFamily(
-            "navarch_nodes", "Nodes by status and health.", labels=["status", "health"]
-        )
-        gpus = GaugeMetricFamily(
-            "navarch_gpus", "GPUs of the nodes, by node status.", labels=["status"]
-        )
-        counts: collections.Counter[tuple[NodeStatus, HealthStatus]] = collections.Counter()
-        gpu_counts: collections.Counter[NodeStatus] = collections.Counter()
-        for node in self._control_plane.book.nodes():
-            counts[node.status, node.health] += 1
-            gpu_counts[node.status] += len(node.gpus)
-        for status in NodeStatus:
-            status_label = status.value
-            for health in HealthStatus:
-                nodes.add_metric([status_label, health.value], counts[status, health])
-            gpus.add_metric([status_label], gpu_counts[status])
-        yield nodes
-        yield gpus
-
-        ages = sorted(self._control_plane.heartbeat_ages())
-        buckets, i = [], 0
-        for bound in _AGE_BUCKETS:
-            while i < len(ages) and ages[i] <= bound:
-                i += 1
-            buckets.append((str(bound), i))
-        buckets.append(("+Inf", len(ages)))
-        yield HistogramMetricFamily(
-            "navarch_node_heartbeat_age_seconds",
-            "Seconds since each watched node was last heard from.",
-            buckets=buckets,
-            sum_value=sum(ages),
-        )
-        yield GaugeMetricFamily(
-            "navarch_node_heartbeat_age_max_seconds",
-            "Seconds since the most silent watched node was last heard from.",
-            value=ages[-1] if ages else 0.0,
-        )
+        control_plane = self._current()
+        result = scan(control_plane, self._memory)
+        self._memory = result.memory
+        manager = control_plane.pools
+        configured = {*control_plane.remediation.pool_names()}
+        if manager is not None:
+            configured.update(manager.pools)
+        labels = PoolLabels(configured, result.pools())
+        yield from fleet_families(result, labels)
+        yield from _heartbeat_families(control_plane)
+        yield from _health_families(control_plane.health_counts)
 
         events = CounterMetricFamily(
             "navarch_events", "Events recorded since the control plane started.", labels=["kind"]
         )
-        for kind, count in sorted(self._control_plane.book.event_counts.items()):
+        for kind, count in sorted(control_plane.book.event_counts.items()):
             events.add_metric([kind], count)
         yield events
-        store = self._control_plane.store
+        store = control_plane.store
         yield CounterMetricFamily(
             "navarch_store_failed_changes",
             "Changes the store could not write; their calls failed.",
@@ -90,37 +73,65 @@ class _FleetCollector(Collector):
             "Stored rows that did not read back: set aside at start or left out of an answer.",
             value=store.unreadable_rows,
         )
-        yield from _remediation_metrics(self._control_plane)
+        yield from remediation_families(control_plane.remediation, labels)
+        if manager is not None:
+            yield from pool_families(manager)
+        yield from node_families(control_plane, labels)
 
 
-def _remediation_metrics(control_plane: ControlPlane) -> Iterator[Metric]:
-    remediation = control_plane.remediation
-    breaker = GaugeMetricFamily(
-        "navarch_remediation_breaker_open",
-        "1 while the remediation circuit breaker of the pool is open.",
-        labels=["pool"],
+def _health_families(counts: HealthCounts) -> Iterator[Metric]:
+    reports = CounterMetricFamily(
+        "navarch_health_reports",
+        "Health reports from the nodes' daemons with events of the type.",
+        labels=["type"],
     )
-    pools = {*remediation.pool_names(), *remediation.open_breakers}
-    for pool in sorted(pools):
-        breaker.add_metric([pool], 1.0 if pool in remediation.open_breakers else 0.0)
-    yield breaker
-    episodes = GaugeMetricFamily(
-        "navarch_remediations_open", "Remediation episodes not yet ended, by step.", labels=["step"]
+    for kind in sorted({*TYPES, *counts.reports}):
+        reports.add_metric([kind], counts.reports[kind])
+    yield reports
+    xids = CounterMetricFamily(
+        "navarch_gpu_xids",
+        "XID errors reported, by code: each GPU that reports a code counts once a report.",
+        labels=["xid"],
     )
-    steps = collections.Counter(e.step for e in remediation.open_episodes())
-    for step in RemediationStep:
-        if step not in (
-            RemediationStep.DONE,
-            RemediationStep.CANCELLED,
-        ):
-            episodes.add_metric([step.value], steps[step])
-    yield episodes
+    for code, count in sorted(counts.xids.items()):
+        xids.add_metric([code], count)
+    yield xids
+
+
+def _heartbeat_families(control_plane: ControlPlane) -> Iterator[Metric]:
+    ages = sorted(control_plane.heartbeat_ages())
+    buckets, i = [], 0
+    for bound in _AGE_BUCKETS:
+        while i < len(ages) and ages[i] <= bound:
+            i += 1
+        buckets.append((str(bound), i))
+    buckets.append(("+Inf", len(ages)))
+    yield HistogramMetricFamily(
+        "navarch_node_heartbeat_age_seconds",
+        "Seconds since each watched node was last heard from.",
+        buckets=buckets,
+        sum_value=sum(ages),
+    )
+    yield GaugeMetricFamily(
+        "navarch_node_heartbeat_age_max_seconds",
+        "Seconds since the most silent watched node was last heard from.",
+        value=ages[-1] if ages else 0.0,
+    )
+    yield GaugeMetricFamily(
+        "navarch_nodes_silent",
+        "Nodes marked unhealthy for lost heartbeats that have not been heard from since.",
+        value=len(control_plane.book.silent),
+    )
 
 
 class ApiMetrics:
     """The registry behind `/metrics`, and the per-request measurements the app makes."""
 
-    def __init__(self, control_plane: ControlPlane) -> None:
+    def __init__(
+        self, control_plane: ControlPlane, *, current: Callable[[], ControlPlane] | None = None
+    ) -> None:
+        """`current`, given, names the control plane to show at each scrape (the leader's term
+        changes it)."""
         # prometheus_client leaves this one function unannotated.
         prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()
@@ -140,7 +151,7 @@ class ApiMetrics:
         # Bound once: a bound child costs a quarter of a labels() lookup per observation.
         self._latency = {name: latency.labels(name) for name in [*METHODS, "unknown"]}
         self._counts: dict[tuple[str, str], Counter] = {}
-        self.registry.register(_FleetCollector(control_plane))
+        self.registry.register(_FleetCollector(current or (lambda: control_plane)))
 
     def observe(self, method: str, code: str, seconds: float) -> None:
         self._latency[method].observe(seconds)

@@ -16,8 +16,10 @@ import attrs
 from navarch import __version__
 from navarch.api import limits
 from navarch.api.codec import HTTP_STATUS, camel
+from navarch.api.handlers import MAX_COMMANDS_PAGE
 from navarch.api.methods import METHODS
 from navarch.api.wire import SERVICE_PATH
+from navarch.controlplane.node_pages import ORDERS
 
 _ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,253}$"
 _DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"
@@ -27,6 +29,11 @@ _FIELD_RULES: dict[str, dict[str, object]] = {
     "command_id": {"pattern": _ID_PATTERN},
     "wait": {"pattern": _DURATION_PATTERN},
     "limit": {"minimum": 1, "maximum": 1000},
+    "order_by": {"enum": ["", *ORDERS, *(f"-{order}" for order in ORDERS)]},
+}
+# Rules of one request's field that differ from the field's rules elsewhere.
+_REQUEST_RULES: dict[tuple[str, str], dict[str, object]] = {
+    ("ListCommandsRequest", "limit"): {"maximum": MAX_COMMANDS_PAGE},
 }
 
 
@@ -61,6 +68,8 @@ class _Schemas:
                 field_schema = limits.json_schema(field.name, field_schema)
             if field.name in _FIELD_RULES and field_schema.get("type") in ("string", "integer"):
                 field_schema = {**field_schema, **_FIELD_RULES[field.name]}
+            if (cls.__name__, field.name) in _REQUEST_RULES:
+                field_schema = {**field_schema, **_REQUEST_RULES[cls.__name__, field.name]}
             properties[camel(field.name)] = field_schema
             if field.default is attrs.NOTHING:
                 required.append(camel(field.name))
@@ -133,6 +142,8 @@ def openapi_document() -> dict[str, object]:
             ),
             "bootstrap": "the machine's one-time bootstrap token",
         }[access]
+        if entry.read_only:
+            who = "an admin or viewer token"
         paths[f"{SERVICE_PATH}{method}"] = {
             "post": {
                 "operationId": method,

@@ -2,8 +2,8 @@
 
 `serve` owns the whole process lifetime: it binds the listen address, opens the SQLite store,
 loads the service, serves the app until SIGINT or SIGTERM, then stops accepting connections,
-answers the long polls at once, lets in-flight requests finish, and writes every queued change
-before it returns.
+answers the long polls and ends the dashboard's live streams at once, lets in-flight requests
+finish, and writes every queued change before it returns.
 
 `serve_app` runs hypercorn's HTTP/1.1 connections with the limits of `[server]`: at most
 `max_connections` at once (more wait in the listen backlog), request headers within
@@ -11,7 +11,8 @@ before it returns.
 read, so it would also cut the daemons' long polls and idle keep-alive connections; the header
 deadline here runs only while a request's headers are arriving. With `tls_cert_file` and
 `tls_key_file` every connection is TLS, and its handshake must end within the header deadline of
-its first request.
+its first request. Neither deadline, nor the keep-alive timeout, runs while an answer streams
+(the dashboard's `/ui/stream`).
 """
 
 from __future__ import annotations
@@ -42,9 +43,11 @@ from hypercorn.utils import repr_socket_addr, wrap_app
 from navarch.api.app import ControlPlaneApp
 from navarch.config import AuthConfig, Config, ServerConfig, tls_server_context
 from navarch.controlplane import ControlPlane
+from navarch.controlplane.leadership import run_control_plane
 from navarch.errors import ConfigValueError, NavarchError, UsageError
 from navarch.pools.context import MachineRunner
-from navarch.store import SQLiteStore
+from navarch.store import open_store
+from navarch.store.open import sqlite_path
 
 log = logging.getLogger("navarch.server")
 
@@ -440,6 +443,7 @@ async def serve(
     store_path: str,
     admin_token: str = "",
     join_token: str = "",
+    viewer_token: str = "",
     on_ready: Callable[[str], None] = print,
     config: Config | None = None,
     machines: Callable[[ControlPlane, trio.Nursery], MachineRunner] | None = None,
@@ -457,6 +461,7 @@ async def serve(
         store_path=store_path,
         admin_token=admin_token,
         join_token=join_token,
+        viewer_token=viewer_token,
         on_ready=on_ready,
         config=config,
         machines=machines,
@@ -470,6 +475,7 @@ async def _serve(
     store_path: str,
     admin_token: str = "",
     join_token: str = "",
+    viewer_token: str = "",
     on_ready: Callable[[str], None],
     config: Config | None = None,
     machines: Callable[[ControlPlane, trio.Nursery], MachineRunner] | None = None,
@@ -483,25 +489,36 @@ async def _serve(
         async with AsyncExitStack() as stack:
             for sock in sockets:
                 stack.callback(sock.close)
-            _prepare_store_directory(store_path)
-            store = await stack.enter_async_context(SQLiteStore.open(store_path))
-            control_plane = await stack.enter_async_context(
-                ControlPlane.open(
+            sqlite_file = sqlite_path(store_path)
+            if sqlite_file is not None:
+                _prepare_store_directory(sqlite_file)
+            store = await stack.enter_async_context(open_store(store_path))
+            control_plane, leadership = await stack.enter_async_context(
+                run_control_plane(
                     store,
+                    store_path,
                     server,
+                    listen=listen,
+                    tls=tls is not None,
                     admin_token=admin_token,
                     join_token=join_token,
+                    viewer_token=viewer_token,
                     config=config,
                     machines=machines,
                 )
             )
             nursery = await stack.enter_async_context(trio.open_nursery())
-            app = ControlPlaneApp(control_plane, max_body_bytes=server.max_body_bytes)
+            app = ControlPlaneApp(
+                control_plane, max_body_bytes=server.max_body_bytes, leadership=leadership
+            )
 
             async def wait_for_signal() -> None:
                 async for signum in signals:
                     log.info("signal=%s stopping", signal.Signals(signum).name)
                     control_plane.stop_long_polls()
+                    if leadership is not None:
+                        leadership.stop()
+                    app.stop_streams()
                     stop.set()
                     return
 

@@ -4,6 +4,10 @@ Every request and response is a frozen attrs class. On the wire they are proto3-
 lowerCamelCase field names, enums by their full names (`NODE_STATUS_ACTIVE`), timestamps as
 RFC 3339 strings, durations as strings with a unit (`"30s"`). `navarch.api.codec` owns the
 conversion; this module only says what exists.
+
+This module holds nodes, commands, health events, lifecycle events and the fleet summary; pools
+live in `navarch.api.wire_pools` and remediation in `navarch.api.wire_remediation`. This module
+re-exports them, so `from navarch.api import wire` reaches every model of the API.
 """
 
 from __future__ import annotations
@@ -12,6 +16,82 @@ import enum
 from datetime import datetime
 
 from attrs import field, frozen
+
+from navarch.api.wire_pools import (
+    BootstrapState,
+    GetBootstrapIdentityRequest,
+    GetBootstrapIdentityResponse,
+    GetPoolRequest,
+    GetPoolResponse,
+    InstanceBootstrap,
+    InstancePreflight,
+    ListPoolsRequest,
+    ListPoolsResponse,
+    Pool,
+    PoolInstance,
+    PoolPoint,
+    PreflightState,
+    ProviderBlock,
+    ReportBootstrapRequest,
+    ReportBootstrapResponse,
+    ReportQueueDepthRequest,
+    ReportQueueDepthResponse,
+    ScalePoolRequest,
+    ScalePoolResponse,
+    ScalingDecision,
+)
+from navarch.api.wire_remediation import (
+    CancelRemediationRequest,
+    CancelRemediationResponse,
+    ListRemediationsRequest,
+    ListRemediationsResponse,
+    PauseRemediationRequest,
+    Remediation,
+    RemediationAction,
+    RemediationControls,
+    RemediationControlsResponse,
+    RemediationStep,
+    ResetBreakerRequest,
+    ResumeRemediationRequest,
+)
+
+# The models re-exported from the modules above; strict mypy exports an imported name only when
+# `__all__` names it. The models defined below are as public.
+__all__ = [
+    "BootstrapState",
+    "CancelRemediationRequest",
+    "CancelRemediationResponse",
+    "GetBootstrapIdentityRequest",
+    "GetBootstrapIdentityResponse",
+    "GetPoolRequest",
+    "GetPoolResponse",
+    "InstanceBootstrap",
+    "InstancePreflight",
+    "ListPoolsRequest",
+    "ListPoolsResponse",
+    "ListRemediationsRequest",
+    "ListRemediationsResponse",
+    "PauseRemediationRequest",
+    "Pool",
+    "PoolInstance",
+    "PoolPoint",
+    "PreflightState",
+    "ProviderBlock",
+    "Remediation",
+    "RemediationAction",
+    "RemediationControls",
+    "RemediationControlsResponse",
+    "RemediationStep",
+    "ReportBootstrapRequest",
+    "ReportBootstrapResponse",
+    "ReportQueueDepthRequest",
+    "ReportQueueDepthResponse",
+    "ResetBreakerRequest",
+    "ResumeRemediationRequest",
+    "ScalePoolRequest",
+    "ScalePoolResponse",
+    "ScalingDecision",
+]
 
 
 class NodeStatus(enum.Enum):
@@ -93,6 +173,10 @@ class GpuMetrics:
     memory_used_bytes: int = 0
     temperature_c: float = 0.0
     power_watts: float = 0.0
+    # ECC errors since the driver last loaded, over all the GPU's memories (NVML's volatile
+    # totals): corrected (single-bit) and uncorrected (double-bit) ones.
+    ecc_corrected: int = 0
+    ecc_uncorrected: int = 0
 
 
 @frozen(kw_only=True)
@@ -277,11 +361,24 @@ class ListNodesRequest:
     region: str = ""
     # Every label must match exactly.
     labels: dict[str, str] = field(factory=dict)
+    # Case-insensitive substring of the node id, the hostname, or a label's key or value.
+    query: str = ""
+    # id, hostname, status, health, pool, provider, region, last_heartbeat or gpus; "-" before it
+    # sorts descending. Ties break by node id.
+    order_by: str = ""
+    # 0 returns every match.
+    page_size: int = 0
+    # The previous page's next_page_token, with the same filters and order.
+    page_token: str = ""
 
 
 @frozen(kw_only=True)
 class ListNodesResponse:
     nodes: tuple[Node, ...] = ()
+    # Empty on the last page.
+    next_page_token: str = ""
+    # The nodes that match, over all pages.
+    total: int = 0
 
 
 @frozen(kw_only=True)
@@ -321,6 +418,20 @@ class GetCommandResponse:
 
 
 @frozen(kw_only=True)
+class ListCommandsRequest:
+    node_id: str
+    limit: int = 50
+    # Pagination cursor: return commands older than this command id.
+    before: str = ""
+
+
+@frozen(kw_only=True)
+class ListCommandsResponse:
+    commands: tuple[NodeCommand, ...] = ()  # newest first
+    next_before: str = ""
+
+
+@frozen(kw_only=True)
 class ListEventsRequest:
     node_id: str = ""
     kinds: tuple[str, ...] = ()
@@ -335,277 +446,95 @@ class ListEventsResponse:
     next_before: str = ""
 
 
-class RemediationStep(enum.Enum):
-    """Where a remediation episode is. Steps only move forward; DONE, HELD and CANCELLED end it."""
+@frozen(kw_only=True)
+class StatusCounts:
+    """Nodes by status."""
 
-    REMEDIATION_STEP_PENDING = "REMEDIATION_STEP_PENDING"
-    REMEDIATION_STEP_CORDON = "REMEDIATION_STEP_CORDON"
-    REMEDIATION_STEP_DRAIN = "REMEDIATION_STEP_DRAIN"
-    REMEDIATION_STEP_RESET_GPU = "REMEDIATION_STEP_RESET_GPU"
-    REMEDIATION_STEP_REBOOT = "REMEDIATION_STEP_REBOOT"
-    REMEDIATION_STEP_RECOVER = "REMEDIATION_STEP_RECOVER"
-    REMEDIATION_STEP_TERMINATE = "REMEDIATION_STEP_TERMINATE"
-    REMEDIATION_STEP_DONE = "REMEDIATION_STEP_DONE"
-    # Stopped for an operator: the node stays out of service until the operator cancels it.
-    REMEDIATION_STEP_HELD = "REMEDIATION_STEP_HELD"
-    REMEDIATION_STEP_CANCELLED = "REMEDIATION_STEP_CANCELLED"
-
-
-class RemediationAction(enum.Enum):
-    """What an episode sets out to do; a reset or reboot that fails escalates to replacement."""
-
-    REMEDIATION_ACTION_REPLACE = "REMEDIATION_ACTION_REPLACE"
-    REMEDIATION_ACTION_RESET_GPU = "REMEDIATION_ACTION_RESET_GPU"
-    REMEDIATION_ACTION_REBOOT = "REMEDIATION_ACTION_REBOOT"
+    active: int = 0
+    cordoned: int = 0
+    draining: int = 0
+    drained: int = 0
+    unhealthy: int = 0
+    terminated: int = 0
 
 
 @frozen(kw_only=True)
-class Remediation:
-    """One remediation episode: a node judged for replacement, a GPU reset or a reboot."""
+class HealthCounts:
+    """Nodes by health, terminated ones left out."""
 
-    episode_id: str
-    node_id: str
-    pool: str = ""
-    step: RemediationStep
-    rule: str = ""  # the health rule that asked for the episode
-    action: RemediationAction = RemediationAction.REMEDIATION_ACTION_REPLACE
-    # The GPU a reset_gpu episode resets; -1 when the episode is about the whole node.
-    gpu_index: int = -1
-    # Why the episode is at its step: the last thing done, or why it is held.
-    detail: str = ""
-    started_at: datetime | None = None
-    updated_at: datetime | None = None
-
-
-@frozen(kw_only=True)
-class RemediationControls:
-    """The operator's switches: pauses and open circuit breakers."""
-
-    paused: bool = False
-    paused_pools: tuple[str, ...] = ()
-    open_breakers: tuple[str, ...] = ()
-
-
-@frozen(kw_only=True)
-class ListRemediationsRequest:
-    pool: str = ""
-    node_id: str = ""
-    limit: int = 100
-
-
-@frozen(kw_only=True)
-class ListRemediationsResponse:
-    remediations: tuple[Remediation, ...] = ()  # newest first
-    controls: RemediationControls = RemediationControls()
-
-
-@frozen(kw_only=True)
-class PauseRemediationRequest:
-    pool: str = ""  # empty pauses every pool
-    reason: str = ""
-
-
-@frozen(kw_only=True)
-class ResumeRemediationRequest:
-    pool: str = ""  # empty lifts the global pause; a pool's own pause stays
-
-
-@frozen(kw_only=True)
-class ResetBreakerRequest:
-    pool: str
-
-
-@frozen(kw_only=True)
-class RemediationControlsResponse:
-    controls: RemediationControls
-
-
-@frozen(kw_only=True)
-class CancelRemediationRequest:
-    episode_id: str
-    reason: str = ""
-
-
-@frozen(kw_only=True)
-class CancelRemediationResponse:
-    remediation: Remediation
-
-
-@frozen(kw_only=True)
-class ProviderBlock:
-    """A part of a provider that a pool does not try until `until`, after it failed."""
-
-    provider: str
-    # "capacity", "quota", "auth" or "error".
-    kind: str
-    reason: str
-    # Empty means every region (zone, instance type) of the provider.
-    region: str = ""
-    zone: str = ""
-    instance_type: str = ""
-    until: datetime | None = None
-    # Only spot machines are blocked (a spot capacity error); on-demand ones are still tried.
-    spot: bool = False
-
-
-class BootstrapState(enum.Enum):
-    BOOTSTRAP_STATE_PENDING = "BOOTSTRAP_STATE_PENDING"
-    BOOTSTRAP_STATE_RUNNING = "BOOTSTRAP_STATE_RUNNING"
-    BOOTSTRAP_STATE_SUCCEEDED = "BOOTSTRAP_STATE_SUCCEEDED"
-    BOOTSTRAP_STATE_FAILED = "BOOTSTRAP_STATE_FAILED"
-
-
-@frozen(kw_only=True)
-class InstanceBootstrap:
-    """How far installing navarch's daemon on an instance got."""
-
-    # "cloud-init" or "ssh".
-    method: str
-    state: BootstrapState
-    detail: str = ""
-    # The last lines of the bootstrap's output.
-    log_tail: str = ""
-    started_at: datetime | None = None
-    updated_at: datetime | None = None
-
-
-class PreflightState(enum.Enum):
-    PREFLIGHT_STATE_PENDING = "PREFLIGHT_STATE_PENDING"
-    PREFLIGHT_STATE_RUNNING = "PREFLIGHT_STATE_RUNNING"
-    PREFLIGHT_STATE_PASSED = "PREFLIGHT_STATE_PASSED"
-    PREFLIGHT_STATE_FAILED = "PREFLIGHT_STATE_FAILED"
-
-
-@frozen(kw_only=True)
-class InstancePreflight:
-    """How far the diagnostics that an instance's node runs before it takes work got."""
-
-    state: PreflightState
-    level: int = 1
-    # The run_diagnostic command that carries the diagnostics.
-    command_id: str = ""
-    detail: str = ""
-    started_at: datetime | None = None
-    updated_at: datetime | None = None
-
-
-@frozen(kw_only=True)
-class GetBootstrapIdentityRequest:
-    """Asked by a new machine with its one-time bootstrap token: which instance it is."""
-
-
-@frozen(kw_only=True)
-class GetBootstrapIdentityResponse:
-    node_id: str
-    pool: str = ""
-    provider: str = ""
-    region: str = ""
-    zone: str = ""
-    instance_type: str = ""
-
-
-@frozen(kw_only=True)
-class ReportBootstrapRequest:
-    """A new machine's bootstrap script reports its progress (RUNNING) or its failure."""
-
-    state: BootstrapState
-    detail: str = ""
-    log_tail: str = ""
-
-
-@frozen(kw_only=True)
-class ReportBootstrapResponse:
-    pass
-
-
-@frozen(kw_only=True)
-class PoolInstance:
-    """An instance the pool asked a provider for and that is not yet gone, or one of the last
-    whose bootstrap failed."""
-
-    instance_id: str
-    provider: str
-    # "provisioning", "registering", "running", "terminating" or "failed".
-    status: str
-    region: str = ""
-    zone: str = ""
-    instance_type: str = ""
-    reason: str = ""
-    created_at: datetime | None = None
-    address: str = ""
-    bootstrap: InstanceBootstrap | None = None
-    preflight: InstancePreflight | None = None
-
-
-@frozen(kw_only=True)
-class Pool:
-    name: str
-    instance_type: str
-    min_nodes: int
-    max_nodes: int
-    # Nodes that count toward the pool's size: registered, not draining or terminated.
-    size: int = 0
-    # What the last scaling round decided the pool should have, counting instances in flight.
-    target: int = 0
-    # Instances asked of a provider that have not registered as nodes yet.
-    in_flight: int = 0
+    unknown: int = 0
     healthy: int = 0
-    utilization: float | None = None
-    queue_depth: int | None = None
-    queue_depth_at: datetime | None = None
-    # The floor set by ScalePool; the autoscaler never takes the pool below it.
-    manual_target: int | None = None
-    autoscaler: str = ""
-    last_decision_at: datetime | None = None
-    last_decision: str = ""
-    blocked: tuple[ProviderBlock, ...] = ()
-    # Filled by GetPool only.
-    instances: tuple[PoolInstance, ...] = ()
+    degraded: int = 0
+    unhealthy: int = 0
 
 
 @frozen(kw_only=True)
-class ListPoolsRequest:
-    pass
+class FleetPoint:
+    """The fleet at one moment of its history."""
+
+    time: datetime
+    statuses: StatusCounts = StatusCounts()
+    healths: HealthCounts = HealthCounts()
+    gpus_total: int = 0
+    gpus_unhealthy: int = 0
+    open_remediations: int = 0
 
 
 @frozen(kw_only=True)
-class ListPoolsResponse:
-    pools: tuple[Pool, ...] = ()
+class StepCount:
+    step: RemediationStep
+    count: int = 0
 
 
 @frozen(kw_only=True)
-class GetPoolRequest:
-    name: str
+class Breaker:
+    """A pool's remediation circuit breaker, and whether remediation is paused for the pool."""
 
-
-@frozen(kw_only=True)
-class GetPoolResponse:
-    pool: Pool
-
-
-@frozen(kw_only=True)
-class ScalePoolRequest:
-    name: str
-    # From min_nodes to max_nodes; the pool holds at least this many nodes from now on.
-    target: int
-    reason: str = ""
-
-
-@frozen(kw_only=True)
-class ScalePoolResponse:
-    pool: Pool
-
-
-@frozen(kw_only=True)
-class ReportQueueDepthRequest:
     pool: str
-    # Jobs waiting for or running on the pool, as the scheduler counts them.
-    depth: int
+    open: bool = False
+    # Why it opened, and when; empty while it is closed.
+    reason: str = ""
+    since: datetime | None = None
+    paused: bool = False
 
 
 @frozen(kw_only=True)
-class ReportQueueDepthResponse:
-    pool: Pool
+class PoolBrief:
+    name: str
+    size: int = 0
+    min_nodes: int = 0
+    max_nodes: int = 0
+    target: int = 0
+    in_flight: int = 0
+
+
+@frozen(kw_only=True)
+class GetFleetSummaryRequest:
+    # Only the history points after this time; None for the whole history.
+    history_after: datetime | None = None
+
+
+@frozen(kw_only=True)
+class GetFleetSummaryResponse:
+    time: datetime
+    # Every node the control plane knows, terminated ones too until they are pruned.
+    nodes: int = 0
+    statuses: StatusCounts = StatusCounts()
+    healths: HealthCounts = HealthCounts()
+    # GPUs of the nodes not terminated, and of those among them whose health is unhealthy.
+    gpus_total: int = 0
+    gpus_unhealthy: int = 0
+    # Remediation episodes not done or cancelled (held ones count), and by step.
+    open_remediations: int = 0
+    remediation_steps: tuple[StepCount, ...] = ()
+    # Remediation is paused for every pool.
+    paused: bool = False
+    breakers: tuple[Breaker, ...] = ()
+    pools: tuple[PoolBrief, ...] = ()
+    # The newest events, newest first.
+    recent_events: tuple[Event, ...] = ()
+    # A point every 15 s over the last 6 h, oldest first.
+    history: tuple[FleetPoint, ...] = ()
 
 
 SERVICE_PATH = "/navarch.v1.ControlPlaneService/"

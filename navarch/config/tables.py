@@ -15,6 +15,7 @@ from navarch.errors import ConfigValueError
 from navarch.hints import show_toml
 from navarch.plugins import validators
 from navarch.plugins.settings import PluginTable, converter
+from navarch.redaction import redact_url
 
 if sys.version_info >= (3, 15):
     pass
@@ -69,11 +70,39 @@ class ServerConfig:
         return self.heartbeat_timeout or 3 * self.heartbeat_interval
 
 
+def _postgres_url(_inst: object, attribute: attrs.Attribute[str], value: str) -> None:
+    scheme, sep, _ = value.partition("://")
+    if value and (scheme.lower() not in ("postgresql", "postgres") or not sep):
+        raise ConfigValueError(
+            f"{attribute.name}: expected a postgresql:// URL, got {show_toml(redact_url(value))}"
+        )
+
+
 @frozen(kw_only=True)
 class StoreConfig:
-    backend: str = field(default="sqlite", validator=validators.one_of("sqlite"))
     # SQLite file; empty means `navarch.db` in the user's data directory.
     path: str = ""
+    # A PostgreSQL database (libpq's URL form), which several control planes may share.
+    url: str = field(default="", validator=_postgres_url, repr=False)
+    # "sqlite" or "postgresql"; it follows from `url` when not given.
+    backend: str = field(
+        default=attrs.Factory(lambda self: "postgresql" if self.url else "sqlite", takes_self=True),
+        validator=validators.one_of("sqlite", "postgresql"),
+    )
+
+    @backend.validator
+    def _check_backend(self, _attribute: attrs.Attribute[str], value: str) -> None:
+        if self.path and self.url:
+            raise ConfigValueError("url: a PostgreSQL url and a SQLite path exclude each other")
+        if value == "postgresql" and not self.url:
+            raise ConfigValueError('url: required with backend = "postgresql", got none')
+        if value == "sqlite" and self.url:
+            raise ConfigValueError('backend: "sqlite" takes a path, not a url; remove backend')
+
+    @property
+    def target(self) -> str:
+        """What to open: the url, else the path; empty for the default SQLite file."""
+        return self.url or self.path
 
 
 @frozen(kw_only=True)
@@ -81,6 +110,8 @@ class AuthConfig:
     # Tokens are read from these environment variables, never from the file itself.
     admin_token_env: str = "NAVARCH_ADMIN_TOKEN"
     join_token_env: str = "NAVARCH_JOIN_TOKEN"
+    # A viewer token calls the API's read-only methods and signs in to the dashboard to look.
+    viewer_token_env: str = "NAVARCH_VIEWER_TOKEN"
 
 
 @frozen(kw_only=True)
@@ -374,14 +405,42 @@ class HealthConfig:
 
 
 @frozen(kw_only=True)
+class HAConfig:
+    # Control planes on one PostgreSQL store elect a leader through a lease of this length; a
+    # leader that cannot renew it stops acting before another may take over.
+    lease_ttl: timedelta = field(default=timedelta(seconds=15), validator=validators.positive)
+    # The URL followers name as the leader's when this control plane leads; empty means
+    # `server.external_url`, else http(s)://`server.listen`.
+    advertise_url: str = field(default="", validator=validators.optional_url)
+
+    @lease_ttl.validator
+    def _check_ttl(self, _attribute: attrs.Attribute[timedelta], value: timedelta) -> None:
+        if value < timedelta(seconds=1):
+            raise ConfigValueError(f"lease_ttl: expected at least 1s, got {value.total_seconds()}s")
+
+
+@frozen(kw_only=True)
+class MetricsConfig:
+    # Series of each node (status, health, last heartbeat) and of each GPU (temperature, power,
+    # utilization, memory) at `/metrics`; off, only the pools' and the fleet's are served.
+    per_node: bool = False
+    per_gpu: bool = False
+    # The most nodes with series of their own: the least healthy first, so a large fleet shows
+    # the nodes that need attention and every other node is counted in the pools' series.
+    node_limit: int = field(default=100, validator=validators.between(1, 10_000))
+
+
+@frozen(kw_only=True)
 class Config:
     server: ServerConfig = ServerConfig()
     store: StoreConfig = StoreConfig()
+    ha: HAConfig = HAConfig()
     auth: AuthConfig = AuthConfig()
     providers: dict[str, PluginTable] = field(factory=dict)
     pools: dict[str, PoolConfig] = field(factory=dict)
     health: HealthConfig = HealthConfig()
     notifiers: dict[str, PluginTable] = field(factory=dict)
+    metrics: MetricsConfig = MetricsConfig()
     # Set, it makes every pool install navarch's daemon on its new machines.
     bootstrap: BootstrapConfig | None = None
     # Where this configuration came from, for messages; not a key in the file.

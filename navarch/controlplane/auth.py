@@ -1,12 +1,14 @@
 """Who is calling, and what they may do.
 
-Four kinds of bearer token exist. The admin token (from the environment variable that
-`[auth] admin_token_env` names) may call every method. The join token (`[auth] join_token_env`)
+Five kinds of bearer token exist. The admin token (from the environment variable that
+`[auth] admin_token_env` names) may call every method. A viewer token (`[auth] viewer_token_env`)
+may call the methods that only read (List*, Get*); it, like the admin token, also signs in to the
+dashboard. The join token (`[auth] join_token_env`)
 may only call RegisterNode, which answers it with a node token: a fresh random token bound to that
 node id. A node token may call the node methods for its own node and nothing else. A bootstrap
 token (`nvb_...`, `navarch.pools.bootstrap`) is made for one new instance: it may ask which
 instance it is, report the bootstrap's progress, and register that instance's node once. With
-neither the admin token nor the join token set, auth is off and every caller is anonymous and
+none of the admin, join and viewer tokens set, auth is off and every caller is anonymous and
 allowed.
 
 Only the SHA-256 of each token is kept, in memory and in the store; tokens are random 256-bit
@@ -28,7 +30,9 @@ from attrs import frozen
 from navarch.errors import Conflict, PermissionDenied, Unauthenticated
 from navarch.pools.bootstrap import TokenHolder
 
-Role = Literal["admin", "join", "node", "bootstrap", "anonymous"]
+Role = Literal["admin", "viewer", "join", "node", "bootstrap", "anonymous"]
+# The roles a person signs in to the dashboard with.
+DashboardRole = Literal["admin", "viewer"]
 
 
 @frozen
@@ -68,9 +72,10 @@ def new_node_token() -> str:
 class Authenticator:
     """Turns an Authorization header into a `Caller`, and decides what a caller may do."""
 
-    def __init__(self, admin_token: str = "", join_token: str = "") -> None:
+    def __init__(self, admin_token: str = "", join_token: str = "", viewer_token: str = "") -> None:
         self._admin = token_hash(admin_token) if admin_token else ""
         self._join = token_hash(join_token) if join_token else ""
+        self._viewer = token_hash(viewer_token) if viewer_token else ""
         self._node_of_hash: dict[str, str] = {}
         self._hash_of_node: dict[str, str] = {}
         # Who a bootstrap token belongs to, by its hash (the pool manager's, when pools run).
@@ -78,7 +83,7 @@ class Authenticator:
 
     @property
     def enabled(self) -> bool:
-        return bool(self._admin or self._join)
+        return bool(self._admin or self._join or self._viewer)
 
     def set_node_token(self, node_id: str, hashed: str) -> None:
         """Binds a node token (by its hash) to a node, replacing the node's earlier token."""
@@ -109,6 +114,8 @@ class Authenticator:
         hashed = token_hash(token)
         if self._admin and hmac.compare_digest(hashed, self._admin):
             return Caller.admin()
+        if self._viewer and hmac.compare_digest(hashed, self._viewer):
+            return Caller("viewer")
         if self._join and hmac.compare_digest(hashed, self._join):
             return Caller("join")
         node_id = self._node_of_hash.get(hashed)
@@ -124,15 +131,31 @@ class Authenticator:
             return Caller("bootstrap", holder.node_id)
         raise Unauthenticated("invalid token")
 
-    def authorize(self, caller: Caller, access: str, method: str, node_id: str) -> None:
+    def dashboard_role(self, token: str) -> DashboardRole | None:
+        """The role `token` signs in to the dashboard with: the admin or a viewer token."""
+        hashed = token_hash(token)
+        if self._admin and hmac.compare_digest(hashed, self._admin):
+            return "admin"
+        if self._viewer and hmac.compare_digest(hashed, self._viewer):
+            return "viewer"
+        return None
+
+    def authorize(
+        self, caller: Caller, access: str, method: str, node_id: str, *, read_only: bool = False
+    ) -> None:
         """Raises unless `caller` may call `method` (whose access is "admin", "node" or
-        "register", as the API's method table says) for `node_id`."""
+        "register", as the API's method table says, and which only reads when `read_only`) for
+        `node_id`."""
         if caller.role == "admin":
             return
         if caller.role == "anonymous":
             if self.enabled:
                 raise Unauthenticated(f"{method} needs a token")
             return
+        if caller.role == "viewer":
+            if access == "admin" and read_only:
+                return
+            raise PermissionDenied(f"{method} needs an admin token; a viewer token only reads")
         if access == "admin":
             raise PermissionDenied(f"{method} needs an admin token")
         if caller.role == "join":

@@ -4,7 +4,8 @@ The book keeps every node in memory, loaded from the store at start, so a heartb
 database. Whoever changes durable state builds the new objects, puts them in the book (trio runs
 one task at a time, so no other task sees a half-made change) and then awaits `commit`, which
 returns once the store has the change: an answer never reports a change that a crash could undo.
-`commit` also counts each event, logs it and hands it to the notifiers.
+`commit` also counts each event, logs it and hands it to the notifiers and the listeners (the
+dashboard's live streams), none of which may block.
 
 Heartbeat times and metrics are soft state, kept apart from the node records: they reach the store
 in batches about once a second, and `full` puts them back on a node for whoever reads it. The book
@@ -19,7 +20,7 @@ from __future__ import annotations
 import collections
 import functools
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 
 import attrs
@@ -48,6 +49,8 @@ class NodeBook:
         self.clock = clock
         self.ids = ids
         self.notifiers = list(notifiers)
+        # Called with each committed event; each returns at once and never raises.
+        self.listeners: list[Callable[[Event], None]] = []
         self.monitor = HeartbeatMonitor(heartbeat_timeout)
         self.event_counts: collections.Counter[str] = collections.Counter()
         self._nodes: dict[str, Node] = {}
@@ -107,6 +110,11 @@ class NodeBook:
         return attrs.evolve(
             node, last_heartbeat_at=at, metrics=node.metrics if packed is None else _unpack(packed)
         )
+
+    def readings(self) -> tuple[Mapping[str, datetime], Mapping[str, _Packed]]:
+        """Each node's last heartbeat time, and its latest metrics packed as `_pack` lays them out
+        (the live mappings, not copies: a reader must not keep them across an await)."""
+        return self._beat_at, self._metrics
 
     def forget(self, node_id: str) -> None:
         """Stops watching a node that is gone: it will never send a heartbeat again."""
@@ -172,6 +180,8 @@ class NodeBook:
             )
             for notifier in self.notifiers:
                 notifier.notify(event)
+            for listener in self.listeners:
+                listener(event)
 
     def _put_back(self, nodes: Sequence[Node]) -> None:
         """Returns nodes whose commit failed to what the store has of them."""
@@ -184,9 +194,12 @@ class NodeBook:
 
 
 # Metrics as the book keeps them: one flat tuple of numbers, the collector's to untrack at its
-# next pass: cpu, memory, then index, utilization, memory used, temperature and power of each GPU.
+# next pass: cpu, memory, then index, utilization, memory used, temperature, power, corrected and
+# uncorrected ECC errors of each GPU. `/metrics` reads it by these positions
+# (`ControlPlane.readings`); a new GPU field goes last.
 _Packed = tuple[float, ...]
-_GPU_FIELDS = 5
+FIRST_GPU = 2
+GPU_FIELDS = 7
 
 
 def _pack(metrics: NodeMetrics) -> _Packed:
@@ -199,6 +212,8 @@ def _pack(metrics: NodeMetrics) -> _Packed:
             g.memory_used_bytes,
             g.temperature_c + 0.0,
             g.power_watts + 0.0,
+            g.ecc_corrected,
+            g.ecc_uncorrected,
         )
     return tuple(packed)
 
@@ -216,7 +231,9 @@ def _unpack(packed: _Packed) -> NodeMetrics:
                 memory_used_bytes=int(packed[i + 2]),
                 temperature_c=packed[i + 3],
                 power_watts=packed[i + 4],
+                ecc_corrected=int(packed[i + 5]),
+                ecc_uncorrected=int(packed[i + 6]),
             )
-            for i in range(2, len(packed), _GPU_FIELDS)
+            for i in range(FIRST_GPU, len(packed), GPU_FIELDS)
         ),
     )

@@ -46,10 +46,13 @@ late or repeated message (a duplicate health report, a daemon's acknowledgement 
 gone) finds the episode ended and changes nothing. A held episode waits for an operator, who
 cancels it after acting by hand.
 
-The circuit breaker guards each pool: when more than `breaker_percent` of a pool enters
-remediation within `breaker_window`, the breaker opens, the episode that would cross the line is
-held, and no episode starts in that pool until an operator resets the breaker. A zone that dies
-all at once is an outage to investigate, not a reason to terminate the zone.
+An operator's pause stops episodes at their next step, and each pool's circuit breaker holds the
+episode that would take too much of the pool into remediation at once
+(`navarch.controlplane.switches`).
+
+An episode that a verdict or a lost heartbeat asks for is stored as an intent in the commit that
+makes the node unhealthy (`intend`), and the episode's own commit deletes it; a control plane that
+stopped in between opens the episode at start (`navarch.controlplane.memory`).
 """
 
 from __future__ import annotations
@@ -63,9 +66,13 @@ import attrs
 import trio
 
 from navarch.config import PoolHealthConfig
+from navarch.controlplane import memory
 from navarch.controlplane.book import NodeBook
 from navarch.controlplane.commands import Commands
+from navarch.controlplane.memory import EPISODE_INTENT, EpisodeIntent
 from navarch.controlplane.recovery import Recovery
+from navarch.controlplane.remediation_counts import RemediationCounts
+from navarch.controlplane.switches import Switches
 from navarch.durations import format_duration
 from navarch.errors import Conflict, NotFound
 from navarch.model import (
@@ -78,10 +85,9 @@ from navarch.model import (
     NodeStatus,
     Remediation,
     RemediationAction,
-    RemediationControls,
     RemediationStep,
 )
-from navarch.store import Change, RemediationSwitch, StoredState
+from navarch.store import Change, DecisionState, StoredState, decisions
 
 log = logging.getLogger("navarch.remediation")
 
@@ -159,7 +165,7 @@ def may_move(current: RemediationStep, to: RemediationStep) -> bool:
 
 
 class Remediator:
-    """Owns the episodes and the operator's switches; runs each open episode as a task."""
+    """Owns the episodes; runs each open episode as a task."""
 
     def __init__(
         self,
@@ -178,28 +184,25 @@ class Remediator:
         # Open episodes (held ones included) by episode id.
         self._episodes: dict[str, Remediation] = {}
         self._scopes: dict[str, trio.CancelScope] = {}
-        self.paused = False
-        self.paused_pools: set[str] = set()
-        # pool -> why its breaker opened
-        self.open_breakers: dict[str, str] = {}
-        # pool -> (trio time, node id) of the episodes started within the breaker window
-        self._starts: dict[str, list[tuple[float, str]]] = {}
+        self.switches = Switches(book, self.settings)
         # Nodes in an episode whose machine the cloud has taken back: no drain can finish.
         self._gone: set[str] = set()
-        self._controls_changed = trio.Event()
+        # node id -> the episode stored as intended for it and not yet opened.
+        self._intents: dict[str, EpisodeIntent] = {}
         self._nursery: trio.Nursery | None = None
         self.recovery = Recovery(book, commands, self)
+        # What `/metrics` shows of the episodes.
+        self.counts = RemediationCounts()
 
     def load(self, state: StoredState) -> None:
         for episode in state.open_remediations:
             self._episodes[episode.episode_id] = episode
-        for switch in state.remediation_switches:
-            if switch.kind == "pause" and not switch.pool:
-                self.paused = True
-            elif switch.kind == "pause":
-                self.paused_pools.add(switch.pool)
-            elif switch.kind == "breaker":
-                self.open_breakers[switch.pool] = switch.reason
+        self.switches.load(state)
+        self._intents.update(
+            decisions.decode(
+                state.decisions, EPISODE_INTENT, EpisodeIntent, self._book.store.location
+            )
+        )
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Carries out the open episodes, and the ones opened later, until cancelled."""
@@ -208,6 +211,12 @@ class Remediator:
             for episode in self._episodes.values():
                 if episode.step is not HELD:
                     nursery.start_soon(self._drive, episode.episode_id)
+            for node_id, intent in list(self._intents.items()):
+                node = self._book.get(node_id)
+                if node is None or node.status is NodeStatus.TERMINATED:
+                    await self._drop_intent(node_id)
+                else:
+                    await self.open_intended(node, intent.rule, intent.action, intent.gpu_index)
             task_status.started()
             await trio.sleep_forever()
 
@@ -233,15 +242,51 @@ class Remediator:
             if self.replaceable(node):
                 await self.start(node, HEARTBEAT_LOST_RULE)
 
+    def silent_intents(self, nodes: Sequence[Node]) -> tuple[DecisionState, ...]:
+        """The episodes `silent` will open, to store with the nodes' UNHEALTHY commit."""
+        intended = (
+            self.intend(node, HEARTBEAT_LOST_RULE) for node in nodes if self.replaceable(node)
+        )
+        return tuple(intent for intent in intended if intent is not None)
+
+    def intend(
+        self,
+        node: Node,
+        rule: str,
+        action: RemediationAction = RemediationAction.REPLACE,
+        gpu_index: int = -1,
+    ) -> DecisionState | None:
+        """Records that an episode is to open for `node`, for the caller to store with the change
+        that decides it; None when the node has an open episode already."""
+        if self.open_episode(node.node_id) is not None:
+            return None
+        intent = EpisodeIntent(rule=rule, action=action, gpu_index=gpu_index)
+        self._intents[node.node_id] = intent
+        return memory.intent_state(self._book.clock, node.node_id, intent)
+
+    async def open_intended(
+        self,
+        node: Node,
+        rule: str,
+        action: RemediationAction = RemediationAction.REPLACE,
+        gpu_index: int = -1,
+    ) -> Remediation:
+        """Opens the episode `intend` recorded (or returns the node's open one)."""
+        existing = self.open_episode(node.node_id)
+        if existing is not None:
+            await self._drop_intent(node.node_id)
+            return existing
+        if action is RemediationAction.REPLACE:
+            return await self.start(node, rule)
+        return await self.recovery.open(node, rule, action, gpu_index)
+
+    async def _drop_intent(self, node_id: str) -> None:
+        if self._intents.pop(node_id, None) is not None:
+            intent = memory.intent_state(self._book.clock, node_id, None)
+            await self._book.commit(Change(decisions=(intent,)))
+
     def open_episode(self, node_id: str) -> Remediation | None:
         return next((e for e in self._episodes.values() if e.node_id == node_id), None)
-
-    def controls(self) -> RemediationControls:
-        return RemediationControls(
-            paused=self.paused,
-            paused_pools=tuple(sorted(self.paused_pools)),
-            open_breakers=tuple(sorted(self.open_breakers)),
-        )
 
     async def start(
         self,
@@ -255,6 +300,7 @@ class Remediator:
         """Opens an episode for `node` (or returns its open one) and starts carrying it out."""
         existing = self.open_episode(node.node_id)
         if existing is not None:
+            await self._drop_intent(node.node_id)
             return existing
         now = self._now()
         episode = Remediation(
@@ -270,29 +316,27 @@ class Remediator:
             updated_at=now,
         )
         events = [self._event("remediation.started", episode, episode.detail)]
-        switches: list[RemediationSwitch] = []
-        if rule in PREEMPTION_RULES:
-            pass  # the machine goes whatever the breaker says (see the module's docstring)
-        elif node.pool and node.pool in self.open_breakers:
-            episode = attrs.evolve(
-                episode, step=HELD, detail=f"the circuit breaker of pool {node.pool} is open"
-            )
-            events.append(self._event("remediation.held", episode, episode.detail))
-        elif node.pool and self._trips_breaker(node):
-            reason = self._breaker_reason(node.pool)
-            self.open_breakers[node.pool] = reason
-            switches.append(
-                RemediationSwitch(kind="breaker", pool=node.pool, reason=reason, since=now)
-            )
-            episode = attrs.evolve(episode, step=HELD, detail=reason)
-            events.append(self._pool_event("remediation.breaker_opened", node.pool, reason))
-            events.append(self._event("remediation.held", episode, reason))
+        kept: list[DecisionState] = []
+        if self._intents.pop(node.node_id, None) is not None:
+            kept.append(memory.intent_state(self._book.clock, node.node_id, None))
+        # A preempted machine goes whatever the breaker says (see the module's docstring).
+        held, breaker = (
+            ("", Change()) if rule in PREEMPTION_RULES else self.switches.admit(node, now)
+        )
+        events.extend(breaker.events)
+        if held:
+            episode = attrs.evolve(episode, step=HELD, detail=held)
+            events.append(self._event("remediation.held", episode, held))
         self._episodes[episode.episode_id] = episode
         await self._book.commit(
             Change(
-                remediations=(episode,), events=tuple(events), remediation_switches=tuple(switches)
+                remediations=(episode,),
+                events=tuple(events),
+                remediation_switches=breaker.remediation_switches,
+                decisions=(*kept, *breaker.decisions),
             )
         )
+        self.counts.opened(episode)
         if episode.step is not HELD and self._nursery is not None:
             self._nursery.start_soon(self._drive, episode.episode_id)
         return episode
@@ -326,35 +370,6 @@ class Remediator:
         self._gone.add(node_id)
         return True
 
-    def _trips_breaker(self, node: Node) -> bool:
-        """Counts `node` as entering remediation; True when that crosses the pool's line."""
-        settings = self.settings(node.pool)
-        now = trio.current_time()
-        window = settings.breaker_window.total_seconds()
-        starts = [s for s in self._starts.get(node.pool, []) if now - s[0] < window]
-        recent = {node_id for _, node_id in starts} | {node.node_id}
-        size = len(
-            {
-                n.node_id
-                for n in self._book.nodes()
-                if n.pool == node.pool and n.status is not NodeStatus.TERMINATED
-            }
-            | recent
-        )
-        # One episode alone never opens the breaker, or a one-node pool could never heal.
-        if len(recent) > 1 and len(recent) * 100 > settings.breaker_percent * size:
-            self._starts[node.pool] = starts
-            return True
-        self._starts[node.pool] = [*starts, (now, node.node_id)]
-        return False
-
-    def _breaker_reason(self, pool: str) -> str:
-        settings = self.settings(pool)
-        return (
-            f"more than {settings.breaker_percent:g}% of pool {pool} entered remediation within "
-            f"{format_duration(settings.breaker_window)}"
-        )
-
     async def cancel(self, episode_id: str, reason: str, actor: str) -> Remediation:
         episode = self._episodes.get(episode_id)
         if episode is None:
@@ -373,45 +388,6 @@ class Remediator:
             scope.cancel()
         return await self._move(episode, CANCELLED, reason or "cancelled by an operator", actor)
 
-    async def pause(self, pool: str, reason: str, actor: str) -> RemediationControls:
-        if pool:
-            self.paused_pools.add(pool)
-        else:
-            self.paused = True
-        switch = RemediationSwitch(kind="pause", pool=pool, reason=reason, since=self._now())
-        event = self._pool_event("remediation.paused", pool, reason, actor)
-        await self._book.commit(Change(remediation_switches=(switch,), events=(event,)))
-        return self.controls()
-
-    async def resume(self, pool: str, actor: str) -> RemediationControls:
-        if pool:
-            self.paused_pools.discard(pool)
-        else:
-            self.paused = False
-        switch = RemediationSwitch(kind="pause", pool=pool, since=self._now(), on=False)
-        event = self._pool_event("remediation.resumed", pool, "", actor)
-        await self._book.commit(Change(remediation_switches=(switch,), events=(event,)))
-        self._wake()
-        return self.controls()
-
-    async def reset_breaker(self, pool: str, actor: str) -> RemediationControls:
-        if pool not in self.open_breakers:
-            raise Conflict(f"the circuit breaker of pool {pool} is not open")
-        del self.open_breakers[pool]
-        self._starts.pop(pool, None)
-        switch = RemediationSwitch(kind="breaker", pool=pool, since=self._now(), on=False)
-        event = self._pool_event("remediation.breaker_reset", pool, "", actor)
-        await self._book.commit(Change(remediation_switches=(switch,), events=(event,)))
-        return self.controls()
-
-    def _wake(self) -> None:
-        self._controls_changed.set()
-        self._controls_changed = trio.Event()
-
-    async def _wait_unpaused(self, pool: str) -> None:
-        while self.paused or pool in self.paused_pools:
-            await self._controls_changed.wait()
-
     async def _drive(self, episode_id: str) -> None:
         with trio.CancelScope() as scope:
             self._scopes[episode_id] = scope
@@ -420,7 +396,7 @@ class Remediator:
                     episode = self._episodes.get(episode_id)
                     if episode is None or episode.step is HELD:
                         return
-                    await self._wait_unpaused(episode.pool)
+                    await self.switches.wait_unpaused(episode.pool)
                     episode = self._episodes.get(episode_id)
                     if episode is None:
                         return
@@ -592,6 +568,7 @@ class Remediator:
         }.get(to, "remediation.step")
         event = self._event(kind, moved, detail, actor)
         await self._book.commit(Change(remediations=(moved,), events=(event,)))
+        self.counts.reached(moved, moved.updated_at)
         return moved
 
     def _event(self, kind: str, episode: Remediation, reason: str, actor: str = ACTOR) -> Event:
@@ -607,6 +584,3 @@ class Remediator:
                 "rule": episode.rule,
             },
         )
-
-    def _pool_event(self, kind: str, pool: str, reason: str, actor: str = ACTOR) -> Event:
-        return self._book.event(kind, "", actor, reason, details={"pool": pool})

@@ -1,8 +1,8 @@
 """The control-plane service: the parts that own the fleet's state, assembled and run.
 
 `ControlPlane.open` loads the state from the store and runs, in one nursery, the heartbeat
-monitor, the health recheck, the notifiers, the pool manager (with pools configured) and the
-remediation worker. The parts, each owning one idea:
+monitor, the health recheck, the notifiers, the pool manager (with pools configured), the
+remediation worker and the history sampler. The parts, each owning one idea:
 
 - `book`: every node, heartbeat soft state, and the one commit/event API;
 - `nodes`: registration, heartbeats, silence, termination, listings;
@@ -10,7 +10,9 @@ remediation worker. The parts, each owning one idea:
 - `verdicts`: health reports judged by the policy, and the actions they take;
 - `remediation`: the persisted episodes that take bad nodes out and replace them, and
   `recovery`: their steps that reset a GPU or reboot a node first;
-- `pools`: the pool manager, when the configuration has pools.
+- `pools`: the pool manager, when the configuration has pools;
+- `node_pages` and `history`: the dashboard's reads, the node table's pages and the fleet's and
+  pools' last 6 hours (`summary` puts the fleet page together).
 
 The service speaks the domain (`navarch.model`) and raises domain errors (`navarch.errors`); the
 API (`navarch.api`) maps both to the wire. The service owns one clock and one id factory, which
@@ -27,16 +29,20 @@ from datetime import datetime
 import trio
 
 from navarch.clock import Clock
-from navarch.config import Config, HealthConfig, PoolHealthConfig, ServerConfig
+from navarch.config import Config, HealthConfig, MetricsConfig, PoolHealthConfig, ServerConfig
 from navarch.controlplane import lifecycle
 from navarch.controlplane.auth import Authenticator
 from navarch.controlplane.book import NodeBook
 from navarch.controlplane.commands import Commands
+from navarch.controlplane.health_counts import HealthCounts
+from navarch.controlplane.history import History
+from navarch.controlplane.node_pages import NodeOrder, NodePage, NodePages
 from navarch.controlplane.nodes import NodeFilter, Nodes
 from navarch.controlplane.notifiers import build_notifiers
 from navarch.controlplane.preemption import Preemptions, Taken
 from navarch.controlplane.queue import CommandQueue
 from navarch.controlplane.remediation import Remediator, Replacer
+from navarch.controlplane.summary import FleetSummary, fleet_summary
 from navarch.controlplane.verdicts import Verdicts
 from navarch.errors import NotFound
 from navarch.health import HealthJudge, load_policy
@@ -73,6 +79,7 @@ class ControlPlane:
         *,
         admin_token: str = "",
         join_token: str = "",
+        viewer_token: str = "",
         clock: Clock | None = None,
         ids: IdFactory | None = None,
         health: HealthConfig | None = None,
@@ -85,7 +92,7 @@ class ControlPlane:
         self.server = server
         self.clock = clock or Clock()
         self.ids = ids or IdFactory()
-        self.auth = Authenticator(admin_token, join_token)
+        self.auth = Authenticator(admin_token, join_token, viewer_token)
         self.book = NodeBook(
             store,
             self.clock,
@@ -100,6 +107,7 @@ class ControlPlane:
             self.book, self.commands, self.nodes.mark_terminated, pool_health or {}, replacer
         )
         self.nodes.on_silent = self.remediation.silent
+        self.nodes.silent_intents = self.remediation.silent_intents
         self.preemptions = Preemptions(self.book, self.commands, self.remediation)
         # A bad policy file stops the service here, with the ConfigError that lists its problems.
         self.verdicts = Verdicts(
@@ -109,8 +117,16 @@ class ControlPlane:
             HealthJudge(load_policy(health.policy), health.window),
         )
         self.remediation.recovery.judgments = self.verdicts
+        # What `/metrics` shows of the health reports: their event types and XIDs.
+        self.health_counts = HealthCounts()
+        self.book.listeners.append(self.health_counts.observe)
         # The pool manager, when the configuration has pools.
         self.pools: PoolManager | None = None
+        # The dashboard's reads: the node table's pages, and the fleet's and pools' recent past.
+        self.node_pages = NodePages(self.book)
+        self.history = History(self.clock, self.book, self.remediation)
+        # Which series `/metrics` serves beyond the fleet's and the pools' (`[metrics]`).
+        self.metrics_config = MetricsConfig()
 
     @classmethod
     @asynccontextmanager
@@ -121,6 +137,7 @@ class ControlPlane:
         *,
         admin_token: str = "",
         join_token: str = "",
+        viewer_token: str = "",
         clock: Clock | None = None,
         ids: IdFactory | None = None,
         config: Config | None = None,
@@ -146,6 +163,7 @@ class ControlPlane:
             server or ServerConfig(),
             admin_token=admin_token,
             join_token=join_token,
+            viewer_token=viewer_token,
             clock=clock,
             ids=ids,
             health=config.health if config is not None else None,
@@ -155,6 +173,8 @@ class ControlPlane:
             replacer=replacer,
             notifiers=notifiers,
         )
+        if config is not None:
+            service.metrics_config = config.metrics
         await service._load()
         async with trio.open_nursery() as nursery:
             for notifier in service.book.notifiers:
@@ -175,11 +195,35 @@ class ControlPlane:
                 if service.remediation.replacer is None:
                     service.remediation.replacer = service.pools
             await nursery.start(service.remediation.run)
+            await nursery.start(service.history.run, service.pools)
             try:
                 yield service
             finally:
                 service.stop_long_polls()
                 nursery.cancel_scope.cancel()
+
+    @classmethod
+    async def snapshot(
+        cls,
+        store: Store,
+        server: ServerConfig,
+        *,
+        admin_token: str = "",
+        join_token: str = "",
+        viewer_token: str = "",
+        config: Config | None = None,
+    ) -> ControlPlane:
+        """The state in `store` now, loaded but not run: what a follower answers reads from."""
+        service = cls(
+            store,
+            server,
+            admin_token=admin_token,
+            join_token=join_token,
+            viewer_token=viewer_token,
+            health=config.health if config is not None else None,
+        )
+        await service._load()
+        return service
 
     async def _load(self) -> None:
         state = await self.store.load()
@@ -195,7 +239,7 @@ class ControlPlane:
             self.queue.put(command)
         for node_id, hashed in state.node_tokens.items():
             self.auth.set_node_token(node_id, hashed)
-        self.verdicts.load(state.nodes)
+        self.verdicts.load(state)
         self.remediation.load(state)
 
     def stop_long_polls(self) -> None:
@@ -224,6 +268,28 @@ class ControlPlane:
             node_id=node_id, kinds=kinds, limit=limit, before=before
         )
         return events, events[-1].event_id if len(events) == limit else ""
+
+    async def list_commands(
+        self, *, node_id: str, limit: int, before: str
+    ) -> tuple[list[Command], str]:
+        """A node's commands newest first, and the cursor of the next page ("" after the last).
+        An open command is as the queue has it: its delivery reaches the store a moment later."""
+        self.book.require(node_id)
+        stored = await self.store.list_commands(node_id=node_id, limit=limit, before=before)
+        live = {c.command_id: c for c in self.queue.open_commands(node_id)}
+        commands = [live.get(c.command_id, c) for c in stored]
+        return commands, commands[-1].command_id if len(commands) == limit else ""
+
+    async def node_page(
+        self, which: NodeFilter, query: str, order: NodeOrder, size: int, token: str
+    ) -> NodePage:
+        """A page of the nodes `which` and `query` match, in `order` (see `node_pages`)."""
+        await trio.lowlevel.checkpoint()
+        return self.node_pages.page(which, query, order, size, token, self.readings()[0])
+
+    async def fleet_summary(self, history_after: datetime | None) -> FleetSummary:
+        """The fleet now, and its history after `history_after` (all of it for None)."""
+        return await fleet_summary(self.store, self.history, self.remediation, history_after)
 
     async def list_remediations(self, *, pool: str, node_id: str, limit: int) -> list[Remediation]:
         """Remediation episodes newest first."""
@@ -307,3 +373,13 @@ class ControlPlane:
     def heartbeat_ages(self) -> list[float]:
         """Seconds since each watched node was last heard from."""
         return self.book.monitor.ages()
+
+    def readings(self) -> tuple[Mapping[str, datetime], Mapping[str, tuple[float, ...]]]:
+        """Each node's last heartbeat time, and its latest metrics packed as the book keeps them:
+        cpu, memory, then `GPU_FIELDS` numbers of each GPU, laid out as `navarch.controlplane.book`
+        says.
+
+        For `/metrics`, which reads 80,000 GPUs' readings a scrape: unpacking them into objects
+        would take longer than the rest of the scrape.
+        """
+        return self.book.readings()

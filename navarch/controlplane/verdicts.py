@@ -10,12 +10,15 @@ word, or by a remediation episode whose GPU reset or reboot cleared the fault (`
 `replace` opens a remediation episode in a pool with `auto_replace`, and `reset_gpu` and `reboot`
 open one in a pool with `auto_recover` (the defaults). Otherwise the node is cordoned and drained
 and `health.action_required` says that it waits for an operator.
+
+What the judge holds of a node and the action taken for its verdict are stored with the report
+that changed them (`navarch.controlplane.memory`), and so is the episode a verdict asks for, before
+it is opened: a restarted control plane judges and acts as the old one would have.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 
 import attrs
 import trio
@@ -23,18 +26,20 @@ import trio
 from navarch.controlplane import lifecycle
 from navarch.controlplane.book import NodeBook
 from navarch.controlplane.commands import Commands
+from navarch.controlplane.memory import HEALTH, HealthMemory
 from navarch.controlplane.remediation import Remediator
 from navarch.errors import DomainError
 from navarch.health import Action, HealthJudge, Result, Verdict
 from navarch.model import (
     Event,
     HealthEvent,
+    HealthEventType,
     HealthStatus,
     Node,
     NodeStatus,
     RemediationAction,
 )
-from navarch.store import Change, HealthReport
+from navarch.store import Change, DecisionState, HealthReport, StoredState, decisions
 
 log = logging.getLogger("navarch.controlplane")
 
@@ -45,6 +50,26 @@ _NEEDS = {
     Action.REPLACE: "replacement (auto_replace is off for its pool)",
 }
 _RECOVERY = {Action.RESET_GPU: RemediationAction.RESET_GPU, Action.REBOOT: RemediationAction.REBOOT}
+
+
+def _report(verdict: Verdict) -> dict[str, str]:
+    """The details of a `health.reported` event: how many events of which types, the XIDs as
+    `gpu:xid` pairs, the rules the events matched, and the rule behind the node's verdict, so the
+    dashboard shows each report with the rules that judged it."""
+    events = [match.event for match in verdict.matches]
+    details = {
+        "count": str(len(events)),
+        "types": ",".join(sorted({event.type.value for event in events})),
+    }
+    xids = dict.fromkeys(f"{e.gpu_index}:{e.xid}" for e in events if e.type is HealthEventType.XID)
+    rules = dict.fromkeys(match.rule for match in verdict.matches if match.rule)
+    if xids:
+        details["xids"] = ",".join(xids)
+    if rules:
+        details["rules"] = ",".join(rules)
+    if verdict.rule:
+        details["rule"] = verdict.rule
+    return details
 
 
 class Verdicts:
@@ -60,15 +85,45 @@ class Verdicts:
         self._acted: dict[str, Action] = {}
         # Nodes whose latest verdict asks for replacement.
         self._replace: set[str] = set()
-        # node id -> (health, trio time): after a restart the judge has forgotten the events, so
-        # a node keeps its stored bad health for one window unless new events judge it worse.
+        # node id -> (health, trio time): a node stored with bad health and no judge memory (a
+        # store written before the memory was kept) keeps its health for one window unless new
+        # events judge it worse.
         self._floor: dict[str, tuple[HealthStatus, float]] = {}
 
-    def load(self, nodes: Sequence[Node]) -> None:
-        until = trio.current_time() + self.judge.window
-        for node in nodes:
-            if node.health in _BAD_HEALTH and node.status is not lifecycle.TERMINATED:
+    def load(self, state: StoredState) -> None:
+        book = self._book
+        now = trio.current_time()
+        location = book.store.location
+        remembered = set()
+        for node_id, memory in decisions.decode(state.decisions, HEALTH, HealthMemory, location):
+            remembered.add(node_id)
+            self.judge.restore(
+                node_id, memory.judge, lambda at: decisions.trio_time(book.clock, at)
+            )
+            verdict = self.judge.verdict(node_id, now)
+            if verdict.action is not Action.NONE and memory.acted is not Action.NONE:
+                self._acted[node_id] = memory.acted
+            if verdict.action is Action.REPLACE:
+                self._replace.add(node_id)
+        until = now + self.judge.window
+        for node in state.nodes:
+            if (
+                node.health in _BAD_HEALTH
+                and node.status is not lifecycle.TERMINATED
+                and node.node_id not in remembered
+            ):
                 self._floor[node.node_id] = (node.health, until)
+
+    def _memory(self, node_id: str) -> DecisionState:
+        """The judge's memory of the node and the action taken, to store; deletes it when empty."""
+        clock = self._book.clock
+        judged = self.judge.memory(node_id, lambda at: decisions.wall_time(clock, at))
+        memory = (
+            None
+            if judged is None
+            else HealthMemory(judge=judged, acted=self._acted.get(node_id, Action.NONE))
+        )
+        return decisions.state(HEALTH, node_id, memory, clock.now())
 
     def judged_for_replacement(self) -> set[str]:
         """Nodes whose health verdict asks for replacement by remediation."""
@@ -96,15 +151,7 @@ class Verdicts:
         reports: tuple[HealthReport, ...] = ()
         if events:
             reports = (HealthReport(report_id=book.ids.new(), node_id=node_id, events=events),)
-            types = sorted({event.type.value for event in events})
-            changes.append(
-                book.event(
-                    "health.reported",
-                    node_id,
-                    actor,
-                    details={"count": str(len(events)), "types": ",".join(types)},
-                )
-            )
+            changes.append(book.event("health.reported", node_id, actor, details=_report(verdict)))
         if health is not node.health:
             changes.append(self._health_event(node, health, actor, verdict))
         if verdict.health is Result.UNHEALTHY and node.status in (
@@ -123,9 +170,37 @@ class Verdicts:
             self._replace.add(node_id)
         else:
             self._replace.discard(node_id)
+        # The action to take is settled before the commit, and stored with it: the judge's
+        # memory, the action taken, and the episode it opens, which a restart opens if this
+        # process stops before it does.
+        kept: list[DecisionState] = []
+        act = self._to_act(node_id, verdict)
+        acted = self._acted.get(node_id)
+        if act:
+            self._acted[node_id] = verdict.action
+            intent = self._intent(after, verdict)
+            if intent is not None:
+                kept.append(intent)
+        if events or act:
+            kept.append(self._memory(node_id))
         book.put(after)
-        await book.commit(Change(nodes=(after,), events=tuple(changes), health_reports=reports))
-        await self._take_action(node_id, verdict)
+        try:
+            await book.commit(
+                Change(
+                    nodes=(after,),
+                    events=tuple(changes),
+                    health_reports=reports,
+                    decisions=tuple(kept),
+                )
+            )
+        except BaseException:
+            if act:  # not taken: the next report takes it
+                self._acted.pop(node_id, None)
+                if acted is not None:
+                    self._acted[node_id] = acted
+            raise
+        if act:
+            await self._take_action(node_id, verdict)
         current = book.require(node_id)
         return current.status, current.health
 
@@ -146,15 +221,27 @@ class Verdicts:
             details["rule"] = verdict.rule
         return self._book.event("node.health_changed", node.node_id, actor, details=details)
 
-    async def _take_action(self, node_id: str, verdict: Verdict) -> None:
-        """Takes the verdict's action unless one as disruptive was taken for this verdict."""
+    def _to_act(self, node_id: str, verdict: Verdict) -> bool:
+        """Whether the verdict's action is to be taken: none as disruptive was taken for it."""
         action = verdict.action
         if action is Action.NONE:
             self._acted.pop(node_id, None)
-            return
-        if action.rank <= self._acted.get(node_id, Action.NONE).rank:
-            return
-        self._acted[node_id] = action
+            return False
+        return action.rank > self._acted.get(node_id, Action.NONE).rank
+
+    def _intent(self, node: Node, verdict: Verdict) -> DecisionState | None:
+        """The episode the verdict opens, to store before it is opened; None when it opens none."""
+        settings = self._remediation.settings(node.pool)
+        action = verdict.action
+        if action is Action.REPLACE and settings.auto_replace:
+            return self._remediation.intend(node, verdict.rule, RemediationAction.REPLACE)
+        if action in _RECOVERY and settings.auto_recover:
+            return self._remediation.intend(node, verdict.rule, _RECOVERY[action], _gpu(verdict))
+        return None
+
+    async def _take_action(self, node_id: str, verdict: Verdict) -> None:
+        """Takes the verdict's action, which `_to_act` allowed."""
+        action = verdict.action
         book = self._book
         node = book.require(node_id)
         reason = f"health rule {verdict.rule}"
@@ -169,11 +256,12 @@ class Verdicts:
             remediation = self._remediation
             settings = remediation.settings(node.pool)
             if action is Action.REPLACE and settings.auto_replace:
-                await remediation.start(node, verdict.rule)
+                await remediation.open_intended(node, verdict.rule, RemediationAction.REPLACE)
                 return
             if action in _RECOVERY and settings.auto_recover:
-                gpu = verdict.cause.event.gpu_index if verdict.cause is not None else -1
-                await remediation.recovery.open(node, verdict.rule, _RECOVERY[action], gpu)
+                await remediation.open_intended(
+                    node, verdict.rule, _RECOVERY[action], _gpu(verdict)
+                )
                 return
             await self._commands.cordon(node_id, reason)
             if action is Action.CORDON:
@@ -206,8 +294,11 @@ class Verdicts:
         verdict = self.judge.verdict(node_id, trio.current_time())
         if verdict.action is not Action.REPLACE:
             self._replace.discard(node_id)
+        memory = self._memory(node_id)
         if gpu_index >= 0:
-            await self._set_health(node_id, verdict.health_status, verdict)
+            await self._set_health(node_id, verdict.health_status, verdict, memory)
+        else:
+            await self._book.commit(Change(decisions=(memory,)))
         return verdict.health is not Result.UNHEALTHY and verdict.action.rank < Action.CORDON.rank
 
     async def unknown_until_reported(self, node_id: str) -> None:
@@ -216,14 +307,23 @@ class Verdicts:
         verdict = self.judge.verdict(node_id, trio.current_time())
         await self._set_health(node_id, HealthStatus.UNKNOWN, verdict)
 
-    async def _set_health(self, node_id: str, health: HealthStatus, verdict: Verdict) -> None:
+    async def _set_health(
+        self,
+        node_id: str,
+        health: HealthStatus,
+        verdict: Verdict,
+        memory: DecisionState | None = None,
+    ) -> None:
         book = self._book
         node = book.require(node_id)
+        kept = () if memory is None else (memory,)
         if health is not node.health:
             after = attrs.evolve(node, health=health)
             book.put(after)
             event = self._health_event(node, health, "remediation", verdict)
-            await book.commit(Change(nodes=(after,), events=(event,)))
+            await book.commit(Change(nodes=(after,), events=(event,), decisions=kept))
+        elif kept:
+            await book.commit(Change(decisions=kept))
 
     async def recheck_forever(self) -> None:
         interval = min(60.0, max(1.0, self.judge.window / 10))
@@ -236,6 +336,7 @@ class Verdicts:
         book = self._book
         now = trio.current_time()
         nodes, events = [], []
+        kept: list[DecisionState] = []
         for node in list(book.nodes()):
             if node.status is lifecycle.TERMINATED or node.health not in _BAD_HEALTH:
                 continue
@@ -249,5 +350,12 @@ class Verdicts:
             book.put(after)
             nodes.append(after)
             events.append(self._health_event(node, health, "health-policy", verdict))
+            kept.append(self._memory(node.node_id))
         if nodes:
-            await book.commit(Change(nodes=tuple(nodes), events=tuple(events)))
+            await book.commit(
+                Change(nodes=tuple(nodes), events=tuple(events), decisions=tuple(kept))
+            )
+
+
+def _gpu(verdict: Verdict) -> int:
+    return verdict.cause.event.gpu_index if verdict.cause is not None else -1

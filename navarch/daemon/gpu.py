@@ -51,6 +51,8 @@ def to_metrics(sample: GpuSample) -> GpuMetrics:
         memory_used_bytes=sample.memory_used_bytes or 0,
         temperature_c=float(sample.temperature_c or 0),
         power_watts=(sample.power_usage_mw or 0) / 1000,
+        ecc_corrected=sample.ecc_corrected_volatile or 0,
+        ecc_uncorrected=sample.ecc_uncorrected_volatile or 0,
     )
 
 

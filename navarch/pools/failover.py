@@ -37,6 +37,7 @@ from navarch.plugins import (
     Selector,
     TransientError,
 )
+from navarch.pools.counters import PoolCounters
 from navarch.pools.zone_balance import Spread
 
 # A region, zone, instance type and market (True for spot); None stands for all of them.
@@ -194,6 +195,7 @@ async def provision_with_failover(
     clock: Callable[[], float] | None = None,
     sleep: Callable[[float], Awaitable[object]] | None = None,
     spread: Spread | None = None,
+    counters: PoolCounters | None = None,
 ) -> Provisioned:
     """Provisions one instance, trying unblocked candidates in the selector's order.
 
@@ -201,7 +203,8 @@ async def provision_with_failover(
     instance type, region and zone are set from the candidate that is tried, and each candidate
     gets a request id of its own that its transient retries repeat. With `spread`, the selector
     gets the candidates least-populated place first, and the place being tried stays claimed
-    when the call returns (the caller releases it once the instance is recorded). Raises
+    when the call returns (the caller releases it once the instance is recorded). With
+    `counters`, every provider call is counted by its outcome. Raises
     ProvisioningFailed, with every attempt and the blocks in force, when no candidate works.
     """
     if clock is None or sleep is None:
@@ -243,6 +246,8 @@ async def provision_with_failover(
             try:
                 instance = await provider.provision(attempt_request)
             except TransientError as exc:
+                if counters is not None:
+                    counters.provider_failed(candidate.provider, exc)
                 if retry < policy.transient_retries:
                     attempts.append(Attempt(candidate=candidate, error=_describe(exc)))
                     await sleep(backoff)
@@ -251,9 +256,13 @@ async def provision_with_failover(
                 block = blocks.block(candidate, exc, clock())
                 attempts.append(Attempt(candidate=candidate, error=_describe(exc), block=block))
             except Exception as exc:
+                if counters is not None:
+                    counters.provider_failed(candidate.provider, exc)
                 block = blocks.block(candidate, exc, clock())
                 attempts.append(Attempt(candidate=candidate, error=_describe(exc), block=block))
             else:
+                if counters is not None:
+                    counters.provisioned(candidate.provider)
                 attempts.append(Attempt(candidate=candidate))
                 return Provisioned(instance=instance, candidate=candidate, attempts=tuple(attempts))
             break

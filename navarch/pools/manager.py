@@ -10,7 +10,9 @@ Each round of a pool's loop, every `scale_interval` (or at once after ScalePool)
    (`scale_down`).
 
 Every change of size, or of the reason for the size, is recorded as a `pool.scaled` or
-`pool.decision` event. The manager's nursery holds the loops, the provisioning and draining tasks
+`pool.decision` event. What the next rounds decide by (the ScalePool floor, the scaling windows,
+the idle time) is stored each round, with that event when there is one (`memory`), and taken back
+at start. The manager's nursery holds the loops, the provisioning and draining tasks
 and the tasks the providers start through their context.
 """
 
@@ -18,9 +20,12 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import deque
 from collections.abc import Mapping
+from datetime import datetime
 
 import trio
+from attrs import frozen
 
 from navarch.config import Config
 from navarch.durations import format_duration
@@ -34,9 +39,11 @@ from navarch.plugins import (
     ScalingState,
     ask,
 )
+from navarch.pools import memory
 from navarch.pools.behavior import Decision
 from navarch.pools.bootstrap import Bootstraps
 from navarch.pools.context import MachineRunner, ProviderContextImpl
+from navarch.pools.counters import PoolCounters
 from navarch.pools.failover import BlockList
 from navarch.pools.fleet import FleetView
 from navarch.pools.instances import ACTOR, Instances
@@ -49,7 +56,7 @@ from navarch.pools.reconcile import reconcile
 from navarch.pools.scale_down import ScaleDown
 from navarch.pools.scale_to_zero import hold_last_node
 from navarch.pools.view import InstanceView, PoolView, ProviderBlockView
-from navarch.store import Change
+from navarch.store import Change, DecisionState, decisions
 
 log = logging.getLogger("navarch.pools")
 
@@ -58,6 +65,23 @@ _HISTORY = 120
 _NUMBERS = re.compile(r"\d+(?:\.\d+)?")
 # How long a metrics source may take to answer one round.
 METRICS_TIMEOUT = 5.0
+# Scaling decisions each pool keeps for the dashboard.
+DECISIONS_KEPT = 50
+
+
+@frozen(kw_only=True)
+class DecisionRecord:
+    """A round that changed the pool's target, or the kind of reason for it (the rounds that
+    record a `pool.scaled` or `pool.decision` event)."""
+
+    time: datetime
+    previous: int
+    target: int
+    # What the autoscaler asked for before the core's rules; None for a pool without one.
+    recommended: int | None
+    reason: str
+    # The autoscaler's type; empty for a pool without one.
+    autoscaler: str
 
 
 class PoolManager:
@@ -83,8 +107,16 @@ class PoolManager:
         self.blocks = BlockList()
         self.instances = Instances(fleet, self.providers)
         self.bootstraps = Bootstraps(fleet, config, self.instances, self.providers, self.pools)
+        # What `/metrics` shows of the pools' decisions and provider calls.
+        self.counters = PoolCounters()
         self._provisioner = Provisioner(
-            fleet, self.providers, provider_types, self.instances, self.blocks, self.bootstraps
+            fleet,
+            self.providers,
+            provider_types,
+            self.instances,
+            self.blocks,
+            self.bootstraps,
+            self.counters,
         )
         self.bootstraps.provision = self._provisioner.start
         self._scale_down = ScaleDown(fleet, self.instances)
@@ -92,10 +124,19 @@ class PoolManager:
         self.preflights.replace = self.replace
         # Nodes whose successor was asked for, so a repeated request asks once.
         self._replaced: set[str] = set()
+        self._decisions = {
+            name: deque[DecisionRecord](maxlen=DECISIONS_KEPT) for name in self.pools
+        }
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         state = await self.fleet.store.load()
         self.instances.load(state.instances)
+        store = self.fleet.store
+        for name, kept in decisions.decode(
+            state.decisions, memory.SCALING, memory.ScalingMemory, store.location
+        ):
+            if name in self.pools:
+                memory.restore(self.pools[name], kept, self.fleet.clock)
         async with trio.open_nursery() as nursery:
             self._provisioner.nursery = self._scale_down.nursery = nursery
             self.bootstraps.nursery = nursery
@@ -178,7 +219,8 @@ class PoolManager:
         decision = pool.behavior.decide(state, recommendation, trio.current_time())
         decision = hold_last_node(pool, decision, nodes, trio.current_time())
         pool.decision, pool.decision_at, pool.target = decision, now, decision.target
-        await self._record_decision(pool, decision)
+        self.counters.decided(decision)
+        await self._record_decision(pool, decision, memory.remember(pool, self.fleet.clock))
         if decision.change > 0:
             for _ in range(decision.change):
                 self._provisioner.start(pool, "scale up", None)
@@ -248,17 +290,33 @@ class PoolManager:
             )
         return recommendation
 
-    async def _record_decision(self, pool: PoolState, decision: Decision) -> None:
+    async def _record_decision(
+        self, pool: PoolState, decision: Decision, kept: DecisionState
+    ) -> None:
+        """Records the round's event when it is news, with the pool's memory; the memory alone
+        otherwise, without waiting for it."""
         # Readings and countdowns change every round; only a new kind of reason is news.
         shape = _NUMBERS.sub("#", decision.reason)
-        if decision.change == 0 and shape == pool.last_reason:
-            return
         # A pool that cannot reach its target asks again every round; one event says so.
         repeat = (shape, decision.previous, decision.target)
-        if decision.change and repeat == pool.last_scaled:
+        if (decision.change == 0 and shape == pool.last_reason) or (
+            decision.change and repeat == pool.last_scaled
+        ):
+            self.fleet.store.commit_soon(Change(decisions=(kept,)))
             return
         pool.last_reason = shape
         pool.last_scaled = repeat if decision.change else None
+        autoscaler = pool.config.autoscaler
+        self._decisions[pool.name].append(
+            DecisionRecord(
+                time=pool.decision_at or self.fleet.clock.now(),
+                previous=decision.previous,
+                target=decision.target,
+                recommended=decision.recommended,
+                reason=decision.reason,
+                autoscaler=autoscaler.type if autoscaler else "",
+            )
+        )
         kind = "pool.scaled" if decision.change else "pool.decision"
         event = self.fleet.event(
             kind,
@@ -269,7 +327,7 @@ class PoolManager:
             previous=str(decision.previous),
             target=str(decision.target),
         )
-        await self.fleet.record(Change(events=(event,)))
+        await self.fleet.record(Change(events=(event,), decisions=(kept,)))
 
     def members(self, name: str) -> list[Node]:
         """The nodes that make up the pool's size: not leaving, and not remediation's."""
@@ -369,11 +427,16 @@ class PoolManager:
                 f"target: expected {low} to {high} (the pool's min_nodes and max_nodes), "
                 f"got {target}"
             )
-        pool.manual_target = target
         event = self.fleet.event(
             "pool.manual_target", "", actor, reason, pool=name, target=str(target)
         )
-        await self.fleet.record(Change(events=(event,)))
+        before, pool.manual_target = pool.manual_target, target
+        try:
+            kept = memory.remember(pool, self.fleet.clock)
+            await self.fleet.record(Change(events=(event,), decisions=(kept,)))
+        except BaseException:
+            pool.manual_target = before
+            raise
         pool.wake.set()
         return self.describe(name)
 
@@ -384,6 +447,10 @@ class PoolManager:
         pool.queue_depth, pool.queue_depth_at = depth, self.fleet.clock.now()
         pool.queue_depth_time = trio.current_time()
         return self.describe(name)
+
+    def decisions(self, name: str) -> list[DecisionRecord]:
+        """The pool's last scaling decisions, newest first."""
+        return list(reversed(self._decisions[self._pool(name).name]))
 
     def describe_all(self) -> list[PoolView]:
         return [self.describe(name) for name in sorted(self.pools)]

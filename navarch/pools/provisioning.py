@@ -17,6 +17,7 @@ from navarch.model import InstanceRecord, InstanceStatus
 from navarch.plugins import POOL_LABEL, Provider, ProvisionRequest, Selector
 from navarch.pools.bootstrap import Bootstraps, Prepared
 from navarch.pools.candidates import candidates_for, fetch_catalogs
+from navarch.pools.counters import PoolCounters
 from navarch.pools.failover import BlockList, ProvisioningFailed, provision_with_failover
 from navarch.pools.fleet import FleetView
 from navarch.pools.instances import ACTOR, Instances
@@ -37,6 +38,7 @@ class Provisioner:
         instances: Instances,
         blocks: BlockList,
         bootstraps: Bootstraps | None = None,
+        counters: PoolCounters | None = None,
     ) -> None:
         self._fleet = fleet
         self._providers = providers
@@ -45,6 +47,7 @@ class Provisioner:
         self._blocks = blocks
         self._spot = SpotMarket(fleet, blocks)
         self.bootstraps = bootstraps
+        self.counters = counters or PoolCounters()
         self.nursery: trio.Nursery | None = None
 
     def start(
@@ -94,7 +97,13 @@ class Provisioner:
                 ),
             )
             result = await provision_with_failover(
-                candidates, selector, providers, request, self._blocks, spread=spread
+                candidates,
+                selector,
+                providers,
+                request,
+                self._blocks,
+                spread=spread,
+                counters=self.counters,
             )
         except ProvisioningFailed as exc:
             spread.release()
@@ -155,6 +164,7 @@ class Provisioner:
 
     async def _failed(self, pool: PoolState, why: str) -> None:
         log.warning("pool %s: provisioning failed: %s", pool.name, why)
+        self.counters.pool_failed(pool.name)
         if why == pool.last_failure:
             return
         pool.last_failure = why

@@ -14,6 +14,7 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import trio
@@ -45,6 +46,23 @@ EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 EXPLAINED = (("no change: node is NODE_STATUS_CORDONED", "no change: node is cordoned"),)
 # Ids (26 characters of Crockford base32) and node tokens.
 _VARIABLE = re.compile(r"\b[0-9A-HJKMNP-TV-Z]{26}\b|nvn_[A-Za-z0-9_-]{43}")
+
+
+def _as_in_0_1_0(method: str, text: str) -> str:
+    """Today's reply less what replies gained since 0.1.0, which a client of 0.1.0 ignores:
+    ListNodes' total, GetPool's history and decisions, and a `health.reported` event's XIDs and
+    rules."""
+    value = json.loads(text) if method in ("ListNodes", "GetPool", "ListEvents") else None
+    if not isinstance(value, dict):
+        return text
+    pool = value.get("pool", {})
+    added: list[tuple[dict[str, Any], str]] = [(value, "total"), (pool, "history")]
+    added.append((pool, "decisions"))
+    for event in value.get("events", []):
+        if event["kind"] == "health.reported":
+            added += [(event["details"], key) for key in ("xids", "rules", "rule")]
+    removed = [holder.pop(key) for holder, key in added if key in holder]
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False) if removed else text
 
 
 def _normalized(text: str, names: dict[str, str]) -> str:
@@ -106,9 +124,9 @@ async def test_recorded_calls_get_the_same_replies(
             expected = step["response"]
             for before, after in EXPLAINED:
                 expected = expected.replace(before, after)
-            assert _normalized(response.text, replayed_names) == _normalized(
-                expected, recorded_names
-            ), where
+            today = _as_in_0_1_0(step["method"], response.text)
+            replied = _normalized(today, replayed_names)
+            assert replied == _normalized(expected, recorded_names), where
             then = _VARIABLE.findall(step["response"])
             for old, new in zip(then, _VARIABLE.findall(response.text), strict=True):
                 now_called.setdefault(old, new)

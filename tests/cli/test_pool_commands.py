@@ -5,32 +5,13 @@ from __future__ import annotations
 import json
 
 from support.live_control_plane import LiveControlPlane
+from support.pool_config import FAILOVER_POOL
 from support.waiting import wait_for
 
 from navarch.config import parse_config
 from navarch.plugins.manager import load_plugins
 
-CONFIG = """
-[providers.fake]
-type = "fake"
-
-[providers.full]
-type = "fake"
-capacity = 0
-
-[pools.dev]
-instance_type = "h100-8x"
-min_nodes = 2
-max_nodes = 4
-scale_interval = "1s"
-
-[[pools.dev.providers]]
-provider = "full"
-
-[[pools.dev.providers]]
-provider = "fake"
-priority = 1
-"""
+CONFIG = FAILOVER_POOL
 
 
 def test_pool_commands(tmp_path, monkeypatch, run) -> None:

@@ -9,6 +9,7 @@ import trio.testing
 from support.api import rpc
 from support.pool_manager import (
     ADMIN,
+    REACTIVE,
     TERMINATED,
     UNHEALTHY,
     events,
@@ -24,27 +25,6 @@ from navarch.api import wire as m
 from navarch.daemon.local import LocalMachines
 from navarch.model import InstanceStatus
 from navarch.plugins import ProvisionRequest
-
-REACTIVE = """
-[providers.fake]
-type = "fake"
-provision_delay = "20s"
-utilization = 50
-
-[pools.dev]
-instance_type = "h100-8x"
-min_nodes = 2
-max_nodes = 5
-scale_interval = "10s"
-
-[[pools.dev.providers]]
-provider = "fake"
-
-[pools.dev.autoscaler]
-type = "reactive"
-scale_up_at = 80
-scale_down_at = 20
-"""
 
 
 class SwitchedOff:

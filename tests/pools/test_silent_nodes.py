@@ -101,7 +101,7 @@ async def test_a_zone_going_silent_trips_the_breaker_and_terminates_none_past_it
         zone = sorted(fake(service).machines)[:2]
         for node_id in zone:
             fake(service).machines[node_id].power_off()
-        await wait_until(lambda: "dev" in service.remediation.open_breakers)
+        await wait_until(lambda: "dev" in service.remediation.switches.open_breakers)
         # The pool provisions past the silent nodes; the breaker keeps the held one alive.
         await wait_until(lambda: len(healthy_nodes(service)) == 4)
         await trio.sleep(600)

@@ -96,38 +96,48 @@ scrape_configs:
 """
 
 
-@pytest.fixture(scope="module")
-def prometheus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Prometheus's URL, scraping `Exporter` every second; the exporter starts with one sample."""
+@contextmanager
+def run_prometheus(base: Path, config: str) -> Iterator[tuple[str, Path]]:
+    """Prometheus's URL and its log, running from its binary on a loopback port with `config` as
+    its prometheus.yml and `base` as its directory; stopped afterwards. Skips where the binary is
+    absent, unless NAVARCH_REQUIRE_PROMETHEUS=1."""
     binary = shutil.which("prometheus")
     if binary is None:
         require("the prometheus", "NAVARCH_REQUIRE_PROMETHEUS", "prometheus is not installed")
         raise AssertionError  # unreachable: require skipped or failed
+    (base / "prometheus.yml").write_text(config)
+    port = free_port()
+    log = base / "prometheus.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={base / 'prometheus.yml'}",
+                f"--storage.tsdb.path={base / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield f"http://127.0.0.1:{port}", log
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def prometheus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Prometheus's URL, scraping `Exporter` every second; the exporter starts with one sample."""
     base = tmp_path_factory.mktemp("prometheus")
     Exporter.text = 'navarch_queue_depth{pool="p"} 0\n'
-    with serving(Exporter) as exporter:
-        (base / "prometheus.yml").write_text(PROMETHEUS_CONFIG.format(exporter=exporter))
-        port = free_port()
-        log = base / "prometheus.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [
-                    binary,
-                    f"--config.file={base / 'prometheus.yml'}",
-                    f"--storage.tsdb.path={base / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                    "--log.level=warn",
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_for_sample(url, "navarch_queue_depth", log=log)
-            yield url
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+    with (
+        serving(Exporter) as exporter,
+        run_prometheus(base, PROMETHEUS_CONFIG.format(exporter=exporter)) as (url, log),
+    ):
+        wait_for_sample(url, "navarch_queue_depth", log=log)
+        yield url
 
 
 def wait_for_sample(

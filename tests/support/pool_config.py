@@ -1,4 +1,5 @@
-"""A pool `p` of the fake provider read from TOML, and the scaling states its autoscaler sees."""
+"""A pool `p` of the fake provider read from TOML, and the scaling states its autoscaler sees;
+and `FAILOVER_POOL`, the TOML of a pool that fails over between two fake providers."""
 
 from __future__ import annotations
 
@@ -17,6 +18,30 @@ max_nodes = {max_nodes}
 
 [[pools.p.providers]]
 provider = "fake"
+"""
+
+# A pool `dev` of two fake providers, the first with no capacity: every new instance fails over
+# to the second, so a scrape or a listing shows both a failed and a successful provision.
+FAILOVER_POOL = """
+[providers.fake]
+type = "fake"
+
+[providers.full]
+type = "fake"
+capacity = 0
+
+[pools.dev]
+instance_type = "h100-8x"
+min_nodes = 2
+max_nodes = 4
+scale_interval = "1s"
+
+[[pools.dev.providers]]
+provider = "full"
+
+[[pools.dev.providers]]
+provider = "fake"
+priority = 1
 """
 
 

@@ -29,6 +29,29 @@ TERMINATED = NodeStatus.TERMINATED
 
 PLUGINS = load_plugins(entry_points=False)
 
+# A pool `dev` of 2 to 5 fake machines at 50 % utilization, each 20 s to provision, sized by the
+# reactive autoscaler every 10 s.
+REACTIVE = """
+[providers.fake]
+type = "fake"
+provision_delay = "20s"
+utilization = 50
+
+[pools.dev]
+instance_type = "h100-8x"
+min_nodes = 2
+max_nodes = 5
+scale_interval = "10s"
+
+[[pools.dev.providers]]
+provider = "fake"
+
+[pools.dev.autoscaler]
+type = "reactive"
+scale_up_at = 80
+scale_down_at = 20
+"""
+
 
 def fleet(text: str) -> Config:
     return parse_config(text, plugins=PLUGINS)
