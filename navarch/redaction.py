@@ -23,13 +23,18 @@ def redact_url(url: str) -> str:
     """`url` with its user information and its secret-looking query values replaced."""
     if "://" not in url:
         return url
+    # The user information ends at the last "@" before the first "/", as libpq reads it: a
+    # password may hold "?", "#", "[" or "]", which end or break the authority for urlsplit.
+    scheme, sep, rest = url.partition("://")
+    end = rest.find("/")
+    at = rest.rfind("@", 0, len(rest) if end < 0 else end)
+    if at >= 0:
+        url = f"{scheme}{sep}{REDACTED}{rest[at:]}"
     try:
         parts = urlsplit(url)
-    except ValueError:  # not a URL after all; hide nothing that is not there
+    except ValueError:  # not a URL after all; the user information is already hidden
         return url
     netloc = parts.netloc
-    if "@" in netloc:
-        netloc = f"{REDACTED}@{netloc.rpartition('@')[2]}"
     query = "&".join(_redact_parameter(p) for p in parts.query.split("&")) if parts.query else ""
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 

@@ -31,6 +31,7 @@ from navarch.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from navarch.api.metrics import ApiMetrics
 from navarch.api.openapi import openapi_document
 from navarch.api.ui import Dashboard
+from navarch.api.ui.responses import request_headers
 from navarch.api.wire import SERVICE_PATH
 from navarch.controlplane import ControlPlane
 from navarch.controlplane.leadership import Leadership
@@ -148,9 +149,9 @@ class ControlPlaneApp:
         self.ui.control_plane = control_plane
         control_plane.book.listeners.append(self.ui.stream.publish)
 
-    def _shown(self) -> ControlPlane:
-        shown = self.leadership.current() if self.leadership is not None else None
-        return shown or self.control_plane
+    def _shown(self) -> ControlPlane | None:
+        """The control plane `/metrics` shows: this one's term, or none while it follows."""
+        return self.control_plane if self.leadership is None else self.leadership.leading
 
     async def _readyz(self, send: Send, query: bytes = b"") -> None:
         leadership = self.leadership
@@ -217,7 +218,7 @@ class ControlPlaneApp:
                 ApiError("unimplemented", f"{name} takes POST, not {scope['method']}"),
                 [(b"allow", b"POST")],
             )
-        headers = _headers(scope)
+        headers = request_headers(scope)
         content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         if content_type != _JSON:
             shown = content_type.decode("latin-1") or "none"
@@ -243,10 +244,14 @@ class ControlPlaneApp:
             )
         timeout = _timeout(headers.get(b"connect-timeout-ms"))
         control_plane = self.control_plane
-        if self.leadership is not None:
-            control_plane = await self._serving(method.name, method.read_only)
         authorization = headers.get(b"authorization")
-        caller = self.ui.caller(headers) or authenticate(
+        session = self.ui.caller(headers)
+        if self.leadership is not None:
+            # A caller with no credentials costs a follower no snapshot and learns no leader.
+            if session is None and authorization is None and control_plane.auth.enabled:
+                raise ApiError("unauthenticated", f"{name} needs a token")
+            control_plane = await self._serving(method.name, method.read_only)
+        caller = session or authenticate(
             control_plane, None if authorization is None else authorization.decode("latin-1")
         )
         body = await self._read_body(receive, headers)
@@ -306,14 +311,6 @@ class ControlPlaneApp:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
-
-
-def _headers(scope: Scope) -> dict[bytes, bytes]:
-    # ASGI servers give header names in lower case; the first of repeated headers wins.
-    headers: dict[bytes, bytes] = {}
-    for key, value in scope["headers"]:
-        headers.setdefault(key, value)
-    return headers
 
 
 def _timeout(value: bytes | None) -> float:

@@ -17,6 +17,7 @@ import socket
 import ssl
 from collections.abc import Sequence
 from typing import Protocol, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 import trio
@@ -327,6 +328,9 @@ class HttpClient(Methods):
                 if error.code != "unavailable":
                     raise error
                 leader = response.headers.get(LEADER_HEADER, "").rstrip("/")
+                # The token goes wherever the header points: never from https to http.
+                if urlsplit(leader).scheme != urlsplit(url).scheme:
+                    leader = ""
                 if leader and leader != url and tries > 0:
                     self.url = leader
                     continue

@@ -38,13 +38,21 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 
 
 class _FleetCollector(Collector):
-    def __init__(self, current: Callable[[], ControlPlane]) -> None:
+    def __init__(self, current: Callable[[], ControlPlane | None]) -> None:
         self._current = current
         # node id -> its GPUs and their memory, from the last scrape (see `metrics_fleet.scan`)
         self._memory: dict[str, tuple[tuple[GpuInfo, ...], int]] = {}
 
     def collect(self) -> Iterator[Metric]:
         control_plane = self._current()
+        yield GaugeMetricFamily(
+            "navarch_leader",
+            "1 where this control plane leads and runs the fleet's loops; 0 where it follows "
+            "another, and then shows no fleet series (its copy of the state may be old).",
+            value=0 if control_plane is None else 1,
+        )
+        if control_plane is None:
+            return
         result = scan(control_plane, self._memory)
         self._memory = result.memory
         manager = control_plane.pools
@@ -128,10 +136,13 @@ class ApiMetrics:
     """The registry behind `/metrics`, and the per-request measurements the app makes."""
 
     def __init__(
-        self, control_plane: ControlPlane, *, current: Callable[[], ControlPlane] | None = None
+        self,
+        control_plane: ControlPlane,
+        *,
+        current: Callable[[], ControlPlane | None] | None = None,
     ) -> None:
         """`current`, given, names the control plane to show at each scrape (the leader's term
-        changes it)."""
+        changes it), or None while this one follows."""
         # prometheus_client leaves this one function unannotated.
         prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()

@@ -258,10 +258,6 @@ class Leadership:
         if self.leading is not None:
             self.leading.stop_long_polls()
 
-    def current(self) -> ControlPlane | None:
-        """The control plane whose state this process shows: the term's, or the last snapshot."""
-        return self.leading or self._snapshot
-
     async def snapshot(self) -> ControlPlane:
         """The store's state, loaded at most `SNAPSHOT_MAX_AGE` ago, for a follower's reads."""
         async with self._snapshot_lock:
@@ -412,19 +408,6 @@ async def run_control_plane(
     On PostgreSQL it contends for leadership (`[ha]` of `config`) and yields a first snapshot and
     the leadership, whose terms run the control plane while it leads.
     """
-    if not is_postgres(url):
-        async with ControlPlane.open(
-            store,
-            server,
-            admin_token=admin_token,
-            join_token=join_token,
-            viewer_token=viewer_token,
-            config=config,
-            machines=machines,
-        ) as control_plane:
-            yield control_plane, None
-        return
-    ha = config.ha if config is not None else HAConfig()
 
     def open_term() -> AbstractAsyncContextManager[ControlPlane]:
         return ControlPlane.open(
@@ -436,6 +419,12 @@ async def run_control_plane(
             config=config,
             machines=machines,
         )
+
+    if not is_postgres(url):
+        async with open_term() as control_plane:
+            yield control_plane, None
+        return
+    ha = config.ha if config is not None else HAConfig()
 
     def load_snapshot() -> Awaitable[ControlPlane]:
         return ControlPlane.snapshot(

@@ -222,11 +222,12 @@ class ControlPlane:
             viewer_token=viewer_token,
             health=config.health if config is not None else None,
         )
-        await service._load()
+        # A follower writes nothing, so it leaves unreadable rows where they are, to the leader.
+        await service._load(set_aside=False)
         return service
 
-    async def _load(self) -> None:
-        state = await self.store.load()
+    async def _load(self, *, set_aside: bool = True) -> None:
+        state = await self.store.load(set_aside=set_aside)
         book = self.book
         for node in state.nodes:
             book.put(node, stored=True)

@@ -41,17 +41,30 @@ class Outcome:
         self.error: StoreError | None = None
 
 
-# A queued change, and its outcome when a caller waits for it.
-Queued = tuple[Change, Outcome | None]
-# Writes the changes and heartbeats; returns each change's error. Raises when all failed.
-WriteBatch = Callable[[list[Change], Heartbeats], Awaitable[list[Exception | None]]]
+# The lease a change was queued under, (name, fencing token), or None where no lease is held.
+Fencing = tuple[str, int] | None
+# A queued change, its outcome when a caller waits for it, and the lease it was queued under:
+# a change of a term that has ended is written under that term's token (and refused), never
+# under the next term's.
+Queued = tuple[Change, Outcome | None, Fencing]
+# Writes the changes and heartbeats under the fencing; returns each change's error. Raises when
+# all failed.
+WriteBatch = Callable[[list[Change], Heartbeats, Fencing], Awaitable[list[Exception | None]]]
 
 
 class GroupCommit:
     """The queue of changes and heartbeats, and the task that writes them."""
 
-    def __init__(self, location: str, write: WriteBatch, flush_interval: float) -> None:
+    def __init__(
+        self,
+        location: str,
+        write: WriteBatch,
+        flush_interval: float,
+        fencing: Callable[[], Fencing] = lambda: None,
+    ) -> None:
+        """`fencing` gives the lease that changes queued now belong to."""
         self._location = location
+        self._fencing = fencing
         self._write = write
         self._flush_interval = flush_interval
         self._send, self._receive = trio.open_memory_channel[Queued](10_000)
@@ -61,14 +74,14 @@ class GroupCommit:
 
     async def commit(self, change: Change) -> None:
         outcome = Outcome()
-        await self._send.send((change, outcome))
+        await self._send.send((change, outcome, self._fencing()))
         await outcome.done.wait()
         if outcome.error is not None:
             raise outcome.error
 
     def commit_soon(self, change: Change) -> None:
         try:
-            self._send.send_nowait((change, None))
+            self._send.send_nowait((change, None, self._fencing()))
         except trio.WouldBlock:
             # The writer is far behind; dropping state that may be lost is the cheaper choice.
             pass
@@ -123,10 +136,24 @@ class GroupCommit:
             await self._write_batch(batch, heartbeats)
 
     async def _write_batch(self, batch: list[Queued], heartbeats: Heartbeats) -> None:
-        changes = [change for change, _ in batch]
+        """Writes the batch in runs of one lease each, in order; heartbeats go with the last run
+        (they are soft state, under the lease held now)."""
+        start = 0
+        for end in range(1, len(batch) + 1):
+            if end == len(batch) or batch[end][2] != batch[start][2]:
+                last = end == len(batch)
+                await self._write_run(batch[start:end], heartbeats if last else {}, batch[start][2])
+                start = end
+        if not batch:
+            await self._write_run([], heartbeats, self._fencing())
+
+    async def _write_run(
+        self, batch: list[Queued], heartbeats: Heartbeats, fencing: Fencing
+    ) -> None:
+        changes = [change for change, _, _ in batch]
         deposed: Deposed | None = None
         try:
-            errors = await self._write(changes, heartbeats)
+            errors = await self._write(changes, heartbeats, fencing)
         except Deposed as exc:
             log.warning("store=%s write refused: %s", self._location, exc)
             deposed = exc
@@ -134,7 +161,7 @@ class GroupCommit:
         except Exception as exc:
             log.error("store=%s write failed: %r", self._location, exc)
             errors = [exc] * len(changes)
-        for (_, outcome), error in zip(batch, errors, strict=True):
+        for (_, outcome, _), error in zip(batch, errors, strict=True):
             if deposed is not None:
                 self.deposed_writes += 1
             elif error is not None:

@@ -33,9 +33,9 @@ from navarch.model import LIVE, Command, Event, NodeMetrics, Remediation
 from navarch.redaction import redact_url
 from navarch.store import postgres_schema, postgres_writer, rows
 from navarch.store import postgres_sql as sql
-from navarch.store.group_commit import GroupCommit, Heartbeats
+from navarch.store.group_commit import Fencing, GroupCommit, Heartbeats
 from navarch.store.postgres_quarantine import PgQuarantine
-from navarch.store.postgres_writer import Connection, Fencing
+from navarch.store.postgres_writer import Connection
 from navarch.store.protocol import (
     Change,
     DecisionState,
@@ -91,7 +91,9 @@ class PostgresStore:
         self._pool: psycopg_pool.ConnectionPool[Connection] | None = None
         self._rows = rows.RowReader(self.location)
         self.quarantine = PgQuarantine(self.location)
-        self._writer = GroupCommit(self.location, self._write, flush_interval)
+        self._writer = GroupCommit(
+            self.location, self._write, flush_interval, fencing=lambda: self.fencing
+        )
 
     @classmethod
     @asynccontextmanager
@@ -206,18 +208,19 @@ class PostgresStore:
     def note_heartbeat(self, node_id: str, at: datetime, metrics: NodeMetrics | None) -> None:
         self._writer.note_heartbeat(node_id, at, metrics)
 
-    async def _write(self, changes: list[Change], heartbeats: Heartbeats) -> list[Exception | None]:
-        fencing = self.fencing
+    async def _write(
+        self, changes: list[Change], heartbeats: Heartbeats, fencing: Fencing
+    ) -> list[Exception | None]:
         return await self.run_sync(
             lambda conn: postgres_writer.write(conn, changes, heartbeats, fencing, self.location)
         )
 
-    async def load(self) -> StoredState:
+    async def load(self, *, set_aside: bool = True) -> StoredState:
         """The state to start from; rows that do not read are set aside and logged first."""
         fencing = self.fencing
         try:
             state = await self._query(
-                lambda conn: self._load(conn, fencing), "cannot load the state"
+                lambda conn: self._load(conn, fencing, set_aside), "cannot load the state"
             )
         except BaseException:
             self.quarantine.forget()
@@ -225,7 +228,7 @@ class PostgresStore:
         self.quarantine.report()
         return state
 
-    def _load(self, conn: Connection, fencing: Fencing) -> StoredState:
+    def _load(self, conn: Connection, fencing: Fencing, set_aside: bool) -> StoredState:
         read = self.quarantine.read
         # A second try, on another connection, starts over.
         self.quarantine.forget()
@@ -282,7 +285,9 @@ class PostgresStore:
                 (),
                 self._decision,
             )
-            if self.quarantine.pending:
+            if not set_aside:
+                self.quarantine.forget()
+            elif self.quarantine.pending:
                 postgres_writer.check_fence(conn, fencing, self.location)
                 self.quarantine.move_aside(conn)
         return StoredState(

@@ -63,7 +63,3 @@ class PgQuarantine(Collector):
     def report(self) -> None:
         pending, self._pending = self._pending, []
         self._report(pending)
-
-    def forget(self) -> None:
-        """Drops what `read` collected, when the load's transaction did not commit."""
-        self._pending = []

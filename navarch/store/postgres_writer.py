@@ -22,15 +22,13 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from navarch.store import postgres_sql as sql
-from navarch.store.group_commit import Heartbeats
+from navarch.store.group_commit import Fencing, Heartbeats
 from navarch.store.protocol import Change, Deposed
 from navarch.store.writes import writes
 
 log = logging.getLogger("navarch.store")
 
 Connection = psycopg.Connection[TupleRow]
-# (lease name, token) a write must still hold, or None to write unfenced.
-Fencing = tuple[str, int] | None
 
 
 def check_fence(conn: Connection, fencing: Fencing, location: str) -> None:

@@ -123,7 +123,11 @@ class Store(Protocol):
     def unreadable_rows(self) -> int:
         """Rows that did not read back: set aside at load, or left out of an answer."""
 
-    async def load(self) -> StoredState: ...
+    async def load(self, *, set_aside: bool = True) -> StoredState:
+        """The stored state. Rows that do not read are left out and, with `set_aside`, moved to
+        the quarantine and logged; without it the load writes nothing (a follower's snapshot,
+        which must leave every write to the leader)."""
+        ...
 
     async def commit(self, change: Change) -> None:
         """Writes `change`; returns once it is durable."""

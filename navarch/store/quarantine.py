@@ -101,6 +101,10 @@ class Collector:
                 log.error("store=%s unreadable row left out: %s", self.location, exc)
         return out
 
+    def forget(self) -> None:
+        """Drops the rows collected to set aside: the load did not commit, or may not write."""
+        self._pending = []
+
     def _report(self, pending: Iterable[SetAside]) -> None:
         for row in pending:
             self.count += 1

@@ -29,7 +29,7 @@ from navarch.clock import format_timestamp
 from navarch.model import LIVE, Command, Event, NodeMetrics, Remediation
 from navarch.store import rows, schema
 from navarch.store import sqlite_sql as sql
-from navarch.store.group_commit import GroupCommit, Heartbeats
+from navarch.store.group_commit import Fencing, GroupCommit, Heartbeats
 from navarch.store.lock import StoreLock
 from navarch.store.protocol import (
     Change,
@@ -160,8 +160,9 @@ class SQLiteStore:
         self._writer.note_heartbeat(node_id, at, metrics)
 
     async def _write_batch(
-        self, changes: list[Change], heartbeats: Heartbeats
+        self, changes: list[Change], heartbeats: Heartbeats, fencing: Fencing
     ) -> list[Exception | None]:
+        """`fencing` is always None: one process owns a SQLite store (see `lock`)."""
         return await self._run(self._write, changes, heartbeats)
 
     def _write(self, changes: list[Change], heartbeats: Heartbeats) -> list[Exception | None]:
@@ -191,11 +192,11 @@ class SQLiteStore:
         for statement, params in writes(change, sql):
             conn.executemany(statement, params)
 
-    async def load(self) -> StoredState:
+    async def load(self, *, set_aside: bool = True) -> StoredState:
         """The state to start from; rows that do not read are set aside and logged first."""
-        return await self._run(self._load)
+        return await self._run(lambda: self._load(set_aside))
 
-    def _load(self) -> StoredState:
+    def _load(self, set_aside: bool) -> StoredState:
         conn = self._db()
         read = self.quarantine.read
         nodes = read(
@@ -246,7 +247,10 @@ class SQLiteStore:
             (),
             self._decision,
         )
-        self.quarantine.move_aside(conn)
+        if set_aside:
+            self.quarantine.move_aside(conn)
+        else:
+            self.quarantine.forget()
         return StoredState(
             nodes=tuple(nodes),
             open_commands=tuple(commands),

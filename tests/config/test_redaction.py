@@ -81,3 +81,15 @@ url = "https://hooks.example.com/services/T0?access_token=tok"
 def test_effective_dict_redacts_url_credentials(plugins) -> None:
     config = parse_config('[server]\nexternal_url = "https://u:p@cp.example.com"\n', "f", plugins)
     assert effective_dict(config)["server"]["external_url"] == "https://<redacted>@cp.example.com"  # type: ignore[index]
+
+
+def test_a_password_holding_what_ends_an_authority_is_still_hidden() -> None:
+    # libpq takes "?", "#", "[" and "]" in a password; urlsplit ends the host at the first two
+    # and refuses the last two, so the user information is cut by libpq's rule first.
+    for password in ("pa?ss", "pa#ss", "p[w", "p]w", "p@ss"):
+        shown = redact_url(f"postgresql://navarch:{password}@db.internal:5432/navarch")
+        assert shown == "postgresql://<redacted>@db.internal:5432/navarch", shown
+        assert password not in shown
+    assert redact_url("postgresql://db.internal/navarch?password=x&sslmode=require") == (
+        "postgresql://db.internal/navarch?password=<redacted>&sslmode=require"
+    )

@@ -75,6 +75,18 @@ async def test_a_call_a_follower_refuses_goes_to_the_leader_it_names(
     assert planes.calls == [A, C, C]
 
 
+async def test_a_leader_named_on_another_scheme_is_not_followed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The bearer token goes wherever the header points: an https client never follows to http.
+    plain = "http://cp-c.internal:50051"
+    secure_a, secure_b = A.replace("http://", "https://"), B.replace("http://", "https://")
+    planes = Planes({secure_a: f"follower:{plain}", secure_b: "ok", plain: "ok"})
+    async with _client(f"{secure_a},{secure_b}", planes) as client:
+        await client.list_nodes(m.ListNodesRequest())
+    assert planes.calls == [secure_a, secure_b]
+
+
 async def test_with_no_leader_anywhere_the_call_fails_unavailable_after_one_round(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

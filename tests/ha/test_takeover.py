@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 import trio
 from ha_cluster import Cluster, Database, PausableProxy, rpc, run_cli
@@ -190,6 +191,11 @@ def test_the_follower_leads_within_seconds_when_the_leader_is_killed(cluster: Cl
         return {n["nodeId"] for n in reply.json().get("nodes", [])} == set(NODES)
 
     cluster.wait_for("b to list every node", follower_lists_every_node)
+    # Only the leader shows the fleet's series: a follower's copy may be old.
+    leader_metrics = httpx.get(f"{a}/metrics").text
+    follower_metrics = httpx.get(f"{b}/metrics").text
+    assert "navarch_leader 1.0" in leader_metrics and "navarch_nodes{" in leader_metrics
+    assert "navarch_leader 0.0" in follower_metrics and "navarch_nodes{" not in follower_metrics
     refused = rpc(b, "IssueCommand", {"nodeId": "node-1", "type": "COMMAND_TYPE_CORDON"})
     assert refused.status_code == 503
     assert refused.json()["code"] == "unavailable"

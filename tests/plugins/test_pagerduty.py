@@ -269,6 +269,8 @@ def test_retry_after_is_read_as_seconds_or_as_a_date() -> None:
     assert retry_after("Wed, 21 Oct 2026 07:28:30 GMT", now) == 30.0
     assert retry_after("Wed, 21 Oct 2026 07:00:00 GMT", now) == 0.0
     assert retry_after("soon", now) is None and retry_after(None, now) is None
+    # Digits that are not ASCII ("²" is a digit to str.isdigit) are no delay, not a crash.
+    assert retry_after("²", now) is None and retry_after("١٢", now) is None
 
 
 class EchoingPagerDuty(FakePagerDuty):

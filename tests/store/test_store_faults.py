@@ -122,6 +122,23 @@ async def test_rows_that_do_not_read_back_are_set_aside_and_the_store_still_load
         assert store.unreadable_rows == 0
 
 
+async def test_a_load_that_may_not_write_leaves_unreadable_rows_in_place(
+    store_factory: StoreBackend,
+) -> None:
+    """A follower's snapshot: the row is left out of the state and left to the leader."""
+    async with store_factory.open() as store:
+        await store.commit(Change(nodes=(_node("n0"), _node("n1"))))
+    store_factory.execute("UPDATE nodes SET status = 'sleeping' WHERE node_id = 'n1'")
+    async with store_factory.open() as store:
+        state = await store.load(set_aside=False)
+        assert [n.node_id for n in state.nodes] == ["n0"]
+    assert store_factory.execute("SELECT source FROM quarantine") == []
+    assert store_factory.execute("SELECT node_id FROM nodes ORDER BY node_id") == [("n0",), ("n1",)]
+    async with store_factory.open() as store:
+        await store.load()
+    assert store_factory.execute("SELECT node_id FROM nodes ORDER BY node_id") == [("n0",)]
+
+
 async def test_events_that_do_not_read_back_are_left_out_of_a_listing(
     store_factory: StoreBackend,
 ) -> None:

@@ -33,6 +33,15 @@ class Gone(Exception):
     """The client went away while its request body arrived."""
 
 
+def request_headers(scope: Mapping[str, Any]) -> dict[bytes, bytes]:
+    """The request's headers by name. ASGI servers give names in lower case; the first of
+    repeated headers wins."""
+    headers: dict[bytes, bytes] = {}
+    for key, value in scope["headers"]:
+        headers.setdefault(key, value)
+    return headers
+
+
 async def respond(
     send: Send,
     status: int,

@@ -76,7 +76,7 @@ class Dashboard:
     async def __call__(self, scope: Mapping[str, Any], receive: r.Receive, send: r.Send) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
-        headers = _headers(scope)
+        headers = r.request_headers(scope)
         if path == "/ui/signin":
             if method == "POST":
                 await self._sign_in(scope, receive, send, headers)
@@ -266,13 +266,6 @@ class Dashboard:
 
 def _always() -> bool:
     return True
-
-
-def _headers(scope: Mapping[str, Any]) -> dict[bytes, bytes]:
-    headers: dict[bytes, bytes] = {}
-    for key, value in scope["headers"]:
-        headers.setdefault(key, value)
-    return headers
 
 
 def _client(scope: Mapping[str, Any]) -> str:
