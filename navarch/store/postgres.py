@@ -38,7 +38,6 @@ from navarch.store.postgres_quarantine import PgQuarantine
 from navarch.store.postgres_writer import Connection
 from navarch.store.protocol import (
     Change,
-    DecisionState,
     RemediationSwitch,
     StoredState,
     StoreError,
@@ -275,7 +274,7 @@ class PostgresStore:
                 "SELECT rowid, kind, pool, reason, since FROM remediation_switches "
                 "ORDER BY kind, pool",
                 (),
-                self._switch,
+                self._rows.switch,
             )
             decisions = read(
                 conn,
@@ -283,7 +282,7 @@ class PostgresStore:
                 "SELECT rowid, scope, key, value, updated_at FROM decision_state "
                 "ORDER BY scope, key",
                 (),
-                self._decision,
+                self._rows.decision,
             )
             if not set_aside:
                 self.quarantine.forget()
@@ -300,21 +299,6 @@ class PostgresStore:
             decisions=tuple(decisions),
         )
 
-    def _switch(self, row: rows.Row) -> RemediationSwitch:
-        kind, pool, reason, since = row
-        return RemediationSwitch(
-            kind=kind, pool=pool, reason=reason, since=self._rows.instant(since, "switches")
-        )
-
-    def _decision(self, row: rows.Row) -> DecisionState:
-        scope, key, value, updated_at = row
-        return DecisionState(
-            scope=scope,
-            key=key,
-            value=value,
-            updated_at=self._rows.instant(updated_at, "decision_state"),
-        )
-
     async def list_commands(self, *, node_id: str, limit: int, before: str) -> list[Command]:
         clause, params = ("AND command_id < %s ", (node_id, before)) if before else ("", (node_id,))
         query = (
@@ -326,7 +310,7 @@ class PostgresStore:
 
     async def remediation_switches(self) -> list[RemediationSwitch]:
         query = "SELECT kind, pool, reason, since FROM remediation_switches ORDER BY kind, pool"
-        return self.quarantine.skip(await self._select(query, ()), self._switch)
+        return self.quarantine.skip(await self._select(query, ()), self._rows.switch)
 
     async def list_remediations(self, *, pool: str, node_id: str, limit: int) -> list[Remediation]:
         where: list[str] = []

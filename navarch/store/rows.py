@@ -43,7 +43,7 @@ from navarch.model import (
     RemediationAction,
     RemediationStep,
 )
-from navarch.store.protocol import StoreError
+from navarch.store.protocol import DecisionState, RemediationSwitch, StoreError
 
 T = TypeVar("T")
 E = TypeVar("E", bound=enum.Enum)
@@ -240,6 +240,18 @@ class RowReader:
             return _parse_time(text, datetime)
         except ValueError as exc:
             raise self._fail(what, exc) from None
+
+    def switch(self, row: Row) -> RemediationSwitch:
+        kind, pool, reason, since = row
+        return RemediationSwitch(
+            kind=kind, pool=pool, reason=reason, since=self.instant(since, "switches")
+        )
+
+    def decision(self, row: Row) -> DecisionState:
+        scope, key, value, updated_at = row
+        return DecisionState(
+            scope=scope, key=key, value=value, updated_at=self.instant(updated_at, "decision_state")
+        )
 
     def instant(self, text: str | None, what: str) -> datetime:
         value = self.time(text, what)

@@ -33,7 +33,6 @@ from navarch.store.group_commit import Fencing, GroupCommit, Heartbeats
 from navarch.store.lock import StoreLock
 from navarch.store.protocol import (
     Change,
-    DecisionState,
     RemediationSwitch,
     StoredState,
     StoreError,
@@ -238,14 +237,14 @@ class SQLiteStore:
             "remediation_switches",
             "SELECT rowid, kind, pool, reason, since FROM remediation_switches ORDER BY kind, pool",
             (),
-            self._switch,
+            self._rows.switch,
         )
         decisions = read(
             conn,
             "decision_state",
             "SELECT rowid, scope, key, value, updated_at FROM decision_state ORDER BY scope, key",
             (),
-            self._decision,
+            self._rows.decision,
         )
         if set_aside:
             self.quarantine.move_aside(conn)
@@ -259,21 +258,6 @@ class SQLiteStore:
             open_remediations=tuple(remediations),
             remediation_switches=tuple(switches),
             decisions=tuple(decisions),
-        )
-
-    def _switch(self, row: rows.Row) -> RemediationSwitch:
-        kind, pool, reason, since = row
-        return RemediationSwitch(
-            kind=kind, pool=pool, reason=reason, since=self._rows.instant(since, "switches")
-        )
-
-    def _decision(self, row: rows.Row) -> DecisionState:
-        scope, key, value, updated_at = row
-        return DecisionState(
-            scope=scope,
-            key=key,
-            value=value,
-            updated_at=self._rows.instant(updated_at, "decision_state"),
         )
 
     async def list_remediations(self, *, pool: str, node_id: str, limit: int) -> list[Remediation]:
@@ -330,7 +314,7 @@ class SQLiteStore:
         rows = self._db().execute(
             "SELECT kind, pool, reason, since FROM remediation_switches ORDER BY kind, pool"
         )
-        return self.quarantine.skip(rows, self._switch)
+        return self.quarantine.skip(rows, self._rows.switch)
 
     async def list_events(
         self, *, node_id: str, kinds: Sequence[str], limit: int, before: str
