@@ -29,11 +29,12 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 
 from navarch.clock import format_timestamp
-from navarch.model import LIVE, Command, Event, NodeMetrics, Remediation
+from navarch.model import Command, Event, NodeMetrics, Remediation
 from navarch.redaction import redact_url
 from navarch.store import postgres_schema, postgres_writer, rows
 from navarch.store import postgres_sql as sql
 from navarch.store.group_commit import Fencing, GroupCommit, Heartbeats
+from navarch.store.loading import load_state
 from navarch.store.postgres_quarantine import PgQuarantine
 from navarch.store.postgres_writer import Connection
 from navarch.store.protocol import (
@@ -42,7 +43,6 @@ from navarch.store.protocol import (
     StoredState,
     StoreError,
 )
-from navarch.store.quarantine import Salvage
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -71,10 +71,6 @@ _CONNECT_TIMEOUT = 10
 _POOL_SIZE = 4
 
 # A node whose last metrics or last health report do not read keeps its place without them.
-_NODE_SALVAGE = Salvage(
-    row=lambda row: (*row[:14], None, "[]"),
-    sql="UPDATE nodes SET metrics = NULL, last_health_events = '[]' WHERE rowid = %s",
-)
 
 
 class PostgresStore:
@@ -233,71 +229,13 @@ class PostgresStore:
         self.quarantine.forget()
         with conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            nodes = read(
-                conn,
-                "nodes",
-                f"SELECT rowid, {sql.NODE_COLUMNS} FROM nodes ORDER BY node_id",
-                (),
-                self._rows.node,
-                _NODE_SALVAGE,
-            )
-            commands = read(
-                conn,
-                "commands",
-                f"SELECT rowid, {sql.COMMAND_COLUMNS} FROM commands "
-                "WHERE status = ANY(%s) ORDER BY command_id",
-                (sql.OPEN_COMMAND_STATUSES,),
-                self._rows.command,
-            )
-            tokens: dict[str, str] = dict(
-                conn.execute("SELECT node_id, token_hash FROM node_tokens").fetchall()
-            )
-            instances = read(
-                conn,
-                "instances",
-                f"SELECT rowid, {sql.INSTANCE_COLUMNS} FROM instances "
-                "WHERE status = ANY(%s) ORDER BY provider, instance_id",
-                (sorted(status.value for status in LIVE),),
-                self._rows.instance,
-            )
-            remediations = read(
-                conn,
-                "remediations",
-                f"SELECT rowid, {sql.REMEDIATION_COLUMNS} FROM remediations WHERE open = 1 "
-                "ORDER BY episode_id",
-                (),
-                self._rows.remediation,
-            )
-            switches = read(
-                conn,
-                "remediation_switches",
-                "SELECT rowid, kind, pool, reason, since FROM remediation_switches "
-                "ORDER BY kind, pool",
-                (),
-                self._rows.switch,
-            )
-            decisions = read(
-                conn,
-                "decision_state",
-                "SELECT rowid, scope, key, value, updated_at FROM decision_state "
-                "ORDER BY scope, key",
-                (),
-                self._rows.decision,
-            )
+            state = load_state(conn, read, sql, self._rows)
             if not set_aside:
                 self.quarantine.forget()
             elif self.quarantine.pending:
                 postgres_writer.check_fence(conn, fencing, self.location)
                 self.quarantine.move_aside(conn)
-        return StoredState(
-            nodes=tuple(nodes),
-            open_commands=tuple(commands),
-            node_tokens=tokens,
-            instances=tuple(instances),
-            open_remediations=tuple(remediations),
-            remediation_switches=tuple(switches),
-            decisions=tuple(decisions),
-        )
+        return state
 
     async def list_commands(self, *, node_id: str, limit: int, before: str) -> list[Command]:
         clause, params = ("AND command_id < %s ", (node_id, before)) if before else ("", (node_id,))

@@ -6,6 +6,7 @@ The columns, and their order, are the SQLite store's (`navarch.store.sqlite_sql`
 
 from __future__ import annotations
 
+from navarch.model import LIVE
 from navarch.store.sqlite_sql import COMMAND_COLUMNS as COMMAND_COLUMNS
 from navarch.store.sqlite_sql import EVENT_COLUMNS as EVENT_COLUMNS
 from navarch.store.sqlite_sql import INSTANCE_COLUMNS as INSTANCE_COLUMNS
@@ -61,3 +62,15 @@ UPDATE_HEARTBEAT = (
 FENCE = "SELECT token FROM leader_lease WHERE name = %s FOR SHARE"
 
 OPEN_COMMAND_STATUSES = ["pending", "delivered"]
+
+# What a load reads that differs by parameter style (navarch.store.loading).
+LOAD_COMMANDS = (
+    f"SELECT rowid, {COMMAND_COLUMNS} FROM commands WHERE status = ANY(%s) ORDER BY command_id"
+)
+LOAD_COMMANDS_PARAMS = (OPEN_COMMAND_STATUSES,)
+LOAD_INSTANCES = (
+    f"SELECT rowid, {INSTANCE_COLUMNS} FROM instances "
+    "WHERE status = ANY(%s) ORDER BY provider, instance_id"
+)
+LOAD_INSTANCES_PARAMS = (sorted(status.value for status in LIVE),)
+SALVAGE_NODE = "UPDATE nodes SET metrics = NULL, last_health_events = '[]' WHERE rowid = %s"

@@ -26,10 +26,11 @@ from typing import TypeVar, TypeVarTuple
 import trio
 
 from navarch.clock import format_timestamp
-from navarch.model import LIVE, Command, Event, NodeMetrics, Remediation
+from navarch.model import Command, Event, NodeMetrics, Remediation
 from navarch.store import rows, schema
 from navarch.store import sqlite_sql as sql
 from navarch.store.group_commit import Fencing, GroupCommit, Heartbeats
+from navarch.store.loading import load_state
 from navarch.store.lock import StoreLock
 from navarch.store.protocol import (
     Change,
@@ -37,7 +38,7 @@ from navarch.store.protocol import (
     StoredState,
     StoreError,
 )
-from navarch.store.quarantine import Quarantine, Salvage
+from navarch.store.quarantine import Quarantine
 from navarch.store.writes import writes
 
 T = TypeVar("T")
@@ -46,10 +47,6 @@ Ts = TypeVarTuple("Ts")
 log = logging.getLogger("navarch.store")
 
 # A node whose last metrics or last health report do not read keeps its place without them.
-_NODE_SALVAGE = Salvage(
-    row=lambda row: (*row[:14], None, "[]"),
-    sql="UPDATE nodes SET metrics = NULL, last_health_events = '[]' WHERE rowid = ?",
-)
 
 
 class SQLiteStore:
@@ -197,68 +194,12 @@ class SQLiteStore:
 
     def _load(self, set_aside: bool) -> StoredState:
         conn = self._db()
-        read = self.quarantine.read
-        nodes = read(
-            conn,
-            "nodes",
-            f"SELECT rowid, {sql.NODE_COLUMNS} FROM nodes ORDER BY node_id",
-            (),
-            self._rows.node,
-            _NODE_SALVAGE,
-        )
-        commands = read(
-            conn,
-            "commands",
-            f"SELECT rowid, {sql.COMMAND_COLUMNS} FROM commands WHERE status IN (?, ?) "
-            "ORDER BY command_id",
-            sql.OPEN_STATUSES,
-            self._rows.command,
-        )
-        tokens = dict(conn.execute("SELECT node_id, token_hash FROM node_tokens").fetchall())
-        live = sorted(status.value for status in LIVE)
-        instances = read(
-            conn,
-            "instances",
-            f"SELECT rowid, {sql.INSTANCE_COLUMNS} FROM instances "
-            f"WHERE status IN ({', '.join('?' for _ in live)}) ORDER BY provider, instance_id",
-            live,
-            self._rows.instance,
-        )
-        remediations = read(
-            conn,
-            "remediations",
-            f"SELECT rowid, {sql.REMEDIATION_COLUMNS} FROM remediations WHERE open = 1 "
-            "ORDER BY episode_id",
-            (),
-            self._rows.remediation,
-        )
-        switches = read(
-            conn,
-            "remediation_switches",
-            "SELECT rowid, kind, pool, reason, since FROM remediation_switches ORDER BY kind, pool",
-            (),
-            self._rows.switch,
-        )
-        decisions = read(
-            conn,
-            "decision_state",
-            "SELECT rowid, scope, key, value, updated_at FROM decision_state ORDER BY scope, key",
-            (),
-            self._rows.decision,
-        )
+        state = load_state(conn, self.quarantine.read, sql, self._rows)
         if set_aside:
             self.quarantine.move_aside(conn)
         else:
             self.quarantine.forget()
-        return StoredState(
-            nodes=tuple(nodes),
-            open_commands=tuple(commands),
-            node_tokens=tokens,
-            instances=tuple(instances),
-            open_remediations=tuple(remediations),
-            remediation_switches=tuple(switches),
-            decisions=tuple(decisions),
-        )
+        return state
 
     async def list_remediations(self, *, pool: str, node_id: str, limit: int) -> list[Remediation]:
         return await self._run(self._list_remediations, pool, node_id, limit)

@@ -6,6 +6,8 @@ The columns and their order are those of `navarch.store.rows`, which maps rows f
 
 from __future__ import annotations
 
+from navarch.model import LIVE
+
 NODE_COLUMNS = (
     "node_id, status, health, status_reason, provider, region, zone, instance_type, pool, "
     "hostname, labels, gpus, registered_at, last_heartbeat_at, metrics, last_health_events"
@@ -75,3 +77,16 @@ UPSERT_DECISION = (
     "updated_at = excluded.updated_at"
 )
 DELETE_DECISION = "DELETE FROM decision_state WHERE scope = ? AND key = ?"
+
+# What a load reads that differs by parameter style (navarch.store.loading).
+LOAD_COMMANDS = (
+    f"SELECT rowid, {COMMAND_COLUMNS} FROM commands WHERE status IN (?, ?) ORDER BY command_id"
+)
+LOAD_COMMANDS_PARAMS = OPEN_STATUSES
+_LIVE = sorted(status.value for status in LIVE)
+LOAD_INSTANCES = (
+    f"SELECT rowid, {INSTANCE_COLUMNS} FROM instances "
+    f"WHERE status IN ({', '.join('?' for _ in _LIVE)}) ORDER BY provider, instance_id"
+)
+LOAD_INSTANCES_PARAMS = tuple(_LIVE)
+SALVAGE_NODE = "UPDATE nodes SET metrics = NULL, last_health_events = '[]' WHERE rowid = ?"
