@@ -10,11 +10,10 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
-import hypercorn.trio
 import trio
 
 from navarch.api.app import ControlPlaneApp
-from navarch.api.server import http_config
+from navarch.api.server import serve_app
 from navarch.config import Config, parse_config
 from navarch.controlplane import ControlPlane
 from navarch.model import InstanceRecord
@@ -22,7 +21,7 @@ from navarch.plugins import Instance, InstanceNotFound, InstanceState, Provision
 from navarch.store import SQLiteStore
 from support.fleet import free_port
 from support.pool_manager import PLUGINS
-from support.serving import ADMIN_TOKEN, SERVER
+from support.serving import ADMIN_TOKEN, SERVER, listening
 
 REPO = Path(__file__).resolve().parents[2]
 # The interpreter the machine makes navarch's virtual environment with.
@@ -99,31 +98,27 @@ async def served_fleet(
     """A control plane with the pool of `make_config(url)`, served on a loopback port."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    async with (
-        SQLiteStore.open(tmp_path / "navarch.db") as store,
-        ControlPlane.open(
-            store,
-            SERVER,
-            admin_token=ADMIN_TOKEN,
-            config=make_config(url),
-            providers={"cloud": cloud},
-        ) as service,
-        trio.open_nursery() as nursery,
-    ):
-        app = ControlPlaneApp(service, max_body_bytes=SERVER.max_body_bytes)
-        stop = trio.Event()
-        await nursery.start(
-            partial(
-                hypercorn.trio.serve,
-                app,
-                http_config(SERVER, f"127.0.0.1:{port}"),
-                shutdown_trigger=stop.wait,
+    with listening(SERVER, f"127.0.0.1:{port}") as (http, sockets):
+        async with (
+            SQLiteStore.open(tmp_path / "navarch.db") as store,
+            ControlPlane.open(
+                store,
+                SERVER,
+                admin_token=ADMIN_TOKEN,
+                config=make_config(url),
+                providers={"cloud": cloud},
+            ) as service,
+            trio.open_nursery() as nursery,
+        ):
+            app = ControlPlaneApp(service, max_body_bytes=SERVER.max_body_bytes)
+            stop = trio.Event()
+            await nursery.start(
+                partial(serve_app, app, SERVER, http, sockets, shutdown_trigger=stop.wait)
             )
-        )
-        try:
-            yield url, service
-        finally:
-            stop.set()
+            try:
+                yield url, service
+            finally:
+                stop.set()
 
 
 def record_of(service: ControlPlane, instance_id: str) -> InstanceRecord:

@@ -10,13 +10,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import hypercorn.config
-import hypercorn.trio
 import trio
 
 from navarch.api.app import ControlPlaneApp
 from navarch.api.inprocess import InProcessClient
 from navarch.api.methods import METHODS, call
+from navarch.api.server import serve_app
 from navarch.config import Config, ServerConfig
 from navarch.controlplane import Caller, ControlPlane
 from navarch.daemon.agent import Daemon
@@ -24,6 +23,7 @@ from navarch.daemon.config import DaemonConfig
 from navarch.daemon.gpu import SimulatedGpus
 from navarch.daemon.local import LocalMachines
 from navarch.store import SQLiteStore
+from support.serving import listening
 
 SERVER = ServerConfig(
     heartbeat_interval=timedelta(seconds=1),
@@ -68,33 +68,32 @@ class LiveControlPlane:
         self._stop = trio.Event()
         self._token = trio.lowlevel.current_trio_token()
         try:
-            async with (
-                SQLiteStore.open(self._path) as store,
-                ControlPlane.open(
-                    store, SERVER, config=self._config, machines=LocalMachines, **self._tokens
-                ) as service,
-                trio.open_nursery() as nursery,
-            ):
-                self.service = service
-                self._nursery = nursery
-                config = hypercorn.config.Config()
-                config.bind = ["127.0.0.1:0"]
-                config.accesslog = None
-                config.errorlog = None
-                binds = await nursery.start(
-                    partial(
-                        hypercorn.trio.serve,
-                        ControlPlaneApp(service),
-                        config,
-                        shutdown_trigger=self._stop.wait,
+            with listening(SERVER, "127.0.0.1:0") as (http, sockets):
+                async with (
+                    SQLiteStore.open(self._path) as store,
+                    ControlPlane.open(
+                        store, SERVER, config=self._config, machines=LocalMachines, **self._tokens
+                    ) as service,
+                    trio.open_nursery() as nursery,
+                ):
+                    self.service = service
+                    self._nursery = nursery
+                    binds = await nursery.start(
+                        partial(
+                            serve_app,
+                            ControlPlaneApp(service),
+                            SERVER,
+                            http,
+                            sockets,
+                            shutdown_trigger=self._stop.wait,
+                        )
                     )
-                )
-                self.url = binds[0]
-                self._ready.set()
-                await self._stop.wait()
-                service.stop_long_polls()
-                for daemon in self.daemons.values():
-                    daemon.stop()
+                    self.url = binds[0]
+                    self._ready.set()
+                    await self._stop.wait()
+                    service.stop_long_polls()
+                    for daemon in self.daemons.values():
+                        daemon.stop()
         except BaseException as exc:
             self._failure = exc
             self._ready.set()

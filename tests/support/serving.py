@@ -1,21 +1,22 @@
-"""A real control plane served by hypercorn on a loopback port, and ways to call it."""
+"""A real control plane served by navarch's HTTP server on a loopback port, and ways to call it."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import socket
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
-import hypercorn.trio
 import trio
 
 from navarch.api.app import ControlPlaneApp
-from navarch.api.server import http_config
+from navarch.api.http import HttpConfig
+from navarch.api.server import bind, http_config, serve_app
 from navarch.api.wire import SERVICE_PATH
 from navarch.config import ServerConfig
 from navarch.controlplane import ControlPlane
@@ -31,26 +32,37 @@ async def serving(
     path: Path, server: ServerConfig = SERVER, **tokens: str
 ) -> AsyncIterator[tuple[httpx.AsyncClient, ControlPlane]]:
     """Serves a control plane on 127.0.0.1 and yields an httpx client pointed at it."""
-    async with (
-        SQLiteStore.open(path) as store,
-        ControlPlane.open(store, server, **tokens) as service,
-        trio.open_nursery() as nursery,
-    ):
-        app = ControlPlaneApp(service, max_body_bytes=server.max_body_bytes)
-        stop = trio.Event()
-        binds = await nursery.start(
-            partial(
-                hypercorn.trio.serve,
-                app,
-                http_config(server, "127.0.0.1:0"),
-                shutdown_trigger=stop.wait,
+    with listening(server, "127.0.0.1:0") as (http, sockets):
+        async with (
+            SQLiteStore.open(path) as store,
+            ControlPlane.open(store, server, **tokens) as service,
+            trio.open_nursery() as nursery,
+        ):
+            app = ControlPlaneApp(service, max_body_bytes=server.max_body_bytes)
+            stop = trio.Event()
+            binds = await nursery.start(
+                partial(serve_app, app, server, http, sockets, shutdown_trigger=stop.wait)
             )
-        )
-        try:
-            async with httpx.AsyncClient(base_url=binds[0], timeout=30) as client:
-                yield client, service
-        finally:
-            stop.set()
+            try:
+                async with httpx.AsyncClient(base_url=binds[0], timeout=30) as client:
+                    yield client, service
+            finally:
+                stop.set()
+
+
+@contextmanager
+def listening(
+    server: ServerConfig, listen: str
+) -> Iterator[tuple[HttpConfig, list[socket.socket]]]:
+    """The HTTP server's settings for `server` and its sockets bound to `listen`, closed on exit
+    (after the server stopped)."""
+    http = http_config(server, listen)
+    sockets = bind(http, listen)
+    try:
+        yield http, sockets
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 async def post(

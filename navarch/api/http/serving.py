@@ -1,0 +1,127 @@
+"""Accepting connections up to a cap, and stopping: the server around `Connection`.
+
+At most `max_connections` connections are open at once; while the server is at the cap it
+accepts nothing, so that further clients wait in the kernel's listen backlog rather than in
+memory. After the shutdown trigger the server stops accepting, closes the connections that wait
+between requests, lets the answers in flight end (each then closes its connection) and cuts
+what remains after `graceful_timeout`.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from navarch.api.http.config import App, HttpConfig
+from navarch.api.http.connection import Connection, Site
+from navarch.api.http.lifespan import lifespan
+
+log = logging.getLogger("navarch.http")
+
+# Out of file descriptors or memory: accepting again at once would spin.
+_PAUSE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+# A client that reset its connection before it was accepted.
+_SKIP_ERRNOS = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM})
+
+
+def url_of(sock: socket.socket, scheme: str) -> str:
+    """`scheme://host:port` of a listening socket, with an IPv6 host in brackets."""
+    host, port = sock.getsockname()[:2]
+    if sock.family == socket.AF_INET6:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port}"
+
+
+async def serve_http(
+    app: App,
+    sockets: list[socket.socket],
+    config: HttpConfig,
+    *,
+    header_timeout: float,
+    body_timeout: float,
+    max_connections: int,
+    tls: ssl.SSLContext | None = None,
+    shutdown_trigger: Callable[[], Awaitable[Any]] = trio.sleep_forever,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serves `app` on the listening `sockets` (left open for the caller to close) until
+    `shutdown_trigger` returns; starts with the URLs it serves on."""
+    scheme = "http" if tls is None else "https"
+    site = Site(
+        app,
+        header_timeout=header_timeout,
+        body_timeout=body_timeout,
+        keep_alive_timeout=config.keep_alive_timeout,
+        max_header_bytes=config.max_header_bytes,
+        scheme=scheme,
+    )
+    server = _Server(site, max_connections, tls)
+    async with lifespan(app), trio.open_nursery() as connections:
+        try:
+            async with trio.open_nursery() as accepting:
+                for sock in sockets:
+                    listener = trio.socket.from_stdlib_socket(sock)
+                    accepting.start_soon(server.accept, listener, connections)
+                task_status.started([url_of(sock, scheme) for sock in sockets])
+                await shutdown_trigger()
+                accepting.cancel_scope.cancel()
+        finally:
+            site.stopping = True
+            for connection in list(server.connections):
+                connection.stop_if_idle()
+            connections.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
+
+
+class _Server:
+    """The open connections, and the accept loops that keep them under the cap."""
+
+    def __init__(self, site: Site, max_connections: int, tls: ssl.SSLContext | None) -> None:
+        self._site = site
+        self._max_connections = max_connections
+        self._tls = tls
+        self.connections: set[Connection] = set()
+        # Set when a connection closes, for an accept loop that waits at the cap.
+        self._room = trio.Event()
+
+    async def accept(self, listener: trio.socket.SocketType, nursery: trio.Nursery) -> None:
+        name = listener.getsockname()
+        server = (str(name[0]), int(name[1]))
+        while True:
+            while len(self.connections) >= self._max_connections:
+                if self._room.is_set():
+                    self._room = trio.Event()
+                await self._room.wait()
+            try:
+                sock, address = await listener.accept()
+            except OSError as exc:
+                if exc.errno in _PAUSE_ERRNOS:
+                    log.error("cannot accept a connection: %s; retrying in 0.1s", exc.strerror)
+                    await trio.sleep(0.1)
+                elif exc.errno not in _SKIP_ERRNOS:
+                    raise
+                continue
+            stream = trio.SocketStream(sock)
+            client = (str(address[0]), int(address[1])) if isinstance(address, tuple) else ("", 0)
+            if self._tls is None:
+                connection = Connection(self._site, stream, client, server)
+            else:
+                tls = trio.SSLStream(stream, self._tls, server_side=True)
+                connection = Connection(self._site, tls, client, server)
+            self.connections.add(connection)
+            nursery.start_soon(self._serve, connection)
+
+    async def _serve(self, connection: Connection) -> None:
+        try:
+            await connection.run()
+        except Exception:
+            # A fault in serving one connection must not end the others.
+            log.exception("outcome=connection-error")
+        finally:
+            self.connections.discard(connection)
+            self._room.set()

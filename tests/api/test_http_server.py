@@ -1,0 +1,347 @@
+"""navarch's HTTP/1.1 server (`navarch.api.http`) over real loopback sockets, with a small ASGI
+app whose answers the tests control: what a client sees at each limit, and what the app sees
+when a client goes away."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import trio
+
+from navarch.api.http import HttpConfig, serve_http
+from navarch.api.server import bind
+
+GET = b"GET /echo HTTP/1.1\r\nHost: t\r\n\r\n"
+
+
+@attrs.define
+class App:
+    """Answers `/echo` with the body it read, `/scope` with what the server told it, `/stream`
+    with parts until the client goes away, `/gate` once `gate` is set."""
+
+    gate: trio.Event = attrs.field(factory=trio.Event)
+    entered: trio.Event = attrs.field(factory=trio.Event)
+    disconnected: trio.Event = attrs.field(factory=trio.Event)
+    lifespan: list[str] = attrs.field(factory=list)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                self.lifespan.append(message["type"])
+                await send({"type": message["type"] + ".complete"})
+                if message["type"] == "lifespan.shutdown":
+                    return
+        path = scope["path"]
+        if path == "/stream":
+            await self._stream(receive, send)
+            return
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                self.disconnected.set()
+                return
+            body += message["body"]
+            if not message["more_body"]:
+                break
+        if path == "/fail":
+            raise RuntimeError("the app failed")
+        if path == "/gate":
+            self.entered.set()
+            await self.gate.wait()
+        if path.endswith("/scope"):
+            shown = {key: scope[key] for key in ("method", "path", "raw_path", "query_string")}
+            shown = {k: v.decode() if isinstance(v, bytes) else v for k, v in shown.items()}
+            shown["headers"] = [[k.decode(), v.decode()] for k, v in scope["headers"]]
+            shown["scheme"] = scope["scheme"]
+            shown["http_version"] = scope["http_version"]
+            shown["client"] = list(scope["client"])
+            shown["server"] = list(scope["server"])
+            shown["received"] = isinstance(scope["extensions"]["navarch.received"], float)
+            body = json.dumps(shown).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", b"%d" % len(body))],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def _stream(self, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"first", "more_body": True})
+        self.entered.set()
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.disconnected.set()
+
+
+@attrs.define
+class Served:
+    port: int
+    stop: trio.Event
+    stopped: trio.Event
+    clients: list[trio.SocketStream] = attrs.field(factory=list)
+
+    async def connect(self) -> trio.SocketStream:
+        """A client connection, closed when the test ends."""
+        stream = await trio.open_tcp_stream("127.0.0.1", self.port)
+        self.clients.append(stream)
+        return stream
+
+
+@asynccontextmanager
+async def served(
+    app: App,
+    *,
+    header_timeout: float = 5,
+    body_timeout: float = 5,
+    keep_alive_timeout: float = 30,
+    graceful_timeout: float = 30,
+    max_connections: int = 100,
+) -> AsyncIterator[Served]:
+    http = HttpConfig(
+        listen="127.0.0.1:0",
+        keep_alive_timeout=keep_alive_timeout,
+        graceful_timeout=graceful_timeout,
+    )
+    sockets = bind(http, http.listen)
+    stop, stopped = trio.Event(), trio.Event()
+
+    async def run(task_status: trio.TaskStatus[list[str]]) -> None:
+        await serve_http(
+            app,
+            sockets,
+            http,
+            header_timeout=header_timeout,
+            body_timeout=body_timeout,
+            max_connections=max_connections,
+            shutdown_trigger=stop.wait,
+            task_status=task_status,
+        )
+        stopped.set()
+
+    try:
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(run)
+                s = Served(sockets[0].getsockname()[1], stop, stopped)
+                try:
+                    yield s
+                finally:
+                    for client in s.clients:
+                        await client.aclose()
+                    stop.set()
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+async def read_to_end(stream: trio.SocketStream) -> bytes:
+    data = b""
+    while chunk := await stream.receive_some():
+        data += chunk
+    return data
+
+
+async def read_until(stream: trio.SocketStream, end: bytes, data: bytes = b"") -> bytes:
+    while end not in data:
+        chunk = await stream.receive_some()
+        assert chunk, data
+        data += chunk
+    return data
+
+
+async def read_to_end_of_two_answers(stream: trio.SocketStream) -> bytes:
+    data = b""
+    while data.count(b"\r\n\r\n") < 2:
+        data += await stream.receive_some()
+    return data
+
+
+def post(path: str, body: bytes, *extra: bytes) -> bytes:
+    head = b"POST %s HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n" % (path.encode(), len(body))
+    return head + b"".join(extra) + b"\r\n" + body
+
+
+async def test_pipelined_requests_are_answered_in_order_on_one_connection() -> None:
+    async with served(App()) as s:
+        stream = await s.connect()
+        last = b"GET /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        await stream.send_all(post("/echo", b"one") + post("/echo", b"two") + last)
+        data = await read_to_end(stream)
+        assert data.count(b"HTTP/1.1 200 ") == 3
+        assert data.index(b"one") < data.index(b"two")
+
+
+async def test_a_client_that_expects_100_continue_is_told_to_send_its_body() -> None:
+    async with served(App()) as s:
+        stream = await s.connect()
+        await stream.send_all(
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+        )
+        data = await read_until(stream, b"HTTP/1.1 100 ")
+        await stream.send_all(b"body")
+        data = await read_until(stream, b"body", data)
+        assert b"HTTP/1.1 200 " in data
+
+
+async def test_an_http_1_0_request_is_answered_and_its_connection_closed() -> None:
+    async with served(App()) as s:
+        stream = await s.connect()
+        await stream.send_all(b"GET /echo HTTP/1.0\r\n\r\n")
+        data = await read_to_end(stream)
+        assert data.startswith(b"HTTP/1.1 200 ")
+        assert b"connection: close" in data.lower()
+
+
+async def test_connection_close_is_honoured() -> None:
+    async with served(App()) as s:
+        stream = await s.connect()
+        await stream.send_all(b"GET /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        assert (await read_to_end(stream)).startswith(b"HTTP/1.1 200 ")
+
+
+async def test_the_scope_says_what_the_request_and_connection_are() -> None:
+    async with served(App()) as s:
+        stream = await s.connect()
+        await stream.send_all(b"GET /a%20b/scope?x=1 HTTP/1.1\r\nHost: t\r\nX-Thing: v\r\n\r\n")
+        await stream.send_all(b"GET /scope?x=1&y=2 HTTP/1.1\r\nHost: t\r\nX-Thing: V\r\n\r\n")
+        data = await read_until(stream, b"}")
+        first = json.loads(data[data.index(b"{") : data.index(b"}") + 1])
+        assert first["path"] == "/a b/scope"
+        assert first["raw_path"] == "/a%20b/scope"
+        data = await read_until(stream, b"}", data[data.index(b"}") + 1 :])
+        shown = json.loads(data[data.index(b"{") : data.index(b"}") + 1])
+        assert shown["method"] == "GET"
+        assert shown["path"] == "/scope"
+        assert shown["query_string"] == "x=1&y=2"
+        assert shown["headers"] == [["host", "t"], ["x-thing", "V"]]
+        assert (shown["scheme"], shown["http_version"]) == ("http", "1.1")
+        assert shown["client"][0] == "127.0.0.1"
+        assert shown["server"] == ["127.0.0.1", s.port]
+        assert shown["received"]
+
+
+async def test_a_head_request_gets_the_headers_alone_and_the_connection_serves_on() -> None:
+    async with served(App()) as s:
+        stream = await s.connect()
+        await stream.send_all(post("/echo", b"xyz").replace(b"POST", b"HEAD", 1) + GET)
+        data = await read_to_end_of_two_answers(stream)
+        head, _, rest = data.partition(b"\r\n\r\n")
+        assert b"content-length: 3" in head.lower()
+        assert rest.startswith(b"HTTP/1.1 200 ")
+
+
+async def test_an_app_that_fails_before_answering_gives_500_and_the_server_serves_on() -> None:
+    async with served(App()) as s:
+        stream = await s.connect()
+        await stream.send_all(b"GET /fail HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert (await read_to_end(stream)).startswith(b"HTTP/1.1 500 ")
+        other = await s.connect()
+        await other.send_all(GET)
+        assert (await read_until(other, b"\r\n\r\n")).startswith(b"HTTP/1.1 200 ")
+
+
+async def test_headers_over_the_size_cap_are_answered_431_and_closed() -> None:
+    async with served(App()) as s:
+        stream = await s.connect()
+        await stream.send_all(b"GET /echo HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 20_000)
+        assert (await read_to_end(stream)).startswith(b"HTTP/1.1 431 ")
+
+
+async def test_a_malformed_request_line_is_answered_400_and_closed() -> None:
+    async with served(App()) as s:
+        stream = await s.connect()
+        await stream.send_all(b"NOT A REQUEST\r\n\r\n")
+        assert (await read_to_end(stream)).startswith(b"HTTP/1.1 400 ")
+        # The server goes on serving others.
+        other = await s.connect()
+        await other.send_all(GET)
+        assert (await read_until(other, b"\r\n\r\n")).startswith(b"HTTP/1.1 200 ")
+
+
+async def test_headers_that_trickle_in_past_the_deadline_are_answered_408_and_closed() -> None:
+    async with served(App(), header_timeout=0.3) as s:
+        stream = await s.connect()
+        await stream.send_all(b"GET /echo HTTP/1.1\r\nHo")
+        assert (await read_to_end(stream)).startswith(b"HTTP/1.1 408 ")
+
+
+async def test_a_body_that_trickles_in_past_the_deadline_is_answered_408_and_closed() -> None:
+    app = App()
+    async with served(app, body_timeout=0.3) as s:
+        stream = await s.connect()
+        await stream.send_all(post("/echo", b"0123456789")[:-8])
+        data = await read_to_end(stream)
+        assert data.startswith(b"HTTP/1.1 408 ")
+        assert json.loads(data[data.index(b"\r\n\r\n") + 4 :]) == {
+            "code": "deadline_exceeded",
+            "message": "the request body did not arrive within 0.3s",
+        }
+        # The app learns that the client is gone.
+        await app.disconnected.wait()
+
+
+async def test_a_client_that_goes_away_during_a_streamed_answer_is_seen_by_the_app() -> None:
+    app = App()
+    async with served(app, header_timeout=0.1, body_timeout=0.1, keep_alive_timeout=0.1) as s:
+        stream = await s.connect()
+        await stream.send_all(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
+        await read_until(stream, b"first")
+        await app.entered.wait()
+        # Past every deadline, the answer still streams.
+        await trio.sleep(0.3)
+        assert not app.disconnected.is_set()
+        await stream.aclose()
+        await app.disconnected.wait()
+
+
+async def test_connections_beyond_the_cap_wait_until_one_closes() -> None:
+    async with served(App(), max_connections=1) as s:
+        first = await s.connect()
+        await first.send_all(GET)
+        await read_until(first, b"\r\n\r\n")
+        second = await s.connect()  # the kernel's backlog takes it
+        await second.send_all(GET)
+        with trio.move_on_after(0.3) as waited:
+            await second.receive_some()
+        assert waited.cancelled_caught
+        await first.aclose()
+        assert (await read_until(second, b"\r\n\r\n")).startswith(b"HTTP/1.1 200 ")
+
+
+async def test_an_idle_keep_alive_connection_is_closed_after_the_timeout() -> None:
+    async with served(App(), keep_alive_timeout=0.2) as s:
+        stream = await s.connect()
+        await stream.send_all(GET)
+        data = await read_to_end(stream)
+        assert data.startswith(b"HTTP/1.1 200 ")
+        assert data.count(b"HTTP/1.1") == 1
+
+
+async def test_a_shutdown_lets_the_request_in_flight_finish_and_closes_idle_connections() -> None:
+    app = App()
+    async with served(app) as s:
+        idle = await s.connect()
+        await idle.send_all(GET)
+        await read_until(idle, b"\r\n\r\n")
+        busy = await s.connect()
+        await busy.send_all(post("/gate", b"late"))
+        await app.entered.wait()
+        s.stop.set()
+        assert await read_to_end(idle) == b""
+        app.gate.set()
+        data = await read_to_end(busy)
+        assert data.startswith(b"HTTP/1.1 200 ")
+        assert b"connection: close" in data.lower()
+        assert data.endswith(b"late")
+        await s.stopped.wait()
+    assert app.lifespan == ["lifespan.startup", "lifespan.shutdown"]
