@@ -12,7 +12,10 @@ CSRF header.
 
 Every failure is a Connect error body `{"code": ..., "message": ...}` with the HTTP status the
 Connect protocol gives its code, and every check happens before the service is called, so a bad
-request changes nothing. The body is read in chunks and reading stops at the size cap.
+request changes nothing. The body is read in chunks and reading stops at the size cap. With
+admission control, an API call past the control plane's limits is refused before its body is
+read, with `unavailable` and a `Retry-After` header (`navarch.api.admission`); the pages above
+are never refused.
 """
 
 from __future__ import annotations
@@ -25,15 +28,16 @@ from typing import Any
 
 import trio
 
+from navarch.api.admission import Admission
 from navarch.api.codec import ApiError, decode, encode
-from navarch.api.methods import METHODS, authenticate, call
+from navarch.api.methods import METHODS, Method, authenticate, call
 from navarch.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from navarch.api.metrics import ApiMetrics
 from navarch.api.openapi import openapi_document
 from navarch.api.ui import Dashboard
 from navarch.api.ui.responses import request_headers
 from navarch.api.wire import SERVICE_PATH
-from navarch.controlplane import ControlPlane
+from navarch.controlplane import Caller, ControlPlane
 from navarch.controlplane.leadership import Leadership
 from navarch.store import StoreError
 
@@ -62,7 +66,9 @@ class _Reply(Exception):
 
 
 class ControlPlaneApp:
-    """The ASGI app. `max_body_bytes` caps a request body (the config's `server.max_body_bytes`)."""
+    """The ASGI app. `max_body_bytes` caps a request body (the config's `server.max_body_bytes`);
+    `admission`, given, decides whether each API call may start (`navarch.api.admission`), and
+    the app's lifespan measures the event loop's lag for it."""
 
     def __init__(
         self,
@@ -70,13 +76,15 @@ class ControlPlaneApp:
         *,
         max_body_bytes: int = 1_048_576,
         leadership: Leadership | None = None,
+        admission: Admission | None = None,
     ) -> None:
         # With `leadership` (control planes sharing a PostgreSQL store), calls go to the term's
         # control plane while this one leads; `control_plane` is the snapshot loaded at start.
         self.control_plane = control_plane
         self.leadership = leadership
         self.max_body_bytes = max_body_bytes
-        self.metrics = ApiMetrics(control_plane, current=self._shown)
+        self.admission = admission
+        self.metrics = ApiMetrics(control_plane, current=self._shown, admission=admission)
         self._openapi = json.dumps(openapi_document(), indent=1).encode()
         self.ui = Dashboard(control_plane)
         if leadership is not None:
@@ -133,13 +141,17 @@ class ControlPlaneApp:
             await _send_error(send, 500, ApiError("internal", "internal error"))
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        async with trio.open_nursery() as nursery:
+            if self.admission is not None:
+                nursery.start_soon(self.admission.watch)
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    nursery.cancel_scope.cancel()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
 
     async def _healthz(self, send: Send) -> None:
         await _send(send, 200, b"ok\n", b"text/plain; charset=utf-8")
@@ -189,6 +201,28 @@ class ControlPlaneApp:
         await _send(send, 200, self._openapi, _JSON)
 
     async def _rpc(self, scope: Scope, receive: Receive, send: Send) -> None:
+        admission = self.admission
+        if admission is None:
+            await self._answer(scope, receive, send)
+            return
+        name = scope["path"][len(SERVICE_PATH) :]
+        if name not in METHODS:
+            name = "unknown"
+        refusal = admission.refuse(name, scope.get("extensions"))
+        if refusal is not None:
+            # Silence while the control plane sheds load is its own, not the nodes'.
+            shown = self._shown()
+            if shown is not None:
+                shown.book.monitor.overloaded()
+            await send(refusal.start)
+            await send(refusal.body)
+            return
+        try:
+            await self._answer(scope, receive, send)
+        finally:
+            admission.leave(name)
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         name = scope["path"][len(SERVICE_PATH) :]
         label = name if name in METHODS else "unknown"
@@ -256,17 +290,25 @@ class ControlPlaneApp:
         )
         body = await self._read_body(receive, headers)
         request = decode(method.request, body)
+        if timeout is None:
+            # Most calls carry no timeout; a cancel scope that cannot fire costs about 4 us.
+            return encode(await self._respond(control_plane, method, request, caller))
         with trio.move_on_after(timeout) as deadline:
-            try:
-                response = await call(control_plane, method, request, caller)
-            except StoreError as exc:
-                if self.leadership is None or self.leadership.leading is control_plane:
-                    raise
-                # The term ended under the call: a deposed leader's write, refused by fencing.
-                raise self._not_leading(f"{name}: {exc}") from None
+            response = await self._respond(control_plane, method, request, caller)
         if deadline.cancelled_caught:
             raise ApiError("deadline_exceeded", f"{name} did not finish within the call's timeout")
         return encode(response)
+
+    async def _respond(
+        self, control_plane: ControlPlane, method: Method[Any, Any], request: Any, caller: Caller
+    ) -> Any:
+        try:
+            return await call(control_plane, method, request, caller)
+        except StoreError as exc:
+            if self.leadership is None or self.leadership.leading is control_plane:
+                raise
+            # The term ended under the call: a deposed leader's write, refused by fencing.
+            raise self._not_leading(f"{method.name}: {exc}") from None
 
     async def _serving(self, name: str, read_only: bool) -> ControlPlane:
         """The control plane that answers `name`: the term's on the leader, a snapshot of the
@@ -313,9 +355,9 @@ class ControlPlaneApp:
                 return b"".join(chunks)
 
 
-def _timeout(value: bytes | None) -> float:
+def _timeout(value: bytes | None) -> float | None:
     if value is None:
-        return float("inf")
+        return None
     if not value.isdigit() or len(value) > 10:
         raise ApiError(
             "invalid_argument",

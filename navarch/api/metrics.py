@@ -22,6 +22,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from navarch.api.admission import Admission
 from navarch.api.methods import METHODS
 from navarch.api.metrics_fleet import PoolLabels, fleet_families, scan
 from navarch.api.metrics_nodes import node_families
@@ -132,6 +133,36 @@ def _heartbeat_families(control_plane: ControlPlane) -> Iterator[Metric]:
     )
 
 
+class _AdmissionCollector(Collector):
+    def __init__(self, admission: Admission) -> None:
+        self._admission = admission
+
+    def collect(self) -> Iterator[Metric]:
+        admission = self._admission
+        refused = CounterMetricFamily(
+            "navarch_api_refused",
+            "API calls refused for load (unavailable, with Retry-After), by method.",
+            labels=["method"],
+        )
+        for method, count in sorted(admission.refused.items()):
+            refused.add_metric([method], count)
+        yield refused
+        in_flight = GaugeMetricFamily(
+            "navarch_api_in_flight",
+            "API calls in flight, by kind: calls (registrations included), long_polls, "
+            "registrations.",
+            labels=["kind"],
+        )
+        for kind, count in admission.in_flight.items():
+            in_flight.add_metric([kind], count)
+        yield in_flight
+        yield GaugeMetricFamily(
+            "navarch_api_queue_delay_seconds",
+            "The event loop's lag as last measured: how long a call waits to run.",
+            value=admission.delay,
+        )
+
+
 class ApiMetrics:
     """The registry behind `/metrics`, and the per-request measurements the app makes."""
 
@@ -140,9 +171,10 @@ class ApiMetrics:
         control_plane: ControlPlane,
         *,
         current: Callable[[], ControlPlane | None] | None = None,
+        admission: Admission | None = None,
     ) -> None:
         """`current`, given, names the control plane to show at each scrape (the leader's term
-        changes it), or None while this one follows."""
+        changes it), or None while this one follows; `admission`, given, adds its counts."""
         # prometheus_client leaves this one function unannotated.
         prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()
@@ -163,6 +195,8 @@ class ApiMetrics:
         self._latency = {name: latency.labels(name) for name in [*METHODS, "unknown"]}
         self._counts: dict[tuple[str, str], Counter] = {}
         self.registry.register(_FleetCollector(current or (lambda: control_plane)))
+        if admission is not None:
+            self.registry.register(_AdmissionCollector(admission))
 
     def observe(self, method: str, code: str, seconds: float) -> None:
         self._latency[method].observe(seconds)

@@ -48,6 +48,16 @@ class ServerConfig:
     body_timeout: timedelta = field(default=timedelta(seconds=30), validator=validators.positive)
     # Connections served at once; more wait in the listen backlog until one closes.
     max_connections: int = field(default=30_000, validator=validators.at_least(1))
+    # Admission control (navarch.api.admission): past these, a call is refused at once with
+    # `unavailable` and a Retry-After. Calls in flight other than long polls; long polls
+    # (GetNodeCommands) in flight; registrations in flight (within max_in_flight); and how long a
+    # call may wait to run before new ones are refused.
+    max_in_flight: int = field(default=4000, validator=validators.at_least(1))
+    max_long_polls: int = field(default=20_000, validator=validators.at_least(1))
+    max_registrations: int = field(default=50, validator=validators.at_least(1))
+    max_queue_delay: timedelta = field(
+        default=timedelta(milliseconds=500), validator=validators.positive
+    )
     # How long a terminated node is kept after it was last heard from; then it is pruned from the
     # store, and its events once they are as old.
     terminated_retention: timedelta = field(

@@ -4,7 +4,9 @@ A node counts as seen when it registers and on every heartbeat, so a node that r
 sends a heartbeat is found too. A node silent for longer than the timeout is reported once; it is
 watched again only after it is seen again. Times come from `trio.current_time()`, so the monitor
 runs unchanged on `MockClock`. After a control-plane restart every node gets a full timeout to
-check in, because the silence was the control plane's, not the node's.
+check in, because the silence was the control plane's, not the node's. The same holds while the
+control plane sheds load (`overloaded`, at each call it refuses): a refused heartbeat is not the
+node's silence, so no node is reported until a full timeout has passed since the last refusal.
 """
 
 from __future__ import annotations
@@ -20,9 +22,14 @@ class HeartbeatMonitor:
         # How often to look: a tenth of the timeout, so a loss is noticed within 110% of it.
         self.check_interval = timeout / 10
         self._last_seen: dict[str, float] = {}
+        self._overloaded_at = -float("inf")
 
     def seen(self, node_id: str) -> None:
         self._last_seen[node_id] = trio.current_time()
+
+    def overloaded(self) -> None:
+        """The control plane refused a call for load: silences count from now at the earliest."""
+        self._overloaded_at = trio.current_time()
 
     def forget(self, node_id: str) -> None:
         self._last_seen.pop(node_id, None)
@@ -35,6 +42,8 @@ class HeartbeatMonitor:
     def take_silent(self) -> list[str]:
         """The nodes silent past the timeout; each is forgotten until it is seen again."""
         limit = trio.current_time() - self.timeout
+        if self._overloaded_at >= limit:
+            return []
         silent = [node_id for node_id, seen in self._last_seen.items() if seen < limit]
         for node_id in silent:
             del self._last_seen[node_id]
