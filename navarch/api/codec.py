@@ -8,6 +8,9 @@ accept snake_case names too; navarch's clients are its own, and a typo should no
 Output uses lowerCamelCase, omits fields that hold their default, and writes timestamps in UTC with
 a `Z`.
 
+A well-formed message takes a fast path (`navarch.api.fast_structure`); anything else goes
+through cattrs, which finds and words each problem, so both give the same objects and errors.
+
 A client that must keep working against a newer control plane decodes responses with
 `ignore_unknown_fields=True`, so fields added later do not break it.
 """
@@ -34,6 +37,7 @@ from cattrs.errors import (
 )
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from navarch.api.fast_structure import FastStructure
 from navarch.clock import format_timestamp
 from navarch.errors import NavarchError
 
@@ -155,7 +159,13 @@ def _structure_int(value: object, _: type) -> int:
 def _structure_float(value: object, _: type) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _FieldError(f"expected a number, got {_show(value)}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        # An integer literal past a double's range: JSON allows it, no float holds it.
+        raise _FieldError(
+            f"expected a number, got an integer of {len(str(value))} digits"
+        ) from None
 
 
 def _structure_datetime(value: object, _: type) -> datetime:
@@ -314,6 +324,10 @@ _strict = _make_converter(ignore_unknown_fields=False)
 _lenient = _make_converter(ignore_unknown_fields=True)
 
 
+_strict_fast = FastStructure(_strict, camel, ignore_unknown_fields=False)
+_lenient_fast = FastStructure(_lenient, camel, ignore_unknown_fields=True)
+
+
 def _problems(exc: BaseException, path: str) -> list[str]:
     """Flattens a cattrs error tree into 'path: problem' lines with wire (camelCase) paths."""
     if isinstance(exc, ClassValidationError | IterableValidationError):
@@ -355,7 +369,7 @@ def decode(cls: type[T], data: bytes, *, ignore_unknown_fields: bool = False) ->
     except UnicodeDecodeError as exc:
         raise ApiError("invalid_argument", f"body: not valid UTF-8 at byte {exc.start}") from None
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise ApiError(
             "invalid_argument",
@@ -372,7 +386,7 @@ def decode(cls: type[T], data: bytes, *, ignore_unknown_fields: bool = False) ->
         raise ApiError("invalid_argument", f"body: expected a JSON object, got {_show(value)}")
     if ignore_unknown_fields:
         try:
-            return _lenient.structure(value, cls)
+            return _lenient_fast.structure(value, cls)
         except (BaseValidationError, _FieldError, KeyError, ValueError, TypeError) as exc:
             raise ApiError("invalid_argument", "; ".join(_problems(exc, ""))) from None
     return structure(value, cls)
@@ -382,6 +396,10 @@ def _reject_constant(name: str) -> float:
     raise _FieldError(f"{name} is not valid JSON")
 
 
+# What `json.loads(text, parse_constant=...)` builds on every call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def unstructure(obj: object) -> Any:
     """The JSON-ready value of a wire model (dicts, lists, strings, numbers)."""
     return _strict.unstructure(obj)
@@ -389,13 +407,16 @@ def unstructure(obj: object) -> Any:
 
 def encode(obj: object) -> bytes:
     """The JSON of a wire model; a value JSON cannot carry (infinity, a lone surrogate) raises."""
-    value = _strict.unstructure(obj)
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    return _ENCODER.encode(_strict.unstructure(obj)).encode()
+
+
+# What `json.dumps(value, ...)` with these options builds on every call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def structure(value: object, cls: type[T]) -> T:
     """Builds `cls` from an already parsed JSON value, with the same checks as `decode`."""
     try:
-        return _strict.structure(value, cls)
+        return _strict_fast.structure(value, cls)
     except (BaseValidationError, _FieldError, KeyError, ValueError, TypeError) as exc:
         raise ApiError("invalid_argument", "; ".join(_problems(exc, ""))) from None

@@ -13,7 +13,9 @@ bound:
 A limit belongs to a field name wherever that name appears in a request (`message` is the same in
 AckCommand and in a health event). The check walks the request by its attrs fields, with a checker
 built once per request type from the field types; a string, number, list or map field without a
-limit here is an error when its checker is built, so a new field gets one on purpose.
+limit here is an error when its checker is built, so a new field gets one on purpose. Most
+requests are within every limit: one expression generated per type says so first, and only a
+request past a limit is walked field by field to name each problem.
 `methods.call` runs the check, so the in-process client meets the same limits as HTTP.
 """
 
@@ -127,10 +129,25 @@ _SHOWN = 10
 
 # A checker yields (wire path, problem) for each problem of a value.
 Checker = Callable[[Any, str], Iterator[tuple[str, str]]]
+# A pass says whether a value is within every limit, without saying where it is not: most requests
+# are, and the checker then need not build a path for every field they have.
+Pass = Callable[[Any], bool]
+
+
+@frozen
+class _Rule:
+    """The two views of one field's limits; `passes` is true exactly when `check` yields
+    nothing."""
+
+    check: Checker
+    passes: Pass
+    # Set for a number, so that an object checks its number fields without a call each.
+    number: tuple[float, float, bool] | None = None
+
 
 _NAME_BAD = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _TEXT_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
-_checkers: dict[type, Checker] = {}
+_rules: dict[type, _Rule] = {}
 # The same characters as JSON Schema patterns write them.
 _NAME_CONTROLS = r"\u0000-\u001f\u007f-\u009f"
 _TEXT_CONTROLS = r"\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f"
@@ -138,7 +155,10 @@ _TEXT_CONTROLS = r"\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f"
 
 def check(request: object) -> None:
     """Raises InvalidArgument naming every field of `request` that is past its limit."""
-    problems = [f"{path}: {problem}" for path, problem in checker(type(request))(request, "")]
+    rule = _rule(type(request))
+    if rule.passes(request):
+        return
+    problems = [f"{path}: {problem}" for path, problem in rule.check(request, "")]
     if problems:
         more = len(problems) - _SHOWN
         shown = "; ".join(problems[:_SHOWN])
@@ -147,9 +167,13 @@ def check(request: object) -> None:
 
 def checker(cls: type) -> Checker:
     """The checker of a request type; LookupError when one of its fields has no limit."""
-    found = _checkers.get(cls)
+    return _rule(cls).check
+
+
+def _rule(cls: type) -> _Rule:
+    found = _rules.get(cls)
     if found is None:
-        found = _checkers[cls] = _object(cls)
+        found = _rules[cls] = _object(cls)
     return found
 
 
@@ -164,35 +188,60 @@ def text_problem(value: str, limit: Text) -> str | None:
     return f"holds {what} (U+{char:04X}) at character {bad.start()}"
 
 
-def _object(cls: type) -> Checker:
+def _object(cls: type) -> _Rule:
     hints = typing.get_type_hints(cls)
     fields = [
         (a.name, camel(a.name), _for_type(hints[a.name], a.name, f"{cls.__name__}.{a.name}"))
         for a in attrs.fields(cls)
     ]
+    checked = [(name, wire_name, rule.check) for name, wire_name, rule in fields if rule]
 
     def check_object(value: Any, path: str) -> Iterator[tuple[str, str]]:
-        for name, wire_name, check_field in fields:
-            if check_field is not None:
-                where = f"{path}.{wire_name}" if path else wire_name
-                yield from check_field(getattr(value, name), where)
+        for name, wire_name, check_field in checked:
+            where = f"{path}.{wire_name}" if path else wire_name
+            yield from check_field(getattr(value, name), where)
 
-    return check_object
+    return _Rule(check_object, _object_passes(cls, [(name, rule) for name, _, rule in fields]))
+
+
+def _object_passes(cls: type, fields: list[tuple[str, _Rule | None]]) -> Pass:
+    """One expression over the object's fields, generated as attrs generates its methods: a
+    heartbeat holds 56 numbers, and a call and a loop step for each cost more than comparing."""
+    scope: dict[str, Any] = {"isfinite": math.isfinite}
+    terms = []
+    for i, (name, rule) in enumerate(fields):
+        if rule is None:
+            continue
+        if rule.number is None:
+            scope[f"passes{i}"] = rule.passes
+            terms.append(f"passes{i}(value.{name})")
+            continue
+        low, high, whole = rule.number
+        scope[f"low{i}"], scope[f"high{i}"] = low, high
+        term = f"low{i} <= value.{name} <= high{i}"
+        # NaN fails both comparisons; infinity passes only unbounded ones, hence isfinite.
+        if not whole and (math.isinf(low) or math.isinf(high)):
+            term += f" and isfinite(value.{name})"
+        terms.append(f"({term})")
+    source = f"def passes(value):\n    return {' and '.join(terms) or 'True'}\n"
+    exec(compile(source, f"<limits of {cls.__qualname__}>", "exec"), scope)
+    passes: Pass = scope["passes"]
+    return passes
 
 
 # Field types as a wire model spells them (`int | None`, `tuple[str, ...]`) have no static type.
-def _for_type(t: Any, name: str, where: str) -> Checker | None:
+def _for_type(t: Any, name: str, where: str) -> _Rule | None:
     origin = typing.get_origin(t)
     if origin in (typing.Union, types.UnionType):
         (inner,) = [a for a in typing.get_args(t) if a is not type(None)]
-        inner_check = _for_type(inner, name, where)
-        return None if inner_check is None else _optional(inner_check)
+        inner_rule = _for_type(inner, name, where)
+        return None if inner_rule is None else _optional(inner_rule)
     if t is datetime:
-        return _check_time
+        return _Rule(_check_time, _time_passes)
     if t is bool or (isinstance(t, type) and issubclass(t, enum.Enum)):
         return None
     if attrs.has(t):
-        return checker(t)
+        return _rule(t)
     limit = LIMITS.get(name)
     if t is str or t is int or t is float:
         return _scalar(t, limit, where)
@@ -209,13 +258,13 @@ def _for_type(t: Any, name: str, where: str) -> Checker | None:
     raise LookupError(f"{where}: no limit for a field of type {t}")
 
 
-def _item(t: Any, items: Items, name: str, where: str) -> Checker | None:
+def _item(t: Any, items: Items, name: str, where: str) -> _Rule | None:
     if t is str or t is int or t is float:
         return _scalar(t, items.item, f"{where}[]")
     return _for_type(t, name, where)
 
 
-def _scalar(t: type, limit: Limit | None, where: str) -> Checker:
+def _scalar(t: type, limit: Limit | None, where: str) -> _Rule:
     if t is str:
         if not isinstance(limit, Text):
             raise LookupError(f"{where}: no length limit (LIMITS has {limit!r})")
@@ -227,24 +276,35 @@ def _scalar(t: type, limit: Limit | None, where: str) -> Checker:
     return _number(limit, whole=t is int)
 
 
-def _optional(inner: Checker) -> Checker:
+def _optional(inner: _Rule) -> _Rule:
+    check_inner, inner_passes = inner.check, inner.passes
+
     def check_optional(value: Any, path: str) -> Iterator[tuple[str, str]]:
         if value is not None:
-            yield from inner(value, path)
+            yield from check_inner(value, path)
 
-    return check_optional
+    def optional_passes(value: Any) -> bool:
+        return value is None or inner_passes(value)
+
+    return _Rule(check_optional, optional_passes)
 
 
-def _text(limit: Text) -> Checker:
+def _text(limit: Text) -> _Rule:
+    max_length = limit.max_length
+    search = (_TEXT_BAD if limit.lines else _NAME_BAD).search
+
     def check_text(value: str, path: str) -> Iterator[tuple[str, str]]:
         problem = text_problem(value, limit)
         if problem is not None:
             yield path, problem
 
-    return check_text
+    def text_passes(value: str) -> bool:
+        return len(value) <= max_length and search(value) is None
+
+    return _Rule(check_text, text_passes)
 
 
-def _number(limit: Number, *, whole: bool) -> Checker:
+def _number(limit: Number, *, whole: bool) -> _Rule:
     low, high = limit.low, limit.high
     if math.isinf(low) and math.isinf(high):
         expected = "a finite number"
@@ -254,41 +314,71 @@ def _number(limit: Number, *, whole: bool) -> Checker:
         expected = f"an integer from {int(low)} to {int(high)}"
     else:
         expected = f"a number from {low:g} to {high:g}"
+    isfinite = math.isfinite
 
     def check_number(value: float, path: str) -> Iterator[tuple[str, str]]:
-        # NaN fails both comparisons; infinity passes only unbounded ones, hence isfinite.
-        if not (low <= value <= high and (whole or math.isfinite(value))):
+        if not number_passes(value):
             yield path, f"expected {expected}, got {value}"
 
-    return check_number
+    def number_passes(value: float) -> bool:
+        # NaN fails both comparisons; infinity passes only unbounded ones, hence isfinite.
+        return low <= value <= high and (whole or isfinite(value))
+
+    return _Rule(check_number, number_passes, (low, high, whole))
 
 
-def _sequence(items: Items, check_item: Checker | None) -> Checker:
+def _sequence(items: Items, item: _Rule | None) -> _Rule:
+    max_items = items.max_items
+    check_item = None if item is None else item.check
+    item_passes = None if item is None else item.passes
+
     def check_sequence(value: tuple[Any, ...], path: str) -> Iterator[tuple[str, str]]:
-        if len(value) > items.max_items:
-            yield path, f"expected at most {items.max_items} items, got {len(value)}"
+        if len(value) > max_items:
+            yield path, f"expected at most {max_items} items, got {len(value)}"
             return
         if check_item is not None:
-            for i, item in enumerate(value):
-                yield from check_item(item, f"{path}[{i}]")
+            for i, each in enumerate(value):
+                yield from check_item(each, f"{path}[{i}]")
 
-    return check_sequence
+    def sequence_passes(value: tuple[Any, ...]) -> bool:
+        if len(value) > max_items:
+            return False
+        if item_passes is not None:
+            for each in value:
+                if not item_passes(each):
+                    return False
+        return True
+
+    return _Rule(check_sequence, sequence_passes)
 
 
-def _mapping(items: Items, key: Text, check_item: Checker | None) -> Checker:
+def _mapping(items: Items, key: Text, item: _Rule | None) -> _Rule:
+    max_items = items.max_items
+    check_item = None if item is None else item.check
+    item_passes = None if item is None else item.passes
+    key_passes = _text(key).passes
+
     def check_mapping(value: dict[str, Any], path: str) -> Iterator[tuple[str, str]]:
-        if len(value) > items.max_items:
-            yield path, f"expected at most {items.max_items} entries, got {len(value)}"
+        if len(value) > max_items:
+            yield path, f"expected at most {max_items} entries, got {len(value)}"
             return
-        for k, item in value.items():
+        for k, each in value.items():
             shown = f"{path}[{k[:40]!r}]"
             problem = text_problem(k, key)
             if problem is not None:
                 yield shown, f"key {problem}"
             elif check_item is not None:
-                yield from check_item(item, shown)
+                yield from check_item(each, shown)
 
-    return check_mapping
+    def mapping_passes(value: dict[str, Any]) -> bool:
+        if len(value) > max_items:
+            return False
+        for k, each in value.items():
+            if not key_passes(k) or (item_passes is not None and not item_passes(each)):
+                return False
+        return True
+
+    return _Rule(check_mapping, mapping_passes)
 
 
 def _check_time(value: datetime, path: str) -> Iterator[tuple[str, str]]:
@@ -296,6 +386,10 @@ def _check_time(value: datetime, path: str) -> Iterator[tuple[str, str]]:
         yield path, "expected a time with an offset"
     elif value < EARLIEST:
         yield path, f"expected a time from 1970 to 9999, got {value.isoformat()}"
+
+
+def _time_passes(value: datetime) -> bool:
+    return value.tzinfo is not None and value >= EARLIEST
 
 
 def json_schema(name: str, schema: dict[str, object]) -> dict[str, object]:
