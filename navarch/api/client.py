@@ -1,46 +1,55 @@
 """Clients of the control-plane API: one interface, over HTTP or in process.
 
-`HttpClient` speaks Connect unary JSON over httpx (the CLI, daemons on real machines, soak tests).
+`HttpClient` speaks Connect unary JSON over HTTP/1.1 (the CLI, daemons on real machines, soak
+tests), on `navarch.api.connections`: h11 on trio sockets, small enough that a daemon stays light.
 `navarch.api.inprocess.InProcessClient` calls the service through the API's method table
 directly, with no sockets and no serialization (the fake provider and the simulator, which run
 hundreds of daemons in one process). Both raise `ApiError` for an error the control plane
-returned, and `HttpClient` raises `Unreachable` when there is no control plane to answer. Their
-typed methods are written once, over `_call`, and a test checks them against the method table
-(`navarch.api.methods`).
+returned, `Overloaded` when it shed the call with a retry hint, and `HttpClient` raises
+`Unreachable` when there is no control plane to answer. Their typed methods are written once, over
+`_call`, and a test checks them against the method table (`navarch.api.methods`).
 """
 
 from __future__ import annotations
 
-import errno
 import random
-import socket
-import ssl
-from collections.abc import Sequence
-from typing import Protocol, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol, TypeVar
 from urllib.parse import urlsplit
 
-import httpx
 import trio
 
 from navarch.api import wire as m
 from navarch.api.codec import ApiError, decode, encode
+from navarch.api.connections import Connections, Exchange, SendFailed
 from navarch.durations import parse_duration
 from navarch.errors import NavarchError
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "ApiError",
     "ControlPlaneClient",
     "HttpClient",
+    "Overloaded",
     "Unreachable",
+    "retry_after",
     "split_urls",
 ]
 
 R = TypeVar("R")
 
 DEFAULT_TIMEOUT = 10.0
-MAX_CONNECTIONS = 10  # httpx's pool slows down sharply beyond about 10 connections per client
+MAX_CONNECTIONS = 10
 # The header in which a follower names the leader when it refuses a call.
 LEADER_HEADER = "navarch-leader"
+# The header in which a control plane that sheds load says how many seconds to wait.
+RETRY_AFTER_HEADER = "retry-after"
+# The bounds put on a retry hint, in seconds: a hint of 0 would make a refused fleet retry at
+# once, and a hostile or broken one must not silence a node for long.
+MIN_RETRY_AFTER = 1.0
+MAX_RETRY_AFTER = 60.0
 # Waits between two control planes tried for one call, in seconds: the first, and the most.
 _HOP_WAIT = 0.1
 _HOP_WAIT_CAP = 1.0
@@ -52,6 +61,23 @@ def split_urls(value: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(url.strip().rstrip("/") for url in parts if url.strip())
 
 
+def retry_after(value: str | None) -> float | None:
+    """The seconds a `Retry-After` header asks for, within `MIN_RETRY_AFTER` and
+    `MAX_RETRY_AFTER`; None when there is no header or it is not a number of seconds.
+
+    Only delta-seconds count (what navarch's control plane sends); a date, a negative number or
+    anything else is no hint.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text or not (text.isascii() and text.isdigit()):
+        return None
+    # Past a few digits the number is over the bound anyway; int() of a huge string is slow.
+    seconds = float(text) if len(text) <= 6 else MAX_RETRY_AFTER
+    return min(max(seconds, MIN_RETRY_AFTER), MAX_RETRY_AFTER)
+
+
 class Unreachable(NavarchError):
     """No answer from the control plane: refused, unresolvable, reset or timed out."""
 
@@ -59,6 +85,21 @@ class Unreachable(NavarchError):
         super().__init__(f"cannot reach the control plane at {url}: {reason}")
         self.url = url
         self.reason = reason
+
+
+class Overloaded(ApiError):
+    """The control plane shed the call under load (`unavailable`) and said when to come back.
+
+    `retry_after` is its hint in seconds, within `MIN_RETRY_AFTER` and `MAX_RETRY_AFTER`. The
+    node is not forgotten: wait at least that long, with jitter, and call again.
+    """
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__("unavailable", message)
+        self.retry_after = retry_after
+
+    def __repr__(self) -> str:
+        return f"Overloaded({self.message!r}, retry_after={self.retry_after!r})"
 
 
 class ControlPlaneClient(Protocol):
@@ -239,7 +280,7 @@ class Methods:
 
 
 class HttpClient(Methods):
-    """Connect unary JSON over one httpx client with at most ten connections.
+    """Connect unary JSON over HTTP/1.1, with at most ten keep-alive connections per control plane.
 
     `url` is one control plane's URL, or several (a list, or comma-separated) of control planes
     that share a store. A call follows the leader: when a control plane refuses it as a follower
@@ -247,9 +288,11 @@ class HttpClient(Methods):
     when a control plane cannot be reached before the request is sent, or answers `unavailable`
     without naming a leader, it goes to the next URL after a short jittered wait. Each call tries
     every URL at most once, plus the leader it was sent to; `url` is the one that answered last.
+    A refusal with a `Retry-After` hint that no other control plane took raises `Overloaded`.
 
-    Use it as an async context manager, or call `aclose()`. `transport` replaces the network (an
-    `httpx.ASGITransport` serves the app in process).
+    Use it as an async context manager, or call `aclose()`. `transport` replaces the network with
+    an httpx transport (an `httpx.ASGITransport` serves the app in process); httpx is imported
+    only then. TLS is set up on the first https connection, never for http.
     """
 
     def __init__(
@@ -264,14 +307,13 @@ class HttpClient(Methods):
         self.url = self.urls[0]
         self.timeout = timeout
         self._token = token
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(
-                max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS
-            ),
-            headers={"Connect-Protocol-Version": "1"},
-            transport=transport,
-        )
+        self._http: Exchange
+        if transport is None:
+            self._http = Connections(max_per_origin=MAX_CONNECTIONS)
+        else:
+            from navarch.api.client_httpx import HttpxExchange
+
+            self._http = HttpxExchange(transport, max_connections=MAX_CONNECTIONS)
 
     def set_token(self, token: str) -> None:
         self._token = token
@@ -297,10 +339,11 @@ class HttpClient(Methods):
     async def _call(
         self, method: str, request: object, response_cls: type[R], *, timeout: float | None = None
     ) -> R:
-        headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json", "Connect-Protocol-Version": "1"}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         content = encode(request)
+        limit = self.timeout if timeout is None else timeout
         # Every URL once, and the leader a follower names.
         tries = len(self.urls) + 1
         wait = _HOP_WAIT
@@ -308,26 +351,22 @@ class HttpClient(Methods):
             url = self.url
             tries -= 1
             try:
-                response = await self._http.post(
-                    url + m.SERVICE_PATH + method,
-                    content=content,
-                    headers=headers,
-                    timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
+                reply = await self._http.post(
+                    url + m.SERVICE_PATH + method, content, headers, limit
                 )
-            except httpx.TransportError as exc:
+            except SendFailed as exc:
                 self._next(url)
                 # Only a request that never left may go to another control plane: one that left
                 # may have been carried out.
-                unsent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
-                if not unsent or tries <= 0 or len(self.urls) == 1:
-                    raise Unreachable(url, _reason(exc, timeout or self.timeout)) from exc
+                if not exc.unsent or tries <= 0 or len(self.urls) == 1:
+                    raise Unreachable(url, exc.reason) from exc
             else:
-                if response.status_code == 200:
+                if reply.status == 200:
                     break
-                error = ApiError.from_json(response.content, response.status_code)
+                error = _error(reply.body, reply.status, reply.headers)
                 if error.code != "unavailable":
                     raise error
-                leader = response.headers.get(LEADER_HEADER, "").rstrip("/")
+                leader = reply.headers.get(LEADER_HEADER, "").rstrip("/")
                 # The token goes wherever the header points: never from https to http.
                 if urlsplit(leader).scheme != urlsplit(url).scheme:
                     leader = ""
@@ -340,7 +379,7 @@ class HttpClient(Methods):
             await trio.sleep(wait * random.uniform(0.5, 1.5))
             wait = min(2 * wait, _HOP_WAIT_CAP)
         try:
-            return decode(response_cls, response.content, ignore_unknown_fields=True)
+            return decode(response_cls, reply.body, ignore_unknown_fields=True)
         except ApiError as exc:
             raise ApiError(
                 "internal", f"{method}: the control plane sent an unreadable reply: {exc.message}"
@@ -354,60 +393,11 @@ class HttpClient(Methods):
         self.url = urls[(urls.index(failed) + 1) % len(urls)] if failed in urls else urls[0]
 
 
-def _reason(exc: httpx.TransportError, timeout: float) -> str:
-    """A few words on why a request found no control plane."""
-    if isinstance(exc, httpx.ConnectTimeout):
-        return "connection timed out"
-    if isinstance(exc, httpx.TimeoutException):
-        return f"no reply within {timeout:g}s"
-    if isinstance(exc, httpx.RemoteProtocolError):
-        return "the connection closed before a reply"
-    for cause in _causes(exc):
-        if isinstance(cause, socket.gaierror):
-            return "cannot resolve the host name"
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            return _untrusted(cause)
-        if isinstance(cause, ssl.SSLError):
-            return f"TLS handshake failed ({(cause.reason or str(cause)).lower()})"
-        if isinstance(cause, OSError) and cause.errno is not None:
-            if cause.errno == errno.ECONNREFUSED:
-                return "connection refused"
-            if cause.errno == errno.ECONNRESET:
-                return "connection reset"
-            return (cause.strerror or str(cause)).lower()
-    text = str(exc).strip()
-    if text.startswith("[Errno"):
-        text = text.partition("] ")[2]
-    return text.lower() or type(exc).__name__
-
-
-def _untrusted(exc: ssl.SSLCertVerificationError) -> str:
-    if exc.verify_code in (_HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH):
-        return f"its TLS certificate is not for this address ({exc.verify_message})"
-    # httpx trusts the CA certificates of SSL_CERT_FILE instead of its own bundle.
-    return (
-        f"its TLS certificate is not trusted ({exc.verify_message}); set SSL_CERT_FILE to a file "
-        "that holds the certificate of the CA that signed it"
-    )
-
-
-# OpenSSL's X509_V_ERR codes for a certificate issued to another name.
-_HOSTNAME_MISMATCH = 62
-_IP_ADDRESS_MISMATCH = 64
-
-
-def _causes(exc: BaseException) -> list[BaseException]:
-    """The exception, its causes and, for groups (trio tries every address), their members."""
-    seen: list[BaseException] = []
-    stack = [exc]
-    while stack:
-        current = stack.pop()
-        if any(current is s for s in seen):
-            continue
-        seen.append(current)
-        if isinstance(current, BaseExceptionGroup):
-            stack.extend(reversed(current.exceptions))
-        for linked in (current.__context__, current.__cause__):
-            if linked is not None:
-                stack.append(linked)
-    return seen
+def _error(body: bytes, status: int, headers: Mapping[str, str]) -> ApiError:
+    """The error of a reply other than 200: `Overloaded` when it is `unavailable` with a hint."""
+    error = ApiError.from_json(body, status)
+    if error.code == "unavailable" and LEADER_HEADER not in headers:
+        hint = retry_after(headers.get(RETRY_AFTER_HEADER))
+        if hint is not None:
+            return Overloaded(error.message, hint)
+    return error

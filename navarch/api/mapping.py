@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import attrs
 
 from navarch import model
 from navarch.api import wire
-from navarch.controlplane.history import FleetCounts, PoolPoint
-from navarch.controlplane.summary import FleetSummary
 from navarch.plugins.notifier import wire_details
-from navarch.pools.manager import DecisionRecord
-from navarch.pools.view import PoolView
+
+if TYPE_CHECKING:
+    # Annotations only: the daemon maps its GPUs and health events through this module, and
+    # must not load the control plane to do it.
+    from navarch.controlplane.history import FleetCounts, PoolPoint
+    from navarch.controlplane.summary import FleetSummary
+    from navarch.pools.manager import DecisionRecord
+    from navarch.pools.view import PoolView
 
 D = TypeVar("D", bound=enum.Enum)
 W = TypeVar("W", bound=enum.Enum)

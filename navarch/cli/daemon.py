@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from navarch.daemon.config import DaemonConfig
     from navarch.daemon.gpu import NvmlGpus, SimulatedGpus
 
-from navarch.cli.nodes import parse_label
+from navarch.cli.labels import parse_label
 from navarch.errors import UsageError
 
 # The prefix of the one-time tokens a pool's bootstrap gives a new machine (navarch.pools).
@@ -185,6 +185,7 @@ def _run(
             )
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_stop_on_signal, agent, log)
+                nursery.start_soon(_release_startup_memory, agent)
                 await agent.run()
                 nursery.cancel_scope.cancel()
 
@@ -216,8 +217,9 @@ async def identify(
     import trio
 
     from navarch.api import wire as m
-    from navarch.api.client import Unreachable
+    from navarch.api.client import Overloaded, Unreachable
     from navarch.api.codec import ApiError
+    from navarch.daemon.backoff import Backoff
     from navarch.daemon.state import DaemonState
 
     state = DaemonState(config.state_dir or None)
@@ -225,10 +227,15 @@ async def identify(
     if state.node_id:
         return attrs.evolve(config, node_id=state.node_id)
     client.set_token(join_token)
+    backoff = Backoff()
     with trio.move_on_after(IDENTIFY_FOR):
         while True:
+            wait = IDENTIFY_EVERY
             try:
                 found = await client.get_bootstrap_identity(m.GetBootstrapIdentityRequest())
+            except Overloaded as exc:
+                log.info("the control plane sheds load: %s", exc.message)
+                wait = backoff.honour(exc.retry_after)
             except ApiError as exc:
                 if exc.code != "failed_precondition":
                     raise UsageError(
@@ -251,7 +258,7 @@ async def identify(
                     k: v for k, v in known.items() if v and not getattr(config, k)
                 }
                 return attrs.evolve(config, node_id=found.node_id, **filled)
-            await trio.sleep(IDENTIFY_EVERY)
+            await trio.sleep(wait)
     raise UsageError(
         f"the control plane did not say which instance this machine is within "
         f"{IDENTIFY_FOR:g}s; check that its bootstrap token is current"
@@ -268,6 +275,24 @@ async def _stop_on_signal(agent: Daemon, log: logging.Logger) -> None:
             log.info("node %s: stopping on %s", agent.node_id, signal.Signals(signum).name)
             agent.stop()
             return
+
+
+async def _release_startup_memory(agent: Daemon) -> None:
+    """Once registered, hands back to the system the heap that starting up used and freed.
+
+    The daemon then runs for months at rest, so what its start freed (imports, plugins) is worth
+    returning. glibc keeps freed heap pages until asked (`malloc_trim`); elsewhere this does
+    nothing.
+    """
+    import ctypes
+    import gc
+
+    await agent.registered.wait()
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (AttributeError, OSError):
+        pass
 
 
 def _backend(simulated_gpus: int | None, node_id: str) -> NvmlGpus | SimulatedGpus:

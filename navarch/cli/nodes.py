@@ -11,6 +11,7 @@ import click
 
 from navarch.api import wire as m
 from navarch.cli.connection import run_client, server_options
+from navarch.cli.labels import parse_label
 from navarch.cli.output import (
     Column,
     console,
@@ -57,18 +58,6 @@ class EnumChoice(click.ParamType[enum.Enum, object]):
 
 STATUS = EnumChoice(m.NodeStatus, "NODE_STATUS_")
 HEALTH = EnumChoice(m.HealthStatus, "HEALTH_STATUS_")
-
-
-def parse_label(
-    ctx: click.Context, param: click.Parameter, values: Sequence[str]
-) -> dict[str, str]:
-    labels = {}
-    for value in values:
-        key, sep, val = value.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE, got {value!r}", ctx, param)
-        labels[key] = val
-    return labels
 
 
 def short(member: enum.Enum | None) -> str:

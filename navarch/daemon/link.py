@@ -3,6 +3,9 @@
 The control plane may forget a node or stop accepting its token (a new control plane, a rotated
 secret), or stop answering for a while. Every loop of the daemon hands its failed calls to the one
 `Link`, so the node registers again once, whichever loop noticed first, and otherwise backs off.
+A control plane that sheds load (`Overloaded`) has not forgotten the node: the node waits as long
+as it asks, plus jitter, and calls again without registering; a registration it refused is retried
+the same way, so a fleet that registers again after a restart arrives spread out.
 The link also keeps what the control plane last said: the settings it handed out at registration
 and the node's status and health.
 
@@ -21,7 +24,7 @@ import trio
 
 from navarch import __version__
 from navarch.api import wire as m
-from navarch.api.client import ControlPlaneClient, Unreachable
+from navarch.api.client import ControlPlaneClient, Overloaded, Unreachable
 from navarch.api.codec import ApiError
 from navarch.api.mapping import gpu_info_to_wire
 from navarch.daemon.backoff import Backoff
@@ -114,7 +117,8 @@ class Link:
         """Handles a failed call: registers again when the node was forgotten, else backs off.
 
         `generation` is the one read before the call. Returns how long to wait before the next
-        attempt (0 after registering again).
+        attempt (0 after registering again): after a refusal with a retry hint, the hint plus
+        jitter, whatever `cap` says; otherwise the next backoff, at most `cap`.
         """
         if isinstance(exc, ApiError) and exc.code in _REREGISTER:
             async with self._register_lock:
@@ -127,6 +131,8 @@ class Link:
             backoff.reset()
             return 0.0
         self.failed(exc)
+        if isinstance(exc, Overloaded):
+            return backoff.honour(exc.retry_after)
         return backoff.next_delay(cap)
 
     def new_backoff(self) -> Backoff:
@@ -146,12 +152,21 @@ class Link:
 
     def failed(self, exc: Unreachable | ApiError) -> None:
         """A call failed; logs each change in how it fails, not each retry."""
-        answering = "unreachable" if isinstance(exc, Unreachable) else "failing"
+        if isinstance(exc, Unreachable):
+            answering = "unreachable"
+        else:
+            answering = "shedding" if isinstance(exc, Overloaded) else "failing"
         if answering == self._answering:
             return
         self._answering = answering
         if isinstance(exc, Unreachable):
             self._log.warning("%s; retrying with backoff", exc)
+        elif isinstance(exc, Overloaded):
+            self._log.warning(
+                "the control plane sheds load: %s; retrying after the wait it asks for, "
+                "with jitter",
+                exc.message,
+            )
         else:
             self._log.warning(
                 "the control plane returned an error: %s (%s); retrying with backoff",
@@ -186,6 +201,10 @@ class Link:
                 reply = await self._client.register_node(request)
             except Unreachable as exc:
                 self.failed(exc)
+                delay = backoff.next_delay()
+            except Overloaded as exc:
+                self.failed(exc)
+                delay = backoff.honour(exc.retry_after)
             except ApiError as exc:
                 if with_node_token and exc.code in _TOKEN_REFUSED and self._join_token:
                     with_node_token = False
@@ -196,9 +215,10 @@ class Link:
                         f"{exc.message} ({exc.code}){_WHAT_TO_DO.get(exc.code, '')}"
                     ) from None
                 self.failed(exc)
+                delay = backoff.next_delay()
             else:
                 break
-            await trio.sleep(backoff.next_delay())
+            await trio.sleep(delay)
         self._take_over = False
         self.ok()
         if reply.node_token:
