@@ -91,6 +91,12 @@ class CommandQueue:
         with trio.move_on_at(min(deadline, self._next_due(node_id))):
             await event.wait()
 
+    async def until_due(self, node_id: str) -> None:
+        """Sleeps until a command for the node is due, or shutdown: a long poll without a
+        deadline, for a node in this process (`navarch.api.inprocess`)."""
+        while not self._closing and self._next_due(node_id) > trio.current_time():
+            await self.wait(node_id, float("inf"))
+
     def _wake(self, node_id: str) -> None:
         event = self._wakeups.pop(node_id, None)
         if event is not None:

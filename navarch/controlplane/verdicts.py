@@ -183,11 +183,14 @@ class Verdicts:
                 kept.append(intent)
         if events or act:
             kept.append(self._memory(node_id))
+        # A report that changes nothing of the node (its usual one) leaves its row alone.
+        if after == node:
+            after = node
         book.put(after)
         try:
             await book.commit(
                 Change(
-                    nodes=(after,),
+                    nodes=(after,) if after is not node else (),
                     events=tuple(changes),
                     health_reports=reports,
                     decisions=tuple(kept),

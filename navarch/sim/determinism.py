@@ -1,4 +1,4 @@
-"""What makes a simulated run repeat: trio's scheduling seeded, and rare full collections.
+"""What makes a simulated run repeat (trio's scheduling seeded), and rare garbage collections.
 
 One scenario and one seed must give the same report byte for byte, across processes. trio runs
 the tasks that are ready at one moment in an order it shuffles, and tasks whose timeouts expire
@@ -55,15 +55,30 @@ def seeded_scheduler(seed: int) -> Iterator[None]:
 
 @contextlib.contextmanager
 def rare_full_collections() -> Iterator[None]:
-    """Raises the garbage collector's first threshold, as `navarch control-plane` does.
+    """Raises the garbage collector's first threshold for the run, and forgets `freeze_the_fleet`
+    at its end.
 
     Thousands of daemons make short-lived objects by the million; with the default threshold
     they are promoted and collected again and again (measured: a third of a 2,000-node run went
-    to collections, and the 5,000-node stress scenario took 277 s instead of 163 s).
+    to collections, and the 5,000-node stress scenario took 277 s instead of 163 s). The first
+    threshold is 200,000, four times what `navarch control-plane` uses: on the first 10 simulated
+    minutes of stress-10000, young collections took 2.5 s at 50,000 and 0.8 s at 200,000.
     """
     thresholds = gc.get_threshold()
-    gc.set_threshold(50_000, 10, 10)
+    gc.set_threshold(200_000, 10, 10)
     try:
         yield
     finally:
+        gc.unfreeze()
         gc.set_threshold(*thresholds)
+
+
+def freeze_the_fleet() -> None:
+    """Moves every object alive now out of the collector's sight, until `rare_full_collections`
+    ends; called as the fleet starts, when the daemons, their GPUs and the control plane's books
+    come to make most of the heap and live as long as the run.
+
+    Each collection then walks only what came after. Measured on the first 10 simulated minutes of
+    stress-10000: collections took 5.7 s of 45.5 s of CPU time without it, 2.9 s with it.
+    """
+    gc.freeze()

@@ -61,6 +61,10 @@ class _Faults:
         self.heartbeats = trio.Event()  # set while heartbeats flow
         self.heartbeats.set()
 
+    def cut_off(self) -> bool:
+        """Whether the machine's network is down now; asked again after each wait."""
+        return self.partitioned
+
 
 class _FaultyCalls(Methods):
     """A client whose machine may lose its network or its heartbeats (a failure's doing)."""
@@ -76,7 +80,13 @@ class _FaultyCalls(Methods):
             raise Unreachable("control plane", "network partition (simulated)")
         if method == "SendHeartbeat" and not self._faults.heartbeats.is_set():
             await self._faults.heartbeats.wait()
-        return await super()._call(method, request, response_cls, **options)
+        response = await super()._call(method, request, response_cls, **options)
+        if method == "GetNodeCommands" and self._faults.cut_off():
+            # A long poll outlasts the network: its answer is lost on the way, and the control
+            # plane hands its commands out again later.
+            await trio.sleep(1.0)
+            raise Unreachable("control plane", "network partition (simulated)")
+        return response
 
 
 class _InProcess(_FaultyCalls, InProcessClient):

@@ -32,7 +32,7 @@ from navarch.ids import IdFactory
 from navarch.model import CommandType
 from navarch.sim.chaos import ChaosEngine
 from navarch.sim.checks import evaluate
-from navarch.sim.determinism import rare_full_collections, seeded_scheduler
+from navarch.sim.determinism import freeze_the_fleet, rare_full_collections, seeded_scheduler
 from navarch.sim.fleet import Failure, Fleet, SimNode
 from navarch.sim.report import AssertionResult, Recorder, build_report
 from navarch.sim.scenario import NODE_FAILURES, Condition, Event, NodeSpec, Scenario
@@ -139,8 +139,12 @@ class Runner:
         self._t0 = trio.current_time()
         self._epoch = datetime.now(UTC) if self.real_time else VIRTUAL_EPOCH
         with tempfile.TemporaryDirectory(prefix="navarch-sim-") as tmp:
+            # In virtual time the store is an in-memory SQLite database: the same statements and
+            # transactions, without the file writes and checkpoints that a run in virtual time
+            # would otherwise wait for on the wall clock.
+            path = Path(tmp) / "navarch.db" if self.real_time else ":memory:"
             async with (
-                SQLiteStore.open(Path(tmp) / "navarch.db", threaded=self.real_time) as store,
+                SQLiteStore.open(path, threaded=self.real_time) as store,
                 trio.open_nursery() as outer,
             ):
                 fleet = Fleet(
@@ -207,9 +211,14 @@ class Runner:
         http = http_config(server, self.listen)
         sockets = bind(http, self.listen)
         app = ControlPlaneApp(service, max_body_bytes=server.max_body_bytes)
-        async with trio.open_nursery() as nursery:
-            binds = await nursery.start(serve_app, app, server, http, sockets)
-            task_status.started(binds[0])
+        try:
+            async with trio.open_nursery() as nursery:
+                binds = await nursery.start(serve_app, app, server, http, sockets)
+                task_status.started(binds[0])
+        finally:
+            # serve_app leaves its listening sockets to the caller.
+            for sock in sockets:
+                sock.close()
 
     def _machine_added(self, node: SimNode, provisioned: bool) -> None:
         if provisioned:
@@ -333,6 +342,8 @@ class Runner:
             if gap:
                 jitter = gap * startup.jitter_percent / 100
                 await trio.sleep(max(0.0, gap + self.rng.uniform(-jitter, jitter)))
+            # What the machines started so far hold lives as long as they do.
+            freeze_the_fleet()
 
     def _start(self, node: SimNode) -> None:
         node.start()

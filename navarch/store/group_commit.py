@@ -12,13 +12,15 @@ fails each of its callers with `Deposed`. The writer itself never stops for one 
 from __future__ import annotations
 
 import logging
+import operator
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
+import attrs
 import trio
 
 from navarch.clock import format_timestamp
-from navarch.model import NodeMetrics
+from navarch.model import GpuMetrics, NodeMetrics
 from navarch.store import rows
 from navarch.store.protocol import Change, Deposed, StoreError
 
@@ -27,10 +29,32 @@ log = logging.getLogger("navarch.store")
 # A batch this large is written even if more changes are waiting, to bound one transaction.
 _MAX_BATCH = 2000
 
-# node id -> (time of its last heartbeat, its metrics as the store's JSON text), until the flush.
-# Text rather than objects: the collector would otherwise walk a second's worth of every node's
-# metrics objects, promoted to its oldest generation by a busy server before they are written.
+# node id -> (time of its last heartbeat, its metrics as the store's JSON text), as written.
 Heartbeats = dict[str, tuple[str, str | None]]
+# The same until the flush, with the time as it came: only a node's last heartbeat before a flush
+# is written, so only that one's time is formatted. The metrics are text rather than objects: the
+# collector would otherwise walk a second's worth of every node's metrics objects, promoted to its
+# oldest generation by a busy server before they are written. (A datetime is no container, so
+# the collector does not track it.)
+_Pending = dict[str, tuple[datetime, str | None]]
+
+
+# How many encoded readings the writer keeps; past it, it starts again.
+_ENCODED = 1024
+_NODE_FIELDS = tuple(a.name for a in attrs.fields(NodeMetrics) if a.name != "gpus")
+_GPU_FIELDS = operator.attrgetter(*(a.name for a in attrs.fields(GpuMetrics)))
+
+
+def _metrics_key(metrics: NodeMetrics) -> tuple[object, ...]:
+    """Every number of the metrics, flat: a key the collector stops tracking, where the metrics
+    objects themselves would be walked by every collection for as long as the cache kept them."""
+    key: list[object] = [getattr(metrics, name) for name in _NODE_FIELDS]
+    for gpu in metrics.gpus:
+        key += _GPU_FIELDS(gpu)
+    return tuple(key)
+
+
+_NOTHING = Change()
 
 
 class Outcome:
@@ -68,7 +92,8 @@ class GroupCommit:
         self._write = write
         self._flush_interval = flush_interval
         self._send, self._receive = trio.open_memory_channel[Queued](10_000)
-        self._heartbeats: Heartbeats = {}
+        self._heartbeats: _Pending = {}
+        self._encoded: dict[tuple[object, ...], str] = {}
         self.failed_changes = 0
         self.deposed_writes = 0
 
@@ -87,10 +112,27 @@ class GroupCommit:
             pass
 
     def note_heartbeat(self, node_id: str, at: datetime, metrics: NodeMetrics | None) -> None:
-        text = None if metrics is None else rows.to_json(metrics)
+        text = None if metrics is None else self._encode(metrics)
         if text is None and node_id in self._heartbeats:
             text = self._heartbeats[node_id][1]
-        self._heartbeats[node_id] = (format_timestamp(at), text)
+        self._heartbeats[node_id] = (at, text)
+
+    def _encode(self, metrics: NodeMetrics) -> str:
+        """Metrics as the store's JSON text; nodes under the same load send equal metrics, and a
+        node whose readings hold still sends equal ones heartbeat after heartbeat."""
+        key = _metrics_key(metrics)
+        text = self._encoded.get(key)
+        if text is None:
+            text = rows.to_json(metrics)
+            if len(self._encoded) >= _ENCODED:
+                self._encoded.clear()
+            self._encoded[key] = text
+        return text
+
+    def _take_heartbeats(self) -> Heartbeats:
+        """The heartbeats noted since the last flush, as written; the next flush starts empty."""
+        pending, self._heartbeats = self._heartbeats, {}
+        return {node_id: (format_timestamp(at), text) for node_id, (at, text) in pending.items()}
 
     def close(self) -> None:
         self._send.close()
@@ -109,7 +151,7 @@ class GroupCommit:
                 self._take_queued(batch)
                 heartbeats: Heartbeats = {}
                 if trio.current_time() >= next_flush:
-                    heartbeats, self._heartbeats = self._heartbeats, {}
+                    heartbeats = self._take_heartbeats()
                     next_flush = trio.current_time() + self._flush_interval
                 if batch or heartbeats:
                     await self._write_batch(batch, heartbeats)
@@ -130,7 +172,7 @@ class GroupCommit:
         while True:
             batch: list[Queued] = []
             self._take_queued(batch)
-            heartbeats, self._heartbeats = self._heartbeats, {}
+            heartbeats = self._take_heartbeats()
             if not batch and not heartbeats:
                 return
             await self._write_batch(batch, heartbeats)
@@ -153,7 +195,13 @@ class GroupCommit:
         changes = [change for change, _, _ in batch]
         deposed: Deposed | None = None
         try:
-            errors = await self._write(changes, heartbeats, fencing)
+            if heartbeats or fencing is not None or any(c != _NOTHING for c in changes):
+                errors = await self._write(changes, heartbeats, fencing)
+            else:
+                # Changes that write nothing (a caller waiting for what came before it, which
+                # earlier runs wrote) need no transaction, unless a lease must be checked.
+                await trio.lowlevel.checkpoint()
+                errors = [None] * len(changes)
         except Deposed as exc:
             log.warning("store=%s write refused: %s", self._location, exc)
             deposed = exc

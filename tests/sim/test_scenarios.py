@@ -35,6 +35,16 @@ OVERRIDES = {
         "assertions.0.min=135",
         "assertions.2.min=1",
     ],
+    "stress-10000": [
+        "fleet_gen.total_nodes=150",
+        "config.pools.fleet.min_nodes=150",
+        "config.pools.fleet.max_nodes=170",
+        "events.1.min=150",
+        "duration=20m",
+        "assertions.0.min=135",
+        "assertions.2.min=1",
+        "chaos.failure_rate=15",
+    ],
 }
 
 
