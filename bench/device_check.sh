@@ -2,7 +2,8 @@
 # Checks navarch's NVML telemetry against a real NVIDIA driver, in about a minute:
 #   1. builds navarch._telemetry in place (python build.py),
 #   2. prints `navarch gpus`, and compares navarch's samples (both backends) field by field with
-#      nvidia-smi and with nvidia-ml-py,
+#      nvidia-smi and with nvidia-ml-py, and the batched samples (one nvmlDeviceGetFieldValues
+#      call per GPU) with samples read one call per value,
 #   3. registers NVML events on every GPU and waits a second for any,
 #   4. runs bench/telemetry.py against the driver.
 # Run it from anywhere; it works in the repository that holds it. Wheels in .whl/ (cffi,
@@ -91,9 +92,15 @@ from navarch.telemetry import nvml
 MIB = 1 << 20
 backends = ["python"] + (["cffi"] if nvml.cffi_available() else [])
 samples = {}
+per_value = {}
 for backend in backends:
+    # The first sample learns each GPU's NVLink links by per-link calls; the second reads them,
+    # with every other value NVML serves as a field, in one nvmlDeviceGetFieldValues call.
     with nvml.open_nvml(backend=backend) as session:
+        session.sample()
         samples[backend] = session.sample()
+    with nvml.open_nvml(backend=backend, batched=False) as session:
+        per_value[backend] = session.sample()
 mismatches = 0
 
 
@@ -193,6 +200,20 @@ if pynvml is not None:
                     if exc.value == pynvml.NVML_ERROR_INVALID_ARGUMENT:
                         break
             return total if answered else None
+        def nvlink_states():
+            """nvmlDeviceGetNvLinkState of each link, as navarch's nvlink_active reads."""
+            states = []
+            for link in range(pynvml.NVML_NVLINK_MAX_LINKS):
+                try:
+                    states.append(bool(pynvml.nvmlDeviceGetNvLinkState(h, link)))
+                except pynvml.NVMLError as exc:
+                    if exc.value == pynvml.NVML_ERROR_INVALID_ARGUMENT:
+                        break
+                    if link == 0 and exc.value == pynvml.NVML_ERROR_NOT_SUPPORTED:
+                        return ()
+                    states.append(None)
+            return tuple(states) if any(s is not None for s in states) else ()
+
         reference = {
             "name": read(pynvml.nvmlDeviceGetName),
             "pci_bus_id": read(pynvml.nvmlDeviceGetPciInfo_v3, pick=lambda p: p.busId),
@@ -221,6 +242,7 @@ if pynvml is not None:
             "nvlink_crc_flit_errors": nvlink_sum(pynvml.NVML_NVLINK_ERROR_DL_CRC_FLIT),
             "nvlink_crc_data_errors": nvlink_sum(pynvml.NVML_NVLINK_ERROR_DL_CRC_DATA),
             "recovery_action": field.value.uiVal if field.nvmlReturn == 0 else None,
+            "nvlink_active": nvlink_states(),
         }
         for kind, k in (("corrected", 0), ("uncorrected", 1)):
             for counter, c in (("volatile", 0), ("aggregate", 1)):
@@ -228,7 +250,7 @@ if pynvml is not None:
         for attr, expected in reference.items():
             row(attr, expected, [getattr(g, attr) for g in gpus], equal(expected))
         for label, show in [
-            ("nvlink_active", lambda g: f"{sum(1 for x in g.nvlink_active if x)}/{len(g.nvlink_active)} up"),
+            ("nvlink up", lambda g: f"{sum(1 for x in g.nvlink_active if x)}/{len(g.nvlink_active)} up"),
             ("clock_event_reasons", lambda g: hex(g.clock_event_reasons or 0)),
             ("status", lambda g: g.status.name),
         ]:
@@ -238,12 +260,17 @@ if pynvml is not None:
             print(f"  {b} queries that did not succeed: {failed or 'none'}")
     pynvml.nvmlShutdown()
 
+dynamic = {"memory_used_bytes", "utilization_gpu_pct", "utilization_memory_pct",
+           "temperature_c", "power_usage_mw", "clock_event_reasons", "pcie_link_gen"}
 if len(backends) == 2:
-    dynamic = {"memory_used_bytes", "utilization_gpu_pct", "utilization_memory_pct",
-               "temperature_c", "power_usage_mw", "clock_event_reasons", "pcie_link_gen"}
     for a, b in zip(samples["python"], samples["cffi"]):
         differ = [k for k in a.__dict__ if k not in dynamic and getattr(a, k) != getattr(b, k)]
         print(f"\n  GPU {a.index}: both backends agree on every slow-changing field: {differ or 'yes'}")
+        mismatches += bool(differ)
+for backend in backends:
+    for a, b in zip(samples[backend], per_value[backend]):
+        differ = [k for k in a.__dict__ if k not in dynamic and getattr(a, k) != getattr(b, k)]
+        print(f"  GPU {a.index}: {backend} batched and one call per value agree: {differ or 'yes'}")
         mismatches += bool(differ)
 print(f"\n{mismatches} mismatches")
 EOF

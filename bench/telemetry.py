@@ -3,6 +3,11 @@
 Each measurement is one function that returns a Row; main() runs them and prints one table.
 CPU time is process time (every thread), divided by the number of operations.
 
+navarch reads the values that NVML also serves as fields (ECC counters, retired pages, remapped
+rows, the PCIe replay counter, NVLink states) in one nvmlDeviceGetFieldValues call per GPU. Each
+navarch measurement runs twice: batched, as navarch samples, and with one call per value, as it
+samples a driver without that call; the two rows show what the batch saves.
+
 To measure on the fake libnvidia-ml with 8 GPUs (needs a C compiler):
 
     python bench/telemetry.py --fake-gpus 8
@@ -55,27 +60,30 @@ def measure(fn: Callable[[], object], seconds: float) -> tuple[float, float, int
         n = max(n * 2, int(n * seconds / max(wall, 1e-9) * 1.1))
 
 
-def nvml_extension(seconds: float) -> Row:
+PER_VALUE = ", one call per value"
+
+
+def nvml_extension(seconds: float, batched: bool = True) -> Row:
     """One full sample through navarch._telemetry: the C call plus the GpuSample objects."""
     from navarch.telemetry import nvml
 
-    what = "navarch, cffi extension"
+    what = "navarch, cffi extension" + ("" if batched else PER_VALUE)
     if not nvml.cffi_available():
         return Row("NVML full sample", what, None, None, 0, "extension not built")
-    with nvml.open_nvml(backend="cffi") as session:
+    with nvml.open_nvml(backend="cffi", batched=batched) as session:
         cpu, wall, n = measure(session.sample, seconds)
         return Row("NVML full sample", what, cpu, wall, n, f"{session.device_count} GPUs")
 
 
-def nvml_extension_c_only(seconds: float) -> Row:
+def nvml_extension_c_only(seconds: float, batched: bool = True) -> Row:
     """The C call alone, into a reused buffer: what the FFI crossing and NVML itself cost."""
     from navarch.telemetry import _native, nvml
 
-    what = "navarch, cffi extension, C call only"
+    what = "navarch, cffi extension, C call only" + ("" if batched else PER_VALUE)
     if not nvml.cffi_available():
         return Row("NVML full sample", what, None, None, 0, "extension not built")
     ffi, lib = _native.ffi, _native.lib
-    with nvml.open_nvml(backend="cffi") as session:
+    with nvml.open_nvml(backend="cffi", batched=batched) as session:
         raw = session._session._handle
         count = session.device_count
         buf = ffi.new("navarch_nvml_gpu[]", max(count, 1))
@@ -83,13 +91,14 @@ def nvml_extension_c_only(seconds: float) -> Row:
         return Row("NVML full sample", what, cpu, wall, n, "no Python objects")
 
 
-def nvml_ctypes(seconds: float) -> Row:
+def nvml_ctypes(seconds: float, batched: bool = True) -> Row:
     """One full sample through navarch's pure-Python (ctypes) fallback."""
     from navarch.telemetry import nvml
 
-    with nvml.open_nvml(backend="python") as session:
+    what = "navarch, ctypes fallback" + ("" if batched else PER_VALUE)
+    with nvml.open_nvml(backend="python", batched=batched) as session:
         cpu, wall, n = measure(session.sample, seconds)
-        return Row("NVML full sample", "navarch, ctypes fallback", cpu, wall, n)
+        return Row("NVML full sample", what, cpu, wall, n)
 
 
 def nvml_pynvml(seconds: float) -> Row:
@@ -164,7 +173,15 @@ def _pynvml_read(pynvml: Any, h: Any) -> dict[str, object]:
 # NVLink replay, recovery, CRC flit and CRC data totals.
 _PYNVML_FIELDS = [230, 52, 59, 38, 45]
 
-NVML_MEASUREMENTS = [nvml_extension, nvml_extension_c_only, nvml_ctypes, nvml_pynvml]
+NVML_MEASUREMENTS: list[Callable[[float], Row]] = [
+    nvml_extension,
+    functools.partial(nvml_extension, batched=False),
+    nvml_extension_c_only,
+    functools.partial(nvml_extension_c_only, batched=False),
+    nvml_ctypes,
+    functools.partial(nvml_ctypes, batched=False),
+    nvml_pynvml,
+]
 
 
 KMSG_RECORDS = 10_000

@@ -9,6 +9,7 @@
  * Variants drop entry points the way older or smaller drivers do:
  *   -DFAKE_NO_REMAPPED_ROWS  no nvmlDeviceGetRemappedRows (pre-Ampere drivers)
  *   -DFAKE_LEGACY            only the older entry points of every versioned family
+ *   -DFAKE_NO_FIELD_VALUES   no nvmlDeviceGetFieldValues (drivers before it, or that hide it)
  * FAKE_NVML_DEVICES (environment, default 2) sets how many devices exist when the library loads.
  *
  * A GPU reset runs in another process (the daemon's reset command), so it reaches the fake through
@@ -87,6 +88,8 @@ struct nvmlDevice_st {
     unsigned long long remapped_rows_corrected, remapped_rows_uncorrected;
     unsigned long long remapped_rows_pending, remapped_rows_failure;
     unsigned long long nvlink_links, nvlink_up_mask, nvlink_unsupported_mask;
+    /* Links whose NVLINK_GET_STATE field says SLEEP; nvmlDeviceGetNvLinkState calls them up. */
+    unsigned long long nvlink_sleep_mask;
     unsigned long long pcie_replay_counter, clock_event_reasons, recovery_action;
     unsigned long long pcie_link_gen, pcie_link_gen_max, pcie_link_width, pcie_link_width_max;
     unsigned long long nvlink_errors[NVLINK_COUNTERS][MAX_LINKS];
@@ -215,6 +218,7 @@ __attribute__((constructor)) static void load(void) {
     X(retired_pages_sbe) X(retired_pages_dbe) X(retired_pages_pending)                            \
     X(remapped_rows_corrected) X(remapped_rows_uncorrected) X(remapped_rows_pending)              \
     X(remapped_rows_failure) X(nvlink_links) X(nvlink_up_mask) X(nvlink_unsupported_mask)         \
+    X(nvlink_sleep_mask)                                                                          \
     X(pcie_replay_counter) X(clock_event_reasons) X(recovery_action) X(supported_events)          \
     X(pcie_link_gen) X(pcie_link_gen_max) X(pcie_link_width) X(pcie_link_width_max)               \
     X(reset_outcome) X(resets)
@@ -713,7 +717,7 @@ EXPORT nvmlReturn_t nvmlDeviceGetCurrentClocksThrottleReasons(nvmlDevice_t d,
     return NVML_SUCCESS;
 }
 
-#ifndef FAKE_LEGACY
+#if !defined(FAKE_LEGACY) && !defined(FAKE_NO_FIELD_VALUES)
 static int nvlink_counter(unsigned int field_id) {
     switch (field_id) {
     case NVML_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL: return NVML_NVLINK_ERROR_DL_REPLAY;
@@ -734,6 +738,95 @@ static nvmlReturn_t nvlink_total(nvmlDevice_t d, int counter, unsigned long long
     return NVML_SUCCESS;
 }
 
+/* A field that serves what an entry point returns answers as that entry point would: with the
+ * code a test made it fail with, else with its value. */
+static nvmlReturn_t mirrored(nvmlDevice_t d, int fn) {
+    if (global_override[fn]) return global_override_rc[fn];
+    return d->has_override[fn] ? d->override_rc[fn] : NVML_SUCCESS;
+}
+
+static void set_ull(nvmlFieldValue_t *v, int fn, nvmlDevice_t d, unsigned long long value) {
+    v->nvmlReturn = mirrored(d, fn);
+    v->valueType = NVML_VALUE_TYPE_UNSIGNED_LONG_LONG;
+    if (v->nvmlReturn == NVML_SUCCESS) v->value.ullVal = value;
+}
+
+static void set_uint(nvmlFieldValue_t *v, int fn, nvmlDevice_t d, unsigned long long value) {
+    v->nvmlReturn = mirrored(d, fn);
+    v->valueType = NVML_VALUE_TYPE_UNSIGNED_INT;
+    if (v->nvmlReturn == NVML_SUCCESS) v->value.uiVal = (unsigned int)value;
+}
+
+static void nvlink_state_field(nvmlFieldValue_t *v, nvmlDevice_t d) {
+    unsigned int link = v->scopeId;
+    v->valueType = NVML_VALUE_TYPE_UNSIGNED_INT;
+    v->nvmlReturn = mirrored(d, FN_nvmlDeviceGetNvLinkState);
+    if (v->nvmlReturn != NVML_SUCCESS) return;
+    if (d->nvlink_links == 0) v->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
+    else if (link >= d->nvlink_links || link >= MAX_LINKS)
+        v->nvmlReturn = NVML_ERROR_INVALID_ARGUMENT;
+    else if (d->nvlink_unsupported_mask & (1ULL << link)) v->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
+    else if (d->nvlink_sleep_mask & (1ULL << link)) v->value.uiVal = NVML_NVLINK_STATE_SLEEP;
+    else if ((d->nvlink_up_mask >> link) & 1ULL) v->value.uiVal = NVML_NVLINK_STATE_ACTIVE;
+    else v->value.uiVal = NVML_NVLINK_STATE_INACTIVE;
+}
+
+static void field_value(nvmlDevice_t d, nvmlFieldValue_t *v) {
+    switch (v->fieldId) {
+    case NVML_FI_DEV_ECC_SBE_VOL_TOTAL:
+        set_ull(v, FN_nvmlDeviceGetTotalEccErrors, d, d->ecc_corrected_volatile);
+        break;
+    case NVML_FI_DEV_ECC_DBE_VOL_TOTAL:
+        set_ull(v, FN_nvmlDeviceGetTotalEccErrors, d, d->ecc_uncorrected_volatile);
+        break;
+    case NVML_FI_DEV_ECC_SBE_AGG_TOTAL:
+        set_ull(v, FN_nvmlDeviceGetTotalEccErrors, d, d->ecc_corrected_aggregate);
+        break;
+    case NVML_FI_DEV_ECC_DBE_AGG_TOTAL:
+        set_ull(v, FN_nvmlDeviceGetTotalEccErrors, d, d->ecc_uncorrected_aggregate);
+        break;
+    case NVML_FI_DEV_RETIRED_SBE:
+        set_ull(v, FN_nvmlDeviceGetRetiredPages_v2, d, d->retired_pages_sbe);
+        break;
+    case NVML_FI_DEV_RETIRED_DBE:
+        set_ull(v, FN_nvmlDeviceGetRetiredPages_v2, d, d->retired_pages_dbe);
+        break;
+    case NVML_FI_DEV_RETIRED_PENDING:
+        set_uint(v, FN_nvmlDeviceGetRetiredPagesPendingStatus, d, d->retired_pages_pending != 0);
+        break;
+    case NVML_FI_DEV_PCIE_REPLAY_COUNTER:
+        set_uint(v, FN_nvmlDeviceGetPcieReplayCounter, d, d->pcie_replay_counter);
+        break;
+    case NVML_FI_DEV_REMAPPED_COR:
+    case NVML_FI_DEV_REMAPPED_UNC:
+    case NVML_FI_DEV_REMAPPED_PENDING:
+    case NVML_FI_DEV_REMAPPED_FAILURE: {
+#ifdef FAKE_NO_REMAPPED_ROWS
+        v->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
+#else
+        const unsigned long long rows[] = {d->remapped_rows_corrected, d->remapped_rows_uncorrected,
+                                           d->remapped_rows_pending, d->remapped_rows_failure};
+        set_uint(v, FN_nvmlDeviceGetRemappedRows, d, rows[v->fieldId - NVML_FI_DEV_REMAPPED_COR]);
+#endif
+        break;
+    }
+    case NVML_FI_DEV_NVLINK_GET_STATE: nvlink_state_field(v, d); break;
+    case NVML_FI_DEV_GET_GPU_RECOVERY_ACTION:
+        v->nvmlReturn = NVML_SUCCESS;
+        v->valueType = NVML_VALUE_TYPE_UNSIGNED_INT;
+        v->value.uiVal = (unsigned int)d->recovery_action;
+        break;
+    case NVML_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL:
+    case NVML_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL:
+    case NVML_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL:
+    case NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL:
+        v->valueType = NVML_VALUE_TYPE_UNSIGNED_LONG_LONG;
+        v->nvmlReturn = nvlink_total(d, nvlink_counter(v->fieldId), &v->value.ullVal);
+        break;
+    default: v->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
+    }
+}
+
 EXPORT nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t d, int count, nvmlFieldValue_t *values) {
     ENTER_DEVICE(nvmlDeviceGetFieldValues, d);
     if (count < 0 || values == NULL) return NVML_ERROR_INVALID_ARGUMENT;
@@ -744,25 +837,8 @@ EXPORT nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t d, int count, nvmlFiel
         v->timestamp = 1700000000000000LL;
         v->latencyUsec = 0;
         v->value.ullVal = 0;
-        if (o < d->field_overrides) {
-            v->nvmlReturn = d->field_override_rc[o];
-            continue;
-        }
-        switch (v->fieldId) {
-        case NVML_FI_DEV_GET_GPU_RECOVERY_ACTION:
-            v->nvmlReturn = NVML_SUCCESS;
-            v->valueType = NVML_VALUE_TYPE_UNSIGNED_INT;
-            v->value.uiVal = (unsigned int)d->recovery_action;
-            break;
-        case NVML_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL:
-        case NVML_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL:
-        case NVML_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL:
-        case NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL:
-            v->valueType = NVML_VALUE_TYPE_UNSIGNED_LONG_LONG;
-            v->nvmlReturn = nvlink_total(d, nvlink_counter(v->fieldId), &v->value.ullVal);
-            break;
-        default: v->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
-        }
+        if (o < d->field_overrides) v->nvmlReturn = d->field_override_rc[o];
+        else field_value(d, v);
     }
     return NVML_SUCCESS;
 }

@@ -1,97 +1,13 @@
-/* NVML sampling and events for navarch._telemetry. See telemetry_nvml.h for the contract. */
+/* NVML sampling and events for navarch._telemetry. See telemetry_nvml.h for the contract; the
+ * values NVML also serves as fields are read in telemetry_nvml_fields.c. */
 
-#include "nvml_abi.h"
-#include "telemetry_nvml.h"
+#include "nvml_session.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Every entry point navarch may call. Where NVML offers several versions, the newer one comes
- * first in each group and the sampling code falls back only when it is missing. */
-#define NVML_FUNCTIONS(X)                                                                         \
-    X(nvmlReturn_t, nvmlInitWithFlags, (unsigned int))                                            \
-    X(nvmlReturn_t, nvmlInit_v2, (void))                                                          \
-    X(nvmlReturn_t, nvmlInit, (void))                                                             \
-    X(nvmlReturn_t, nvmlShutdown, (void))                                                         \
-    X(const char *, nvmlErrorString, (nvmlReturn_t))                                              \
-    X(nvmlReturn_t, nvmlDeviceGetCount_v2, (unsigned int *))                                      \
-    X(nvmlReturn_t, nvmlDeviceGetCount, (unsigned int *))                                         \
-    X(nvmlReturn_t, nvmlDeviceGetHandleByIndex_v2, (unsigned int, nvmlDevice_t *))                \
-    X(nvmlReturn_t, nvmlDeviceGetHandleByIndex, (unsigned int, nvmlDevice_t *))                   \
-    X(nvmlReturn_t, nvmlDeviceGetName, (nvmlDevice_t, char *, unsigned int))                      \
-    X(nvmlReturn_t, nvmlDeviceGetUUID, (nvmlDevice_t, char *, unsigned int))                      \
-    X(nvmlReturn_t, nvmlDeviceGetPciInfo_v3, (nvmlDevice_t, nvmlPciInfo_t *))                     \
-    X(nvmlReturn_t, nvmlDeviceGetPciInfo_v2, (nvmlDevice_t, nvmlPciInfo_t *))                     \
-    X(nvmlReturn_t, nvmlDeviceGetMemoryInfo_v2, (nvmlDevice_t, nvmlMemory_v2_t *))                \
-    X(nvmlReturn_t, nvmlDeviceGetMemoryInfo, (nvmlDevice_t, nvmlMemory_t *))                      \
-    X(nvmlReturn_t, nvmlDeviceGetUtilizationRates, (nvmlDevice_t, nvmlUtilization_t *))           \
-    X(nvmlReturn_t, nvmlDeviceGetTemperatureV, (nvmlDevice_t, nvmlTemperature_v1_t *))            \
-    X(nvmlReturn_t, nvmlDeviceGetTemperature, (nvmlDevice_t, int, unsigned int *))                \
-    X(nvmlReturn_t, nvmlDeviceGetTemperatureThreshold, (nvmlDevice_t, int, unsigned int *))       \
-    X(nvmlReturn_t, nvmlDeviceGetPowerUsage, (nvmlDevice_t, unsigned int *))                      \
-    X(nvmlReturn_t, nvmlDeviceGetEnforcedPowerLimit, (nvmlDevice_t, unsigned int *))              \
-    X(nvmlReturn_t, nvmlDeviceGetPowerManagementLimit, (nvmlDevice_t, unsigned int *))            \
-    X(nvmlReturn_t, nvmlDeviceGetTotalEccErrors, (nvmlDevice_t, int, int, unsigned long long *))  \
-    X(nvmlReturn_t, nvmlDeviceGetRetiredPages_v2,                                                 \
-      (nvmlDevice_t, int, unsigned int *, unsigned long long *, unsigned long long *))            \
-    X(nvmlReturn_t, nvmlDeviceGetRetiredPages,                                                    \
-      (nvmlDevice_t, int, unsigned int *, unsigned long long *))                                  \
-    X(nvmlReturn_t, nvmlDeviceGetRetiredPagesPendingStatus, (nvmlDevice_t, int *))                \
-    X(nvmlReturn_t, nvmlDeviceGetRemappedRows,                                                    \
-      (nvmlDevice_t, unsigned int *, unsigned int *, unsigned int *, unsigned int *))             \
-    X(nvmlReturn_t, nvmlDeviceGetNvLinkState, (nvmlDevice_t, unsigned int, int *))                \
-    X(nvmlReturn_t, nvmlDeviceGetPcieReplayCounter, (nvmlDevice_t, unsigned int *))               \
-    X(nvmlReturn_t, nvmlDeviceGetCurrPcieLinkGeneration, (nvmlDevice_t, unsigned int *))          \
-    X(nvmlReturn_t, nvmlDeviceGetMaxPcieLinkGeneration, (nvmlDevice_t, unsigned int *))           \
-    X(nvmlReturn_t, nvmlDeviceGetCurrPcieLinkWidth, (nvmlDevice_t, unsigned int *))               \
-    X(nvmlReturn_t, nvmlDeviceGetMaxPcieLinkWidth, (nvmlDevice_t, unsigned int *))                \
-    X(nvmlReturn_t, nvmlDeviceGetCurrentClocksEventReasons, (nvmlDevice_t, unsigned long long *)) \
-    X(nvmlReturn_t, nvmlDeviceGetCurrentClocksThrottleReasons,                                    \
-      (nvmlDevice_t, unsigned long long *))                                                       \
-    X(nvmlReturn_t, nvmlDeviceGetFieldValues, (nvmlDevice_t, int, nvmlFieldValue_t *))            \
-    X(nvmlReturn_t, nvmlDeviceGetComputeRunningProcesses_v3,                                      \
-      (nvmlDevice_t, unsigned int *, nvmlProcessInfo_t *))                                        \
-    X(nvmlReturn_t, nvmlDeviceGetComputeRunningProcesses_v2,                                      \
-      (nvmlDevice_t, unsigned int *, nvmlProcessInfo_t *))                                        \
-    X(nvmlReturn_t, nvmlDeviceGetGraphicsRunningProcesses_v3,                                     \
-      (nvmlDevice_t, unsigned int *, nvmlProcessInfo_t *))                                        \
-    X(nvmlReturn_t, nvmlDeviceGetGraphicsRunningProcesses_v2,                                     \
-      (nvmlDevice_t, unsigned int *, nvmlProcessInfo_t *))                                        \
-    X(nvmlReturn_t, nvmlEventSetCreate, (nvmlEventSet_t *))                                       \
-    X(nvmlReturn_t, nvmlDeviceGetSupportedEventTypes, (nvmlDevice_t, unsigned long long *))       \
-    X(nvmlReturn_t, nvmlDeviceRegisterEvents, (nvmlDevice_t, unsigned long long, nvmlEventSet_t)) \
-    X(nvmlReturn_t, nvmlEventSetWait_v2, (nvmlEventSet_t, nvmlEventData_t *, unsigned int))       \
-    X(nvmlReturn_t, nvmlEventSetWait, (nvmlEventSet_t, nvmlEventData_t *, unsigned int))          \
-    X(nvmlReturn_t, nvmlEventSetFree, (nvmlEventSet_t))
-
-struct nvml_functions {
-#define DECLARE(ret, name, args) ret(*name) args;
-    NVML_FUNCTIONS(DECLARE)
-#undef DECLARE
-};
-
-/* A value that does not change while the driver runs, once NVML has given an answer that will
- * not change either. */
-struct settled {
-    int known;
-    nvmlReturn_t rc;
-    unsigned int value;
-};
-
-enum { PCIE_MAX_GEN, PCIE_MAX_WIDTH };
-
-struct navarch_nvml {
-    void *library;
-    struct nvml_functions fn;
-    pthread_mutex_t lock; /* guards handles: sample() fills in those that failed at open */
-    unsigned int count;
-    nvmlDevice_t *handles;
-    nvmlReturn_t *handle_rc;
-    struct settled (*pcie_max)[2]; /* per GPU, by PCIE_MAX_*; only sample() touches it */
-};
 
 struct navarch_nvml_events {
     navarch_nvml *session;
@@ -114,6 +30,7 @@ static void unload(navarch_nvml *s) {
     free(s->handles);
     free(s->handle_rc);
     free(s->pcie_max);
+    free(s->routes);
     free(s);
 }
 
@@ -149,7 +66,8 @@ int navarch_nvml_open(const char *path, navarch_nvml **out, char *error, size_t 
         s->handles = calloc(s->count ? s->count : 1, sizeof *s->handles);
         s->handle_rc = calloc(s->count ? s->count : 1, sizeof *s->handle_rc);
         s->pcie_max = calloc(s->count ? s->count : 1, sizeof *s->pcie_max);
-        if (s->handles == NULL || s->handle_rc == NULL || s->pcie_max == NULL)
+        s->routes = calloc(s->count ? s->count : 1, sizeof *s->routes);
+        if (s->handles == NULL || s->handle_rc == NULL || s->pcie_max == NULL || s->routes == NULL)
             rc = NVML_ERROR_MEMORY;
     }
     if (rc != NVML_SUCCESS) {
@@ -159,6 +77,7 @@ int navarch_nvml_open(const char *path, navarch_nvml **out, char *error, size_t 
         return rc;
     }
     for (unsigned int i = 0; i < s->count; i++) s->handle_rc[i] = get_handle(s, i, &s->handles[i]);
+    s->batched = 1;
     *out = s;
     return NVML_SUCCESS;
 }
@@ -171,22 +90,7 @@ void navarch_nvml_close(navarch_nvml *s) {
 
 unsigned int navarch_nvml_device_count(const navarch_nvml *s) { return s->count; }
 
-/* A lost GPU fails every later call, slowly on some drivers, so sampling it stops at the first
- * GPU_IS_LOST. RESET_REQUIRED still lets the error counters through, and those matter most then. */
-static void record(navarch_nvml_gpu *g, int field, nvmlReturn_t rc) {
-    g->rc[field] = rc;
-    if ((rc == NVML_ERROR_GPU_IS_LOST || rc == NVML_ERROR_RESET_REQUIRED) &&
-        g->status != NVML_ERROR_GPU_IS_LOST)
-        g->status = rc;
-}
-
-#define STEP(g, field, call)                                                                      \
-    do {                                                                                          \
-        if ((g)->status == NVML_ERROR_GPU_IS_LOST) (g)->rc[field] = NVML_ERROR_GPU_IS_LOST;       \
-        else record((g), (field), (call));                                                        \
-    } while (0)
-
-#define MISSING NVML_ERROR_FUNCTION_NOT_FOUND
+void navarch_nvml_set_batched(navarch_nvml *s, int batched) { s->batched = batched != 0; }
 
 static nvmlReturn_t read_pci(navarch_nvml *s, nvmlDevice_t d, navarch_nvml_gpu *g) {
     nvmlPciInfo_t pci;
@@ -195,9 +99,14 @@ static nvmlReturn_t read_pci(navarch_nvml *s, nvmlDevice_t d, navarch_nvml_gpu *
     if (s->fn.nvmlDeviceGetPciInfo_v3) rc = s->fn.nvmlDeviceGetPciInfo_v3(d, &pci);
     else if (s->fn.nvmlDeviceGetPciInfo_v2) rc = s->fn.nvmlDeviceGetPciInfo_v2(d, &pci);
     else return MISSING;
-    if (rc == NVML_SUCCESS)
-        snprintf(g->pci_bus_id, sizeof g->pci_bus_id, "%.*s", (int)sizeof pci.busId,
-                 pci.busId[0] ? pci.busId : pci.busIdLegacy);
+    if (rc == NVML_SUCCESS) {
+        /* What snprintf("%.*s") would copy, without its cost on every sample. */
+        const char *id = pci.busId[0] ? pci.busId : pci.busIdLegacy;
+        size_t n = strnlen(id, sizeof pci.busId);
+        if (n >= sizeof g->pci_bus_id) n = sizeof g->pci_bus_id - 1;
+        memcpy(g->pci_bus_id, id, n);
+        g->pci_bus_id[n] = '\0';
+    }
     return rc;
 }
 
@@ -353,56 +262,37 @@ static nvmlReturn_t read_clock_events(navarch_nvml *s, nvmlDevice_t d, unsigned 
     return MISSING;
 }
 
-static unsigned long long field_as_u64(const nvmlFieldValue_t *v) {
-    switch (v->valueType) {
-    case NVML_VALUE_TYPE_DOUBLE: return (unsigned long long)v->value.dVal;
-    case NVML_VALUE_TYPE_UNSIGNED_INT: return v->value.uiVal;
-    case NVML_VALUE_TYPE_UNSIGNED_LONG: return v->value.ulVal;
-    case NVML_VALUE_TYPE_SIGNED_LONG_LONG: return (unsigned long long)v->value.sllVal;
-    case NVML_VALUE_TYPE_SIGNED_INT: return (unsigned long long)(long long)v->value.siVal;
-    case NVML_VALUE_TYPE_UNSIGNED_SHORT: return v->value.usVal;
-    default: return v->value.ullVal;
-    }
-}
-
-/* The values that NVML serves as fields, in one call: each field carries its own return code. The
- * NVLink totals cost nothing more here, where nvmlDeviceGetNvLinkErrorCounter would cost one call
- * per link and counter. */
-#define FIELD_COUNT 5
-
-static void read_fields(navarch_nvml *s, nvmlDevice_t d, navarch_nvml_gpu *g) {
-    static const struct {
-        unsigned int id;
-        int field;
-    } wanted[FIELD_COUNT] = {
-        {NVML_FI_DEV_GET_GPU_RECOVERY_ACTION, NAVARCH_NVML_F_RECOVERY_ACTION},
-        {NVML_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL, NAVARCH_NVML_F_NVLINK_REPLAY_ERRORS},
-        {NVML_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL, NAVARCH_NVML_F_NVLINK_RECOVERY_ERRORS},
-        {NVML_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL, NAVARCH_NVML_F_NVLINK_CRC_FLIT_ERRORS},
-        {NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL, NAVARCH_NVML_F_NVLINK_CRC_DATA_ERRORS},
-    };
-    unsigned long long *out[FIELD_COUNT] = {&g->recovery_action, &g->nvlink_replay_errors,
-                                            &g->nvlink_recovery_errors, &g->nvlink_crc_flit_errors,
-                                            &g->nvlink_crc_data_errors};
-    nvmlFieldValue_t v[FIELD_COUNT];
-    nvmlReturn_t rc = MISSING;
-    if (g->status == NVML_ERROR_GPU_IS_LOST) rc = NVML_ERROR_GPU_IS_LOST;
-    else if (s->fn.nvmlDeviceGetFieldValues) {
-        memset(v, 0, sizeof v);
-        for (int i = 0; i < FIELD_COUNT; i++) v[i].fieldId = wanted[i].id;
-        rc = s->fn.nvmlDeviceGetFieldValues(d, FIELD_COUNT, v);
-    }
-    for (int i = 0; i < FIELD_COUNT; i++) {
-        if (rc != NVML_SUCCESS) {
-            record(g, wanted[i].field, rc);
-            continue;
-        }
-        if (v[i].nvmlReturn == NVML_SUCCESS) *out[i] = field_as_u64(&v[i]);
-        record(g, wanted[i].field, v[i].nvmlReturn);
+nvmlReturn_t navarch_nvml_read_group(navarch_nvml *s, nvmlDevice_t d, navarch_nvml_gpu *g,
+                                     int group) {
+    switch (group) {
+    case G_ECC_CORRECTED_VOLATILE:
+        return read_ecc(s, d, NVML_MEMORY_ERROR_TYPE_CORRECTED, NVML_VOLATILE_ECC,
+                        &g->ecc_corrected_volatile);
+    case G_ECC_UNCORRECTED_VOLATILE:
+        return read_ecc(s, d, NVML_MEMORY_ERROR_TYPE_UNCORRECTED, NVML_VOLATILE_ECC,
+                        &g->ecc_uncorrected_volatile);
+    case G_ECC_CORRECTED_AGGREGATE:
+        return read_ecc(s, d, NVML_MEMORY_ERROR_TYPE_CORRECTED, NVML_AGGREGATE_ECC,
+                        &g->ecc_corrected_aggregate);
+    case G_ECC_UNCORRECTED_AGGREGATE:
+        return read_ecc(s, d, NVML_MEMORY_ERROR_TYPE_UNCORRECTED, NVML_AGGREGATE_ECC,
+                        &g->ecc_uncorrected_aggregate);
+    case G_RETIRED_PAGES_SBE:
+        return read_retired(s, d, NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS,
+                            &g->retired_pages_sbe);
+    case G_RETIRED_PAGES_DBE:
+        return read_retired(s, d, NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR,
+                            &g->retired_pages_dbe);
+    case G_RETIRED_PAGES_PENDING: return read_retired_pending(s, d, &g->retired_pages_pending);
+    case G_REMAPPED_ROWS: return read_remapped(s, d, g);
+    case G_PCIE_REPLAY:
+        return read_uint(s->fn.nvmlDeviceGetPcieReplayCounter, d, &g->pcie_replay_counter);
+    default: return read_nvlink(s, d, g);
     }
 }
 
 static void sample_one(navarch_nvml *s, nvmlDevice_t d, navarch_nvml_gpu *g) {
+    struct routes *r = s->batched && s->fn.nvmlDeviceGetFieldValues ? &s->routes[g->index] : NULL;
     if (!s->fn.nvmlDeviceGetName) g->rc[NAVARCH_NVML_F_NAME] = MISSING;
     else STEP(g, NAVARCH_NVML_F_NAME, s->fn.nvmlDeviceGetName(d, g->name, sizeof g->name));
     if (!s->fn.nvmlDeviceGetUUID) g->rc[NAVARCH_NVML_F_UUID] = MISSING;
@@ -418,28 +308,14 @@ static void sample_one(navarch_nvml *s, nvmlDevice_t d, navarch_nvml_gpu *g) {
     STEP(g, NAVARCH_NVML_F_POWER_USAGE,
          s->fn.nvmlDeviceGetPowerUsage ? s->fn.nvmlDeviceGetPowerUsage(d, &g->power_usage) : MISSING);
     STEP(g, NAVARCH_NVML_F_POWER_LIMIT, read_power_limit(s, d, &g->power_limit));
-    STEP(g, NAVARCH_NVML_F_ECC_CORRECTED_VOLATILE,
-         read_ecc(s, d, NVML_MEMORY_ERROR_TYPE_CORRECTED, NVML_VOLATILE_ECC,
-                  &g->ecc_corrected_volatile));
-    STEP(g, NAVARCH_NVML_F_ECC_UNCORRECTED_VOLATILE,
-         read_ecc(s, d, NVML_MEMORY_ERROR_TYPE_UNCORRECTED, NVML_VOLATILE_ECC,
-                  &g->ecc_uncorrected_volatile));
-    STEP(g, NAVARCH_NVML_F_ECC_CORRECTED_AGGREGATE,
-         read_ecc(s, d, NVML_MEMORY_ERROR_TYPE_CORRECTED, NVML_AGGREGATE_ECC,
-                  &g->ecc_corrected_aggregate));
-    STEP(g, NAVARCH_NVML_F_ECC_UNCORRECTED_AGGREGATE,
-         read_ecc(s, d, NVML_MEMORY_ERROR_TYPE_UNCORRECTED, NVML_AGGREGATE_ECC,
-                  &g->ecc_uncorrected_aggregate));
-    STEP(g, NAVARCH_NVML_F_RETIRED_PAGES_SBE,
-         read_retired(s, d, NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS,
-                      &g->retired_pages_sbe));
-    STEP(g, NAVARCH_NVML_F_RETIRED_PAGES_DBE,
-         read_retired(s, d, NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR, &g->retired_pages_dbe));
-    STEP(g, NAVARCH_NVML_F_RETIRED_PAGES_PENDING, read_retired_pending(s, d, &g->retired_pages_pending));
-    STEP(g, NAVARCH_NVML_F_REMAPPED_ROWS, read_remapped(s, d, g));
-    STEP(g, NAVARCH_NVML_F_NVLINK, read_nvlink(s, d, g));
-    STEP(g, NAVARCH_NVML_F_PCIE_REPLAY,
-         read_uint(s->fn.nvmlDeviceGetPcieReplayCounter, d, &g->pcie_replay_counter));
+    for (int group = G_ECC_CORRECTED_VOLATILE; group <= G_NVLINK; group++) {
+        if (group == G_PCIE_REPLAY || navarch_nvml_in_batch(r, group)) continue;
+        STEP(g, navarch_nvml_group_field[group], navarch_nvml_read_group(s, d, g, group));
+        if (group == G_NVLINK && r != NULL && !r->group[G_NVLINK].own_call)
+            navarch_nvml_learn_nvlink(r, g);
+    }
+    if (!navarch_nvml_in_batch(r, G_PCIE_REPLAY))
+        STEP(g, NAVARCH_NVML_F_PCIE_REPLAY, navarch_nvml_read_group(s, d, g, G_PCIE_REPLAY));
     STEP(g, NAVARCH_NVML_F_PCIE_LINK_GEN,
          read_uint(s->fn.nvmlDeviceGetCurrPcieLinkGeneration, d, &g->pcie_link_gen));
     STEP(g, NAVARCH_NVML_F_PCIE_LINK_GEN_MAX,
@@ -449,7 +325,7 @@ static void sample_one(navarch_nvml *s, nvmlDevice_t d, navarch_nvml_gpu *g) {
     STEP(g, NAVARCH_NVML_F_PCIE_LINK_WIDTH_MAX,
          read_pcie_max(s, d, g, PCIE_MAX_WIDTH, &g->pcie_link_width_max));
     STEP(g, NAVARCH_NVML_F_CLOCK_EVENT_REASONS, read_clock_events(s, d, &g->clock_event_reasons));
-    read_fields(s, d, g);
+    navarch_nvml_read_fields(s, d, g, r);
 }
 
 unsigned int navarch_nvml_sample(navarch_nvml *s, navarch_nvml_gpu *out, unsigned int capacity) {

@@ -119,6 +119,10 @@ typedef struct {
 int navarch_nvml_open(const char *path, navarch_nvml **out, char *error, size_t error_len);
 void navarch_nvml_close(navarch_nvml *s);
 unsigned int navarch_nvml_device_count(const navarch_nvml *s);
+/* 1 (the default): read the values NVML also serves as fields in one nvmlDeviceGetFieldValues
+ * call per GPU, falling back per value; 0: every value by its own call, as for a driver without
+ * that call. For benchmarks and cross-checks; both give identical samples. */
+void navarch_nvml_set_batched(navarch_nvml *s, int batched);
 /* Samples every GPU into out[0..capacity); one call at a time per session. */
 unsigned int navarch_nvml_sample(navarch_nvml *s, navarch_nvml_gpu *out, unsigned int capacity);
 int navarch_nvml_events_create(navarch_nvml *s, unsigned long long mask, navarch_nvml_events **out,

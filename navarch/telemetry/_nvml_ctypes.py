@@ -22,18 +22,23 @@ from navarch.telemetry._nvml_abi import (
     LIBRARY_NOT_FOUND,
     MEMORY_V2,
     NOT_SUPPORTED,
-    RESET_REQUIRED,
     SUCCESS,
     TEMPERATURE_V1,
-    VALUE_READERS,
     EventData,
-    FieldValue,
     Memory,
     MemoryV2,
     PciInfo,
     ProcessInfo,
     TemperatureV1,
     Utilization,
+)
+from navarch.telemetry._nvml_fields import (
+    G_NVLINK,
+    GROUP_OF_FIELD,
+    FieldReader,
+    Step,
+    in_batch,
+    learn_nvlink,
 )
 from navarch.telemetry._nvml_record import (
     BUS_ID_LEN,
@@ -63,7 +68,6 @@ from navarch.telemetry._nvml_record import (
     F_TEMPERATURE_SLOWDOWN,
     F_UTILIZATION,
     F_UUID,
-    FIELD_VALUES,
     MAX_LINKS,
     NAME_LEN,
     UUID_LEN,
@@ -76,8 +80,6 @@ if TYPE_CHECKING:
 
 # The codes after which the top PCIe generation or width is not asked again in a session.
 _SETTLED = (SUCCESS, NOT_SUPPORTED, FUNCTION_NOT_FOUND)
-# The codes that mark a whole GPU, not only the field (GpuRecord.record).
-_WHOLE_GPU = (GPU_IS_LOST, RESET_REQUIRED)
 
 
 # Every NVML entry point returns an nvmlReturn_t, ctypes' default restype; nvmlErrorString, the
@@ -198,7 +200,7 @@ class Session:
         self.count = count
         self._lock = threading.Lock()  # guards the handles, as the C session's mutex does
         # In the order of sample_one() in the C file, which decides what a lost GPU skips.
-        self._steps: tuple[tuple[int, Callable[..., int], tuple[object, ...]], ...] = (
+        self._steps: tuple[Step, ...] = (
             (F_NAME, self._read_name, ()),
             (F_UUID, self._read_uuid, ()),
             (F_PCI_BUS_ID, self._read_pci, ()),
@@ -249,11 +251,12 @@ class Session:
         self._handle_rc: list[int] = []
         # (GPU index, NVML function) -> (code, value), as pcie_max in the C session.
         self._pcie_max: dict[tuple[int, str], tuple[int, int]] = {}
-        # Reused by every sample, which holds the lock of _CtypesSession in nvml.py; NVML writes
-        # all but the field ids.
-        self._field_values = (FieldValue * len(FIELD_VALUES))()
-        for value, (field_id, _, _) in zip(self._field_values, FIELD_VALUES, strict=True):
-            value.fieldId = field_id
+        self._group_steps: dict[int, tuple[Callable[..., int], tuple[object, ...]]] = {
+            GROUP_OF_FIELD[field]: (read, args)
+            for field, read, args in self._steps
+            if field in GROUP_OF_FIELD
+        }
+        self.fields = FieldReader(count, fn["nvmlDeviceGetFieldValues"], self._read_group)
         for index in range(count):
             handle = c_void_p()
             self._handles.append(handle)
@@ -287,12 +290,31 @@ class Session:
         return records
 
     def _sample_one(self, d: c_void_p, g: GpuRecord) -> None:
-        for field, read, args in self._steps:
+        routes = self.fields.routes(g.index)
+        steps = self._steps
+        if routes is not None:
+            if routes.steps is None:
+                routes.steps = tuple(
+                    step
+                    for step in self._steps
+                    if step[0] not in GROUP_OF_FIELD
+                    or not in_batch(routes, GROUP_OF_FIELD[step[0]])
+                )
+            steps = routes.steps
+        for field, read, args in steps:
             if g.status == GPU_IS_LOST:
                 g.rc[field] = GPU_IS_LOST
             else:
                 g.record(field, read(d, g, *args))
-        self._read_fields(d, g)
+        # The first read of a GPU's links finds where the list ends, for the batch to ask.
+        if routes is not None and routes.nvlink_links == 0 and not routes.group[G_NVLINK].own_call:
+            learn_nvlink(routes, g)
+        self.fields.read(d, g, routes)
+
+    def _read_group(self, d: c_void_p, g: GpuRecord, group: int) -> int:
+        """read_group() in the C file: a group's values by its own call."""
+        read, args = self._group_steps[group]
+        return read(d, g, *args)
 
     def _call_uint(self, name: str, d: c_void_p, *args: c_int) -> tuple[int, int]:
         fn = self._fn[name]
@@ -479,26 +501,6 @@ class Session:
         rc = fn(d, byref(out))
         g.clock_event_reasons = out.value
         return rc
-
-    def _read_fields(self, d: c_void_p, g: GpuRecord) -> None:
-        """read_fields() in the C file: one nvmlDeviceGetFieldValues call for FIELD_VALUES."""
-        fn = self._fn["nvmlDeviceGetFieldValues"]
-        values = self._field_values
-        if g.status == GPU_IS_LOST:
-            rc = GPU_IS_LOST
-        elif fn is None:
-            rc = FUNCTION_NOT_FOUND
-        else:
-            rc = fn(d, c_int(len(FIELD_VALUES)), values)
-        codes = g.rc
-        for value, (_, attribute, field) in zip(values, FIELD_VALUES, strict=True):
-            code = value.nvmlReturn if rc == SUCCESS else rc
-            if code == SUCCESS:
-                read = VALUE_READERS.get(value.valueType)
-                setattr(g, attribute, read(value.value) if read else value.value.ullVal)
-            codes[field] = code
-            if code in _WHOLE_GPU:
-                g.record(field, code)
 
     def processes(
         self, index: int, kind: int, capacity: int

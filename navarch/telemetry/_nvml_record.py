@@ -62,8 +62,8 @@ BUS_ID_LEN = 32
 ) = range(31)
 
 
-# read_fields() in the C file: each field of the one nvmlDeviceGetFieldValues call, with the
-# GpuRecord attribute it fills and the code it reports under.
+# The values that only nvmlDeviceGetFieldValues serves (FIELD_ONLY in csrc/nvml_session.h), first
+# in its one call per GPU, with the GpuRecord attribute each fills and the code it reports under.
 FIELD_VALUES = (
     (FI_DEV_GET_GPU_RECOVERY_ACTION, "recovery_action", F_RECOVERY_ACTION),
     (FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL, "nvlink_replay_errors", F_NVLINK_REPLAY_ERRORS),

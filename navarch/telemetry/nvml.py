@@ -97,6 +97,7 @@ class _Session(Protocol):
     @property
     def count(self) -> int: ...
     def samples(self) -> list[GpuSample]: ...
+    def set_batched(self, batched: bool) -> None: ...
     def close(self) -> None: ...
     def events_create(self, mask: int) -> tuple[int, EventSet | None, list[int]]: ...
     def processes(
@@ -127,6 +128,9 @@ class _CffiSession:
 
     def close(self) -> None:
         self._lib.navarch_nvml_close(self._handle)
+
+    def set_batched(self, batched: bool) -> None:
+        self._lib.navarch_nvml_set_batched(self._handle, int(batched))
 
     def samples(self) -> list[GpuSample]:
         with self._lock:
@@ -188,6 +192,9 @@ class _CtypesSession:
         with self._lock:
             return self._decoder.samples(bytes(self._session.sample()), self.count)
 
+    def set_batched(self, batched: bool) -> None:
+        self._session.fields.batched = batched
+
 
 def library_path() -> str:
     """The libnvidia-ml that navarch loads: NAVARCH_NVML_LIBRARY, else the driver's soname."""
@@ -198,10 +205,14 @@ def cffi_available() -> bool:
     return _native.lib is not None and hasattr(_native.lib, "navarch_nvml_open")
 
 
-def open_nvml(library: str | None = None, *, backend: Backend | None = None) -> Nvml:
+def open_nvml(
+    library: str | None = None, *, backend: Backend | None = None, batched: bool = True
+) -> Nvml:
     """Loads libnvidia-ml, initialises NVML and caches every GPU's handle.
 
     `library` defaults to library_path(); `backend` to navarch.telemetry._native.BACKEND.
+    `batched=False` reads every value with its own NVML call, as on a driver without
+    nvmlDeviceGetFieldValues, for benchmarks and cross-checks; samples are the same either way.
     Raises LibraryNotFound where there is no NVIDIA driver, another NVMLError otherwise.
     """
     path = library or library_path()
@@ -216,6 +227,8 @@ def open_nvml(library: str | None = None, *, backend: Backend | None = None) -> 
         session = _CtypesSession(raw) if raw is not None else None
     if session is None:
         raise NVMLError(rc, detail)
+    if not batched:
+        session.set_batched(False)
     return Nvml(session, backend, path)
 
 

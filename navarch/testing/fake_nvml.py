@@ -53,8 +53,9 @@ def build_fake_nvml(directory: str | os.PathLike[str], *defines: str) -> Path:
     """Compiles the fake into `directory` as `libnvidia-ml.so.1` and returns its path.
 
     The compiler is `$CC`, or `cc`. `defines` build a variant that lacks entry points the way
-    older or smaller drivers do: `FAKE_NO_REMAPPED_ROWS` (no nvmlDeviceGetRemappedRows) and
-    `FAKE_LEGACY` (only the older entry point of every versioned family).
+    older or smaller drivers do: `FAKE_NO_REMAPPED_ROWS` (no nvmlDeviceGetRemappedRows),
+    `FAKE_NO_FIELD_VALUES` (no nvmlDeviceGetFieldValues) and `FAKE_LEGACY` (only the older entry
+    point of every versioned family).
     """
     compiler = os.environ.get("CC", "cc")
     if shutil.which(compiler) is None:

@@ -273,15 +273,19 @@ def test_every_field_matches_nvidia_ml_py(
     fake.fail("field:230", Return.NOT_SUPPORTED, index=3)
     pynvml = pynvml_for(fake)
 
+    # The first sample learns each GPU's NVLink links through per-link calls; the second reads
+    # them, like every value that NVML serves as a field, in one nvmlDeviceGetFieldValues call.
     with nvml.open_nvml(backend=backend) as session:
-        gpus = session.sample()
+        samples = [session.sample(), session.sample()]
 
-    assert len(gpus) == pynvml.nvmlDeviceGetCount() == 4
-    for g in gpus:
-        values, codes = _read_with_pynvml(pynvml, g.index)
-        ours = attrs.asdict(g, recurse=False)
-        assert {k: ours[k] for k in values} == values, f"GPU {g.index}"
-        assert g.field_status == codes, f"GPU {g.index}"
+    assert pynvml.nvmlDeviceGetCount() == 4
+    for gpus in samples:
+        assert len(gpus) == 4
+        for g in gpus:
+            values, codes = _read_with_pynvml(pynvml, g.index)
+            ours = attrs.asdict(g, recurse=False)
+            assert {k: ours[k] for k in values} == values, f"GPU {g.index}"
+            assert g.field_status == codes, f"GPU {g.index}"
 
 
 def test_missing_symbol_fails_only_its_field(
@@ -320,8 +324,12 @@ def test_older_driver_is_read_through_its_older_entry_points(
     assert fake.calls("nvmlEventSetWait") == 0
 
 
-def test_newest_entry_points_win_where_the_driver_has_both(fake_nvml: FakeNvml, open_fake) -> None:
-    open_fake().sample()
+def test_newest_entry_points_win_where_the_driver_has_both(
+    fake_nvml: FakeNvml, backend: nvml.Backend
+) -> None:
+    # Every value by its own call, the way a driver without nvmlDeviceGetFieldValues is read.
+    with nvml.open_nvml(backend=backend, batched=False) as session:
+        session.sample()
     for newer, older in [
         ("nvmlInitWithFlags", "nvmlInit_v2"),
         ("nvmlDeviceGetCount_v2", "nvmlDeviceGetCount"),
