@@ -5,9 +5,17 @@
 
 #include <string.h>
 
+/* A double that is negative, NaN or past the range reads as 0 or the largest count: converting
+ * it as it is would be undefined behaviour. _nvml_fields.py clamps the same way. */
+static inline unsigned long long double_as_u64(double d) {
+    if (!(d >= 0.0)) return 0;
+    if (d >= 18446744073709551615.0) return 0xFFFFFFFFFFFFFFFFULL;
+    return (unsigned long long)d;
+}
+
 static inline unsigned long long field_as_u64(const nvmlFieldValue_t *v) {
     switch (v->valueType) {
-    case NVML_VALUE_TYPE_DOUBLE: return (unsigned long long)v->value.dVal;
+    case NVML_VALUE_TYPE_DOUBLE: return double_as_u64(v->value.dVal);
     case NVML_VALUE_TYPE_UNSIGNED_INT: return v->value.uiVal;
     case NVML_VALUE_TYPE_UNSIGNED_LONG: return v->value.ulVal;
     case NVML_VALUE_TYPE_SIGNED_LONG_LONG: return (unsigned long long)v->value.sllVal;

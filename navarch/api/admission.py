@@ -25,9 +25,11 @@ A call is refused when:
   what lowers the load.
 
 A refusal is HTTP 503 with the Connect code `unavailable` and a `Retry-After` header. Its seconds
-grow with the overload: one plus the calls already refused per call admitted over the last one
-to two seconds, at most `MAX_RETRY_AFTER`, so that the clients refused in a storm come back
-spread over about the time the process needs to serve them. Times come from
+grow while the overload lasts: they double after each second in which calls were refused, up to
+`MAX_RETRY_AFTER`, and halve after each second without a refusal. Over HTTP a refusal costs the
+server most of what a call costs, so the excess must be turned away by few refusals, each keeping
+its client away for long; the clients add a random part of the hint, so that a storm's clients
+come back spread out. Times come from
 `trio.current_time()`, so admission runs unchanged on `MockClock`.
 """
 
@@ -46,7 +48,7 @@ from navarch.config import ServerConfig
 MAX_RETRY_AFTER = 30
 # How often `watch` measures the event loop's lag, in seconds.
 TICK = 0.05
-# Seconds over which admitted and refused calls are counted for `Retry-After`.
+# Seconds over which refusals are counted for `Retry-After`.
 _WINDOW = 1.0
 # The largest share of calls refused for the wait alone: at twice the saturation rate, the excess.
 _MOST_SHED = 0.5
@@ -90,9 +92,10 @@ class Admission:
         # Refusals owed for the wait past the limit: one is made each time this reaches 1.
         self._owed = 0.0
         self._window_end = -math.inf
-        self._admitted = self._refused = 0
-        self._admitted_before = self._refused_before = 0
+        self._refused = 0
         self._replies: dict[tuple[str, int], Refusal] = {}
+        # The Retry-After of refusals now, in seconds: see `_roll`.
+        self._hint = 1
 
     @classmethod
     def from_config(cls, server: ServerConfig) -> Admission:
@@ -115,13 +118,11 @@ class Admission:
         late = delay > self.max_queue_delay and self._late(delay)
         reason = "delay" if late else self._full(kind)
         if not reason:
-            self._admitted += 1
             self.in_flight[kind] += 1
             if kind == REGISTRATIONS:
                 self.in_flight[CALLS] += 1
             return None
-        admitted = max(1, self._admitted + self._admitted_before)
-        retry_after = min(MAX_RETRY_AFTER, 1 + (self._refused + self._refused_before) // admitted)
+        retry_after = self._hint
         self._refused += 1
         self.refused[method] = self.refused.get(method, 0) + 1
         reply = self._replies.get((reason, retry_after))
@@ -166,11 +167,18 @@ class Admission:
             previous = late
 
     def _roll(self, now: float) -> None:
-        if now < self._window_end + _WINDOW:
-            self._admitted_before, self._refused_before = self._admitted, self._refused
+        """Starts a new window of `_WINDOW` seconds. The Retry-After doubles after each window
+        in which calls were refused, up to `MAX_RETRY_AFTER`, and halves after each in which none
+        were: a refused client stays away longer while the overload lasts, so that few refusals
+        keep the load down (each costs the server nearly what a call costs), and comes back
+        sooner once it has passed."""
+        if now >= self._window_end + _WINDOW:
+            self._hint = 1  # no call at all for a whole window: the overload is over
+        elif self._refused:
+            self._hint = min(MAX_RETRY_AFTER, self._hint * 2)
         else:
-            self._admitted_before = self._refused_before = 0
-        self._admitted = self._refused = 0
+            self._hint = max(1, self._hint // 2)
+        self._refused = 0
         self._window_end = now + _WINDOW
 
     def _reply(self, reason: str, retry_after: int) -> Refusal:

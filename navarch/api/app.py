@@ -210,8 +210,10 @@ class ControlPlaneApp:
             name = "unknown"
         refusal = admission.refuse(name, scope.get("extensions"))
         if refusal is not None:
-            # Silence while the control plane sheds load is its own, not the nodes'.
-            shown = self._shown()
+            # A node whose heartbeat is refused for load is silent through no fault of its own.
+            # Other refusals (a long poll or registration past its own bound, an unknown method)
+            # leave heartbeats through and must not hold off finding lost nodes.
+            shown = self._shown() if name == "SendHeartbeat" else None
             if shown is not None:
                 shown.book.monitor.overloaded()
             await send(refusal.start)

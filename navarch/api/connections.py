@@ -86,11 +86,13 @@ class _Connection:
 
     def stale(self) -> bool:
         """True when the control plane closed it, or sent what no request asked for."""
+        # poll, not select: select refuses descriptors past 1023.
+        poller = select.poll()
         try:
-            readable, _, _ = select.select([self._socket.fileno()], [], [], 0)
+            poller.register(self._socket.fileno(), select.POLLIN)
+            return bool(poller.poll(0))
         except (OSError, ValueError):
             return True
-        return bool(readable)
 
     async def exchange(self, request: h11.Request, body: bytes) -> Reply:
         conn = self.h11
@@ -123,7 +125,12 @@ class _Connection:
 
     def reusable(self) -> bool:
         conn = self.h11
-        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+        # Bytes after the reply answer no request: the next call would read them as its reply.
+        if (
+            conn.our_state is h11.DONE
+            and conn.their_state is h11.DONE
+            and not conn.trailing_data[0]
+        ):
             conn.start_next_cycle()
             return True
         return False
@@ -153,29 +160,35 @@ class Connections:
     async def post(
         self, url: str, body: bytes, headers: Mapping[str, str], timeout: float
     ) -> Reply:
-        parts = urlsplit(url)
-        scheme, host = parts.scheme, parts.hostname
+        not_a_url = SendFailed(f"not an http or https URL with a host: {url!r}", unsent=True)
         try:
+            parts = urlsplit(url)
+            scheme, host = parts.scheme, parts.hostname
             port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
         except ValueError:
-            port = 0
+            raise not_a_url from None
         if scheme not in _DEFAULT_PORTS or not host or not port:
-            raise SendFailed(f"not an http or https URL with a host: {url!r}", unsent=True)
+            raise not_a_url
         if self._closed:
             raise SendFailed("the client is closed", unsent=True)
         origin = (scheme, host, port)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         netloc = parts.netloc.rpartition("@")[2]
-        request = h11.Request(
-            method="POST",
-            target=target,
-            headers=[
-                ("Host", netloc),
-                ("User-Agent", _USER_AGENT),
-                ("Content-Length", str(len(body))),
-                *headers.items(),
-            ],
-        )
+        try:
+            request = h11.Request(
+                method="POST",
+                target=target,
+                headers=[
+                    ("Host", netloc),
+                    ("User-Agent", _USER_AGENT),
+                    ("Content-Length", str(len(body))),
+                    *headers.items(),
+                ],
+            )
+        except (ValueError, h11.LocalProtocolError) as exc:
+            # A URL or header value that HTTP/1.1 cannot carry (a line break, a character
+            # outside ASCII): nothing was sent.
+            raise SendFailed(f"cannot send to {url!r}: {exc}", unsent=True) from None
         slots = self._slots.get(origin)
         if slots is None:
             slots = self._slots[origin] = trio.Semaphore(self._max_per_origin)
@@ -251,6 +264,14 @@ class Connections:
             if stream is not None:
                 await trio.aclose_forcefully(stream)
             raise SendFailed(failure_reason(exc), unsent=True) from exc
+        except UnicodeError:
+            # A host name IDNA cannot encode (a label over 63 characters, say).
+            raise SendFailed(f"not a host name: {host!r}", unsent=True) from None
+        except BaseException:
+            if stream is not None:  # cancelled during the handshake: the socket is not kept
+                with trio.CancelScope(shield=True):
+                    await trio.aclose_forcefully(stream)
+            raise
         return _Connection(stream, tcp.socket)
 
     def _tls_context(self) -> ssl.SSLContext:

@@ -21,6 +21,7 @@ import gc
 import ipaddress
 import logging
 import os
+import resource
 import signal
 import socket
 import ssl
@@ -102,6 +103,31 @@ def _tune_garbage_collector() -> None:
     with real state (connections, nodes) and full collections almost never run.
     """
     gc.set_threshold(50_000, 10, 10)
+
+
+# File descriptors the process needs besides its clients' connections: the store, logs, sockets
+# to providers and notifiers.
+_SPARE_FILES = 256
+
+
+def raise_open_file_limit(max_connections: int) -> None:
+    """Raises the open-file soft limit to the hard one, since each connection takes a file; logs
+    a warning when even the hard limit leaves too few for `max_connections`."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (OSError, ValueError):
+            pass
+    if soft != resource.RLIM_INFINITY and soft < max_connections + _SPARE_FILES:
+        log.warning(
+            "open_files=%d max_connections=%d: connections past about %d will fail; raise the "
+            "hard limit (ulimit -Hn, systemd LimitNOFILE) or lower server.max_connections",
+            soft,
+            max_connections,
+            max(0, soft - _SPARE_FILES),
+        )
 
 
 def http_config(server: ServerConfig, listen: str) -> HttpConfig:
@@ -222,6 +248,7 @@ async def _serve(
     machines: Callable[[ControlPlane, trio.Nursery], MachineRunner] | None = None,
 ) -> None:
     _tune_garbage_collector()
+    raise_open_file_limit(server.max_connections)
     tls = tls_context(server)
     http = http_config(server, listen)
     sockets = bind(http, listen)

@@ -145,7 +145,10 @@ def _number(value_type: int, raw: int) -> int:
     if mask is not None:
         return raw & mask
     if value_type == 0:
-        return int(_DOUBLE.unpack(_U64.pack(raw))[0])
+        number = _DOUBLE.unpack(_U64.pack(raw))[0]
+        if not number >= 0:  # negative or NaN
+            return 0
+        return 0xFFFFFFFFFFFFFFFF if number >= 2.0**64 else int(number)
     if value_type == 5:
         return (((raw & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000) & 0xFFFFFFFFFFFFFFFF
     if value_type == 6:

@@ -137,9 +137,12 @@ async def test_long_polls_have_a_bound_of_their_own(
     tmp_path: Path, mock_clock: trio.testing.MockClock
 ) -> None:
     server = attrs.evolve(SERVER, max_in_flight=1, max_long_polls=1)
-    async with _serving(tmp_path / "navarch.db", server) as (client, _, admission):
+    async with _serving(tmp_path / "navarch.db", server) as (client, service, admission):
         token = await _joined(client, "n1")
         poll = {"nodeId": "n1", "wait": "20s"}
+        monitor = service.book.monitor
+        monitor.seen("n2")
+        mock_clock.jump(monitor.timeout - 1)
         async with trio.open_nursery() as nursery:
             # The clock stands still, so this poll waits until it is cancelled.
             nursery.start_soon(partial(post, client, "GetNodeCommands", poll, token=token))
@@ -150,6 +153,9 @@ async def test_long_polls_have_a_bound_of_their_own(
                 "the control plane is overloaded: 1 long polls are open, the limit "
                 "(server.max_long_polls); retry in 1 s",
             )
+            # Heartbeats still get through: a refused long poll holds no loss off.
+            mock_clock.jump(2)
+            assert "n2" in monitor.take_silent()
             # The open long poll takes no place from the other calls.
             beat = await post(client, "SendHeartbeat", {"nodeId": "n1"}, token=token)
             assert beat.status_code == 200, beat.text
@@ -235,15 +241,25 @@ async def test_retry_after_grows_with_the_overload_and_is_capped(
         headers = dict(refusal.start["headers"])
         return int(headers[b"retry-after"])
 
-    # One in two refused per admitted call adds a second: refused clients come back spread out.
-    assert [retry_after() for _ in range(6)] == [1, 1, 2, 2, 3, 3]
-    assert max(retry_after() for _ in range(200)) == 30
-    # The counts cover the last one to two seconds; then the hint falls back.
-    mock_clock.jump(2.5)
-    assert retry_after() == 1
+    # It doubles after each second with refusals, so that a long overload is turned away by few
+    # refusals that each keep a client away for long; it is capped.
+    seen = []
+    for _ in range(7):
+        seen.append(retry_after())
+        mock_clock.jump(1)
+    assert seen == [1, 2, 4, 8, 16, 30, 30]
+    # It halves after each second without a refusal...
+    admission.leave("SendHeartbeat")
+    assert admission.refuse("SendHeartbeat") is None  # closes the last window with refusals
+    mock_clock.jump(1)
     admission.leave("SendHeartbeat")
     assert admission.refuse("SendHeartbeat") is None
-    assert admission.refused == {"SendHeartbeat": 207}
+    mock_clock.jump(1)
+    assert retry_after() == 7  # two seconds without a refusal: 30, 15, 7
+    # ...and falls back to 1 after a whole second with no call at all.
+    mock_clock.jump(2.5)
+    assert retry_after() == 1
+    assert admission.refused == {"SendHeartbeat": 9}
 
 
 async def test_a_request_that_waited_too_long_to_reach_the_app_is_refused(

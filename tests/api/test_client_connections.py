@@ -102,6 +102,28 @@ async def test_a_url_that_is_not_http_is_refused_before_any_connection() -> None
             await client.list_nodes(m.ListNodesRequest())
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[::1",  # urlsplit: Invalid IPv6 URL
+        "http://h\u00e9st:1/",  # a host outside ASCII
+        "http://" + "a" * 64 + ".example:1/",  # a label IDNA refuses
+        "http://127.0.0.1:1/p\u00e4th",  # a path outside ASCII
+    ],
+)
+async def test_a_url_http_cannot_carry_is_refused_in_one_line(url: str) -> None:
+    async with HttpClient(url) as client:
+        with pytest.raises(Unreachable) as failed:
+            await client.list_nodes(m.ListNodesRequest())
+    assert "\n" not in str(failed.value)
+
+
+async def test_a_token_http_cannot_carry_is_refused_before_sending() -> None:
+    async with HttpClient("http://127.0.0.1:1", token="t\r\nx-injected: 1") as client:
+        with pytest.raises(Unreachable, match="cannot send"):
+            await client.list_nodes(m.ListNodesRequest())
+
+
 async def test_http_builds_no_tls_context(
     clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -5,15 +5,19 @@ when a client goes away."""
 from __future__ import annotations
 
 import json
+import logging
+import resource
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
+import pytest
 import trio
 
 from navarch.api.http import HttpConfig, serve_http
-from navarch.api.server import bind
+from navarch.api.server import bind, raise_open_file_limit
 
 GET = b"GET /echo HTTP/1.1\r\nHost: t\r\n\r\n"
 
@@ -345,3 +349,37 @@ async def test_a_shutdown_lets_the_request_in_flight_finish_and_closes_idle_conn
         assert data.endswith(b"late")
         await s.stopped.wait()
     assert app.lifespan == ["lifespan.startup", "lifespan.shutdown"]
+
+
+async def test_a_client_that_stops_reading_its_answer_loses_the_connection_and_its_slot() -> None:
+    body = b"x" * (8 * 2**20)  # more than the server's send buffer and the client's small one
+    async with served(App(), body_timeout=2, max_connections=1) as s:
+        sock = trio.socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        await sock.connect(("127.0.0.1", s.port))
+        stuck = trio.SocketStream(sock)
+        s.clients.append(stuck)
+        await stuck.send_all(post("/echo", body))
+        # The answer is never read: once a write has waited `body_timeout`, the connection ends
+        # and its place under max_connections goes to the next client.
+        other = await s.connect()
+        await other.send_all(GET)
+        with trio.fail_after(10):
+            assert (await read_until(other, b"\r\n\r\n")).startswith(b"HTTP/1.1 200 ")
+
+
+def test_the_open_file_limit_is_raised_and_a_short_one_is_named(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 512), hard))
+        with caplog.at_level(logging.WARNING, logger="navarch.server"):
+            raise_open_file_limit(10)
+        assert resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard)
+        assert not caplog.records
+        if hard != resource.RLIM_INFINITY:
+            raise_open_file_limit(hard)
+            assert "lower server.max_connections" in caplog.records[-1].getMessage()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -10,7 +10,8 @@ of the state it is in:
   gets 408 and the connection closes;
 - `_ANSWERING`: the app answers, with no deadline, so that long polls and the dashboard's live
   streams last as long as they need. The body, when the app reads it, must have arrived within
-  `body_timeout` of the headers; past it the client gets 408 with a Connect error;
+  `body_timeout` of the headers; past it the client gets 408 with a Connect error. Each write of
+  the answer must be taken by the client within `body_timeout`, or the connection ends;
 - `_WAITING`: between requests, for at most `keep_alive_timeout`.
 
 The app reads the socket only through `receive`: the body, and then, for an app that waits for
@@ -220,16 +221,21 @@ class Connection:
         h = self._h11
         if self._gone or self._site.stopping or h.our_state is not h11.DONE:
             return False
+        drained = 0
         while h.their_state is h11.SEND_BODY:
-            # The app answered without reading the whole body: it is read and dropped.
+            # The app answered without reading the whole body (a refusal): a short rest is read
+            # and dropped to keep the connection; for a long one, closing is cheaper.
             event = h.next_event()
             if event is h11.NEED_DATA:
                 if self._continue_owed:
                     return False  # the client never sends a body it was not asked for
+                if drained >= _RECEIVE_SIZE:
+                    return False
                 with trio.move_on_at(self._received + self._site.body_timeout):
                     data = await self._stream.receive_some(_RECEIVE_SIZE)
                     if not data:
                         return False
+                    drained += len(data)
                     h.receive_data(bytes(data))
                     continue
                 return False
@@ -360,10 +366,18 @@ class Connection:
             raise RuntimeError(f"unexpected ASGI message {kind!r}")
 
     async def _write(self, data: bytes) -> None:
+        # A client must take each part of an answer within `body_timeout`: one that stops
+        # reading would otherwise hold the connection, and the app's call, for ever. The
+        # connection's own scope carries the deadline, so no scope is opened per write; past it
+        # the connection ends.
+        scope = self._scope
+        scope.deadline = trio.current_time() + self._site.body_timeout
         try:
             await self._stream.send_all(data)
         except _GONE:
             self._gone = True
+        finally:
+            scope.deadline = math.inf
 
     async def _refuse(self, answer: bytes) -> None:
         """Sends a last answer; a client that reads nothing cannot hold the connection."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -26,8 +27,26 @@ log = logging.getLogger("navarch.http")
 
 # Out of file descriptors or memory: accepting again at once would spin.
 _PAUSE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
-# A client that reset its connection before it was accepted.
-_SKIP_ERRNOS = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM})
+# A client that reset its connection before it was accepted, and the network errors of a pending
+# connection that Linux's accept(2) reports on the listening socket.
+_SKIP_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "ECONNABORTED",
+        "EPROTO",
+        "EPERM",
+        "ENETDOWN",
+        "ENOPROTOOPT",
+        "EHOSTDOWN",
+        "ENONET",  # Linux only
+        "EHOSTUNREACH",
+        "EOPNOTSUPP",
+        "ENETUNREACH",
+    )
+    if hasattr(errno, name)
+)
+# Seconds between two log lines about running out of descriptors or memory.
+_PAUSE_LOG_EVERY = 10.0
 
 
 def url_of(sock: socket.socket, scheme: str) -> str:
@@ -92,6 +111,7 @@ class _Server:
     async def accept(self, listener: trio.socket.SocketType, nursery: trio.Nursery) -> None:
         name = listener.getsockname()
         server = (str(name[0]), int(name[1]))
+        logged = -math.inf
         while True:
             while len(self.connections) >= self._max_connections:
                 if self._room.is_set():
@@ -101,7 +121,13 @@ class _Server:
                 sock, address = await listener.accept()
             except OSError as exc:
                 if exc.errno in _PAUSE_ERRNOS:
-                    log.error("cannot accept a connection: %s; retrying in 0.1s", exc.strerror)
+                    if trio.current_time() - logged >= _PAUSE_LOG_EVERY:
+                        logged = trio.current_time()
+                        log.error(
+                            "cannot accept a connection: %s; retrying every 0.1s (raise the "
+                            "open-file limit or lower server.max_connections)",
+                            exc.strerror,
+                        )
                     await trio.sleep(0.1)
                 elif exc.errno not in _SKIP_ERRNOS:
                     raise
