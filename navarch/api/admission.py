@@ -25,8 +25,8 @@ A call is refused when:
   what lowers the load.
 
 A refusal is HTTP 503 with the Connect code `unavailable` and a `Retry-After` header. Its seconds
-grow while the overload lasts: they double after each second in which calls were refused, up to
-`MAX_RETRY_AFTER`, and halve after each second without a refusal. Over HTTP a refusal costs the
+grow while the overload lasts: one more after each second in which calls were refused, up to
+`MAX_RETRY_AFTER`, and one less after each second without a refusal. Over HTTP a refusal costs the
 server most of what a call costs, so the excess must be turned away by few refusals, each keeping
 its client away for long; the clients add a random part of the hint, so that a storm's clients
 come back spread out. Times come from
@@ -167,17 +167,18 @@ class Admission:
             previous = late
 
     def _roll(self, now: float) -> None:
-        """Starts a new window of `_WINDOW` seconds. The Retry-After doubles after each window
-        in which calls were refused, up to `MAX_RETRY_AFTER`, and halves after each in which none
-        were: a refused client stays away longer while the overload lasts, so that few refusals
-        keep the load down (each costs the server nearly what a call costs), and comes back
-        sooner once it has passed."""
+        """Starts a new window of `_WINDOW` seconds. The Retry-After grows by a second after
+        each window in which calls were refused, up to `MAX_RETRY_AFTER`, and falls by one after
+        each in which none were: a refused client stays away longer while the overload lasts, so
+        that few refusals keep the load down (each costs the server nearly what a call costs),
+        and comes back sooner once it has passed. (Doubling and halving instead was measured to
+        overshoot: clients stayed away while the server idled.)"""
         if now >= self._window_end + _WINDOW:
             self._hint = 1  # no call at all for a whole window: the overload is over
         elif self._refused:
-            self._hint = min(MAX_RETRY_AFTER, self._hint * 2)
+            self._hint = min(MAX_RETRY_AFTER, self._hint + 1)
         else:
-            self._hint = max(1, self._hint // 2)
+            self._hint = max(1, self._hint - 1)
         self._refused = 0
         self._window_end = now + _WINDOW
 

@@ -241,25 +241,26 @@ async def test_retry_after_grows_with_the_overload_and_is_capped(
         headers = dict(refusal.start["headers"])
         return int(headers[b"retry-after"])
 
-    # It doubles after each second with refusals, so that a long overload is turned away by few
-    # refusals that each keep a client away for long; it is capped.
+    # It grows by a second after each second with refusals, so that a long overload is turned
+    # away by few refusals that each keep a client away for long; it is capped.
     seen = []
-    for _ in range(7):
+    for _ in range(35):
         seen.append(retry_after())
         mock_clock.jump(1)
-    assert seen == [1, 2, 4, 8, 16, 30, 30]
-    # It halves after each second without a refusal...
+    assert seen[:7] == [1, 2, 3, 4, 5, 6, 7]
+    assert seen[-6:] == [30] * 6
+    # It falls by a second after each second without a refusal...
     admission.leave("SendHeartbeat")
     assert admission.refuse("SendHeartbeat") is None  # closes the last window with refusals
     mock_clock.jump(1)
     admission.leave("SendHeartbeat")
     assert admission.refuse("SendHeartbeat") is None
     mock_clock.jump(1)
-    assert retry_after() == 7  # two seconds without a refusal: 30, 15, 7
+    assert retry_after() == 28  # two seconds without a refusal
     # ...and falls back to 1 after a whole second with no call at all.
     mock_clock.jump(2.5)
     assert retry_after() == 1
-    assert admission.refused == {"SendHeartbeat": 9}
+    assert admission.refused == {"SendHeartbeat": 37}
 
 
 async def test_a_request_that_waited_too_long_to_reach_the_app_is_refused(
