@@ -283,10 +283,7 @@ class Connection:
         if self._gone:
             return False
         with trio.move_on_at(self._received + self._site.body_timeout):
-            try:
-                data = await self._stream.receive_some(_RECEIVE_SIZE)
-            except _GONE:
-                data = b""
+            data = await self._receive_or_nothing()
             if not data:
                 self._gone = True
                 return False
@@ -323,16 +320,20 @@ class Connection:
                 while True:
                     if len(h.trailing_data[0]) > self._site.max_header_bytes:
                         await trio.sleep_forever()
-                    try:
-                        data = await self._stream.receive_some(_RECEIVE_SIZE)
-                    except _GONE:
-                        data = b""
+                    data = await self._receive_or_nothing()
                     if not data:
                         self._gone = True
                         return
                     h.receive_data(bytes(data))
         finally:
             self._waiter = None
+
+    async def _receive_or_nothing(self) -> bytes:
+        """The next bytes from the client; nothing once it closed or the connection broke."""
+        try:
+            return bytes(await self._stream.receive_some(_RECEIVE_SIZE))
+        except _GONE:
+            return b""
 
     async def send(self, message: Any) -> None:
         """The ASGI `send`. After the client has gone, answers are dropped."""
