@@ -110,9 +110,11 @@ def _tune_garbage_collector() -> None:
 _SPARE_FILES = 256
 
 
-def raise_open_file_limit(max_connections: int) -> None:
-    """Raises the open-file soft limit to the hard one, since each connection takes a file; logs
-    a warning when even the hard limit leaves too few for `max_connections`."""
+def connection_limit(max_connections: int) -> int:
+    """Raises the open-file soft limit to the hard one, since each connection takes a file, and
+    returns how many connections the server may hold: `max_connections`, or fewer when even the
+    hard limit leaves too few files (clients past it then wait in the listen backlog instead of
+    failing)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
         try:
@@ -120,14 +122,9 @@ def raise_open_file_limit(max_connections: int) -> None:
             soft = hard
         except (OSError, ValueError):
             pass
-    if soft != resource.RLIM_INFINITY and soft < max_connections + _SPARE_FILES:
-        log.warning(
-            "open_files=%d max_connections=%d: connections past about %d will fail; raise the "
-            "hard limit (ulimit -Hn, systemd LimitNOFILE) or lower server.max_connections",
-            soft,
-            max_connections,
-            max(0, soft - _SPARE_FILES),
-        )
+    if soft == resource.RLIM_INFINITY:
+        return max_connections
+    return max(1, min(max_connections, soft - _SPARE_FILES))
 
 
 def http_config(server: ServerConfig, listen: str) -> HttpConfig:
@@ -181,11 +178,13 @@ async def serve_app(
     *,
     shutdown_trigger: Callable[[], Awaitable[None]] = trio.sleep_forever,
     tls: ssl.SSLContext | None = None,
+    max_connections: int | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serves `app` on `sockets` (from `bind`) with the limits of `server` until
     `shutdown_trigger` returns; starts with the URLs it serves on. With `tls` (from
-    `tls_context`) it serves https.
+    `tls_context`) it serves https. `max_connections` (from `connection_limit`) overrides
+    `server.max_connections`.
 
     After the trigger it stops accepting, closes idle connections and gives requests in flight
     `http.graceful_timeout` seconds.
@@ -196,7 +195,7 @@ async def serve_app(
         http,
         header_timeout=server.header_timeout.total_seconds(),
         body_timeout=server.body_timeout.total_seconds(),
-        max_connections=server.max_connections,
+        max_connections=max_connections or server.max_connections,
         tls=tls,
         shutdown_trigger=shutdown_trigger,
         task_status=task_status,
@@ -248,7 +247,7 @@ async def _serve(
     machines: Callable[[ControlPlane, trio.Nursery], MachineRunner] | None = None,
 ) -> None:
     _tune_garbage_collector()
-    raise_open_file_limit(server.max_connections)
+    max_connections = connection_limit(server.max_connections)
     tls = tls_context(server)
     http = http_config(server, listen)
     sockets = bind(http, listen)
@@ -294,8 +293,27 @@ async def _serve(
                     return
 
             nursery.start_soon(wait_for_signal)
+            if max_connections < server.max_connections:
+                log.info(
+                    "max_connections=%d open_files=%d: serving at most %d connections, about "
+                    "%d nodes; raise the hard open-file limit (ulimit -Hn, systemd LimitNOFILE) "
+                    "for more",
+                    server.max_connections,
+                    max_connections + _SPARE_FILES,
+                    max_connections,
+                    max_connections // 2,
+                )
             binds = await nursery.start(
-                partial(serve_app, app, server, http, sockets, shutdown_trigger=stop.wait, tls=tls)
+                partial(
+                    serve_app,
+                    app,
+                    server,
+                    http,
+                    sockets,
+                    shutdown_trigger=stop.wait,
+                    tls=tls,
+                    max_connections=max_connections,
+                )
             )
             on_ready(f"navarch control plane listening on {binds[0]} (store: {store.location})")
             await stop.wait()

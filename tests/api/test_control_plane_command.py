@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import signal
+import socket
 import sqlite3
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -89,3 +91,38 @@ def test_a_store_from_a_newer_navarch_stops_the_start(tmp_path: Path, navarch: N
         f"({latest_version()}); "
         "upgrade navarch, or point it at another data directory"
     )
+
+
+def test_a_short_open_file_limit_caps_the_connections_and_says_so(tmp_path: Path) -> None:
+    # 300 files leave 44 for clients; the 45th waits in the listen backlog instead of failing.
+    program = ("prlimit", "--nofile=300:300", sys.executable, "-m", "navarch")
+    args = ("--listen", "127.0.0.1:0", "--data-dir", str(tmp_path))
+    with control_plane_process(*args, env=NO_TOKENS, program=program) as (process, url, _):
+        host, port = url.removeprefix("http://").split(":")
+        request = f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+        clients = []
+        try:
+            for _ in range(44):
+                client = socket.create_connection((host, int(port)), timeout=10)
+                clients.append(client)
+                client.sendall(request)
+                assert client.recv(4096).startswith(b"HTTP/1.1 200 ")
+            waiting = socket.create_connection((host, int(port)), timeout=10)
+            clients.append(waiting)
+            waiting.sendall(request)
+            waiting.settimeout(0.5)
+            with pytest.raises(TimeoutError):
+                waiting.recv(4096)
+            clients.pop(0).close()
+            waiting.settimeout(10)
+            assert waiting.recv(4096).startswith(b"HTTP/1.1 200 ")
+        finally:
+            for client in clients:
+                client.close()
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert (
+        "max_connections=30000 open_files=300: serving at most 44 connections, about 22 nodes; "
+        "raise the hard open-file limit (ulimit -Hn, systemd LimitNOFILE) for more"
+    ) in err
