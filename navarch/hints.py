@@ -7,12 +7,13 @@ a key that does not exist, the closest known one.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Mapping
 
 
 def did_you_mean(name: str, known: Iterable[str], *, cutoff: float = 0.6) -> str:
     """` (did you mean 'x'?)` for the known name closest to `name`, or "" when none is close."""
+    import difflib  # only on an error: a daemon at rest does without it (0.2 MiB)
+
     close = difflib.get_close_matches(name, list(known), n=1, cutoff=cutoff)
     return f" (did you mean '{close[0]}'?)" if close else ""
 

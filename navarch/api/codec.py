@@ -17,7 +17,6 @@ A client that must keep working against a newer control plane decodes responses 
 
 from __future__ import annotations
 
-import difflib
 import enum
 import json
 import types
@@ -315,7 +314,10 @@ def _reject_unknown(value: dict[str, object], known: frozenset[str]) -> None:
     key = next(k for k in value if k not in known)
     names = sorted(known)
     hint = [k for k in names if k.lower() == key.lower().replace("_", "")]
-    hint = hint or difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    if not hint:
+        import difflib  # only for a rejected request: a daemon at rest does without it
+
+        hint = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
     suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
     raise _FieldError(f"unknown field {key!r}{suggestion}")
 

@@ -151,7 +151,9 @@ def _run(
     logging.getLogger("httpx").setLevel(logging.WARNING)
     log = logging.getLogger("navarch.daemon")
     plugins = installed_plugins()
-    for info in plugins.broken():
+    # Health checks alone, so that the built-in plugins of other kinds are never imported: the
+    # daemon runs for months, and they would only hold memory.
+    for info in plugins.broken("health_check"):
         log.warning("plugin %s (%s) is not loaded: %s", info.name, info.distribution, info.error)
     checks = load_health_checks(plugins, config, source)
     backend = _backend(simulated_gpus, config.node_id or hostname)

@@ -2,7 +2,9 @@
 
 Built-in plugins are ordinary plugin modules registered by name, so they take the same path as a
 third-party plugin found through the `navarch` entry-point group. A process loads its plugins
-once (`installed_plugins`) and hands them to everything that needs them.
+once (`installed_plugins`) and hands them to everything that needs them. A built-in plugin is
+imported when a kind it registers is first used, so a daemon, which uses health checks alone,
+does not hold the providers, autoscalers and notifiers in memory.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from navarch.plugins.settings import join, structure
 __all__ = [
     "BUILTIN_PLUGINS",
     "KINDS",
-    "DuplicateRegistration",
     "PluginFailed",
     "PluginInfo",
     "Plugins",
@@ -49,21 +50,20 @@ KINDS: dict[str, str] = {
     "notifier": "navarch_notifiers",
     "metrics_source": "navarch_metrics_sources",
 }
+_KIND_ORDER = {kind: index for index, kind in enumerate(KINDS)}  # how `registered` is sorted
 
-BUILTIN_PLUGINS: tuple[str, ...] = (
-    "navarch.plugins.builtin.fake_provider",
-    "navarch.plugins.builtin.autoscalers",
-    "navarch.plugins.builtin.selectors",
-    "navarch.plugins.builtin.health_checks",
-    "navarch.plugins.builtin.webhook",
-    "navarch.plugins.builtin.slack",
-    "navarch.plugins.builtin.pagerduty",
-    "navarch.plugins.builtin.metrics_sources",
-)
-
-
-class DuplicateRegistration(NavarchError):
-    pass
+# Each built-in plugin and the kinds it registers, in load order; a test checks the kinds against
+# the module's hooks.
+BUILTIN_PLUGINS: dict[str, tuple[str, ...]] = {
+    "navarch.plugins.builtin.fake_provider": ("provider",),
+    "navarch.plugins.builtin.autoscalers": ("autoscaler",),
+    "navarch.plugins.builtin.selectors": ("selector",),
+    "navarch.plugins.builtin.health_checks": ("health_check",),
+    "navarch.plugins.builtin.webhook": ("notifier",),
+    "navarch.plugins.builtin.slack": ("notifier",),
+    "navarch.plugins.builtin.pagerduty": ("notifier",),
+    "navarch.plugins.builtin.metrics_sources": ("metrics_source",),
+}
 
 
 class UnknownPlugin(NavarchError):
@@ -161,32 +161,77 @@ class PluginInfo:
     registered: list[str] = field(factory=list)
 
 
+# What one plugin's hook offered: (name, factory) in the order it called `register`.
+_Offers = list[tuple[str, Callable[..., Any]]]
+
+
+@define
+class _Entry:
+    """One plugin in load order, and what its hooks offered by kind."""
+
+    info: PluginInfo
+    # A built-in plugin's module until it is imported, and the kinds it registers.
+    module: str = ""
+    kinds: tuple[str, ...] = ()
+    offers: dict[str, _Offers] = field(factory=dict)
+
+
 class Plugins:
-    """The loaded plugins and everything they registered."""
+    """The loaded plugins and everything they registered.
+
+    A kind's registry is made on its first use, from what every plugin offered in load order
+    (built-ins first), so the first plugin to register a name keeps it, however late a built-in
+    was imported. `manager` holds the plugins imported so far.
+    """
 
     def __init__(self, manager: pluggy.PluginManager) -> None:
         self.manager = manager
         self.infos: dict[str, PluginInfo] = {}
-        self._registries: dict[str, dict[str, Registration]] = {kind: {} for kind in KINDS}
+        self._entries: list[_Entry] = []
+        self._registries: dict[str, dict[str, Registration]] = {}
 
     def registry(self, kind: str) -> dict[str, Registration]:
-        return self._registries[kind]
+        registry = self._registries.get(kind)
+        if registry is None:
+            registry = self._registries[kind] = self._make_registry(kind)
+        return registry
 
     def get(self, kind: str, name: str) -> Registration:
-        registry = self._registries[kind]
+        registry = self.registry(kind)
         if name not in registry:
             listed = ", ".join(sorted(registry)) or "none"
             raise UnknownPlugin(f'no {kind} plugin named "{name}" (registered: {listed})')
         return registry[name]
 
-    def broken(self) -> list[PluginInfo]:
+    def broken(self, *kinds: str) -> list[PluginInfo]:
+        """The plugins that failed: to import, in a hook, or to keep a name of one of `kinds`
+        (every kind by default) that a plugin before them registered.
+
+        Which plugin keeps a name is settled when its kind is first used, so this uses `kinds`,
+        importing the built-ins that register them.
+        """
+        for kind in kinds or KINDS:
+            self.registry(kind)
         return [info for info in self.infos.values() if info.error]
 
     def __iter__(self) -> Iterator[PluginInfo]:
+        for kind in KINDS:
+            self.registry(kind)
         return iter(self.infos.values())
 
     def add_plugin(self, module: Any, info: PluginInfo) -> None:
-        """Registers one plugin module or object and collects what its hooks register."""
+        """Registers one plugin module or object and collects what its hooks offer."""
+        entry = _Entry(info)
+        self._entries.append(entry)
+        self._register(module, entry)
+
+    def add_builtin(self, module_name: str, kinds: tuple[str, ...], info: PluginInfo) -> None:
+        """Adds a built-in plugin in its place in load order, to import when `kinds` are used."""
+        self.infos[info.name] = info
+        self._entries.append(_Entry(info, module=module_name, kinds=kinds))
+
+    def _register(self, module: Any, entry: _Entry) -> None:
+        info = entry.info
         self.infos[info.name] = info
         try:
             self.manager.register(module, name=info.name)
@@ -198,28 +243,45 @@ class Plugins:
             return
         for kind, hook_name in KINDS.items():
             hook = getattr(self.manager.hook, hook_name)
-            impls = [impl for impl in hook.get_hookimpls() if impl.plugin is module]
-            for impl in impls:
+            for impl in hook.get_hookimpls():
+                if impl.plugin is not module:
+                    continue
                 try:
-                    impl.function(register=self._registrar(kind, info))
-                except DuplicateRegistration as exc:
-                    info.error = str(exc)
+                    impl.function(register=_offer_to(entry.offers.setdefault(kind, [])))
                 except Exception as exc:
                     info.error = f"{hook_name} failed: {type(exc).__name__}: {exc}"
 
-    def _registrar(self, kind: str, info: PluginInfo) -> Callable[[str, Callable[..., Any]], None]:
-        def register(name: str, factory: Callable[..., Any]) -> None:
-            registry = self._registries[kind]
-            if name in registry:
-                first = registry[name].plugin
-                raise DuplicateRegistration(
-                    f'{kind} "{name}" is registered by both plugin "{first}" and plugin '
-                    f'"{info.name}"; uninstall or disable one of them'
+    def _make_registry(self, kind: str) -> dict[str, Registration]:
+        if kind not in KINDS:
+            raise KeyError(kind)
+        for entry in self._entries:
+            if entry.module and kind in entry.kinds:
+                module = importlib.import_module(entry.module)
+                entry.module = ""
+                self._register(module, entry)
+        registry: dict[str, Registration] = {}
+        for entry in self._entries:
+            info = entry.info
+            for name, factory in entry.offers.get(kind, []):
+                if name in registry:
+                    info.error = (
+                        f'{kind} "{name}" is registered by both plugin "{registry[name].plugin}" '
+                        f'and plugin "{info.name}"; uninstall or disable one of them'
+                    )
+                    break
+                registry[name] = Registration(
+                    kind=kind, name=name, factory=factory, plugin=info.name
                 )
-            registry[name] = Registration(kind=kind, name=name, factory=factory, plugin=info.name)
-            info.registered.append(f"{kind}:{name}")
+                info.registered.append(f"{kind}:{name}")
+            info.registered.sort(key=lambda registered: _KIND_ORDER[registered.split(":")[0]])
+        return registry
 
-        return register
+
+def _offer_to(offers: _Offers) -> Callable[[str, Callable[..., Any]], None]:
+    def register(name: str, factory: Callable[..., Any]) -> None:
+        offers.append((name, factory))
+
+    return register
 
 
 def load_plugins(
@@ -232,7 +294,7 @@ def load_plugins(
 
     A plugin that fails to import is recorded with its error and distribution; the others load.
     `NAVARCH_DISABLE_PLUGIN_AUTOLOAD=1` skips entry points. `extra` adds plugin objects by name
-    (tests, embedding).
+    (tests, embedding). Built-in plugins are imported when a kind they register is first used.
     """
     manager = pluggy.PluginManager(ENTRY_POINT_GROUP)
     manager.add_hookspecs(hookspecs)
@@ -240,10 +302,10 @@ def load_plugins(
     if builtins:
         from navarch import __version__
 
-        for module_name in BUILTIN_PLUGINS:
-            module = importlib.import_module(module_name)
-            plugins.add_plugin(
-                module,
+        for module_name, kinds in BUILTIN_PLUGINS.items():
+            plugins.add_builtin(
+                module_name,
+                kinds,
                 PluginInfo(
                     name=module_name.rsplit(".", 1)[-1],
                     distribution="navarch",

@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import importlib
 import json
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from navarch.plugins import Autoscaler, hookimpl
+from navarch.plugins import manager as manager_module
 from navarch.plugins.manager import load_plugins
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "local-fleet.toml"
@@ -213,6 +218,68 @@ def test_a_command_loads_the_plugins_once(tmp_path, monkeypatch, capsys):
         manager.installed_plugins.cache_clear()
     assert len(loads) == 1
     assert "pools: p" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("module_name", sorted(manager_module.BUILTIN_PLUGINS))
+def test_each_builtin_plugin_registers_the_kinds_it_is_listed_with(module_name):
+    module = importlib.import_module(module_name)
+    hooks = {name for name, value in vars(module).items() if hasattr(value, "navarch_impl")}
+    kinds = manager_module.BUILTIN_PLUGINS[module_name]
+    assert hooks == {manager_module.KINDS[kind] for kind in kinds}
+
+
+def test_a_process_that_uses_health_checks_imports_no_other_builtin_plugin():
+    """What `navarch daemon` loads: the health checks, not the providers or notifiers."""
+    script = """
+import sys
+from navarch.daemon.checks import load_health_checks
+from navarch.daemon.config import DaemonConfig
+from navarch.plugins.manager import installed_plugins
+
+plugins = installed_plugins()
+assert plugins.broken("health_check") == []
+checks = load_health_checks(plugins, DaemonConfig())
+print(len(checks))
+print(*sorted(m for m in sys.modules if m.startswith("navarch.plugins.builtin.")))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NAVARCH_DISABLE_PLUGIN_AUTOLOAD": "1"},
+        check=True,
+    )
+    count, modules = result.stdout.splitlines()
+    assert int(count) == 8
+    assert {m.split(".")[3] for m in modules.split()} == {"health_checks"}
+
+
+class _ChecksAndScalers:
+    """Registers a name a built-in already has, before that built-in is imported."""
+
+    @hookimpl
+    def navarch_health_checks(self, register):
+        register("power", object)
+        register("xid", object)
+
+    @hookimpl
+    def navarch_autoscalers(self, register):
+        register("steady", object)
+
+
+def test_a_builtin_keeps_its_name_whenever_it_is_imported():
+    plugins = load_plugins(entry_points=False, extra={"clash": _ChecksAndScalers()})
+    registry = plugins.registry("health_check")
+    assert registry["xid"].plugin == "health_checks"
+    assert "power" in registry
+    [broken] = plugins.broken("health_check")
+    assert broken.error == (
+        'health_check "xid" is registered by both plugin "health_checks" and plugin "clash"; '
+        "uninstall or disable one of them"
+    )
+    rows = {info.name: info.registered for info in plugins}
+    assert rows["clash"] == ["autoscaler:steady", "health_check:power"]
+    assert "health_check:xid" in rows["health_checks"]
 
 
 FAULTY_PLUGINS = """
