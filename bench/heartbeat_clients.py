@@ -14,6 +14,10 @@ the phases the bench sends it over a pipe and sends back what it saw:
 - ("daemons", interval): every node heartbeats like a daemon until ("stop",): once per interval,
   and after a failure it backs off with full jitter, waiting at least the `Retry-After` of a
   refusal, then reconnects and goes on with its node token.
+- ("touch",): every node sends `GET /healthz` on its connection, 64 at a time, so that the next
+  phase starts on open connections, as a fleet of heartbeating daemons has them (registering
+  10,000 nodes can take longer than the server's keep-alive on a slow machine, and the first
+  nodes' connections are then closed).
 - ("exit",): closes the connections.
 
 The requests are pre-encoded and written on raw trio sockets, so that the clients cost the shared
@@ -370,6 +374,19 @@ class Worker:
             nursery.cancel_scope.cancel()
         return dict(counts)
 
+    async def touch(self) -> tuple[()]:
+        limiter = trio.CapacityLimiter(64)
+        healthz = request("GET", "/healthz", self.hostport)
+
+        async def touch(connection: Connection) -> None:
+            async with limiter:
+                await connection.exchange(healthz)
+
+        async with trio.open_nursery() as nursery:
+            for connection in self.connections.values():
+                nursery.start_soon(touch, connection)
+        return ()
+
     async def close(self) -> None:
         for connection in self.connections.values():
             await connection.close()
@@ -386,6 +403,8 @@ async def _main(worker: Worker, pipe: Pipe) -> None:
             pipe.send(await worker.closed(*command[1:]))
         elif command[0] == "daemons":
             pipe.send(await worker.daemons(command[1], pipe))
+        elif command[0] == "touch":
+            pipe.send(await worker.touch())
         else:
             await worker.close()
             return

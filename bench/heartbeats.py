@@ -263,6 +263,8 @@ class Bench:
     ) -> tuple[list[clients.Row], int, Counter[str], float]:
         """Sends a phase to the clients; returns their rows, missed sends, errors and the server's
         CPU seconds over the phase."""
+        self.fleet.send("touch")
+        self.fleet.gather()
         start = time.time() + 1.0
         self.fleet.send(*command, start)
         time.sleep(max(0.0, start - time.time()))

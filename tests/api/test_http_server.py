@@ -12,8 +12,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
-import pytest
 import trio
+import trio.testing
 
 from navarch.api.http import HttpConfig, serve_http
 from navarch.api.server import bind, connection_limit
@@ -378,3 +378,33 @@ def test_the_open_file_limit_is_raised_and_caps_the_connections() -> None:
             assert connection_limit(hard) == hard - 256
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+class _AcceptSteps(trio.abc.Instrument):
+    """Counts the steps of the server's accept loop."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task.name.endswith("_Server.accept"):
+            self.steps += 1
+
+
+async def test_connections_waiting_in_the_backlog_are_taken_in_one_step() -> None:
+    # A busy server passes through trio's scheduler slowly; taking one connection a pass left
+    # thousands of reconnecting clients in the backlog for tens of seconds.
+    async with served(App()) as s:
+        # Connected in the kernel's backlog: the server gets no pass until the test awaits.
+        waiting = [socket.create_connection(("127.0.0.1", s.port)) for _ in range(50)]
+        clients = [trio.SocketStream(trio.socket.from_stdlib_socket(c)) for c in waiting]
+        s.clients += clients
+        counter = _AcceptSteps()
+        trio.lowlevel.add_instrument(counter)
+        await trio.testing.wait_all_tasks_blocked()
+        trio.lowlevel.remove_instrument(counter)
+        assert counter.steps <= 2
+        for client in clients:
+            await client.send_all(GET)
+        for client in clients:
+            assert (await read_until(client, b"\r\n\r\n")).startswith(b"HTTP/1.1 200 ")

@@ -1,10 +1,11 @@
 """Accepting connections up to a cap, and stopping: the server around `Connection`.
 
-At most `max_connections` connections are open at once; while the server is at the cap it
-accepts nothing, so that further clients wait in the kernel's listen backlog rather than in
-memory. After the shutdown trigger the server stops accepting, closes the connections that wait
-between requests, lets the answers in flight end (each then closes its connection) and cuts
-what remains after `graceful_timeout`.
+Connections waiting in the listen backlog are accepted in bursts (see `_Server.accept`). At most
+`max_connections` connections are open at once; while the server is at the cap it accepts
+nothing, so that further clients wait in the kernel's listen backlog rather than in memory.
+After the shutdown trigger the server stops accepting, closes the connections that wait between
+requests, lets the answers in flight end (each then closes its connection) and cuts what remains
+after `graceful_timeout`.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ _SKIP_ERRNOS = frozenset(
     )
     if hasattr(errno, name)
 )
+# Connections taken from the backlog in one step of the accept loop.
+_ACCEPT_BURST = 1024
 # Seconds between two log lines about running out of descriptors or memory.
 _PAUSE_LOG_EVERY = 10.0
 
@@ -85,8 +88,8 @@ async def serve_http(
         try:
             async with trio.open_nursery() as accepting:
                 for sock in sockets:
-                    listener = trio.socket.from_stdlib_socket(sock)
-                    accepting.start_soon(server.accept, listener, connections)
+                    sock.setblocking(False)
+                    accepting.start_soon(server.accept, sock, connections)
                 task_status.started([url_of(sock, scheme) for sock in sockets])
                 await shutdown_trigger()
                 accepting.cancel_scope.cancel()
@@ -108,39 +111,58 @@ class _Server:
         # Set when a connection closes, for an accept loop that waits at the cap.
         self._room = trio.Event()
 
-    async def accept(self, listener: trio.socket.SocketType, nursery: trio.Nursery) -> None:
+    async def accept(self, listener: socket.socket, nursery: trio.Nursery) -> None:
+        """Accepts connections on the non-blocking `listener` for as long as it runs.
+
+        The connections waiting in the backlog are taken in bursts of up to `_ACCEPT_BURST`
+        without a pass through trio's scheduler between them: when the process is busy, a pass
+        takes as long as every other runnable task's step, and accepting one connection per pass
+        left thousands of reconnecting clients in the backlog for tens of seconds.
+        """
         name = listener.getsockname()
-        server = (str(name[0]), int(name[1]))
+        server = (str(name[0]), int(name[1])) if isinstance(name, tuple) else ("", 0)
         logged = -math.inf
         while True:
-            while len(self.connections) >= self._max_connections:
-                if self._room.is_set():
-                    self._room = trio.Event()
-                await self._room.wait()
-            try:
-                sock, address = await listener.accept()
-            except OSError as exc:
-                if exc.errno in _PAUSE_ERRNOS:
-                    if trio.current_time() - logged >= _PAUSE_LOG_EVERY:
-                        logged = trio.current_time()
-                        log.error(
-                            "cannot accept a connection: %s; retrying every 0.1s (raise the "
-                            "open-file limit or lower server.max_connections)",
-                            exc.strerror,
-                        )
-                    await trio.sleep(0.1)
-                elif exc.errno not in _SKIP_ERRNOS:
-                    raise
-                continue
-            stream = trio.SocketStream(sock)
-            client = (str(address[0]), int(address[1])) if isinstance(address, tuple) else ("", 0)
-            if self._tls is None:
-                connection = Connection(self._site, stream, client, server)
+            for _ in range(_ACCEPT_BURST):
+                while len(self.connections) >= self._max_connections:
+                    if self._room.is_set():
+                        self._room = trio.Event()
+                    await self._room.wait()
+                try:
+                    sock, address = listener.accept()
+                except BlockingIOError:
+                    await trio.lowlevel.wait_readable(listener)
+                    break
+                except OSError as exc:
+                    if exc.errno in _PAUSE_ERRNOS:
+                        if trio.current_time() - logged >= _PAUSE_LOG_EVERY:
+                            logged = trio.current_time()
+                            log.error(
+                                "cannot accept a connection: %s; retrying every 0.1s (raise the "
+                                "open-file limit or lower server.max_connections)",
+                                exc.strerror,
+                            )
+                        await trio.sleep(0.1)
+                        break
+                    if exc.errno not in _SKIP_ERRNOS:
+                        raise
+                    continue
+                self._start(sock, address, server, nursery)
             else:
-                tls = trio.SSLStream(stream, self._tls, server_side=True)
-                connection = Connection(self._site, tls, client, server)
-            self.connections.add(connection)
-            nursery.start_soon(self._serve, connection)
+                await trio.lowlevel.checkpoint()  # a whole burst: the other tasks' turn
+
+    def _start(
+        self, sock: socket.socket, address: Any, server: tuple[str, int], nursery: trio.Nursery
+    ) -> None:
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+        client = (str(address[0]), int(address[1])) if isinstance(address, tuple) else ("", 0)
+        if self._tls is None:
+            connection = Connection(self._site, stream, client, server)
+        else:
+            tls = trio.SSLStream(stream, self._tls, server_side=True)
+            connection = Connection(self._site, tls, client, server)
+        self.connections.add(connection)
+        nursery.start_soon(self._serve, connection)
 
     async def _serve(self, connection: Connection) -> None:
         try:
