@@ -30,6 +30,7 @@ from contextlib import AsyncExitStack
 from functools import partial
 from pathlib import Path
 
+import attrs
 import trio
 
 from navarch.api.admission import Admission
@@ -178,13 +179,11 @@ async def serve_app(
     *,
     shutdown_trigger: Callable[[], Awaitable[None]] = trio.sleep_forever,
     tls: ssl.SSLContext | None = None,
-    max_connections: int | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serves `app` on `sockets` (from `bind`) with the limits of `server` until
     `shutdown_trigger` returns; starts with the URLs it serves on. With `tls` (from
-    `tls_context`) it serves https. `max_connections` (from `connection_limit`) overrides
-    `server.max_connections`.
+    `tls_context`) it serves https.
 
     After the trigger it stops accepting, closes idle connections and gives requests in flight
     `http.graceful_timeout` seconds.
@@ -195,7 +194,7 @@ async def serve_app(
         http,
         header_timeout=server.header_timeout.total_seconds(),
         body_timeout=server.body_timeout.total_seconds(),
-        max_connections=max_connections or server.max_connections,
+        max_connections=server.max_connections,
         tls=tls,
         shutdown_trigger=shutdown_trigger,
         task_status=task_status,
@@ -303,17 +302,9 @@ async def _serve(
                     max_connections,
                     max_connections // 2,
                 )
+            serving = attrs.evolve(server, max_connections=max_connections)
             binds = await nursery.start(
-                partial(
-                    serve_app,
-                    app,
-                    server,
-                    http,
-                    sockets,
-                    shutdown_trigger=stop.wait,
-                    tls=tls,
-                    max_connections=max_connections,
-                )
+                partial(serve_app, app, serving, http, sockets, shutdown_trigger=stop.wait, tls=tls)
             )
             on_ready(f"navarch control plane listening on {binds[0]} (store: {store.location})")
             await stop.wait()

@@ -221,6 +221,7 @@ class Plugins:
 
     def add_plugin(self, module: Any, info: PluginInfo) -> None:
         """Registers one plugin module or object and collects what its hooks offer."""
+        self.infos[info.name] = info
         entry = _Entry(info)
         self._entries.append(entry)
         self._register(module, entry)
@@ -232,7 +233,6 @@ class Plugins:
 
     def _register(self, module: Any, entry: _Entry) -> None:
         info = entry.info
-        self.infos[info.name] = info
         try:
             self.manager.register(module, name=info.name)
             self.manager.check_pending()

@@ -100,6 +100,11 @@ async def serve_http(
             connections.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
 
 
+def _host_port(address: Any) -> tuple[str, int]:
+    """An IP socket's (host, port), as ASGI gives `client` and `server`; ("", 0) for a Unix one."""
+    return (str(address[0]), int(address[1])) if isinstance(address, tuple) else ("", 0)
+
+
 class _Server:
     """The open connections, and the accept loops that keep them under the cap."""
 
@@ -120,7 +125,7 @@ class _Server:
         left thousands of reconnecting clients in the backlog for tens of seconds.
         """
         name = listener.getsockname()
-        server = (str(name[0]), int(name[1])) if isinstance(name, tuple) else ("", 0)
+        server = _host_port(name)
         logged = -math.inf
         while True:
             for _ in range(_ACCEPT_BURST):
@@ -155,7 +160,7 @@ class _Server:
         self, sock: socket.socket, address: Any, server: tuple[str, int], nursery: trio.Nursery
     ) -> None:
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
-        client = (str(address[0]), int(address[1])) if isinstance(address, tuple) else ("", 0)
+        client = _host_port(address)
         if self._tls is None:
             connection = Connection(self._site, stream, client, server)
         else:
