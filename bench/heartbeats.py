@@ -362,6 +362,11 @@ class Bench:
             f"p99 {_percentile(refused, 0.99) * 1000:.1f} ms; deferred by Retry-After "
             f"{self.deferred}"
         )
+        buckets = Counter(int(sent // 10) for sent, _, outcome in rows if outcome == clients.OK)
+        print(
+            "  accepted/s by 10 s of the phase: "
+            + " ".join(f"{buckets[i] / 10:.0f}" for i in range(int(duration // 10)))
+        )
         self.check_fleet("after overload")
 
     def restart(self) -> None:

@@ -12,25 +12,28 @@ A call is refused when:
   wait most of their time, so they have a bound of their own and do not count in the first;
 - it is a registration (`RegisterNode`) and `max_registrations` are in flight already, which paces
   a whole fleet registering again after a restart;
-- the process is saturated: calls wait longer than `max_queue_delay` to run. Under trio a
-  saturated process queues requests in its run queue before the app sees them, so the count in
-  flight stays low while each call waits. `watch` measures the wait as the event loop's lag (how
-  late a short sleep wakes, late on two ticks in a row, so that one slow step sheds nothing); a
-  server that stamps when a request arrived (`scope["extensions"]["navarch.received"]`, in trio
-  time) also has each request's own age checked. The share refused grows with the wait past the
-  limit, from none at `max_queue_delay` to one call in two at 1.5 times it, and the refused calls
-  are spread evenly among the admitted ones. Over HTTP a refusal still costs the server most of
-  what a heartbeat costs (reading the request and writing the answer), so refusing more would
-  lower what it serves without shortening the wait; the clients' back-off on `Retry-After` is
-  what lowers the load.
+- the call waited longer than `max_queue_delay` to run. Under trio a saturated process queues
+  requests in its run queue before the app sees them, so the count in flight stays low while each
+  call waits. The wait is measured per call (`navarch.api.load.LoadMeter.waited`): the time since
+  the scheduler pass that runs it began, when the network events that woke the pass's tasks were
+  collected. The share refused grows with the wait, from none at `max_queue_delay` to all at
+  twice it, spread evenly among the calls, so that a pass runs at most about twice the limit's
+  worth of calls and what arrives meanwhile waits for the next pass. A server that stamps when a
+  request arrived (`scope["extensions"]["navarch.received"]`, in trio time) also has that wait
+  checked.
+
+navarch's HTTP server asks `shed` before it parses a request that arrived whole, and writes the
+refusal encoded in advance (`Refusal.raw`): a refusal then costs the server a small part of what a
+heartbeat costs (measured in docs/performance.md), so the excess is turned away at once, not
+served slowly. `refuse` then checks the bounds in flight of the calls let through.
 
 A refusal is HTTP 503 with the Connect code `unavailable` and a `Retry-After` header. Its seconds
-grow while the overload lasts: one more after each second in which calls were refused, up to
-`MAX_RETRY_AFTER`, and one less after each second without a refusal. Over HTTP a refusal costs the
-server most of what a call costs, so the excess must be turned away by few refusals, each keeping
-its client away for long; the clients add a random part of the hint, so that a storm's clients
-come back spread out. Times come from
-`trio.current_time()`, so admission runs unchanged on `MockClock`.
+double after each `WINDOW` in which calls were refused, up to `MAX_RETRY_AFTER`, and halve after
+each `_QUIET` seconds without a refusal: a long overload is turned away by few refusals, each
+keeping its client away for a while; the clients add a random part of the hint, so that a storm's
+clients come back spread out. A longer cap was measured to keep too many clients away after the
+first seconds of an overload, while the server idled. Times come from `trio.current_time()`, so
+admission runs unchanged on `MockClock`.
 """
 
 from __future__ import annotations
@@ -43,15 +46,14 @@ import trio
 from attrs import frozen
 
 from navarch.api.codec import ApiError
+from navarch.api.load import LoadMeter
 from navarch.config import ServerConfig
 
-MAX_RETRY_AFTER = 30
-# How often `watch` measures the event loop's lag, in seconds.
-TICK = 0.05
+MAX_RETRY_AFTER = 10
 # Seconds over which refusals are counted for `Retry-After`.
-_WINDOW = 1.0
-# The largest share of calls refused for the wait alone: at twice the saturation rate, the excess.
-_MOST_SHED = 0.5
+WINDOW = 1.0
+# Seconds without a refusal that halve the `Retry-After`.
+_QUIET = 2.0
 
 CALLS, LONG_POLLS, REGISTRATIONS = "calls", "long_polls", "registrations"
 _KINDS = {"GetNodeCommands": LONG_POLLS, "RegisterNode": REGISTRATIONS}
@@ -59,18 +61,20 @@ _KINDS = {"GetNodeCommands": LONG_POLLS, "RegisterNode": REGISTRATIONS}
 
 @frozen
 class Refusal:
-    """The two ASGI messages of one refusal, built once and sent as they are."""
+    """One refusal, built once and sent as it is: its two ASGI messages, and the whole HTTP/1.1
+    answer for a server that refuses before parsing the request (`shed`)."""
 
     start: Mapping[str, Any]
     body: Mapping[str, Any]
+    raw: bytes
 
 
 class Admission:
     """Counts the calls in flight and decides, per call, whether it starts or is refused.
 
-    `refuse` is called when a call arrives and `leave` when a call it admitted ends. `refused`
-    counts the refusals by method name, `in_flight` the calls by kind (`calls` includes the
-    registrations).
+    `refuse` is called when a call arrives and `leave` when a call it admitted ends; a server
+    that refuses before parsing asks `shed` first. `refused` counts the refusals by method name,
+    `in_flight` the calls by kind (`calls` includes the registrations).
     """
 
     def __init__(
@@ -80,22 +84,27 @@ class Admission:
         max_long_polls: int = 20_000,
         max_registrations: int = 50,
         max_queue_delay: float = 0.5,
+        meter: LoadMeter | None = None,
     ) -> None:
         self.max_in_flight = max_in_flight
         self.max_long_polls = max_long_polls
         self.max_registrations = max_registrations
         self.max_queue_delay = max_queue_delay
+        self.meter = meter or LoadMeter()
         self.in_flight = {CALLS: 0, LONG_POLLS: 0, REGISTRATIONS: 0}
-        # The event loop's lag as `watch` last measured it, in seconds.
-        self.delay = 0.0
         self.refused: dict[str, int] = {}
-        # Refusals owed for the wait past the limit: one is made each time this reaches 1.
-        self._owed = 0.0
         self._window_end = -math.inf
-        self._refused = 0
+        self._shed = 0  # refusals in this window
+        # Refusals owed for waits past the limit: one is made each time this reaches 1.
+        self._owed = 0.0
         self._replies: dict[tuple[str, int], Refusal] = {}
         # The Retry-After of refusals now, in seconds: see `_roll`.
         self._hint = 1
+
+    @property
+    def delay(self) -> float:
+        """The event loop's lag as last measured, in seconds."""
+        return self.meter.delay
 
     @classmethod
     def from_config(cls, server: ServerConfig) -> Admission:
@@ -108,35 +117,58 @@ class Admission:
 
     def refuse(self, method: str, extensions: Mapping[str, Any] | None = None) -> Refusal | None:
         """None when `method` may start now (it is then counted in flight until `leave`), else
-        the reply that refuses it."""
-        now = trio.current_time()
-        if now >= self._window_end:
-            self._roll(now)
+        the reply that refuses it. A call that `shed` let through (`navarch.shed` set in
+        `extensions`) is not checked for its wait again."""
         kind = _KINDS.get(method, CALLS)
-        received = None if extensions is None else extensions.get("navarch.received")
-        delay = self.delay if received is None else max(self.delay, now - received)
-        late = delay > self.max_queue_delay and self._late(delay)
-        reason = "delay" if late else self._full(kind)
+        reason = self._full(kind)
+        if not reason and kind != LONG_POLLS:
+            extensions = extensions or {}
+            if not extensions.get("navarch.shed") and self._late(extensions):
+                reason = "delay"
         if not reason:
             self.in_flight[kind] += 1
             if kind == REGISTRATIONS:
                 self.in_flight[CALLS] += 1
             return None
+        return self._refusal(method, reason)
+
+    def shed(self, method: str) -> Refusal | None:
+        """The refusal of a call to `method` that waited too long to run, or None: what a server
+        asks before it parses the request. A call let through here then goes to `refuse` with
+        `navarch.shed` set, which checks the bounds in flight."""
+        if _KINDS.get(method) == LONG_POLLS or not self._late({}):
+            return None
+        return self._refusal(method, "delay")
+
+    def _late(self, extensions: Mapping[str, Any]) -> bool:
+        """Whether the call running now is one refused for its wait: it waited longer than
+        `max_queue_delay` to run, since the scheduler pass it runs in began
+        (`LoadMeter.waited`) or, for a server that stamps when a request arrived
+        (`navarch.received`, in trio time), since then. The share refused grows with the wait,
+        from none at `max_queue_delay` to all at twice it, spread evenly among the calls."""
+        waited = self.meter.waited()
+        received = extensions.get("navarch.received")
+        if received is not None:
+            waited = max(waited, trio.current_time() - received)
+        if waited <= self.max_queue_delay:
+            return False
+        self._owed += min(1.0, waited / self.max_queue_delay - 1)
+        if self._owed < 1:
+            return False
+        self._owed -= 1
+        return True
+
+    def _refusal(self, method: str, reason: str) -> Refusal:
+        now = trio.current_time()
+        if now >= self._window_end:
+            self._roll(now)
         retry_after = self._hint
-        self._refused += 1
+        self._shed += 1
         self.refused[method] = self.refused.get(method, 0) + 1
         reply = self._replies.get((reason, retry_after))
         if reply is None:
             reply = self._replies[reason, retry_after] = self._reply(reason, retry_after)
         return reply
-
-    def _late(self, delay: float) -> bool:
-        """Whether this call is one of the share refused at a wait of `delay`, past the limit."""
-        self._owed += min(_MOST_SHED, delay / self.max_queue_delay - 1)
-        if self._owed < 1:
-            return False
-        self._owed -= 1
-        return True
 
     def _full(self, kind: str) -> str:
         """The bound that `kind` has reached, or "" when it may start."""
@@ -156,31 +188,21 @@ class Admission:
         if kind == REGISTRATIONS:
             self.in_flight[CALLS] -= 1
 
-    async def watch(self, tick: float = TICK) -> None:
-        """Measures the event loop's lag every `tick` seconds, for as long as it runs."""
-        previous = 0.0
-        while True:
-            asleep = trio.current_time()
-            await trio.sleep(tick)
-            late = trio.current_time() - asleep - tick
-            self.delay = min(previous, late)
-            previous = late
+    async def watch(self) -> None:
+        """Measures the event loop's load for as long as it runs (`LoadMeter.watch`)."""
+        await self.meter.watch()
 
     def _roll(self, now: float) -> None:
-        """Starts a new window of `_WINDOW` seconds. The Retry-After grows by a second after
-        each window in which calls were refused, up to `MAX_RETRY_AFTER`, and falls by one after
-        each in which none were: a refused client stays away longer while the overload lasts, so
-        that few refusals keep the load down (each costs the server nearly what a call costs),
-        and comes back sooner once it has passed. (Doubling and halving instead was measured to
-        overshoot: clients stayed away while the server idled.)"""
-        if now >= self._window_end + _WINDOW:
-            self._hint = 1  # no call at all for a whole window: the overload is over
-        elif self._refused:
-            self._hint = min(MAX_RETRY_AFTER, self._hint + 1)
+        """Starts a new window of `WINDOW` seconds at the first refusal past the last window. The
+        Retry-After doubles when the last window (which had refusals) ended just now, up to
+        `MAX_RETRY_AFTER`, and halves for each whole window since then without a refusal."""
+        gap = now - self._window_end
+        if gap < WINDOW:
+            self._hint = min(MAX_RETRY_AFTER, self._hint * 2)
         else:
-            self._hint = max(1, self._hint - 1)
-        self._refused = 0
-        self._window_end = now + _WINDOW
+            self._hint = max(1, self._hint >> int(min(gap, 8 * _QUIET) / _QUIET))
+        self._shed = 0
+        self._window_end = now + WINDOW
 
     def _reply(self, reason: str, retry_after: int) -> Refusal:
         why = {
@@ -196,15 +218,16 @@ class Admission:
         }[reason]
         message = f"the control plane is overloaded: {why}; retry in {retry_after} s"
         body = ApiError("unavailable", message).to_json()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", b"%d" % len(body)),
+            (b"retry-after", b"%d" % retry_after),
+        ]
         return Refusal(
-            start={
-                "type": "http.response.start",
-                "status": 503,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"retry-after", str(retry_after).encode()),
-                ],
-            },
+            start={"type": "http.response.start", "status": 503, "headers": headers},
             body={"type": "http.response.body", "body": body},
+            raw=b"HTTP/1.1 503 Service Unavailable\r\n"
+            + b"".join(b"%s: %s\r\n" % header for header in headers)
+            + b"\r\n"
+            + body,
         )

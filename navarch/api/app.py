@@ -41,6 +41,8 @@ from navarch.controlplane import Caller, ControlPlane
 from navarch.controlplane.leadership import Leadership
 from navarch.store import StoreError
 
+_SERVICE_PATH = SERVICE_PATH.encode()
+
 # ASGI scopes and messages, read as mappings. A sent message is Any: each server declares its own
 # type for it (hypercorn's TypedDicts, httpx's dicts), and the app must fit them all.
 Scope = Mapping[str, Any]
@@ -200,6 +202,30 @@ class ControlPlaneApp:
     async def _openapi_json(self, send: Send) -> None:
         await _send(send, 200, self._openapi, _JSON)
 
+    def shed(self, method: bytes, target: bytes) -> bytes | None:
+        """The server's early refusal (`navarch.api.http.config.Shed`): the whole answer that
+        refuses an API call past the rate that admission control lets through, or None."""
+        admission = self.admission
+        if admission is None or method != b"POST" or not target.startswith(_SERVICE_PATH):
+            return None
+        name = target[len(_SERVICE_PATH) :].decode("ascii", "replace")
+        if name not in METHODS:
+            return None
+        refusal = admission.shed(name)
+        if refusal is None:
+            return None
+        self._overloaded(name)
+        return refusal.raw
+
+    def _overloaded(self, name: str) -> None:
+        """A call to `name` was refused for load. A node whose heartbeat is refused is silent
+        through no fault of its own; other refusals (a long poll or registration past its own
+        bound, an unknown method) leave heartbeats through and must not hold off finding lost
+        nodes."""
+        shown = self._shown() if name == "SendHeartbeat" else None
+        if shown is not None:
+            shown.book.monitor.overloaded()
+
     async def _rpc(self, scope: Scope, receive: Receive, send: Send) -> None:
         admission = self.admission
         if admission is None:
@@ -210,12 +236,7 @@ class ControlPlaneApp:
             name = "unknown"
         refusal = admission.refuse(name, scope.get("extensions"))
         if refusal is not None:
-            # A node whose heartbeat is refused for load is silent through no fault of its own.
-            # Other refusals (a long poll or registration past its own bound, an unknown method)
-            # leave heartbeats through and must not hold off finding lost nodes.
-            shown = self._shown() if name == "SendHeartbeat" else None
-            if shown is not None:
-                shown.book.monitor.overloaded()
+            self._overloaded(name)
             await send(refusal.start)
             await send(refusal.body)
             return

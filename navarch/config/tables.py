@@ -56,7 +56,7 @@ class ServerConfig:
     max_long_polls: int = field(default=20_000, validator=validators.at_least(1))
     max_registrations: int = field(default=50, validator=validators.at_least(1))
     max_queue_delay: timedelta = field(
-        default=timedelta(milliseconds=500), validator=validators.positive
+        default=timedelta(milliseconds=250), validator=validators.positive
     )
     # How long a terminated node is kept after it was last heard from; then it is pruned from the
     # store, and its events once they are as old.

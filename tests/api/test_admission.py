@@ -3,8 +3,10 @@ event loop's lag, each refused at once with `unavailable` and a Retry-After."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,8 +21,9 @@ from support.serving import ADMIN_TOKEN, JOIN_TOKEN, SERVER, post
 from support.store_snapshot import snapshot
 
 from navarch.api import methods
-from navarch.api.admission import TICK, Admission
+from navarch.api.admission import MAX_RETRY_AFTER, WINDOW, Admission
 from navarch.api.app import ControlPlaneApp
+from navarch.api.load import LoadMeter
 from navarch.api.server import bind, http_config, serve_app
 from navarch.config import ServerConfig
 from navarch.controlplane import ControlPlane
@@ -186,53 +189,98 @@ async def test_registrations_are_paced_within_the_calls_in_flight(
         assert admission.in_flight == {"calls": 0, "long_polls": 0, "registrations": 0}
 
 
-async def test_a_lagging_event_loop_sheds_calls_but_not_the_pages(
-    tmp_path: Path, mock_clock: trio.testing.MockClock
+async def test_a_call_that_waited_too_long_to_run_is_refused_before_parsing_but_no_page_is(
+    tmp_path: Path, mock_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with _serving(tmp_path / "navarch.db", SERVER) as (client, service, _):
+    path = tmp_path / "navarch.db"
+    async with _serving(path, SERVER) as (client, service, admission):
         token = await _joined(client, "n1")
         await _joined(client, "silent")
-
-        async def late_by(seconds: float) -> None:
-            # The lifespan's lag watch sleeps one tick; jumping further makes it wake late.
-            mock_clock.jump(TICK + seconds)
-            await trio.testing.wait_all_tasks_blocked()
+        mock_clock.jump(2.0)
+        before = snapshot(path)
+        # The scheduler pass that runs each call began this long ago.
+        waited = 0.0
+        monkeypatch.setattr(admission.meter, "waited", lambda: waited)
 
         async def beat() -> httpx.Response:
             return await post(client, "SendHeartbeat", {"nodeId": "n1"}, token=token)
 
-        await late_by(1.0)
-        # One late tick is one slow step, not saturation.
-        assert [(await beat()).status_code for _ in range(2)] == [200, 200]
-        await late_by(1.0)
-        # Twice the limit: one call in two is refused.
+        waited = 0.25
         assert (await beat()).status_code == 200
-        code, _, message = _refusal(await beat())
-        assert (code, message) == (
+        # Past the limit, the share refused grows with the wait: all at twice the limit. The
+        # server refuses before parsing: a body that would not decode gets the same answer.
+        waited = 0.5
+        code, retry_after, message = _refusal(await beat())
+        assert (code, retry_after, message) == (
             503,
-            "the control plane is overloaded: calls wait over 0.5s to run "
+            "1",
+            "the control plane is overloaded: calls wait over 0.25s to run "
             "(server.max_queue_delay); retry in 1 s",
         )
+        garbage = await post(client, "SendHeartbeat", b"{not json", token=token)
+        assert garbage.status_code == 503
+        waited = 0.375
+        replies = [(await beat()).status_code for _ in range(4)]
+        assert replies == [200, 503, 200, 503]
         for page in ("/healthz", "/metrics"):
             assert (await client.get(page)).status_code == 200, page
-        await late_by(0.0)
-        assert [(await beat()).status_code for _ in range(2)] == [200, 200]
+        shown = (await client.get("/metrics")).text
+        assert 'navarch_api_refused_total{method="SendHeartbeat"} 4.0' in shown
+        waited = 0.0
+        assert (await beat()).status_code == 200
 
-        # The heartbeat timeout is 30 s. The refusal at 2.1 s holds the silent node's loss until
-        # 32.1 s, though it was last heard from at 0 s.
+        # The heartbeat timeout is 30 s. The refusals at 2 s hold the silent node's loss until
+        # 32 s, though it was last heard from at 0 s.
         mock_clock.jump(31.5 - trio.current_time())
         await trio.testing.wait_all_tasks_blocked()
         assert await status(service, "silent") is ACTIVE
         mock_clock.jump(3.1)
         await trio.testing.wait_all_tasks_blocked()
         assert await status(service, "silent") is UNHEALTHY
+        assert snapshot(path) != before  # the admitted heartbeats were kept
 
 
-async def test_retry_after_grows_with_the_overload_and_is_capped(
+async def test_calls_in_a_scheduler_pass_that_runs_long_are_refused_over_real_http(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real time: heartbeats that each hold the event loop for 20 ms arrive together; the ones
+    whose turn comes more than twice `max_queue_delay` after their pass began are refused at
+    once, and every answer is either the heartbeat's or the refusal."""
+    method = methods.METHODS["SendHeartbeat"]
+
+    async def slow(cp: ControlPlane, request: Any, caller: Any) -> Any:
+        time.sleep(0.02)  # holds the event loop, as a busy control plane does
+        return await method.handler(cp, request, caller)
+
+    server = attrs.evolve(SERVER, max_queue_delay=timedelta(milliseconds=50))
+    async with _serving(tmp_path / "navarch.db", server) as (client, _, admission):
+        tokens = [await _joined(client, f"n{i}") for i in range(40)]
+        monkeypatch.setitem(methods.METHODS, "SendHeartbeat", attrs.evolve(method, handler=slow))
+        codes: list[int] = []
+
+        async def beat(i: int, go: trio.Event) -> None:
+            async with httpx.AsyncClient(base_url=str(client.base_url), timeout=30) as own:
+                await own.get("/healthz")  # connected before the burst
+                await go.wait()
+                reply = await post(own, "SendHeartbeat", {"nodeId": f"n{i}"}, token=tokens[i])
+                codes.append(reply.status_code)
+                if reply.status_code == 503:
+                    assert int(reply.headers["retry-after"]) >= 1
+
+        go = trio.Event()
+        async with trio.open_nursery() as nursery:
+            for i in range(40):
+                nursery.start_soon(beat, i, go)
+            await trio.sleep(0.5)
+            go.set()
+        assert set(codes) == {200, 503}, codes
+        assert admission.refused["SendHeartbeat"] == codes.count(503)
+
+
+async def test_retry_after_doubles_while_calls_are_refused_and_halves_after(
     mock_clock: trio.testing.MockClock,
 ) -> None:
-    admission = Admission(max_in_flight=2)
-    assert admission.refuse("SendHeartbeat") is None
+    admission = Admission(max_in_flight=1)
     assert admission.refuse("SendHeartbeat") is None
 
     def retry_after() -> int:
@@ -241,26 +289,20 @@ async def test_retry_after_grows_with_the_overload_and_is_capped(
         headers = dict(refusal.start["headers"])
         return int(headers[b"retry-after"])
 
-    # It grows by a second after each second with refusals, so that a long overload is turned
-    # away by few refusals that each keep a client away for long; it is capped.
+    # It doubles after each window with refusals, so that a long overload is turned away by
+    # few refusals that each keep a client away for long; it is capped.
     seen = []
-    for _ in range(35):
-        seen.append(retry_after())
-        mock_clock.jump(1)
-    assert seen[:7] == [1, 2, 3, 4, 5, 6, 7]
-    assert seen[-6:] == [30] * 6
-    # It falls by a second after each second without a refusal...
-    admission.leave("SendHeartbeat")
-    assert admission.refuse("SendHeartbeat") is None  # closes the last window with refusals
-    mock_clock.jump(1)
-    admission.leave("SendHeartbeat")
-    assert admission.refuse("SendHeartbeat") is None
-    mock_clock.jump(1)
-    assert retry_after() == 28  # two seconds without a refusal
-    # ...and falls back to 1 after a whole second with no call at all.
-    mock_clock.jump(2.5)
+    for _ in range(8):
+        seen += [retry_after(), retry_after()]
+        mock_clock.jump(WINDOW)
+    assert seen == [1, 1, 2, 2, 4, 4, 8, 8] + [MAX_RETRY_AFTER] * 8
+    # It halves for each two seconds without a refusal...
+    mock_clock.jump(4.0)
+    assert retry_after() == MAX_RETRY_AFTER // 4
+    # ...down to 1.
+    mock_clock.jump(60.0)
     assert retry_after() == 1
-    assert admission.refused == {"SendHeartbeat": 37}
+    assert admission.refused == {"SendHeartbeat": 18}
 
 
 async def test_a_request_that_waited_too_long_to_reach_the_app_is_refused(
@@ -270,20 +312,39 @@ async def test_a_request_that_waited_too_long_to_reach_the_app_is_refused(
     received = trio.current_time()
     assert admission.refuse("SendHeartbeat", {"navarch.received": received}) is None
     mock_clock.jump(0.5)
-    late = [admission.refuse("SendHeartbeat", {"navarch.received": received}) for _ in range(4)]
-    assert [reply is None for reply in late] == [True, False, True, False]
+    late = [admission.refuse("SendHeartbeat", {"navarch.received": received}) for _ in range(2)]
+    assert [reply is None for reply in late] == [False, False]
+    # A call the server's early refusal let through is not refused for its wait again.
+    shed = {"navarch.received": received, "navarch.shed": True}
+    assert admission.refuse("SendHeartbeat", shed) is None
     assert admission.refuse("SendHeartbeat", {"navarch.received": trio.current_time()}) is None
-    assert admission.in_flight["calls"] == 4
+    assert admission.in_flight["calls"] == 3
 
 
-async def test_the_share_refused_grows_with_the_wait_past_the_limit(
-    mock_clock: trio.testing.MockClock,
-) -> None:
-    admission = Admission(max_in_flight=1000, max_queue_delay=0.25)
-    for delay, refused in ((0.25, 0), (0.3125, 2), (0.375, 5), (0.5, 5), (3.0, 5)):
-        admission.delay = delay
-        replies = [admission.refuse("SendHeartbeat") for _ in range(10)]
-        assert sum(reply is not None for reply in replies) == refused, delay
+async def test_the_meter_measures_how_long_each_task_of_a_pass_waited() -> None:
+    """Real time: 10 tasks woken together each hold the loop 20 ms; the last to run waited for
+    the other nine."""
+    meter = LoadMeter()
+    assert meter.waited() == 0.0  # not watching
+    waits: list[float] = []
+    go = trio.Event()
+
+    async def task() -> None:
+        await go.wait()
+        waits.append(meter.waited())
+        time.sleep(0.02)  # holds the event loop
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(meter.watch)
+        for _ in range(10):
+            nursery.start_soon(task)
+        await trio.sleep(0.1)
+        go.set()
+        await trio.sleep(0.3)
+        nursery.cancel_scope.cancel()
+    assert min(waits) < 0.02
+    assert max(waits) >= 0.18
+    assert meter.waited() == 0.0
 
 
 def test_the_server_table_checks_the_admission_keys() -> None:

@@ -19,14 +19,19 @@ from navarch.api.http import HttpConfig, serve_http
 from navarch.api.server import bind, connection_limit
 
 GET = b"GET /echo HTTP/1.1\r\nHost: t\r\n\r\n"
+SHED = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\nretry-after: 3\r\n\r\nbusy"
 
 
 @attrs.define
 class App:
     """Answers `/echo` with the body it read, `/scope` with what the server told it, `/stream`
-    with parts until the client goes away, `/gate` once `gate` is set."""
+    with parts until the client goes away, `/gate` once `gate` is set; refuses POSTs to `/shed`
+    early (`shed`)."""
 
     gate: trio.Event = attrs.field(factory=trio.Event)
+    # The paths the app was called for, and the targets its early refusal was asked about.
+    called: list[str] = attrs.field(factory=list)
+    asked: list[bytes] = attrs.field(factory=list)
     entered: trio.Event = attrs.field(factory=trio.Event)
     disconnected: trio.Event = attrs.field(factory=trio.Event)
     lifespan: list[str] = attrs.field(factory=list)
@@ -40,6 +45,7 @@ class App:
                 if message["type"] == "lifespan.shutdown":
                     return
         path = scope["path"]
+        self.called.append(path)
         if path == "/stream":
             await self._stream(receive, send)
             return
@@ -66,6 +72,7 @@ class App:
             shown["client"] = list(scope["client"])
             shown["server"] = list(scope["server"])
             shown["received"] = isinstance(scope["extensions"]["navarch.received"], float)
+            shown["shed"] = scope["extensions"]["navarch.shed"]
             body = json.dumps(shown).encode()
         await send(
             {
@@ -75,6 +82,10 @@ class App:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+    def shed(self, method: bytes, target: bytes) -> bytes | None:
+        self.asked.append(target)
+        return SHED if method == b"POST" and target.startswith(b"/shed") else None
 
     async def _stream(self, receive: Any, send: Any) -> None:
         await receive()
@@ -213,7 +224,8 @@ async def test_connection_close_is_honoured() -> None:
 
 
 async def test_the_scope_says_what_the_request_and_connection_are() -> None:
-    async with served(App()) as s:
+    app = App()
+    async with served(app) as s:
         stream = await s.connect()
         await stream.send_all(b"GET /a%20b/scope?x=1 HTTP/1.1\r\nHost: t\r\nX-Thing: v\r\n\r\n")
         await stream.send_all(b"GET /scope?x=1&y=2 HTTP/1.1\r\nHost: t\r\nX-Thing: V\r\n\r\n")
@@ -231,6 +243,55 @@ async def test_the_scope_says_what_the_request_and_connection_are() -> None:
         assert shown["client"][0] == "127.0.0.1"
         assert shown["server"] == ["127.0.0.1", s.port]
         assert shown["received"]
+        # GETs are never refused early: the app's early refusal was not asked.
+        assert (shown["shed"], app.asked) == (False, [])
+
+
+async def test_a_whole_post_the_app_refuses_early_is_answered_unparsed_and_served_on() -> None:
+    app = App()
+    async with served(app) as s:
+        stream = await s.connect()
+        await stream.send_all(post("/shed/x", b'{"a": 1}'))
+        assert await read_until(stream, b"busy") == SHED
+        await stream.send_all(post("/shed/y", b""))
+        assert await read_until(stream, b"busy") == SHED
+        # One the app lets through is parsed and served, and the app knows it was asked.
+        await stream.send_all(post("/echo/scope", b"{}"))
+        data = await read_until(stream, b"}")
+        assert json.loads(data[data.index(b"{") :])["shed"] is True
+        assert app.asked == [b"/shed/x", b"/shed/y", b"/echo/scope"]
+        assert app.called == ["/echo/scope"]
+
+
+async def test_a_post_that_asks_more_than_an_answer_or_came_in_parts_reaches_the_app() -> None:
+    """Closing, a chunked body, `100 Continue`, HTTP/1.0, a body longer or shorter than its
+    length, pipelined requests and a request that arrives in two parts are parsed as ever: the
+    app's early refusal is not asked, and the app answers."""
+    app = App()
+    chunked = b"POST /shed/c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+    chunked += b"3\r\nabc\r\n0\r\n\r\n"
+    async with served(app) as s:
+        for request in (
+            post("/shed/a", b"x", b"Connection: close\r\n"),
+            chunked,
+            post("/shed/b", b"", b"Expect: 100-continue\r\n"),
+            post("/shed/d", b"x").replace(b"HTTP/1.1", b"HTTP/1.0"),
+            post("/shed/e", b"x") + b"y",
+            post("/shed/f", b"x") + post("/shed/g", b"x"),
+        ):
+            stream = await s.connect()
+            await stream.send_all(request)
+            assert (await read_until(stream, b"\r\n\r\n")).startswith(b"HTTP/1.1 "), request
+        stream = await s.connect()
+        whole = post("/shed/h", b"xyz")
+        await stream.send_all(whole[:-3])
+        await trio.testing.wait_all_tasks_blocked()
+        await stream.send_all(whole[-3:])
+        assert (await read_until(stream, b"xyz")).startswith(b"HTTP/1.1 200 ")
+        await trio.testing.wait_all_tasks_blocked()
+    assert app.asked == []
+    assert app.called[:3] == ["/shed/a", "/shed/c", "/shed/b"]
+    assert "/shed/h" in app.called
 
 
 async def test_a_head_request_gets_the_headers_alone_and_the_connection_serves_on() -> None:

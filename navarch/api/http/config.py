@@ -12,6 +12,11 @@ import attrs
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[Mapping[str, Any]], Awaitable[None]]
 App = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
+# An app's early refusal (its `shed` attribute, where it has one): given a request's method and
+# target, the whole HTTP answer that refuses it, or None to serve it. The server asks it before
+# parsing a request that arrived whole, so that refusing under load costs little; a request it
+# lets through reaches the app with `scope["extensions"]["navarch.shed"]` set.
+Shed = Callable[[bytes, bytes], bytes | None]
 
 # h11's default cap on a request line and its headers, as hypercorn had it.
 MAX_HEADER_BYTES = 16 * 1024

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from typing import Any
 from urllib.parse import unquote
 
@@ -31,7 +32,7 @@ import attrs
 import h11
 import trio
 
-from navarch.api.http.config import App
+from navarch.api.http.config import App, Shed
 
 log = logging.getLogger("navarch.http")
 
@@ -51,6 +52,10 @@ def _refusal(status: int) -> bytes:
 
 
 _REQUEST_TIMEOUT = _refusal(408)
+# In a request head in lower case, for the early refusal: the body's length, and the headers that
+# ask for more than an answer (to close, a chunked body, `100 Continue`).
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d{1,12})[ \t]*\r")
+_UNSHED = re.compile(rb"\r\n(?:connection:[^\r]*close|transfer-encoding:|expect:)")
 
 
 @attrs.define
@@ -64,6 +69,8 @@ class Site:
     max_header_bytes: int
     # "http" or "https".
     scheme: str
+    # The app's early refusal (`navarch.api.http.config.Shed`), if it has one.
+    shed: Shed | None = None
     # Set once the server stops: answers close their connections.
     stopping: bool = False
 
@@ -81,6 +88,7 @@ class Connection:
         "_received",
         "_scope",
         "_server",
+        "_shed_passed",
         "_site",
         "_start",
         "_state",
@@ -117,6 +125,8 @@ class Connection:
         self._continue_owed = False
         # Set while `receive` waits for the client to go away; cancelled when the answer ends.
         self._waiter: trio.CancelScope | None = None
+        # Set when the app's early refusal let the request that is parsed next through.
+        self._shed_passed = False
 
     def stop_if_idle(self) -> None:
         """Closes the connection now if it waits between requests (the server stops)."""
@@ -154,6 +164,15 @@ class Connection:
                         return
                     self._state = _HEADERS
                     self._scope.deadline = trio.current_time() + site.header_timeout
+                if site.shed is not None and h.their_state is h11.IDLE:
+                    answer = self._shed(data)
+                    if answer is not None:
+                        await self._write(answer)
+                        if self._gone or site.stopping:
+                            return
+                        self._state = _WAITING
+                        self._scope.deadline = trio.current_time() + site.keep_alive_timeout
+                        continue
                 h.receive_data(bytes(data))
             elif type(event) is h11.Request:
                 await self._answer(event)
@@ -161,6 +180,27 @@ class Connection:
                     return
             else:
                 return  # ConnectionClosed: the client closed between requests
+
+    def _shed(self, data: bytes | bytearray) -> bytes | None:
+        """The app's early refusal of `data` when it holds one whole POST and nothing more, in
+        HTTP/1.1, with a `Content-Length` body and no header that asks for more than an answer;
+        None to parse and serve it."""
+        if self._h11.trailing_data[0]:
+            return None
+        line_end = data.find(b"\r\n")
+        end = data.find(b"\r\n\r\n")
+        if end < 0 or line_end < 16 or data[line_end - 9 : line_end] != b" HTTP/1.1":
+            return None
+        if not data.startswith(b"POST "):
+            return None
+        head = bytes(data[line_end : end + 2]).lower()
+        lengths = _CONTENT_LENGTH.findall(head)
+        if len(lengths) != 1 or int(lengths[0]) != len(data) - end - 4 or _UNSHED.search(head):
+            return None
+        shed = self._site.shed
+        answer = None if shed is None else shed(b"POST", bytes(data[5 : line_end - 9]))
+        self._shed_passed = answer is None
+        return answer
 
     async def _answer(self, request: h11.Request) -> None:
         self._state = _ANSWERING
@@ -188,8 +228,9 @@ class Connection:
             "headers": request.headers,
             "client": self._client,
             "server": self._server,
-            "extensions": {"navarch.received": received},
+            "extensions": {"navarch.received": received, "navarch.shed": self._shed_passed},
         }
+        self._shed_passed = False
         try:
             await self._site.app(scope, self.receive, self.send)
         except Exception:

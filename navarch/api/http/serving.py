@@ -82,6 +82,7 @@ async def serve_http(
         keep_alive_timeout=config.keep_alive_timeout,
         max_header_bytes=config.max_header_bytes,
         scheme=scheme,
+        shed=getattr(app, "shed", None),
     )
     server = _Server(site, max_connections, tls)
     async with lifespan(app), trio.open_nursery() as connections:
