@@ -244,17 +244,27 @@ async def test_a_port_that_goes_down_makes_the_node_unhealthy_through_the_daemon
         with trio.fail_after(300):
             while (await node()).health is not m.HealthStatus.HEALTH_STATUS_HEALTHY:
                 await trio.sleep(5)
-        (path / "state").write_text("1: DOWN\n")
-        (path / "phys_state").write_text("2: Polling\n")
+        # Each file is replaced whole, as sysfs shows it: the check never reads one half written.
+        for name, text in (("state", "1: DOWN\n"), ("phys_state", "2: Polling\n")):
+            (path / f"{name}.new").write_text(text)
+            (path / f"{name}.new").replace(path / name)
+
+        def port_down(node: m.Node) -> list[m.HealthEvent]:
+            return [
+                e
+                for e in node.last_health_events
+                if e.type is m.HealthEventType.HEALTH_EVENT_TYPE_INFINIBAND
+            ]
+
+        # Waits for the check's report itself: while the worker thread reads sysfs the clock
+        # jumps on, and a slow machine can make the node look silent (also unhealthy) before it.
         with trio.fail_after(300):
-            while (await node()).health is not m.HealthStatus.HEALTH_STATUS_UNHEALTHY:
+            while not port_down(current := await node()):
                 await trio.sleep(5)
-        current = await node()
+            while current.health is not m.HealthStatus.HEALTH_STATUS_UNHEALTHY:
+                await trio.sleep(5)
+                current = await node()
         assert current.status is not m.NodeStatus.NODE_STATUS_ACTIVE
-        [event] = [
-            e
-            for e in current.last_health_events
-            if e.type is m.HealthEventType.HEALTH_EVENT_TYPE_INFINIBAND
-        ]
+        [event] = port_down(current)
         assert event.details["problem"] == "port_down"
         daemon.stop()
