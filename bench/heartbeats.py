@@ -12,11 +12,11 @@ node does, then runs the phases named by `--phases`, in that order:
   soon as the previous answer arrives; its rate is the saturation rate.
 - rate: open loop, `--rate` heartbeats/s offered in all, spread over the nodes.
 - overload: open loop at `--overload-rate` heartbeats/s (default twice the saturation phase's
-  rate) for `--overload-duration` seconds; counts the answers accepted (also per 10 s of the
-  phase), refused (HTTP 503 with the Connect code `unavailable` and `Retry-After`) and failed,
-  then asks the control plane whether any node was declared lost. Each node honours a refusal
-  as the daemon does: it sends none of its heartbeats that fall due before the Retry-After
-  (times a random 1 to 2), and the bench counts them as deferred.
+  rate) for `--overload-duration` seconds; counts the answers accepted, refused (HTTP 503 with
+  the Connect code `unavailable` and `Retry-After`) and failed, the first two also per 10 s of
+  the phase, then asks the control plane whether any node was declared lost. Each node honours
+  a refusal as the daemon does: it sends none of its heartbeats that fall due before the
+  Retry-After (times a random 1 to 2), and the bench counts them as deferred.
 - restart: every node heartbeats like a daemon (backing off with jitter and honouring
   Retry-After after a failure, never registering again); the bench stops the control plane with
   SIGTERM, starts it again on the same store and port, and measures the time until every node has
@@ -362,10 +362,13 @@ class Bench:
             f"p99 {_percentile(refused, 0.99) * 1000:.1f} ms; deferred by Retry-After "
             f"{self.deferred}"
         )
-        buckets = Counter(int(sent // 10) for sent, _, outcome in rows if outcome == clients.OK)
+        buckets = Counter((int(sent // 10), outcome) for sent, _, outcome in rows)
         print(
-            "  accepted/s by 10 s of the phase: "
-            + " ".join(f"{buckets[i] / 10:.0f}" for i in range(int(duration // 10)))
+            "  accepted/refused per s in each 10 s of the phase: "
+            + " ".join(
+                f"{buckets[i, clients.OK] / 10:.0f}/{buckets[i, clients.REFUSED] / 10:.0f}"
+                for i in range(int(duration // 10))
+            )
         )
         self.check_fleet("after overload")
 
