@@ -83,7 +83,7 @@ class Admission:
         max_in_flight: int = 4000,
         max_long_polls: int = 20_000,
         max_registrations: int = 50,
-        max_queue_delay: float = 0.5,
+        max_queue_delay: float = 0.25,
         meter: LoadMeter | None = None,
     ) -> None:
         self.max_in_flight = max_in_flight
@@ -94,7 +94,6 @@ class Admission:
         self.in_flight = {CALLS: 0, LONG_POLLS: 0, REGISTRATIONS: 0}
         self.refused: dict[str, int] = {}
         self._window_end = -math.inf
-        self._shed = 0  # refusals in this window
         # Refusals owed for waits past the limit: one is made each time this reaches 1.
         self._owed = 0.0
         self._replies: dict[tuple[str, int], Refusal] = {}
@@ -163,7 +162,6 @@ class Admission:
         if now >= self._window_end:
             self._roll(now)
         retry_after = self._hint
-        self._shed += 1
         self.refused[method] = self.refused.get(method, 0) + 1
         reply = self._replies.get((reason, retry_after))
         if reply is None:
@@ -195,13 +193,12 @@ class Admission:
     def _roll(self, now: float) -> None:
         """Starts a new window of `WINDOW` seconds at the first refusal past the last window. The
         Retry-After doubles when the last window (which had refusals) ended just now, up to
-        `MAX_RETRY_AFTER`, and halves for each whole window since then without a refusal."""
+        `MAX_RETRY_AFTER`, and halves for each `_QUIET` seconds since then without a refusal."""
         gap = now - self._window_end
         if gap < WINDOW:
             self._hint = min(MAX_RETRY_AFTER, self._hint * 2)
         else:
             self._hint = max(1, self._hint >> int(min(gap, 8 * _QUIET) / _QUIET))
-        self._shed = 0
         self._window_end = now + WINDOW
 
     def _reply(self, reason: str, retry_after: int) -> Refusal:
