@@ -204,7 +204,7 @@ class ControlPlaneApp:
 
     def shed(self, method: bytes, target: bytes) -> bytes | None:
         """The server's early refusal (`navarch.api.http.config.Shed`): the whole answer that
-        refuses an API call past the rate that admission control lets through, or None."""
+        refuses an API call that waited too long to run (`Admission.shed`), or None."""
         admission = self.admission
         if admission is None or method != b"POST" or not target.startswith(_SERVICE_PATH):
             return None

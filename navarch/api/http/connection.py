@@ -165,7 +165,7 @@ class Connection:
                     self._state = _HEADERS
                     self._scope.deadline = trio.current_time() + site.header_timeout
                 if site.shed is not None and h.their_state is h11.IDLE:
-                    answer = self._shed(data)
+                    answer = self._shed(site.shed, data)
                     if answer is not None:
                         await self._write(answer)
                         if self._gone or site.stopping:
@@ -181,10 +181,10 @@ class Connection:
             else:
                 return  # ConnectionClosed: the client closed between requests
 
-    def _shed(self, data: bytes | bytearray) -> bytes | None:
-        """The app's early refusal of `data` when it holds one whole POST and nothing more, in
-        HTTP/1.1, with a `Content-Length` body and no header that asks for more than an answer;
-        None to parse and serve it."""
+    def _shed(self, shed: Shed, data: bytes | bytearray) -> bytes | None:
+        """The app's early refusal (`shed`) of `data` when it holds one whole POST and nothing
+        more, in HTTP/1.1, with a `Content-Length` body and no header that asks for more than an
+        answer; None to parse and serve it."""
         if self._h11.trailing_data[0]:
             return None
         line_end = data.find(b"\r\n")
@@ -197,8 +197,7 @@ class Connection:
         lengths = _CONTENT_LENGTH.findall(head)
         if len(lengths) != 1 or int(lengths[0]) != len(data) - end - 4 or _UNSHED.search(head):
             return None
-        shed = self._site.shed
-        answer = None if shed is None else shed(b"POST", bytes(data[5 : line_end - 9]))
+        answer = shed(b"POST", bytes(data[5 : line_end - 9]))
         self._shed_passed = answer is None
         return answer
 
