@@ -23,8 +23,10 @@ node does, then runs the phases named by `--phases`, in that order:
   heartbeated since and is ACTIVE.
 
 Each phase prints one row: achieved rates, latency percentiles of the accepted requests and the
-server's CPU time. The clients write pre-encoded HTTP/1.1 requests on raw trio sockets, so that
-they cost the shared CPU little; they share the machine with the server.
+server's CPU time (the overload also per 10 s). The clients write pre-encoded HTTP/1.1 requests
+on raw trio sockets, so that they cost the shared CPU little; they share the machine with the
+server, at `--clients-nice` (10 by default), so that the server, not the fleet it stands in for,
+gets the CPU when both want it.
 
 To run it:
 
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import itertools
 import json
 import multiprocessing
 import os
@@ -185,7 +188,7 @@ class ControlPlane:
 class Fleet:
     """The client processes, each with its share of the nodes."""
 
-    def __init__(self, nodes: int, workers: int, host: str, port: int) -> None:
+    def __init__(self, nodes: int, workers: int, host: str, port: int, nice: int = 0) -> None:
         node_ids = [f"bench-{i:05d}" for i in range(nodes)]
         self.nodes = nodes
         self.pipes: list[Pipe] = []
@@ -196,6 +199,9 @@ class Fleet:
                 target=clients.run, args=(node_ids[w::workers], host, port, JOIN_TOKEN, child)
             )
             process.start()
+            assert process.pid is not None
+            if nice:
+                os.setpriority(os.PRIO_PROCESS, process.pid, nice)
             self.pipes.append(parent)
             self.processes.append(process)
 
@@ -257,6 +263,8 @@ class Bench:
         self.cpu_per_request: dict[str, float] = {}
         # The client processes' CPU time over the last phase.
         self.client_cpu = 0.0
+        # The server's CPU seconds in each 10 s of the last phase.
+        self.cpu_steps: list[float] = []
 
     def _run(
         self, command: tuple[object, ...], duration: float
@@ -269,6 +277,11 @@ class Bench:
         self.fleet.send(*command, start)
         time.sleep(max(0.0, start - time.time()))
         cpu, client_cpu = self.server.cpu_seconds(), self.fleet.cpu_seconds()
+        steps = [cpu]
+        for step in range(1, int(duration // 10) + 1):
+            time.sleep(max(0.0, start + step * 10 - time.time()))
+            steps.append(self.server.cpu_seconds())
+        self.cpu_steps = [after - before for before, after in itertools.pairwise(steps)]
         time.sleep(max(0.0, start + duration - time.time()))
         cpu = self.server.cpu_seconds() - cpu
         self.client_cpu = self.fleet.cpu_seconds() - client_cpu
@@ -364,10 +377,11 @@ class Bench:
         )
         buckets = Counter((int(sent // 10), outcome) for sent, _, outcome in rows)
         print(
-            "  accepted/refused per s in each 10 s of the phase: "
+            "  accepted/refused per s, server CPU, in each 10 s of the phase: "
             + " ".join(
                 f"{buckets[i, clients.OK] / 10:.0f}/{buckets[i, clients.REFUSED] / 10:.0f}"
-                for i in range(int(duration // 10))
+                f" {cpu / 10:.0%}"
+                for i, cpu in enumerate(self.cpu_steps)
             )
         )
         self.check_fleet("after overload")
@@ -483,6 +497,13 @@ def _arguments() -> argparse.Namespace:
     )
     parser.add_argument("--workers", type=int, default=2, help="client processes")
     parser.add_argument(
+        "--clients-nice",
+        type=int,
+        default=10,
+        help="the client processes' nice value: they stand in for remote machines, so the "
+        "server gets the CPU first (0 to share it evenly)",
+    )
+    parser.add_argument(
         "--connections", type=int, default=64, help="closed-loop connections of saturation"
     )
     parser.add_argument("--rate", type=float, help="heartbeats/s offered by the rate phase")
@@ -532,7 +553,8 @@ def main() -> None:
     empty = "empty" in args.phases
     timeout = "1d" if empty else f"{3 * args.interval:g}s"
     print(
-        f"nodes {args.nodes} ({per_worker} per client process, {args.workers} processes), "
+        f"nodes {args.nodes} ({per_worker} per client process, {args.workers} processes at "
+        f"nice {args.clients_nice}), "
         f"interval {args.interval:g}s, heartbeat_timeout {timeout}"
         + (" (longer than the run: no node goes lost in the empty phase)" if empty else "")
         + f", phases {','.join(args.phases)}, store {'postgresql' if args.store else 'sqlite'}; "
@@ -551,7 +573,7 @@ def main() -> None:
         server = ControlPlane(data, config, args.store)
         server.start()
         registering = time.monotonic()
-        fleet = Fleet(args.nodes, args.workers, server.host, server.port)
+        fleet = Fleet(args.nodes, args.workers, server.host, server.port, args.clients_nice)
         fleet.gather()
         print(f"{args.nodes} registrations in {time.monotonic() - registering:.1f} s", flush=True)
         bench = Bench(args, server, fleet)

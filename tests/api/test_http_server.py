@@ -195,6 +195,32 @@ async def test_pipelined_requests_are_answered_in_order_on_one_connection() -> N
         assert data.index(b"one") < data.index(b"two")
 
 
+async def test_many_pipelined_requests_do_not_hold_the_event_loop() -> None:
+    # Answers are written at once, without a checkpoint: the connection still lets other
+    # tasks run every few answers, so that one client's pipelined burst cannot stall the rest.
+    class Steps(trio.abc.Instrument):
+        def __init__(self) -> None:
+            self.count = 0
+
+        def before_task_step(self, task: trio.lowlevel.Task) -> None:
+            if task.name.endswith("._serve"):
+                self.count += 1
+
+    async with served(App()) as s:
+        stream = await s.connect()
+        steps = Steps()
+        trio.lowlevel.add_instrument(steps)
+        try:
+            await stream.send_all(
+                GET * 255 + GET.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+            )
+            data = await read_to_end(stream)
+        finally:
+            trio.lowlevel.remove_instrument(steps)
+        assert data.count(b"HTTP/1.1 200 ") == 256
+        assert steps.count >= 256 // 8
+
+
 async def test_a_client_that_expects_100_continue_is_told_to_send_its_body() -> None:
     async with served(App()) as s:
         stream = await s.connect()
@@ -337,6 +363,21 @@ async def test_headers_that_trickle_in_past_the_deadline_are_answered_408_and_cl
         stream = await s.connect()
         await stream.send_all(b"GET /echo HTTP/1.1\r\nHo")
         assert (await read_to_end(stream)).startswith(b"HTTP/1.1 408 ")
+
+
+async def test_a_later_request_whose_head_trickles_in_is_answered_408_after_its_deadline() -> None:
+    # On a kept-alive connection the header deadline counts from the next request's first byte,
+    # even though the server sets it only once the head needs a second read.
+    async with served(App(), header_timeout=0.3, keep_alive_timeout=30) as s:
+        stream = await s.connect()
+        await stream.send_all(GET)
+        await read_until(stream, b"\r\n\r\n")
+        await trio.sleep(0.4)  # longer than the header timeout, within the keep-alive
+        await stream.send_all(b"GET /echo HTTP/1.1\r\nHo")
+        started = trio.current_time()
+        data = await read_to_end(stream)
+        assert data.count(b"HTTP/1.1 408 ") == 1, data
+        assert 0.25 < trio.current_time() - started < 5
 
 
 async def test_a_body_that_trickles_in_past_the_deadline_is_answered_408_and_closed() -> None:

@@ -14,6 +14,10 @@ of the state it is in:
   the answer must be taken by the client within `body_timeout`, or the connection ends;
 - `_WAITING`: between requests, for at most `keep_alive_timeout`.
 
+Over plain TCP an answer is written to the socket at once when it fits the socket's buffer, as
+a small answer does, without a pass of trio's scheduler; the rest, and every write over TLS, goes
+through the stream.
+
 The app reads the socket only through `receive`: the body, and then, for an app that waits for
 `http.disconnect` (a live stream), the end of the connection. A pipelined request that arrives
 meanwhile waits in h11's buffer until the answer ends.
@@ -24,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 from typing import Any
 from urllib.parse import unquote
@@ -37,6 +42,8 @@ from navarch.api.http.config import App, Shed
 log = logging.getLogger("navarch.http")
 
 _RECEIVE_SIZE = 65536
+# Pipelined requests answered in a row before the connection lets other tasks run.
+_ANSWERS_PER_YIELD = 8
 
 _HANDSHAKE = 0
 _HEADERS = 1
@@ -82,9 +89,11 @@ class Connection:
         "_body_done",
         "_client",
         "_continue_owed",
+        "_fd",
         "_gone",
         "_h11",
         "_head",
+        "_headers_from",
         "_received",
         "_scope",
         "_server",
@@ -127,6 +136,12 @@ class Connection:
         self._waiter: trio.CancelScope | None = None
         # Set when the app's early refusal let the request that is parsed next through.
         self._shed_passed = False
+        # When the head of a request that arrived after a wait began to arrive, until its
+        # header deadline is set (`_serve`); None otherwise.
+        self._headers_from: float | None = None
+        # The socket's descriptor for writes made at once (`_write`); -1 over TLS, while the
+        # stream writes, and once the connection has closed.
+        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
 
     def stop_if_idle(self) -> None:
         """Closes the connection now if it waits between requests (the server stops)."""
@@ -155,29 +170,48 @@ class Connection:
     async def _serve(self) -> None:
         h = self._h11
         site = self._site
+        answered = 0
         while True:
             event = h.next_event()
             if event is h11.NEED_DATA:
+                answered = 0  # the read below yields
+                if self._headers_from is not None:
+                    # The request's head needs another read: from now on it has a deadline.
+                    self._scope.deadline = self._headers_from + site.header_timeout
+                    self._headers_from = None
                 data = await self._stream.receive_some(_RECEIVE_SIZE)
-                if self._state == _WAITING:
-                    if not data:
-                        return
-                    self._state = _HEADERS
-                    self._scope.deadline = trio.current_time() + site.header_timeout
+                waiting = self._state == _WAITING
+                if waiting and not data:
+                    return
                 if site.shed is not None and h.their_state is h11.IDLE:
+                    # A request refused early arrived whole: it needs no header deadline.
                     answer = self._shed(site.shed, data)
                     if answer is not None:
+                        self._state = _ANSWERING
                         await self._write(answer)
                         if self._gone or site.stopping:
                             return
                         self._state = _WAITING
                         self._scope.deadline = trio.current_time() + site.keep_alive_timeout
                         continue
+                if waiting:
+                    # The header deadline counts from this first byte; it is set only when the
+                    # head did not come whole in this read (a request that did is answered
+                    # at once, and a deadline set now would be removed by `_answer` again).
+                    self._state = _HEADERS
+                    self._headers_from = trio.current_time()
                 h.receive_data(bytes(data))
             elif type(event) is h11.Request:
                 await self._answer(event)
                 if not await self._next_cycle():
                     return
+                # An answer written at once does not yield to the scheduler: a client that
+                # pipelines many requests in one read would hold the event loop until all are
+                # answered. Every few answers without a read in between, other tasks run.
+                answered += 1
+                if answered >= _ANSWERS_PER_YIELD:
+                    answered = 0
+                    await trio.lowlevel.checkpoint()
             else:
                 return  # ConnectionClosed: the client closed between requests
 
@@ -203,6 +237,7 @@ class Connection:
 
     async def _answer(self, request: h11.Request) -> None:
         self._state = _ANSWERING
+        self._headers_from = None
         self._scope.deadline = math.inf
         received = trio.current_time()
         self._received = received
@@ -407,6 +442,23 @@ class Connection:
             raise RuntimeError(f"unexpected ASGI message {kind!r}")
 
     async def _write(self, data: bytes) -> None:
+        # Over plain TCP an answer almost always fits the socket's send buffer: it is written
+        # at once, without the reschedule that trio's send makes after every send (a pass of
+        # the scheduler per answer, measured in docs/performance.md). What does not fit, and
+        # every TLS write, goes through the stream.
+        fd = self._fd
+        if fd >= 0:
+            try:
+                sent = os.write(fd, data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                self._gone = True
+                return
+            if sent == len(data):
+                return
+            data = data[sent:]
+            self._fd = -1  # no write at once while the stream writes the rest
         # A client must take each part of an answer within `body_timeout`: one that stops
         # reading would otherwise hold the connection, and the app's call, for ever. The
         # connection's own scope carries the deadline, so no scope is opened per write; past it
@@ -419,6 +471,8 @@ class Connection:
             self._gone = True
         finally:
             scope.deadline = math.inf
+            if fd >= 0 and not self._gone:
+                self._fd = fd
 
     async def _refuse(self, answer: bytes) -> None:
         """Sends a last answer; a client that reads nothing cannot hold the connection."""
@@ -429,6 +483,7 @@ class Connection:
                 pass
 
     async def _close(self) -> None:
+        self._fd = -1
         stream = self._stream
         if isinstance(stream, trio.SSLStream):
             await trio.aclose_forcefully(stream)
