@@ -185,6 +185,19 @@ def post(path: str, body: bytes, *extra: bytes) -> bytes:
     return head + b"".join(extra) + b"\r\n" + body
 
 
+class _TaskSteps(trio.abc.Instrument):
+    """Counts the steps of the tasks whose name ends with `suffix`: how often they let others
+    run."""
+
+    def __init__(self, suffix: str) -> None:
+        self.suffix = suffix
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task.name.endswith(self.suffix):
+            self.steps += 1
+
+
 async def test_pipelined_requests_are_answered_in_order_on_one_connection() -> None:
     async with served(App()) as s:
         stream = await s.connect()
@@ -198,17 +211,9 @@ async def test_pipelined_requests_are_answered_in_order_on_one_connection() -> N
 async def test_many_pipelined_requests_do_not_hold_the_event_loop() -> None:
     # Answers are written at once, without a checkpoint: the connection still lets other
     # tasks run every few answers, so that one client's pipelined burst cannot stall the rest.
-    class Steps(trio.abc.Instrument):
-        def __init__(self) -> None:
-            self.count = 0
-
-        def before_task_step(self, task: trio.lowlevel.Task) -> None:
-            if task.name.endswith("._serve"):
-                self.count += 1
-
     async with served(App()) as s:
         stream = await s.connect()
-        steps = Steps()
+        steps = _TaskSteps("._serve")
         trio.lowlevel.add_instrument(steps)
         try:
             await stream.send_all(
@@ -218,7 +223,7 @@ async def test_many_pipelined_requests_do_not_hold_the_event_loop() -> None:
         finally:
             trio.lowlevel.remove_instrument(steps)
         assert data.count(b"HTTP/1.1 200 ") == 256
-        assert steps.count >= 256 // 8
+        assert steps.steps >= 256 // 8
 
 
 async def test_a_client_that_expects_100_continue_is_told_to_send_its_body() -> None:
@@ -482,17 +487,6 @@ def test_the_open_file_limit_is_raised_and_caps_the_connections() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-class _AcceptSteps(trio.abc.Instrument):
-    """Counts the steps of the server's accept loop."""
-
-    def __init__(self) -> None:
-        self.steps = 0
-
-    def before_task_step(self, task: trio.lowlevel.Task) -> None:
-        if task.name.endswith("_Server.accept"):
-            self.steps += 1
-
-
 async def test_connections_waiting_in_the_backlog_are_taken_in_one_step() -> None:
     # A busy server passes through trio's scheduler slowly; taking one connection a pass left
     # thousands of reconnecting clients in the backlog for tens of seconds.
@@ -501,7 +495,7 @@ async def test_connections_waiting_in_the_backlog_are_taken_in_one_step() -> Non
         waiting = [socket.create_connection(("127.0.0.1", s.port)) for _ in range(50)]
         clients = [trio.SocketStream(trio.socket.from_stdlib_socket(c)) for c in waiting]
         s.clients += clients
-        counter = _AcceptSteps()
+        counter = _TaskSteps("_Server.accept")
         trio.lowlevel.add_instrument(counter)
         await trio.testing.wait_all_tasks_blocked()
         trio.lowlevel.remove_instrument(counter)
